@@ -1,0 +1,529 @@
+#include "tools/zcplan_cli.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "planner/simulate.h"
+#include "planner/trace.h"
+
+namespace zcplan {
+namespace {
+
+// Relative to the runfiles root, where Bazel runs tests.
+constexpr char kHttpTrace[] = "tools/traces/http_server.trace";
+constexpr char kChunkedTrace[] = "tools/traces/chunked.trace";
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result Zcplan(const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = RunZcplan(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << "cannot open " << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string WriteTempFile(const std::string& name, const std::string& text) {
+  const std::string path = testing::TempDir() + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// The number after `"key": ` at or after `from` in a JSON text.
+double JsonNumber(const std::string& json, const std::string& key,
+                  size_t from = 0) {
+  const std::string needle = absl::StrCat("\"", key, "\": ");
+  const size_t at = json.find(needle, from);
+  EXPECT_NE(at, std::string::npos) << key;
+  if (at == std::string::npos) return -1;
+  const size_t begin = at + needle.size();
+  const size_t end = json.find_first_of(",}", begin);
+  double value = -1;
+  EXPECT_TRUE(absl::SimpleAtod(json.substr(begin, end - begin), &value))
+      << json.substr(begin, end - begin);
+  return value;
+}
+
+TEST(ZcplanPlanTest, SeedExampleTable) {
+  const Result r =
+      Zcplan({"plan", "--threshold=16K", "4K", "4K", "16K", "32K", "2K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out,
+            "options: threshold 16K, copy op writev, at most 1024 iovecs and "
+            "2147479552 bytes per op, 64 ops per chain, gap off\n"
+            "\n"
+            "batch 1: 5 iovecs, 58K (59392 bytes) -> 3 ops in 1 chain\n"
+            "  writev[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K]\n"
+            "\n"
+            "  chain  op          iovecs  offset  bytes         linked\n"
+            "      0  writev      0..1         0     8K   8192  yes\n"
+            "      0  sendmsg_zc  2..3         0    48K  49152  yes\n"
+            "      0  send        4            0     2K   2048  no\n");
+}
+
+TEST(ZcplanPlanTest, SeedExampleJsonIsExact) {
+  const Result r = Zcplan({"plan", "--threshold", "16K", "--format", "json",
+                           "4K", "4K", "16K", "32K", "2K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out,
+            "{\"batch\": 1, \"iovecs\": 5, \"bytes\": 59392, \"chains\": 1, "
+            "\"ops\": ["
+            "{\"op\": \"writev\", \"first_iov\": 0, \"iov_count\": 2, "
+            "\"offset\": 0, \"bytes\": 8192, \"linked\": true, \"chain\": 0}, "
+            "{\"op\": \"sendmsg_zc\", \"first_iov\": 2, \"iov_count\": 2, "
+            "\"offset\": 0, \"bytes\": 49152, \"linked\": true, \"chain\": 0}, "
+            "{\"op\": \"send\", \"first_iov\": 4, \"iov_count\": 1, "
+            "\"offset\": 0, \"bytes\": 2048, \"linked\": false, \"chain\": 0}"
+            "]}\n");
+}
+
+TEST(ZcplanPlanTest, FlagValueMayFollowAsNextArgument) {
+  const Result joined =
+      Zcplan({"plan", "--threshold=4K", "--copy-op=sendmsg", "--max-iovs=2",
+              "--gap=16", "1K", "1K", "1K", "8K"});
+  const Result split =
+      Zcplan({"plan", "--threshold", "4K", "--copy-op", "sendmsg", "--max-iovs",
+              "2", "--gap", "16", "1K", "1K", "1K", "8K"});
+  EXPECT_EQ(joined.code, 0);
+  EXPECT_EQ(joined.out, split.out);
+  EXPECT_TRUE(absl::StrContains(joined.out, "sendmsg[1K,1K] -> send[1K]"))
+      << joined.out;
+}
+
+TEST(ZcplanPlanTest, SizesMaySpanArgumentsAndCommas) {
+  const Result r = Zcplan({"plan", "4K,4K", "16K", "32K,2K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "  writev[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K]\n"))
+      << r.out;
+}
+
+TEST(ZcplanPlanTest, ThresholdNeverCopiesEverything) {
+  const Result r =
+      Zcplan({"plan", "--threshold=never", "4K", "4K", "16K", "32K", "2K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(r.out, "  writev[4K,4K,16K,32K,2K]\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "threshold never")) << r.out;
+}
+
+TEST(ZcplanPlanTest, ThresholdZeroSendsEverythingZeroCopy) {
+  const Result r = Zcplan({"plan", "--threshold=0", "4K", "4K", "2K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(r.out, "  sendmsg_zc[4K,4K,2K]\n")) << r.out;
+}
+
+TEST(ZcplanPlanTest, GapJoinsChunkFramingIntoOneZeroCopyOp) {
+  const std::vector<std::string> sizes = {"231", "6", "32K", "8",
+                                          "32K", "8", "16K", "7"};
+  std::vector<std::string> args = {"plan"};
+  args.insert(args.end(), sizes.begin(), sizes.end());
+  const Result without = Zcplan(args);
+  args.insert(args.begin() + 1, "--gap=16");
+  const Result with = Zcplan(args);
+  EXPECT_EQ(without.code, 0);
+  EXPECT_EQ(with.code, 0);
+  EXPECT_TRUE(absl::StrContains(without.out,
+                                "  writev[231,6] -> send_zc[32K] -> send[8] "
+                                "-> send_zc[32K] -> send[8] -> send_zc[16K] "
+                                "-> send[7]\n"))
+      << without.out;
+  EXPECT_TRUE(absl::StrContains(
+      with.out, "  writev[231,6] -> sendmsg_zc[32K,8,32K,8,16K] -> send[7]\n"))
+      << with.out;
+  EXPECT_TRUE(absl::StrContains(with.out, "gap 16\n")) << with.out;
+}
+
+TEST(ZcplanPlanTest, MaxOpsSplitsBatchIntoChainsWithAbsoluteIovIndices) {
+  const Result r = Zcplan({"plan", "--max-ops=2", "--format=json", "4K", "4K",
+                           "16K", "32K", "2K", "1K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(
+      r.out,
+      "{\"batch\": 1, \"iovecs\": 6, \"bytes\": 60416, \"chains\": 2, "
+      "\"ops\": ["
+      "{\"op\": \"writev\", \"first_iov\": 0, \"iov_count\": 2, "
+      "\"offset\": 0, \"bytes\": 8192, \"linked\": true, \"chain\": 0}, "
+      "{\"op\": \"sendmsg_zc\", \"first_iov\": 2, \"iov_count\": 2, "
+      "\"offset\": 0, \"bytes\": 49152, \"linked\": false, \"chain\": 0}, "
+      "{\"op\": \"writev\", \"first_iov\": 4, \"iov_count\": 2, "
+      "\"offset\": 0, \"bytes\": 3072, \"linked\": false, \"chain\": 1}"
+      "]}\n");
+  const Result table =
+      Zcplan({"plan", "--max-ops=2", "4K", "4K", "16K", "32K", "2K", "1K"});
+  EXPECT_TRUE(absl::StrContains(
+      table.out,
+      "  chain 0: writev[4K,4K] -> sendmsg_zc[16K,32K]\n  chain 1: "
+      "writev[2K,1K]\n"))
+      << table.out;
+}
+
+TEST(ZcplanPlanTest, MaxBytesSplitsInsideAnIovecWithOffset) {
+  const Result r = Zcplan({"plan", "--max-bytes=20K", "--format=json", "48K"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(
+      r.out,
+      "{\"op\": \"send_zc\", \"first_iov\": 0, \"iov_count\": 1, "
+      "\"offset\": 20480, \"bytes\": 20480, \"linked\": true, \"chain\": 0}"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"offset\": 40960, \"bytes\": 8192"))
+      << r.out;
+}
+
+TEST(ZcplanPlanTest, ZeroSizedBatchHasNothingToSend) {
+  const Result r = Zcplan({"plan", "0", "0"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(r.out, "0 ops in 0 chains\n  nothing to send"))
+      << r.out;
+}
+
+TEST(ZcplanPlanTest, TraceFileGivesOneJsonLinePerBatchWithLineNumbers) {
+  const std::string path = WriteTempFile(
+      "plan.trace", "# two batches\n4K 4K 16K\n\n2K, 32K  # trailing\n");
+  const Result r = Zcplan({"plan", "--trace", path, "--format=json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(
+      r.out,
+      "{\"batch\": 1, \"line\": 2, \"iovecs\": 3, \"bytes\": 24576, "
+      "\"chains\": 1, \"ops\": ["
+      "{\"op\": \"writev\", \"first_iov\": 0, \"iov_count\": 2, "
+      "\"offset\": 0, \"bytes\": 8192, \"linked\": true, \"chain\": 0}, "
+      "{\"op\": \"send_zc\", \"first_iov\": 2, \"iov_count\": 1, "
+      "\"offset\": 0, \"bytes\": 16384, \"linked\": false, \"chain\": 0}]}\n"
+      "{\"batch\": 2, \"line\": 4, \"iovecs\": 2, \"bytes\": 34816, "
+      "\"chains\": 1, \"ops\": ["
+      "{\"op\": \"send\", \"first_iov\": 0, \"iov_count\": 1, "
+      "\"offset\": 0, \"bytes\": 2048, \"linked\": true, \"chain\": 0}, "
+      "{\"op\": \"send_zc\", \"first_iov\": 1, \"iov_count\": 1, "
+      "\"offset\": 0, \"bytes\": 32768, \"linked\": false, \"chain\": 0}]}\n");
+
+  const Result table = Zcplan({"plan", "--trace=" + path});
+  EXPECT_EQ(table.code, 0);
+  EXPECT_TRUE(absl::StrContains(table.out, "batch 2 (line 4): 2 iovecs"))
+      << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "\ntotal: 2 batches, 2 chains"))
+      << table.out;
+}
+
+TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
+  absl::StatusOr<std::vector<TraceBatch>> http =
+      ParseTrace(ReadFileOrDie(kHttpTrace));
+  ASSERT_TRUE(http.ok()) << http.status();
+  EXPECT_GE(http->size(), 20u);
+  EXPECT_LE(http->size(), 40u);
+  bool has_large = false;
+  for (const TraceBatch& b : *http) {
+    EXPECT_GE(b.sizes[0], 200u) << "header, line " << b.line;
+    EXPECT_LE(b.sizes[0], 600u) << "header, line " << b.line;
+    for (uint64_t s : b.sizes) has_large |= s >= 16 * 1024;
+  }
+  EXPECT_TRUE(has_large);
+
+  absl::StatusOr<std::vector<TraceBatch>> chunked =
+      ParseTrace(ReadFileOrDie(kChunkedTrace));
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  EXPECT_GE(chunked->size(), 10u);
+  int terminators = 0;
+  for (const TraceBatch& b : *chunked) terminators += b.sizes.back() == 7;
+  EXPECT_GE(terminators, 10);
+
+  // The chunked trace is where the gap knob pays.
+  PlanOptions options;
+  const uint64_t threshold[] = {16 * 1024};
+  absl::StatusOr<Simulation> no_gap =
+      Simulate(*chunked, threshold, options, CostWeights());
+  options.zc_gap_bytes = 16;
+  absl::StatusOr<Simulation> gap =
+      Simulate(*chunked, threshold, options, CostWeights());
+  ASSERT_TRUE(no_gap.ok() && gap.ok());
+  EXPECT_LT(gap->results[0].cost.ops() * 2, no_gap->results[0].cost.ops());
+}
+
+TEST(ZcplanPlanTest, PlansBothSampleTraces) {
+  for (const char* trace : {kHttpTrace, kChunkedTrace}) {
+    const Result r = Zcplan({"plan", "--trace", trace, "--format=json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    absl::StatusOr<std::vector<TraceBatch>> batches =
+        ParseTrace(ReadFileOrDie(trace));
+    ASSERT_TRUE(batches.ok());
+    const std::vector<std::string> lines = Lines(r.out);
+    ASSERT_EQ(lines.size(), batches->size()) << trace;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_TRUE(absl::StartsWith(
+          lines[i], absl::StrCat("{\"batch\": ", i + 1,
+                                 ", \"line\": ", (*batches)[i].line, ", ")))
+          << lines[i];
+      EXPECT_TRUE(absl::EndsWith(lines[i], "}]}")) << lines[i];
+    }
+  }
+}
+
+// The threshold Simulate() ranks best for the sample trace.
+uint64_t LibraryBest(const char* trace, absl::Span<const uint64_t> thresholds,
+                     const PlanOptions& options = PlanOptions()) {
+  absl::StatusOr<std::vector<TraceBatch>> batches =
+      ParseTrace(ReadFileOrDie(trace));
+  EXPECT_TRUE(batches.ok());
+  absl::StatusOr<Simulation> sim =
+      Simulate(*batches, thresholds, options, CostWeights());
+  EXPECT_TRUE(sim.ok());
+  return sim->results[sim->best].threshold;
+}
+
+TEST(ZcplanSimulateTest, TableMarksTheBestThresholdOfTheCostModel) {
+  const uint64_t thresholds[] = {1024, 4096, 16384, 65536, PlanOptions::kNever};
+  for (const char* trace : {kHttpTrace, kChunkedTrace}) {
+    const Result r = Zcplan(
+        {"simulate", "--trace", trace, "--thresholds", "1K,4K,16K,64K,never"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    const uint64_t best = LibraryBest(trace, thresholds);
+    const std::string best_name = best == 1024    ? "1K"
+                                  : best == 4096  ? "4K"
+                                  : best == 16384 ? "16K"
+                                  : best == 65536 ? "64K"
+                                                  : "never";
+    EXPECT_TRUE(absl::StrContains(
+        r.out, absl::StrCat("\nbest (* above, lowest estimated cost): "
+                            "threshold ",
+                            best_name, "\n")))
+        << r.out;
+    int marked = 0;
+    for (const std::string& line : Lines(r.out)) {
+      if (!absl::StartsWith(line, "*")) continue;
+      ++marked;
+      EXPECT_TRUE(absl::StrContains(line, absl::StrCat(" ", best_name, " ")))
+          << line;
+      EXPECT_TRUE(absl::EndsWith(line, " best")) << line;
+    }
+    EXPECT_EQ(marked, 1) << r.out;
+    // One row per threshold below the header.
+    for (const char* name : {" 1K ", " 4K ", " 16K ", " 64K ", " never "}) {
+      EXPECT_TRUE(absl::StrContains(r.out, name)) << name;
+    }
+  }
+}
+
+TEST(ZcplanSimulateTest, SaysWhichWeightsWereUsedAndThatTheyAreUncalibrated) {
+  const Result r = Zcplan({"simulate", "--trace", kHttpTrace});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.out,
+      "\nweights: per_op=1500 per_zc_op=800 per_copy_byte=0.2 per_zc_byte=0 "
+      "per_copy_iov=20 per_zc_iov=200 per_pinned_page=50 page_size=4096\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "default weights, rough uncalibrated"))
+      << r.out;
+
+  const Result set =
+      Zcplan({"simulate", "--trace", kHttpTrace, "--per-op=100"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_TRUE(absl::StrContains(set.out, "weights: per_op=100 ")) << set.out;
+  EXPECT_TRUE(absl::StrContains(set.out, "weights not set by a flag"))
+      << set.out;
+}
+
+TEST(ZcplanSimulateTest, JsonNamesTheBestThreshold) {
+  const Result r = Zcplan({"simulate", "--trace", kChunkedTrace, "--thresholds",
+                           "1K..64K,never", "--format=json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const uint64_t thresholds[] = {1024,  2048,  4096,  8192,
+                                 16384, 32768, 65536, PlanOptions::kNever};
+  const uint64_t best = LibraryBest(kChunkedTrace, thresholds);
+  ASSERT_NE(best, PlanOptions::kNever);
+  EXPECT_EQ(JsonNumber(r.out, "best_threshold"), best);
+  EXPECT_EQ(JsonNumber(r.out, "batches"), 22);
+  size_t rows = 0;
+  size_t best_rows = 0;
+  for (const std::string& line : Lines(r.out)) {
+    if (!absl::StartsWith(line, "  {\"threshold\": ")) continue;
+    ++rows;
+    if (absl::StrContains(line, "\"best\": true")) {
+      ++best_rows;
+      EXPECT_EQ(JsonNumber(line, "threshold"), best);
+    }
+  }
+  EXPECT_EQ(rows, 8u);
+  EXPECT_EQ(best_rows, 1u);
+  EXPECT_TRUE(absl::StrContains(r.out, "{\"threshold\": \"never\", ")) << r.out;
+  for (const char* field :
+       {"\"ops_by_kind\": {\"writev\": ", "\"bytes_copied\": ",
+        "\"bytes_zero_copy\": ", "\"iovs_copied\": ", "\"iovs_zero_copy\": ",
+        "\"pages_pinned\": ", "\"cost\": ", "\"ops_per_batch\": ",
+        "\"defaults\": true"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, field)) << field;
+  }
+}
+
+TEST(ZcplanSimulateTest, RangeDoublesUpToTheBound) {
+  const Result r = Zcplan(
+      {"simulate", "--thresholds=1K..7K,16K", "--format", "json", "4K", "16K"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<double> got;
+  for (const std::string& line : Lines(r.out)) {
+    if (absl::StartsWith(line, "  {\"threshold\": ")) {
+      got.push_back(JsonNumber(line, "threshold"));
+    }
+  }
+  EXPECT_EQ(got, (std::vector<double>{1024, 2048, 4096, 16384}));
+}
+
+TEST(ZcplanSimulateTest, GapLowersTheCostOfTheChunkedTrace) {
+  const Result without = Zcplan({"simulate", "--trace", kChunkedTrace,
+                                 "--thresholds=16K", "--format=json"});
+  const Result with =
+      Zcplan({"simulate", "--trace", kChunkedTrace, "--thresholds=16K",
+              "--format=json", "--gap", "16"});
+  ASSERT_EQ(without.code, 0);
+  ASSERT_EQ(with.code, 0);
+  EXPECT_EQ(JsonNumber(with.out, "zc_gap_bytes"), 16);
+  EXPECT_LT(JsonNumber(with.out, "cost"), JsonNumber(without.out, "cost"));
+}
+
+class ZcplanHelpTest : public testing::TestWithParam<std::vector<std::string>> {
+};
+
+TEST_P(ZcplanHelpTest, PrintsUsageToStdoutAndExitsZero) {
+  const Result r = Zcplan(GetParam());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out, ZcplanUsage());
+  EXPECT_TRUE(absl::StartsWith(r.out, "usage: zcplan plan ")) << r.out;
+  for (const char* flag :
+       {"--trace", "--threshold", "--copy-op", "--max-iovs", "--max-bytes",
+        "--max-ops", "--gap", "--format", "--thresholds", "JSON Lines"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, flag)) << flag;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllForms, ZcplanHelpTest,
+    testing::Values(std::vector<std::string>{"--help"},
+                    std::vector<std::string>{"-h"},
+                    std::vector<std::string>{"help"},
+                    std::vector<std::string>{"plan", "--help"},
+                    std::vector<std::string>{"simulate", "-h"},
+                    std::vector<std::string>{"plan", "12Q", "--help"}));
+
+// Exit 2, exactly one line on stderr naming the problem, nothing on stdout.
+void ExpectBadInput(const std::vector<std::string>& args,
+                    const std::string& expected) {
+  SCOPED_TRACE(absl::StrJoin(args, " "));
+  const Result r = Zcplan(args);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcplan: ")) << r.err;
+  EXPECT_TRUE(absl::EndsWith(r.err, "\n")) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, expected)) << r.err;
+}
+
+struct BadInput {
+  std::vector<std::string> args;
+  std::string expected;  // In the error line.
+};
+
+void PrintTo(const BadInput& input, std::ostream* os) {
+  *os << "zcplan " << absl::StrJoin(input.args, " ");
+}
+
+class ZcplanBadInputTest : public testing::TestWithParam<BadInput> {};
+
+TEST_P(ZcplanBadInputTest, ExitsTwoWithOneLineOnStderrAndNothingOnStdout) {
+  ExpectBadInput(GetParam().args, GetParam().expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllCases, ZcplanBadInputTest,
+    testing::ValuesIn(std::vector<BadInput>{
+        {{}, "no command given"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"plan", "--bogus", "4K"}, "unknown flag '--bogus' for 'plan'"},
+        {{"plan", "--bogus=1", "4K"}, "unknown flag '--bogus' for 'plan'"},
+        {{"plan", "-x", "4K"}, "unknown flag '-x'"},
+        {{"simulate", "--threshold=4K", "4K"},
+         "unknown flag '--threshold' for 'simulate'"},
+        {{"plan", "--thresholds=4K", "4K"},
+         "unknown flag '--thresholds' for 'plan'"},
+        {{"plan", "4K", "--threshold"}, "flag --threshold needs a value"},
+        {{"plan", "--threshold", "--format=json", "4K"},
+         "flag --threshold needs a value"},
+        {{"plan", "--trace"}, "flag --trace needs a value"},
+        {{"plan", "12Q"}, "bad size '12Q'"},
+        {{"plan", "4K", "-4"}, "bad size '-4': sizes cannot be negative"},
+        {{"plan", "--threshold=abc", "4K"}, "--threshold: bad size 'abc'"},
+        {{"plan", "--threshold=-1", "4K"}, "bad size '-1'"},
+        {{"plan", "--copy-op=splice", "4K"}, "unknown copy op 'splice'"},
+        {{"plan", "--format=xml", "4K"}, "unknown format 'xml'"},
+        {{"plan", "--max-iovs=abc", "4K"}, "--max-iovs: bad number 'abc'"},
+        {{"plan", "--max-iovs=-1", "4K"}, "bad number '-1'"},
+        {{"plan", "--max-ops=99999999999", "4K"}, "bad number '99999999999'"},
+        {{"plan", "--max-bytes=1X", "4K"}, "--max-bytes: bad size '1X'"},
+        {{"plan", "--gap=huge", "4K"}, "--gap: bad size 'huge'"},
+        {{"plan", "--max-iovs=0", "4K"}, "max_iovs_per_op is 0"},
+        {{"plan", "--max-iovs=1025", "4K"}, "max_iovs_per_op is 1025"},
+        {{"plan", "--max-bytes=3G", "4K"}, "max_bytes_per_op is 3221225472"},
+        {{"simulate", "--max-ops=40000", "4K"}, "max_ops_per_chain is 40000"},
+        {{"plan"}, "no sizes given"},
+        {{"plan", "--threshold=4K"}, "no sizes given"},
+        {{"plan", "--trace", "/nonexistent/x.trace"},
+         "cannot read trace file '/nonexistent/x.trace': No such file"},
+        {{"simulate", "--thresholds=1K,abc", "4K"},
+         "--thresholds: bad size 'abc'"},
+        {{"simulate", "--thresholds=64K..1K", "4K"}, "bad range '64K..1K'"},
+        {{"simulate", "--thresholds=0..1K", "4K"}, "bad range '0..1K'"},
+        {{"simulate", "--thresholds=,", "4K"}, "no thresholds given"},
+        {{"simulate", "--per-op=x", "4K"}, "--per-op: bad weight 'x'"},
+        {{"simulate", "--per-zc-iov=-1", "4K"}, "CostWeights.per_zc_iov is -1"},
+        {{"simulate", "--page-size=3000", "4K"},
+         "CostWeights.page_size is 3000"},
+        {{"plan", "4K\n4K"}, "bad size '4K 4K'"},
+        {{"plan", "9223372036854775807"}, "needs more than 1048576 ops"},
+        {{"simulate", "--max-bytes=1", "2M"},
+         "needs more than 1048576 ops of at most --max-bytes=1 bytes"},
+    }));
+
+TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
+  const std::string empty = WriteTempFile("empty.trace", "# nothing\n\n");
+  const std::string bad_line =
+      WriteTempFile("bad_line.trace", "4K 4K\n# ok\n16K 12Q\n");
+  ExpectBadInput({"simulate", "--trace", empty},
+                 empty + ": the trace holds no batch");
+  ExpectBadInput({"plan", "--trace", bad_line},
+                 bad_line + ": line 3: bad size '12Q'");
+  ExpectBadInput({"plan", "--trace", bad_line, "4K"},
+                 "give sizes or --trace, not both");
+  ExpectBadInput({"plan", "--trace", testing::TempDir()},
+                 "cannot read trace file");
+}
+
+}  // namespace
+}  // namespace zcplan

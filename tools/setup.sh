@@ -1,0 +1,61 @@
+#!/bin/bash
+# Installs the Debian 12 packages that zcplan's build and CI need.
+#
+# Idempotent: when everything is installed already it does nothing (and
+# prints nothing). Otherwise it installs what is missing, running
+# `apt-get update` only if the package lists are too old to find it.
+# Run as root (or with sudo available).
+
+set -euo pipefail
+
+readonly PACKAGES=(
+  bazel-bootstrap     # Bazel 4.2.3
+  bazel-platforms     # @platforms, see tools/workspace/platforms
+  bazel-rules-java    # @rules_java, see tools/workspace/rules_java
+  g++                 # the default compiler
+  pkg-config          # finds the libraries below
+  libabsl-dev         # @com_google_absl
+  libgtest-dev        # @com_google_googletest
+  libgmock-dev        # @com_google_googletest (//:gtest includes gmock)
+  libbenchmark-dev    # @com_github_google_benchmark
+  liburing-dev        # @liburing
+  clang               # --config=fuzz
+  libclang-rt-14-dev  # libFuzzer and clang's sanitizer runtimes
+  lld                 # --config=fuzz links with lld
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null ||
+    true)"
+  if [[ "${status}" != "installed" ]]; then
+    missing+=("${package}")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+sudo=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if ! command -v sudo >/dev/null; then
+    echo "$0: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+fi
+
+echo "$0: installing ${missing[*]}" >&2
+log="$(mktemp)"
+trap 'rm -f "${log}"' EXIT
+install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${missing[@]}")
+if ! "${install[@]}" >"${log}" 2>&1; then
+  # Most likely empty or stale package lists (a fresh container).
+  if ! { "${sudo[@]}" apt-get update -q && "${install[@]}"; } >"${log}" 2>&1
+  then
+    cat "${log}" >&2
+    echo "$0: apt-get failed" >&2
+    exit 1
+  fi
+fi

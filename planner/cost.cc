@@ -1,6 +1,5 @@
 #include "planner/cost.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -63,29 +62,27 @@ PlanCost EstimateCost(absl::Span<const struct iovec> queue, const Plan& plan,
   for (const Op& op : plan.ops()) {
     ++c.ops_by_kind[static_cast<int>(op.kind)];
     const bool zc = IsZeroCopy(op.kind);
-    uint64_t left = op.bytes;
-    uint64_t off = op.offset;
     uint64_t iovs = 0;
-    for (uint32_t j = op.first_iov; left > 0; ++j, off = 0) {
-      const uint64_t piece = std::min<uint64_t>(queue[j].iov_len - off, left);
-      if (piece == 0) continue;
+    ForEachPiece(queue, op, [&](uint32_t j, uint64_t off, uint64_t length) {
+      if (length == 0) return;
       ++iovs;
-      left -= piece;
       if (zc) {
-        const uint64_t start =
-            reinterpret_cast<uintptr_t>(queue[j].iov_base) + off;
-        c.pages_pinned +=
-            (start + piece - 1) / w.page_size - start / w.page_size + 1;
+        // Pages from the one holding the first byte to the one holding the
+        // last; only the start's offset into its page matters, so no sum can
+        // overflow whatever the base address.
+        const uint64_t in_page =
+            (reinterpret_cast<uintptr_t>(queue[j].iov_base) + off) %
+            w.page_size;
+        c.pages_pinned += (in_page + length - 1) / w.page_size + 1;
       }
-    }
+    });
     (zc ? c.bytes_zero_copy : c.bytes_copied) += op.bytes;
     (zc ? c.iovs_zero_copy : c.iovs_copied) += iovs;
   }
   c.cost = w.per_op * c.ops() + w.per_zc_op * c.zero_copy_ops() +
            w.per_copy_byte * c.bytes_copied +
-           w.per_zc_byte * c.bytes_zero_copy +
-           w.per_copy_iov * c.iovs_copied + w.per_zc_iov * c.iovs_zero_copy +
-           w.per_pinned_page * c.pages_pinned;
+           w.per_zc_byte * c.bytes_zero_copy + w.per_copy_iov * c.iovs_copied +
+           w.per_zc_iov * c.iovs_zero_copy + w.per_pinned_page * c.pages_pinned;
   return c;
 }
 

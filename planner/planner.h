@@ -122,6 +122,29 @@ struct Op {
   friend bool operator!=(const Op& a, const Op& b) { return !(a == b); }
 };
 
+// Calls `fn(iov_index, offset, length)` for each iovec in `op`'s range, in
+// order: `length` bytes starting `offset` bytes into `queue[iov_index]` are
+// what that iovec contributes to the op. `offset` is `op.offset` for the first
+// iovec and 0 for the others; the last may be sent only in part. A zero-length
+// iovec inside the range is visited with `length` 0 (it is still one of the
+// op's iovecs), so there are exactly `op.iov_count` calls.
+//
+// Requires: `op` was planned from `queue` (with the same indexing), so that its
+// range lies inside `queue` and its `bytes` fit in it. `fn` is called inline;
+// nothing is allocated.
+template <typename Fn>
+void ForEachPiece(absl::Span<const struct iovec> queue, const Op& op, Fn&& fn) {
+  uint64_t left = op.bytes;
+  uint64_t offset = op.offset;
+  const uint32_t end = op.first_iov + op.iov_count;
+  for (uint32_t j = op.first_iov; j < end; ++j, offset = 0) {
+    const uint64_t available = queue[j].iov_len - offset;
+    const uint64_t length = available < left ? available : left;
+    left -= length;
+    fn(j, offset, length);
+  }
+}
+
 // A planned chain: a value, reused across calls to `PlanChain` so that
 // planning in steady state does not allocate.
 class Plan {

@@ -1,5 +1,7 @@
 #include "planner/simulate.h"
 
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 
 namespace zcplan {
@@ -10,36 +12,83 @@ std::vector<struct iovec> MakeSyntheticQueue(absl::Span<const uint64_t> sizes,
   queue.reserve(sizes.size());
   uintptr_t next = page_size;  // Never 0: a null base means "no buffer".
   for (uint64_t size : sizes) {
+    uintptr_t end;
+    if (__builtin_add_overflow(next, size, &end)) next = page_size;
     queue.push_back({reinterpret_cast<void*>(next), size});
-    next += (size + page_size - 1) / page_size * page_size + page_size;
+    // Past the buffer's last page, then one free page.
+    const uint64_t step =
+        (size / page_size + (size % page_size != 0) + 1) * page_size;
+    if (__builtin_add_overflow(next, step, &next)) next = page_size;
   }
   return queue;
 }
 
 absl::Status ForEachChain(
     absl::Span<const struct iovec> queue, const PlanOptions& options,
-    Plan* scratch, absl::FunctionRef<void(const Plan&, size_t)> on_chain) {
+    Plan* scratch, absl::FunctionRef<bool(const Plan&, size_t)> on_chain) {
   size_t base = 0;
   uint64_t offset = 0;
   while (true) {
     absl::Status s = PlanChain(queue.subspan(base), offset, options, scratch);
     if (!s.ok()) return s;
-    if (!scratch->ops().empty()) on_chain(*scratch, base);
+    if (!scratch->ops().empty() && !on_chain(*scratch, base)) {
+      return absl::OkStatus();
+    }
     if (scratch->complete()) return absl::OkStatus();
     base += scratch->end_iov();
     offset = scratch->end_offset();
   }
 }
 
+uint64_t MinOpsToSend(absl::Span<const uint64_t> sizes,
+                      const PlanOptions& options) {
+  const uint64_t max = options.max_bytes_per_op;
+  uint64_t whole = 0;      // Full ops, summed per buffer.
+  uint64_t remainder = 0;  // The bytes left over, each part below `max`.
+  for (uint64_t size : sizes) {
+    if (__builtin_add_overflow(whole, size / max, &whole)) return UINT64_MAX;
+    remainder += size % max;  // Below 2 * max: cannot overflow.
+    if (remainder >= max) {
+      remainder -= max;
+      if (__builtin_add_overflow(whole, 1, &whole)) return UINT64_MAX;
+    }
+  }
+  if (remainder > 0 && __builtin_add_overflow(whole, 1, &whole)) {
+    return UINT64_MAX;
+  }
+  return whole;
+}
+
+absl::Status CheckTraceWork(absl::Span<const TraceBatch> trace,
+                            const PlanOptions& options, uint64_t max_ops) {
+  uint64_t ops = 0;
+  for (size_t b = 0; b < trace.size(); ++b) {
+    const uint64_t batch_ops = MinOpsToSend(trace[b].sizes, options);
+    if (__builtin_add_overflow(ops, batch_ops, &ops)) ops = UINT64_MAX;
+    if (ops <= max_ops) continue;
+    const int line = trace[b].line;
+    return absl::InvalidArgumentError(absl::StrCat(
+        line > 0 ? absl::StrCat("line ", line) : absl::StrCat("batch ", b + 1),
+        b == 0 ? ": the batch needs" : ": the batches up to here need",
+        " at least ", ops, " ops of at most ", options.max_bytes_per_op,
+        " bytes (max_bytes_per_op), more than the limit of ", max_ops, " ops"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Simulation> Simulate(absl::Span<const TraceBatch> trace,
                                     absl::Span<const uint64_t> thresholds,
                                     const PlanOptions& options,
-                                    const CostWeights& weights) {
+                                    const CostWeights& weights,
+                                    uint64_t max_ops) {
   if (thresholds.empty()) {
     return absl::InvalidArgumentError("Simulate: no thresholds given");
   }
   if (absl::Status s = ValidateCostWeights(weights); !s.ok()) return s;
   if (absl::Status s = ValidatePlanOptions(options); !s.ok()) return s;
+  if (absl::Status s = CheckTraceWork(trace, options, max_ops); !s.ok()) {
+    return s;
+  }
 
   std::vector<std::vector<struct iovec>> queues;
   queues.reserve(trace.size());
@@ -60,6 +109,7 @@ absl::StatusOr<Simulation> Simulate(absl::Span<const TraceBatch> trace,
           ForEachChain(queue, opts, &plan, [&](const Plan& chain, size_t base) {
             ++r.chains;
             r.cost += EstimateCost(queue.subspan(base), chain, weights);
+            return true;
           });
       if (!s.ok()) {
         return absl::InvalidArgumentError(

@@ -1,9 +1,13 @@
 #include "planner/trace.h"
 
 #include <cstdint>
+#include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -48,8 +52,8 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
     }
   }
   if (value > (kMaxTraceSize >> shift)) {
-    return bad(absl::StrCat("larger than the limit of ", kMaxTraceSize,
-                            " bytes"));
+    return bad(
+        absl::StrCat("larger than the limit of ", kMaxTraceSize, " bytes"));
   }
   return value << shift;
 }
@@ -64,6 +68,80 @@ absl::StatusOr<std::vector<uint64_t>> ParseSizeList(absl::string_view text) {
   }
   if (sizes.empty()) return absl::InvalidArgumentError("no sizes given");
   return sizes;
+}
+
+namespace {
+
+// The suffixes ParseSize takes, largest first, as shifts.
+constexpr std::pair<int, char> kUnits[] = {{30, 'G'}, {20, 'M'}, {10, 'K'}};
+
+}  // namespace
+
+std::string FormatSize(uint64_t bytes) {
+  for (const auto& [shift, unit] : kUnits) {
+    const uint64_t scale = uint64_t{1} << shift;
+    if (bytes >= scale && bytes % scale == 0) {
+      return absl::StrCat(bytes >> shift, std::string(1, unit));
+    }
+  }
+  return absl::StrCat(bytes);
+}
+
+std::string HumanSize(uint64_t bytes) {
+  for (const auto& [shift, unit] : kUnits) {
+    const uint64_t scale = uint64_t{1} << shift;
+    if (bytes < scale) continue;
+    if (bytes % scale == 0) return FormatSize(bytes);
+    return absl::StrFormat("%.1f%c", static_cast<double>(bytes) / scale, unit);
+  }
+  return absl::StrCat(bytes);
+}
+
+absl::StatusOr<uint64_t> ParseThreshold(absl::string_view text) {
+  if (absl::EqualsIgnoreCase(text, "never")) return PlanOptions::kNever;
+  absl::StatusOr<uint64_t> size = ParseSize(text);
+  if (!size.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        size.status().message(), "; a threshold may also be 'never'"));
+  }
+  return size;
+}
+
+std::string FormatThreshold(uint64_t threshold) {
+  return threshold == PlanOptions::kNever ? "never" : FormatSize(threshold);
+}
+
+absl::StatusOr<std::vector<uint64_t>> ParseThresholdList(
+    absl::string_view text) {
+  std::vector<uint64_t> thresholds;
+  for (absl::string_view item :
+       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    const size_t dots = item.find("..");
+    if (dots == absl::string_view::npos) {
+      absl::StatusOr<uint64_t> t = ParseThreshold(item);
+      if (!t.ok()) return t.status();
+      thresholds.push_back(*t);
+      continue;
+    }
+    absl::StatusOr<uint64_t> lo = ParseSize(item.substr(0, dots));
+    if (!lo.ok()) return lo.status();
+    absl::StatusOr<uint64_t> hi = ParseSize(item.substr(dots + 2));
+    if (!hi.ok()) return hi.status();
+    if (*lo == 0 || *lo > *hi) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad range '", item, "': expected A..B with 0 < A <= B"));
+    }
+    // hi <= kMaxTraceSize, so t * 2 cannot overflow before the break.
+    for (uint64_t t = *lo;; t *= 2) {
+      thresholds.push_back(t);
+      if (t > *hi / 2) break;
+    }
+  }
+  if (thresholds.empty()) {
+    return absl::InvalidArgumentError("no thresholds given");
+  }
+  return thresholds;
 }
 
 absl::StatusOr<std::vector<TraceBatch>> ParseTrace(absl::string_view text) {

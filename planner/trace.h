@@ -6,16 +6,23 @@
 // queue of one connection at a moment) per line, as a size list; `#` starts a
 // comment running to the end of the line, and blank lines are skipped.
 //
+// A threshold (a `PlanOptions::zc_threshold` value) is a size or "never"; a
+// threshold list also takes "A..B" for A, 2A, 4A, ... up to B. `FormatSize`
+// and `FormatThreshold` write what `ParseSize` and `ParseThreshold` read;
+// `HumanSize` rounds for people.
+//
 // Thread safety: all functions are reentrant.
 
 #ifndef ZCPLAN_PLANNER_TRACE_H_
 #define ZCPLAN_PLANNER_TRACE_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "planner/planner.h"
 
 namespace zcplan {
 
@@ -30,8 +37,35 @@ inline constexpr uint64_t kMaxTraceSize = INT64_MAX;
 [[nodiscard]] absl::StatusOr<std::vector<uint64_t>> ParseSizeList(
     absl::string_view text);
 
+// The exact inverse of ParseSize: the largest suffix that divides `bytes`
+// exactly, else plain bytes. "4K" for 4096, "1M", "3G", "1500", "0".
+// ParseSize(FormatSize(n)) == n for every n up to kMaxTraceSize.
+std::string FormatSize(uint64_t bytes);
+
+// Rounded for reading, not for parsing back: the largest suffix not above
+// `bytes`, with one decimal unless exact. "4K", "1.5M", "300".
+std::string HumanSize(uint64_t bytes);
+
+// Parses a threshold: a size (see ParseSize) or "never", in any case, for
+// PlanOptions::kNever. Returns InvalidArgument quoting the text.
+[[nodiscard]] absl::StatusOr<uint64_t> ParseThreshold(absl::string_view text);
+
+// The inverse of ParseThreshold: "never" for PlanOptions::kNever, else
+// FormatSize(threshold).
+std::string FormatThreshold(uint64_t threshold);
+
+// Parses a comma-separated threshold list, in order, duplicates kept: each
+// item is a threshold or "A..B" (two sizes with 0 < A <= B) for A, 2A, 4A, ...
+// up to and including the last that is at most B. "1K..8K,never" is 1K, 2K,
+// 4K, 8K, never. Returns InvalidArgument quoting the bad item, or for a list
+// with no item.
+[[nodiscard]] absl::StatusOr<std::vector<uint64_t>> ParseThresholdList(
+    absl::string_view text);
+
 struct TraceBatch {
-  int line = 0;  // 1-based line in the trace text.
+  // 1-based line in the trace text; 0 for a batch that did not come from one
+  // (e.g. sizes given on a command line).
+  int line = 0;
   std::vector<uint64_t> sizes;
 };
 

@@ -17,10 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "planner/cost.h"
+#include "planner/describe.h"
 #include "planner/planner.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
@@ -29,11 +29,6 @@ namespace zcplan {
 namespace {
 
 constexpr absl::string_view kDefaultThresholds = "1K..256K,never";
-
-// The planner splits a buffer into ops of at most max_bytes_per_op bytes, so
-// one huge size can mean billions of ops; refuse such input up front instead
-// of running out of memory or time.
-constexpr uint64_t kMaxOpsPerInput = uint64_t{1} << 20;
 
 enum class Command { kPlan, kSimulate };
 enum class Format { kTable, kJson };
@@ -56,16 +51,6 @@ absl::Status Bad(absl::string_view message) {
 
 // --- Values -----------------------------------------------------------------
 
-absl::StatusOr<uint64_t> ParseThreshold(absl::string_view text) {
-  if (absl::EqualsIgnoreCase(text, "never")) return PlanOptions::kNever;
-  absl::StatusOr<uint64_t> size = ParseSize(text);
-  if (!size.ok()) {
-    return Bad(absl::StrCat(size.status().message(),
-                            "; a threshold may also be 'never'"));
-  }
-  return size;
-}
-
 absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
   uint32_t value = 0;
   if (text.empty() ||
@@ -75,37 +60,6 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
                             "': expected a whole number, e.g. 64"));
   }
   return value;
-}
-
-// "1K,4K,never" or "1K..256K" (doubling) or a mix.
-absl::StatusOr<std::vector<uint64_t>> ParseThresholdList(
-    absl::string_view text) {
-  std::vector<uint64_t> thresholds;
-  for (absl::string_view item :
-       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    item = absl::StripAsciiWhitespace(item);
-    const size_t dots = item.find("..");
-    if (dots == absl::string_view::npos) {
-      absl::StatusOr<uint64_t> t = ParseThreshold(item);
-      if (!t.ok()) return t.status();
-      thresholds.push_back(*t);
-      continue;
-    }
-    absl::StatusOr<uint64_t> lo = ParseSize(item.substr(0, dots));
-    if (!lo.ok()) return lo.status();
-    absl::StatusOr<uint64_t> hi = ParseSize(item.substr(dots + 2));
-    if (!hi.ok()) return hi.status();
-    if (*lo == 0 || *lo > *hi) {
-      return Bad(absl::StrCat("bad range '", item,
-                              "': expected A..B with 0 < A <= B"));
-    }
-    for (uint64_t t = *lo;; t *= 2) {
-      thresholds.push_back(t);
-      if (t > *hi / 2) break;
-    }
-  }
-  if (thresholds.empty()) return Bad("no thresholds given");
-  return thresholds;
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -320,53 +274,7 @@ absl::StatusOr<std::vector<TraceBatch>> LoadBatches(const Config& config) {
   return trace;
 }
 
-// At least total / max_bytes_per_op ops are needed; at most that plus one per
-// buffer.
-absl::Status CheckWorkBound(absl::Span<const TraceBatch> batches,
-                            const PlanOptions& options) {
-  uint64_t min_ops = 0;
-  for (const TraceBatch& batch : batches) {
-    for (uint64_t size : batch.sizes) {
-      min_ops += size / options.max_bytes_per_op;
-      if (min_ops > kMaxOpsPerInput) {
-        return Bad(absl::StrCat(
-            "the input needs more than ", kMaxOpsPerInput,
-            " ops of at most --max-bytes=", options.max_bytes_per_op,
-            " bytes (size ", size,
-            batch.line > 0 ? absl::StrCat(" on line ", batch.line) : "",
-            "); use smaller sizes or a larger --max-bytes"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 // --- Formatting -------------------------------------------------------------
-
-// The suffixes ParseSize takes, largest first, as shifts.
-constexpr std::pair<int, char> kUnits[] = {{30, 'G'}, {20, 'M'}, {10, 'K'}};
-
-// Exact and ParseSize-compatible: "4K", "1M", "300", "1500".
-std::string ExactSize(uint64_t bytes) {
-  for (const auto& [shift, unit] : kUnits) {
-    const uint64_t scale = uint64_t{1} << shift;
-    if (bytes >= scale && bytes % scale == 0) {
-      return absl::StrCat(bytes >> shift, std::string(1, unit));
-    }
-  }
-  return absl::StrCat(bytes);
-}
-
-// Rounded for reading: "4K", "1.5M", "300".
-std::string HumanSize(uint64_t bytes) {
-  for (const auto& [shift, unit] : kUnits) {
-    const uint64_t scale = uint64_t{1} << shift;
-    if (bytes < scale) continue;
-    if (bytes % scale == 0) return ExactSize(bytes);
-    return absl::StrFormat("%.1f%c", static_cast<double>(bytes) / scale, unit);
-  }
-  return absl::StrCat(bytes);
-}
 
 // "300 bytes", "56K (57344 bytes)".
 std::string SizeAndBytes(uint64_t bytes) {
@@ -380,10 +288,6 @@ std::string Count(uint64_t n, absl::string_view noun) {
                       n == 1                      ? ""
                       : absl::EndsWith(noun, "h") ? "es"
                                                   : "s");
-}
-
-std::string ThresholdName(uint64_t threshold) {
-  return threshold == PlanOptions::kNever ? "never" : ExactSize(threshold);
 }
 
 std::string JsonThreshold(uint64_t threshold) {
@@ -440,12 +344,12 @@ class TextTable {
 std::string DescribeOptions(const PlanOptions& o, bool with_threshold) {
   return absl::StrCat(
       with_threshold
-          ? absl::StrCat("threshold ", ThresholdName(o.zc_threshold), ", ")
+          ? absl::StrCat("threshold ", FormatThreshold(o.zc_threshold), ", ")
           : "",
       "copy op ", CopyOpName(o.copy_op), ", at most ", o.max_iovs_per_op,
       " iovecs and ", o.max_bytes_per_op, " bytes per op, ",
       o.max_ops_per_chain, " ops per chain, gap ",
-      o.zc_gap_bytes == 0 ? "off" : ExactSize(o.zc_gap_bytes));
+      o.zc_gap_bytes == 0 ? "off" : FormatSize(o.zc_gap_bytes));
 }
 
 std::string OpCounts(const PlanCost& cost) {
@@ -467,7 +371,7 @@ struct PlannedOp {
 
 struct BatchPlan {
   std::vector<PlannedOp> ops;
-  size_t chains = 0;
+  std::vector<std::string> chain_text;  // DescribeChain, one per chain.
   PlanCost counts;  // Only the counts are used: weights are not plan's topic.
 };
 
@@ -479,45 +383,20 @@ absl::StatusOr<BatchPlan> PlanBatch(const TraceBatch& batch,
   BatchPlan result;
   absl::Status s =
       ForEachChain(queue, options, scratch, [&](const Plan& plan, size_t base) {
+        const auto chain_queue = absl::MakeConstSpan(queue).subspan(base);
         for (Op op : plan.ops()) {
           op.first_iov += static_cast<uint32_t>(base);
-          result.ops.push_back({op, result.chains});
+          result.ops.push_back({op, result.chain_text.size()});
         }
-        result.counts += EstimateCost(absl::MakeConstSpan(queue).subspan(base),
-                                      plan, weights);
-        ++result.chains;
+        result.counts += EstimateCost(chain_queue, plan, weights);
+        result.chain_text.push_back(DescribeChain(chain_queue, plan));
+        return true;
       });
   if (!s.ok()) {
     if (batch.line == 0) return s;
     return Bad(absl::StrCat("line ", batch.line, ": ", s.message()));
   }
   return result;
-}
-
-// "sendmsg_zc[16K,32K]"; runs of three or more equal pieces as "5x4K".
-std::string DescribeOp(const Op& op, absl::Span<const uint64_t> sizes) {
-  std::vector<std::pair<uint64_t, int>> runs;
-  uint64_t left = op.bytes;
-  uint64_t off = op.offset;
-  for (uint32_t j = op.first_iov; j < op.first_iov + op.iov_count; ++j) {
-    const uint64_t piece = std::min(sizes[j] - off, left);
-    left -= piece;
-    off = 0;
-    if (!runs.empty() && runs.back().first == piece) {
-      ++runs.back().second;
-    } else {
-      runs.push_back({piece, 1});
-    }
-  }
-  std::vector<std::string> parts;
-  for (const auto& [piece, count] : runs) {
-    if (count >= 3) {
-      parts.push_back(absl::StrCat(count, "x", ExactSize(piece)));
-    } else {
-      for (int k = 0; k < count; ++k) parts.push_back(ExactSize(piece));
-    }
-  }
-  return absl::StrCat(OpKindName(op.kind), "[", absl::StrJoin(parts, ","), "]");
 }
 
 std::string IovRange(const Op& op) {
@@ -538,21 +417,17 @@ void AppendPlanTable(const TraceBatch& batch, size_t index,
       out, "\nbatch ", index + 1,
       batch.line > 0 ? absl::StrCat(" (line ", batch.line, ")") : "", ": ",
       Count(batch.sizes.size(), "iovec"), ", ", SizeAndBytes(bytes), " -> ",
-      Count(plan.ops.size(), "op"), " in ", Count(plan.chains, "chain"), "\n");
+      Count(plan.ops.size(), "op"), " in ",
+      Count(plan.chain_text.size(), "chain"), "\n");
   if (plan.ops.empty()) {
     absl::StrAppend(out, "  nothing to send\n");
     return;
   }
-  std::vector<std::string> chain_text(plan.chains);
-  for (const PlannedOp& p : plan.ops) {
-    std::string& text = chain_text[p.chain];
-    if (!text.empty()) text += " -> ";
-    text += DescribeOp(p.op, batch.sizes);
-  }
-  for (size_t c = 0; c < plan.chains; ++c) {
+  const size_t chains = plan.chain_text.size();
+  for (size_t c = 0; c < chains; ++c) {
     absl::StrAppend(out, "  ",
-                    plan.chains > 1 ? absl::StrCat("chain ", c, ": ") : "",
-                    chain_text[c], "\n");
+                    chains > 1 ? absl::StrCat("chain ", c, ": ") : "",
+                    plan.chain_text[c], "\n");
   }
   TextTable table("rllrrrl");
   table.AddRow({"chain", "op", "iovecs", "offset", "bytes", "", "linked"});
@@ -572,7 +447,7 @@ void AppendPlanJson(const TraceBatch& batch, size_t index,
   if (batch.line > 0) absl::StrAppend(out, ", \"line\": ", batch.line);
   absl::StrAppend(out, ", \"iovecs\": ", batch.sizes.size(),
                   ", \"bytes\": ", Sum(batch.sizes),
-                  ", \"chains\": ", plan.chains, ", \"ops\": [");
+                  ", \"chains\": ", plan.chain_text.size(), ", \"ops\": [");
   for (size_t k = 0; k < plan.ops.size(); ++k) {
     const Op& op = plan.ops[k].op;
     absl::StrAppend(out, k > 0 ? ", " : "", "{\"op\": \"", OpKindName(op.kind),
@@ -601,7 +476,7 @@ absl::StatusOr<std::string> RunPlan(const Config& config,
         PlanBatch(batches[b], config.options, &scratch);
     if (!plan.ok()) return plan.status();
     total += plan->counts;
-    chains += plan->chains;
+    chains += plan->chain_text.size();
     ops += plan->ops.size();
     if (config.format == Format::kJson) {
       AppendPlanJson(batches[b], b, *plan, &out);
@@ -678,7 +553,7 @@ void AppendSimulateTable(const Config& config, absl::string_view input,
   for (size_t i = 0; i < sim.results.size(); ++i) {
     const ThresholdResult& r = sim.results[i];
     std::vector<std::string> row = {
-        i == sim.best ? "*" : "", ThresholdName(r.threshold),
+        i == sim.best ? "*" : "", FormatThreshold(r.threshold),
         absl::StrCat(r.chains), absl::StrCat(r.cost.ops()),
         absl::StrFormat("%.2f", static_cast<double>(r.cost.ops()) / r.batches)};
     for (int k : kinds) row.push_back(absl::StrCat(r.cost.ops_by_kind[k]));
@@ -693,7 +568,7 @@ void AppendSimulateTable(const Config& config, absl::string_view input,
   }
   table.AppendTo("", out);
   absl::StrAppend(out, "\nbest (* above, lowest estimated cost): threshold ",
-                  ThresholdName(sim.results[sim.best].threshold), "\n");
+                  FormatThreshold(sim.results[sim.best].threshold), "\n");
 }
 
 void AppendSimulateJson(const Config& config, absl::string_view input,
@@ -797,8 +672,12 @@ absl::StatusOr<std::string> Run(absl::Span<const std::string> args) {
   if (absl::Status s = ValidatePlanOptions(config.options); !s.ok()) return s;
   absl::StatusOr<std::vector<TraceBatch>> batches = LoadBatches(config);
   if (!batches.ok()) return batches.status();
-  if (absl::Status s = CheckWorkBound(*batches, config.options); !s.ok()) {
-    return s;
+  if (absl::Status s =
+          CheckTraceWork(*batches, config.options, kDefaultMaxTraceOps);
+      !s.ok()) {
+    return Bad(absl::StrCat(config.has_trace ? config.trace_path + ": " : "",
+                            s.message(),
+                            "; use smaller sizes or a larger --max-bytes"));
   }
   return config.command == Command::kPlan ? RunPlan(config, *batches)
                                           : RunSimulate(config, *batches);
@@ -876,7 +755,7 @@ Output:
 Exit status: 0 on success; 2 on bad input, with one line on stderr and
 nothing on stdout.
 )",
-      ThresholdName(d.zc_threshold), CopyOpName(d.copy_op), kMaxIovsPerOp,
+      FormatThreshold(d.zc_threshold), CopyOpName(d.copy_op), kMaxIovsPerOp,
       d.max_iovs_per_op, kMaxBytesPerOp, d.max_bytes_per_op, kMaxOpsPerChain,
       d.max_ops_per_chain, d.zc_gap_bytes, kDefaultThresholds);
 }

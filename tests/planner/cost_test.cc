@@ -66,6 +66,30 @@ TEST(CostTest, CountsOnlyThePiecesAnOpSends) {
   EXPECT_EQ(first.pages_pinned, 65u);
 }
 
+TEST(CostTest, CountsPagesWithoutOverflowNearTheTopOfTheAddressSpace) {
+  // A buffer ending at the very last byte: start + length wraps to 0.
+  const uintptr_t top = UINTPTR_MAX - 16 * K + 1;
+  const auto q = At({{top - 100, 16 * K + 100}});
+  PlanOptions o;
+  o.zc_threshold = 0;
+  const absl::StatusOr<Plan> plan = PlanChain(q, 0, o);
+  ASSERT_TRUE(plan.ok());
+  const PlanCost c = EstimateCost(q, *plan, CostWeights());
+  EXPECT_EQ(c.pages_pinned, 5u);  // 100 bytes of one page, then 4 whole.
+  EXPECT_EQ(c.iovs_zero_copy, 1u);
+}
+
+TEST(CostTest, SkipsEmptyIovecsInsideAnOp) {
+  const auto q = At({{0x10000, 100}, {0x20000, 0}, {0x30000, 200}});
+  const absl::StatusOr<Plan> plan = PlanChain(q, 0, PlanOptions());
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->ops().size(), 1u);
+  ASSERT_EQ(plan->ops()[0].iov_count, 3u);
+  const PlanCost c = EstimateCost(q, *plan, CostWeights());
+  EXPECT_EQ(c.iovs_copied, 2u);
+  EXPECT_EQ(c.bytes_copied, 300u);
+}
+
 TEST(CostTest, SumsWithPlusEquals) {
   PlanCost a, b;
   a.ops_by_kind[0] = 1;

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/planner/plan_invariants.h"
@@ -52,9 +53,9 @@ Op MakeOp(OpKind kind, bool linked, uint32_t first, uint32_t count,
 }
 
 std::string Describe(const Op& op) {
-  return absl::StrCat(OpKindName(op.kind), "(", op.first_iov, "+",
-                      op.iov_count, "@", op.offset, ",", op.bytes,
-                      op.linked ? ",linked" : "", ")");
+  return absl::StrCat(OpKindName(op.kind), "(", op.first_iov, "+", op.iov_count,
+                      "@", op.offset, ",", op.bytes, op.linked ? ",linked" : "",
+                      ")");
 }
 
 }  // namespace
@@ -149,11 +150,10 @@ TEST(PlannerTest, OffsetAtEndOfFirstIovecSkipsIt) {
 
 TEST(PlannerTest, SplitsGroupAtIovLimitAndLoneRemainderIsPlainSend) {
   const auto q = Queue(std::vector<uint64_t>(2 * kMaxIovsPerOp + 1, 100));
-  EXPECT_THAT(
-      MustPlan(q, 0, Threshold(16 * K)).ops(),
-      ElementsAre(MakeOp(OpKind::kWritev, true, 0, 1024, 0, 102400),
-                  MakeOp(OpKind::kWritev, true, 1024, 1024, 0, 102400),
-                  MakeOp(OpKind::kSend, false, 2048, 1, 0, 100)));
+  EXPECT_THAT(MustPlan(q, 0, Threshold(16 * K)).ops(),
+              ElementsAre(MakeOp(OpKind::kWritev, true, 0, 1024, 0, 102400),
+                          MakeOp(OpKind::kWritev, true, 1024, 1024, 0, 102400),
+                          MakeOp(OpKind::kSend, false, 2048, 1, 0, 100)));
   PlanOptions o = Threshold(0);
   o.max_iovs_per_op = 2;
   EXPECT_THAT(MustPlan(Queue({5, 6, 7}), 0, o).ops(),
@@ -239,7 +239,8 @@ TEST(PlannerTest, ReusedPlanIsReplacedNotAppended) {
   const auto q = Queue({4 * K, 4 * K, 16 * K, 32 * K, 2 * K});
   ASSERT_TRUE(PlanChain(q, 0, Threshold(16 * K), &plan).ok());
   ASSERT_TRUE(PlanChain(Queue({1}), 0, Threshold(16 * K), &plan).ok());
-  EXPECT_THAT(plan.ops(), ElementsAre(MakeOp(OpKind::kSend, false, 0, 1, 0, 1)));
+  EXPECT_THAT(plan.ops(),
+              ElementsAre(MakeOp(OpKind::kSend, false, 0, 1, 0, 1)));
   EXPECT_EQ(plan.bytes(), 1u);
 }
 
@@ -332,6 +333,74 @@ TEST(PlannerTest, RejectsOptionsOutOfRangeNamingFieldAndLimit) {
 TEST(PlannerTest, RejectsNullPlan) {
   EXPECT_EQ(PlanChain(Queue({1}), 0, PlanOptions(), nullptr).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+struct Piece {
+  uint32_t iov;
+  uint64_t offset;
+  uint64_t length;
+  friend bool operator==(const Piece& a, const Piece& b) {
+    return a.iov == b.iov && a.offset == b.offset && a.length == b.length;
+  }
+};
+
+void PrintTo(const Piece& p, std::ostream* os) {
+  *os << p.iov << "@" << p.offset << "+" << p.length;
+}
+
+std::vector<Piece> Pieces(absl::Span<const struct iovec> q, const Op& op) {
+  std::vector<Piece> pieces;
+  ForEachPiece(q, op, [&](uint32_t iov, uint64_t offset, uint64_t length) {
+    pieces.push_back({iov, offset, length});
+  });
+  return pieces;
+}
+
+TEST(PlannerTest, ForEachPieceGivesTheBytesEachIovecContributes) {
+  // Resumed 1K into iovec 0 and split by the byte limit inside iovec 2, with
+  // an empty iovec inside the first op.
+  const auto q = Queue({4 * K, 0, 8 * K, 2 * K});
+  PlanOptions o = Threshold(PlanOptions::kNever);
+  o.max_bytes_per_op = 7 * K;
+  const Plan plan = MustPlan(q, K, o);
+  ASSERT_EQ(plan.ops().size(), 2u);
+  EXPECT_THAT(
+      Pieces(q, plan.ops()[0]),
+      ElementsAre(Piece{0, K, 3 * K}, Piece{1, 0, 0}, Piece{2, 0, 4 * K}));
+  EXPECT_THAT(Pieces(q, plan.ops()[1]),
+              ElementsAre(Piece{2, 4 * K, 4 * K}, Piece{3, 0, 2 * K}));
+}
+
+TEST(PlannerTest, ForEachPieceCoversEveryPlannedByteOnceInOrder) {
+  const auto q = Queue({100, 20 * K, 0, 3, 64 * K, 5, 5, 17 * K, 1});
+  PlanOptions o = Threshold(16 * K);
+  o.max_bytes_per_op = 7 * K;
+  o.max_iovs_per_op = 2;
+  const Plan plan = MustPlan(q, 50, o);
+  ASSERT_TRUE(plan.complete());
+  uint32_t iov = 0;
+  uint64_t offset = 50;
+  for (const Op& op : plan.ops()) {
+    uint32_t calls = 0;
+    uint64_t bytes = 0;
+    ForEachPiece(q, op, [&](uint32_t j, uint64_t off, uint64_t length) {
+      ++calls;
+      bytes += length;
+      while (iov < j) {  // Only empty or finished iovecs are passed over.
+        EXPECT_EQ(offset, q[iov].iov_len) << "iovec " << iov;
+        ++iov;
+        offset = 0;
+      }
+      EXPECT_EQ(j, iov);
+      EXPECT_EQ(off, offset) << "iovec " << j;
+      offset += length;
+      EXPECT_LE(offset, q[j].iov_len);
+    });
+    EXPECT_EQ(calls, op.iov_count) << Describe(op);
+    EXPECT_EQ(bytes, op.bytes) << Describe(op);
+  }
+  EXPECT_EQ(iov + 1, q.size());
+  EXPECT_EQ(offset, q.back().iov_len);
 }
 
 TEST(PlannerTest, NamesEveryOpKind) {

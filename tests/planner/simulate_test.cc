@@ -1,5 +1,6 @@
 #include "planner/simulate.h"
 
+#include <cstdint>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -26,6 +27,24 @@ TEST(SimulateTest, SyntheticQueueIsPageAlignedNonNullAndDisjoint) {
   EXPECT_EQ(q[3].iov_len, 5000u);
 }
 
+TEST(SimulateTest, SyntheticQueueOfHugeSizesNeverWrapsTheAddressSpace) {
+  // Each buffer spans about 2^63 bytes: the layout must restart rather than
+  // wrap past 2^64 (which could also land on a null base).
+  const uint64_t huge = kMaxTraceSize;
+  const auto q = MakeSyntheticQueue({huge, huge, 100, huge, huge - 4095});
+  ASSERT_EQ(q.size(), 5u);
+  for (const struct iovec& v : q) {
+    const auto base = reinterpret_cast<uintptr_t>(v.iov_base);
+    EXPECT_NE(base, 0u);
+    EXPECT_EQ(base % 4096, 0u);
+    EXPECT_LE(v.iov_len, UINTPTR_MAX - base) << "base + length wraps";
+  }
+  // And the planner takes it: non-null bases, lengths within SSIZE_MAX.
+  PlanOptions o;
+  o.max_ops_per_chain = 4;
+  EXPECT_TRUE(PlanChain(q, 0, o).ok());
+}
+
 TEST(SimulateTest, ForEachChainCoversTheQueueWithAbsoluteBases) {
   const auto q = MakeSyntheticQueue({4 * K, 4 * K, 16 * K, 32 * K, 2 * K});
   PlanOptions o;
@@ -36,12 +55,99 @@ TEST(SimulateTest, ForEachChainCoversTheQueueWithAbsoluteBases) {
   ASSERT_TRUE(ForEachChain(q, o, &scratch, [&](const Plan& p, size_t base) {
                 seen.push_back({base, p.ops()[0].first_iov});
                 bytes += p.bytes();
+                return true;
               }).ok());
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[0].first + seen[0].second, 0u);
   EXPECT_EQ(seen[1].first + seen[1].second, 2u);
   EXPECT_EQ(seen[2].first + seen[2].second, 4u);
   EXPECT_EQ(bytes, 58 * K);
+}
+
+TEST(SimulateTest, ForEachChainStopsWhenTheCallbackReturnsFalse) {
+  // A size near SSIZE_MAX takes about 2^32 ops; stopping must be prompt.
+  const uint64_t sizes[] = {kMaxTraceSize};
+  const auto q = MakeSyntheticQueue(sizes);
+  PlanOptions o;
+  o.max_ops_per_chain = 8;
+  Plan scratch;
+  int calls = 0;
+  uint64_t ops = 0;
+  EXPECT_TRUE(ForEachChain(q, o, &scratch, [&](const Plan& p, size_t) {
+                ++calls;
+                ops += p.ops().size();
+                return ops < 20;
+              }).ok());
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(ops, 24u);
+}
+
+TEST(SimulateTest, ForEachChainReportsPlanningErrors) {
+  const struct iovec q[] = {{nullptr, 10}};
+  Plan scratch;
+  int calls = 0;
+  const absl::Status s =
+      ForEachChain(q, PlanOptions(), &scratch, [&](const Plan&, size_t) {
+        ++calls;
+        return true;
+      });
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(SimulateTest, MinOpsToSendIsTheTotalOverTheByteLimitRoundedUp) {
+  PlanOptions o;
+  o.max_bytes_per_op = 10;
+  EXPECT_EQ(MinOpsToSend({}, o), 0u);
+  EXPECT_EQ(MinOpsToSend({0, 0}, o), 0u);
+  EXPECT_EQ(MinOpsToSend({10}, o), 1u);
+  EXPECT_EQ(MinOpsToSend({11}, o), 2u);
+  // Remainders add up across buffers: 6 + 6 + 6 = 18 bytes, 2 ops.
+  EXPECT_EQ(MinOpsToSend({6, 6, 6}, o), 2u);
+  EXPECT_EQ(MinOpsToSend({25, 5}, o), 3u);
+  o.max_bytes_per_op = 1;
+  EXPECT_EQ(MinOpsToSend({kMaxTraceSize, kMaxTraceSize}, o), 2 * kMaxTraceSize);
+  EXPECT_EQ(MinOpsToSend({kMaxTraceSize, kMaxTraceSize, 2}, o), UINT64_MAX);
+  EXPECT_EQ(MinOpsToSend({kMaxTraceSize, kMaxTraceSize, kMaxTraceSize}, o),
+            UINT64_MAX);
+}
+
+TEST(SimulateTest, CheckTraceWorkNamesTheBatchThatPassesTheLimit) {
+  PlanOptions o;
+  o.max_bytes_per_op = 1024;
+  const std::vector<TraceBatch> trace = {
+      {3, {40 * K}}, {5, {40 * K}}, {9, {40 * K}}};
+  EXPECT_TRUE(CheckTraceWork(trace, o, 120).ok());
+  EXPECT_EQ(CheckTraceWork(trace, o, 100).message(),
+            "line 9: the batches up to here need at least 120 ops of at most "
+            "1024 bytes (max_bytes_per_op), more than the limit of 100 ops");
+  EXPECT_EQ(CheckTraceWork(trace, o, 39).message(),
+            "line 3: the batch needs at least 40 ops of at most 1024 bytes "
+            "(max_bytes_per_op), more than the limit of 39 ops");
+  // Batches not from a trace text are named by position.
+  const std::vector<TraceBatch> unnamed = {{0, {K}}, {0, {kMaxTraceSize}}};
+  EXPECT_THAT(CheckTraceWork(unnamed, o, kDefaultMaxTraceOps).message(),
+              HasSubstr("batch 2: the batches up to here need at least "));
+  EXPECT_TRUE(CheckTraceWork({}, o, 0).ok());
+}
+
+TEST(SimulateTest, SimulateRefusesATraceOverItsOpLimitBeforePlanning) {
+  const std::vector<TraceBatch> trace = {{1, {4 * K}}, {2, {kMaxTraceSize}}};
+  const uint64_t thresholds[] = {16 * K};
+  // The default limit: the huge batch would take about 2^32 ops.
+  EXPECT_THAT(Simulate(trace, thresholds, PlanOptions(), CostWeights())
+                  .status()
+                  .message(),
+              HasSubstr("line 2: the batches up to here need at least "));
+  PlanOptions o;
+  o.max_bytes_per_op = 1024;
+  const std::vector<TraceBatch> small = {{7, {8 * K}}};
+  EXPECT_THAT(
+      Simulate(small, thresholds, o, CostWeights(), 7).status().message(),
+      HasSubstr("line 7: the batch needs at least 8 ops"));
+  const auto sim = Simulate(small, thresholds, o, CostWeights(), 8);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  EXPECT_EQ(sim->results[0].cost.ops(), 8u);
 }
 
 TEST(SimulateTest, RanksThresholdsByEstimatedCost) {
@@ -78,10 +184,9 @@ TEST(SimulateTest, TieGoesToTheFirstThreshold) {
 
 TEST(SimulateTest, RejectsNoThresholdsAndBadOptions) {
   const std::vector<TraceBatch> trace = {{1, {100}}};
-  EXPECT_THAT(Simulate(trace, {}, PlanOptions(), CostWeights())
-                  .status()
-                  .message(),
-              HasSubstr("no thresholds"));
+  EXPECT_THAT(
+      Simulate(trace, {}, PlanOptions(), CostWeights()).status().message(),
+      HasSubstr("no thresholds"));
   PlanOptions o;
   o.max_ops_per_chain = 0;
   const uint64_t t[] = {1};

@@ -1,5 +1,8 @@
 #include "planner/trace.h"
 
+#include <cstdint>
+#include <random>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -23,7 +26,8 @@ TEST(TraceTest, RejectsBadSizesQuotingThem) {
               HasSubstr("bad size '12Q': unknown suffix"));
   EXPECT_THAT(ParseSize("-4").status().message(),
               HasSubstr("bad size '-4': sizes cannot be negative"));
-  EXPECT_THAT(ParseSize("K").status().message(), HasSubstr("expected a number"));
+  EXPECT_THAT(ParseSize("K").status().message(),
+              HasSubstr("expected a number"));
   EXPECT_THAT(ParseSize("").status().message(), HasSubstr("expected a number"));
   EXPECT_THAT(ParseSize("4KB").status().message(), HasSubstr("unknown suffix"));
   EXPECT_THAT(ParseSize("9223372036854775808").status().message(),
@@ -61,6 +65,100 @@ TEST(TraceTest, TraceErrorsNameTheLine) {
               HasSubstr("line 3: bad size '3X'"));
   EXPECT_THAT(ParseTrace("# nothing\n\n").status().message(),
               HasSubstr("no batch"));
+}
+
+TEST(TraceTest, FormatSizeUsesTheLargestSuffixThatDividesExactly) {
+  EXPECT_EQ(FormatSize(0), "0");
+  EXPECT_EQ(FormatSize(1), "1");
+  EXPECT_EQ(FormatSize(1000), "1000");
+  EXPECT_EQ(FormatSize(1023), "1023");
+  EXPECT_EQ(FormatSize(1500), "1500");
+  EXPECT_EQ(FormatSize(4096), "4K");
+  EXPECT_EQ(FormatSize(1536 * 1024), "1536K");
+  EXPECT_EQ(FormatSize(1 << 20), "1M");
+  EXPECT_EQ(FormatSize(uint64_t{3} << 30), "3G");
+  EXPECT_EQ(FormatSize((uint64_t{1} << 40) + 1024), "1073741825K");
+  EXPECT_EQ(FormatSize(kMaxTraceSize), "9223372036854775807");
+  EXPECT_EQ(FormatSize(kMaxTraceSize + 1), "8589934592G");
+}
+
+TEST(TraceTest, FormatSizeIsTheExactInverseOfParseSize) {
+  std::mt19937_64 rng(42);
+  for (int i = 0; i < 10000; ++i) {
+    // Mostly multiples of 1K, 1M or 1G, with some odd sizes among them.
+    const int shift = static_cast<int>(rng() % 64);
+    const uint64_t n = (rng() >> shift) << (rng() % 4 * 10) & kMaxTraceSize;
+    const absl::StatusOr<uint64_t> back = ParseSize(FormatSize(n));
+    ASSERT_TRUE(back.ok()) << n << ": " << back.status();
+    EXPECT_EQ(*back, n) << FormatSize(n);
+  }
+}
+
+TEST(TraceTest, HumanSizeRoundsToOneDecimalUnlessExact) {
+  EXPECT_EQ(HumanSize(300), "300");
+  EXPECT_EQ(HumanSize(1023), "1023");
+  EXPECT_EQ(HumanSize(1024), "1K");
+  EXPECT_EQ(HumanSize(1536), "1.5K");
+  EXPECT_EQ(HumanSize(59392), "58K");
+  EXPECT_EQ(HumanSize(3 << 19), "1.5M");
+  EXPECT_EQ(HumanSize((uint64_t{5} << 30) + 1), "5.0G");
+  EXPECT_EQ(HumanSize(uint64_t{4096} << 30), "4096G");
+}
+
+TEST(TraceTest, ParsesThresholdsAsSizesOrNever) {
+  EXPECT_EQ(*ParseThreshold("16K"), 16384u);
+  EXPECT_EQ(*ParseThreshold("0"), 0u);
+  EXPECT_EQ(*ParseThreshold("never"), PlanOptions::kNever);
+  EXPECT_EQ(*ParseThreshold("NEVER"), PlanOptions::kNever);
+  EXPECT_EQ(ParseThreshold("nevermore").status().message(),
+            "bad size 'nevermore': expected a number of bytes, e.g. 4096, 4K, "
+            "1M; a threshold may also be 'never'");
+  EXPECT_THAT(ParseThreshold("-1").status().message(),
+              HasSubstr("bad size '-1'"));
+  EXPECT_THAT(ParseThreshold("").status().message(), HasSubstr("bad size ''"));
+}
+
+TEST(TraceTest, FormatThresholdIsTheInverseOfParseThreshold) {
+  EXPECT_EQ(FormatThreshold(PlanOptions::kNever), "never");
+  EXPECT_EQ(FormatThreshold(16384), "16K");
+  EXPECT_EQ(FormatThreshold(0), "0");
+  for (uint64_t t : {uint64_t{0}, uint64_t{1}, uint64_t{1500},
+                     uint64_t{64} << 10, kMaxTraceSize, PlanOptions::kNever}) {
+    EXPECT_EQ(*ParseThreshold(FormatThreshold(t)), t);
+  }
+}
+
+TEST(TraceTest, ParsesThresholdListsWithDoublingRanges) {
+  EXPECT_THAT(*ParseThresholdList("1K,4K,never"),
+              ElementsAre(1024, 4096, PlanOptions::kNever));
+  EXPECT_THAT(*ParseThresholdList("1K..8K"),
+              ElementsAre(1024, 2048, 4096, 8192));
+  // Up to the last at most B; duplicates and order kept.
+  EXPECT_THAT(*ParseThresholdList(" 1K..7K , 16K,1K"),
+              ElementsAre(1024, 2048, 4096, 16384, 1024));
+  EXPECT_THAT(*ParseThresholdList("3..3"), ElementsAre(3));
+  EXPECT_THAT(*ParseThresholdList("1,,2, ,"), ElementsAre(1, 2));
+  // The largest range cannot overflow.
+  const auto all = ParseThresholdList("1..9223372036854775807");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 63u);
+  EXPECT_EQ(all->back(), uint64_t{1} << 62);
+}
+
+TEST(TraceTest, ThresholdListErrorsQuoteTheBadText) {
+  EXPECT_THAT(ParseThresholdList("1K,abc").status().message(),
+              HasSubstr("bad size 'abc'"));
+  EXPECT_EQ(ParseThresholdList("64K..1K").status().message(),
+            "bad range '64K..1K': expected A..B with 0 < A <= B");
+  EXPECT_THAT(ParseThresholdList("0..1K").status().message(),
+              HasSubstr("bad range '0..1K'"));
+  EXPECT_THAT(ParseThresholdList("1K..never").status().message(),
+              HasSubstr("bad size 'never'"));
+  EXPECT_THAT(ParseThresholdList("x..1K").status().message(),
+              HasSubstr("bad size 'x'"));
+  EXPECT_EQ(ParseThresholdList(" , ").status().message(),
+            "no thresholds given");
+  EXPECT_EQ(ParseThresholdList("").status().message(), "no thresholds given");
 }
 
 }  // namespace

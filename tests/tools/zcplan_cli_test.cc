@@ -506,9 +506,13 @@ INSTANTIATE_TEST_SUITE_P(
         {{"simulate", "--page-size=3000", "4K"},
          "CostWeights.page_size is 3000"},
         {{"plan", "4K\n4K"}, "bad size '4K 4K'"},
-        {{"plan", "9223372036854775807"}, "needs more than 1048576 ops"},
+        {{"plan", "9223372036854775807"},
+         "batch 1: the batch needs at least 4294975489 ops of at most "
+         "2147479552 bytes (max_bytes_per_op), more than the limit of 1048576 "
+         "ops; use smaller sizes or a larger --max-bytes"},
         {{"simulate", "--max-bytes=1", "2M"},
-         "needs more than 1048576 ops of at most --max-bytes=1 bytes"},
+         "needs at least 2097152 ops of at most 1 bytes (max_bytes_per_op), "
+         "more than the limit of 1048576 ops"},
     }));
 
 TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {

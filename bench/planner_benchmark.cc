@@ -4,8 +4,9 @@
 //
 // Two workloads of n iovecs each (the reference message, and an adversarial
 // random mix). Prints, after Google Benchmark's table, the ratio of each
-// BM_Plan<workload>/<n> to BM_Sum<workload>/<n> from the same run (medians when repeated), ns per iovec,
-// and the heap allocations per plan (counted by a global operator new).
+// BM_Plan<workload>/<n> to BM_Sum<workload>/<n> from the same run (medians when
+// repeated), ns per iovec, and the heap allocations per plan (counted by a
+// global operator new).
 
 #include <sys/uio.h>
 
@@ -74,8 +75,8 @@ std::vector<struct iovec> RandomMix(size_t n) {
   std::vector<struct iovec> q;
   uintptr_t base = 1 << 20;
   for (size_t i = 0; i < n; ++i) {
-    const uint64_t len = rng() % 8 == 0 ? 16384 + rng() % 49152
-                                        : 100 + rng() % 8000;
+    const uint64_t len =
+        rng() % 8 == 0 ? 16384 + rng() % 49152 : 100 + rng() % 8000;
     q.push_back({reinterpret_cast<void*>(base), len});
     base += len + 4096;
   }
@@ -99,9 +100,9 @@ void PlanLoop(benchmark::State& state, const std::vector<struct iovec>& q) {
     benchmark::DoNotOptimize(s);
     benchmark::DoNotOptimize(plan.ops().data());
   }
-  state.counters["allocs_per_plan"] = benchmark::Counter(
-      static_cast<double>(g_allocs.load() - allocs_before) /
-      static_cast<double>(state.iterations()));
+  state.counters["allocs_per_plan"] =
+      benchmark::Counter(static_cast<double>(g_allocs.load() - allocs_before) /
+                         static_cast<double>(state.iterations()));
   state.counters["ops"] = static_cast<double>(plan.ops().size());
   state.SetItemsProcessed(state.iterations() * q.size());
 }

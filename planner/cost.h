@@ -24,14 +24,14 @@ namespace zcplan {
 
 // Per-unit weights. All must be finite and non-negative.
 struct CostWeights {
-  double per_op = 1500;          // Submitting and completing one op.
-  double per_zc_op = 800;        // Extra for a zero-copy op: its notification.
-  double per_copy_byte = 0.2;    // Copying a byte into the socket buffer.
-  double per_zc_byte = 0;        // Sending a byte zero-copy (beyond pinning).
-  double per_copy_iov = 20;      // One iovec of a copying op.
-  double per_zc_iov = 200;       // One iovec of a zero-copy op (an skb frag).
-  double per_pinned_page = 50;   // Pinning one page for zero-copy.
-  uint64_t page_size = 4096;     // A power of two, 512..1 GiB.
+  double per_op = 1500;         // Submitting and completing one op.
+  double per_zc_op = 800;       // Extra for a zero-copy op: its notification.
+  double per_copy_byte = 0.2;   // Copying a byte into the socket buffer.
+  double per_zc_byte = 0;       // Sending a byte zero-copy (beyond pinning).
+  double per_copy_iov = 20;     // One iovec of a copying op.
+  double per_zc_iov = 200;      // One iovec of a zero-copy op (an skb frag).
+  double per_pinned_page = 50;  // Pinning one page for zero-copy.
+  uint64_t page_size = 4096;    // A power of two, 512..1 GiB.
 };
 
 // Returns OK, or InvalidArgument naming the weight and its value.

@@ -117,9 +117,8 @@ bool AbsorbGap(const struct iovec* q, size_t n, size_t j, uint64_t threshold,
 // `threshold - 1` (0 for threshold 0) for a zero-copy group (members are
 // empty or at least `threshold`).
 template <bool kZeroCopy>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t Scan(const struct iovec* q,
-                                                size_t j, size_t end,
-                                                uint64_t bound,
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t Scan(const struct iovec* q, size_t j,
+                                                size_t end, uint64_t bound,
                                                 uint64_t* room) {
   uint64_t r = *room;
   for (; j < end; ++j) {
@@ -215,9 +214,8 @@ absl::Status PlanChain(absl::Span<const struct iovec> queue, uint64_t offset,
         if (len != 0) {
           const bool member =
               (len >= threshold) == zc ||
-              (zc && (j < gap_end ||
-                      (gap != 0 &&
-                       AbsorbGap(q, n, j, threshold, gap, &gap_end))));
+              (zc && (j < gap_end || (gap != 0 && AbsorbGap(q, n, j, threshold,
+                                                            gap, &gap_end))));
           if (!member) break;  // Another group starts.
           if (len >= room) {
             full = true;  // Resume inside (or after) iovec j.

@@ -19,7 +19,9 @@ absl::Status CheckPlan(absl::Span<const struct iovec> queue, uint64_t offset,
   auto rem_at_start = [&](size_t j) -> uint64_t {
     return queue[j].iov_len - (j == 0 ? offset : 0);
   };
-  auto large = [&](size_t j) { return rem_at_start(j) >= options.zc_threshold; };
+  auto large = [&](size_t j) {
+    return rem_at_start(j) >= options.zc_threshold;
+  };
 
   // Which iovecs may ride in a zero-copy op although small: runs of small
   // iovecs between two large ones whose total is within the gap knob.
@@ -53,9 +55,8 @@ absl::Status CheckPlan(absl::Span<const struct iovec> queue, uint64_t offset,
     const Op& op = ops[k];
     skip_empty();
     if (op.first_iov != ci || op.offset != co) {
-      return Broken(k, absl::StrCat("starts at (", op.first_iov, ",",
-                                    op.offset, "), expected (", ci, ",", co,
-                                    ")"));
+      return Broken(k, absl::StrCat("starts at (", op.first_iov, ",", op.offset,
+                                    "), expected (", ci, ",", co, ")"));
     }
     if (op.bytes < 1 || op.bytes > options.max_bytes_per_op) {
       return Broken(k, absl::StrCat("bytes ", op.bytes, " out of range"));
@@ -87,10 +88,10 @@ absl::Status CheckPlan(absl::Span<const struct iovec> queue, uint64_t offset,
       return Broken(k, "range ends on an empty iovec");
     }
     const bool single = op.iov_count == 1;
-    OpKind want = zc ? (single ? OpKind::kSendZc : OpKind::kSendmsgZc)
-                     : single ? OpKind::kSend
-                     : options.copy_op == CopyOp::kWritev ? OpKind::kWritev
-                                                          : OpKind::kSendmsg;
+    OpKind want = zc       ? (single ? OpKind::kSendZc : OpKind::kSendmsgZc)
+                  : single ? OpKind::kSend
+                  : options.copy_op == CopyOp::kWritev ? OpKind::kWritev
+                                                       : OpKind::kSendmsg;
     if (op.kind != want) {
       return Broken(k, absl::StrCat("kind ", OpKindName(op.kind), ", want ",
                                     OpKindName(want)));
@@ -134,9 +135,9 @@ absl::Status CheckPlan(absl::Span<const struct iovec> queue, uint64_t offset,
     uint64_t eo = plan.end_offset();
     while (ei < n && queue[ei].iov_len == eo) ++ei, eo = 0;
     if (ei != ci || eo != co) {
-      return absl::InternalError(absl::StrCat("end (", plan.end_iov(), ",",
-                                              plan.end_offset(), "), expected (",
-                                              ci, ",", co, ")"));
+      return absl::InternalError(
+          absl::StrCat("end (", plan.end_iov(), ",", plan.end_offset(),
+                       "), expected (", ci, ",", co, ")"));
     }
   }
   return absl::OkStatus();

@@ -47,9 +47,9 @@ TEST(PlannerAllocTest, ReusedPlanDoesNotAllocate) {
   for (int r = 0; r < 100; ++r) {
     ASSERT_TRUE(PlanChain(q, r, options, &plan).ok());
     // Smaller queues and other options reuse the same capacity.
-    ASSERT_TRUE(PlanChain(absl::MakeConstSpan(q).subspan(r), 0, PlanOptions(),
-                          &plan)
-                    .ok());
+    ASSERT_TRUE(
+        PlanChain(absl::MakeConstSpan(q).subspan(r), 0, PlanOptions(), &plan)
+            .ok());
   }
   EXPECT_EQ(g_allocs.load() - before, 0);
 

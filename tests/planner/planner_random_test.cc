@@ -36,7 +36,8 @@ TEST(PlannerRandomTest, EveryByteOnceInOrderWithinLimits) {
     for (int chain = 0; chain < kMaxChains; ++chain) {
       ASSERT_TRUE(PlanChain(rest, offset, c.options, &plan).ok());
       const absl::Status s = CheckPlan(rest, offset, c.options, plan);
-      ASSERT_TRUE(s.ok()) << "case " << q << ", chain " << chain << ": " << s << "\n"
+      ASSERT_TRUE(s.ok()) << "case " << q << ", chain " << chain << ": " << s
+                          << "\n"
                           << Describe(c, rest, offset, plan);
       ++chains;
       ops += plan.ops().size();

@@ -26,10 +26,10 @@ std::string Describe(const Case& c, absl::Span<const struct iovec> rest,
 Case DrawCase(ByteSource& src) {
   Case c;
   PlanOptions& o = c.options;
-  static constexpr uint64_t kThresholds[] = {0, 1, 100, 4096, 16384,
-                                             PlanOptions::kNever};
-  o.zc_threshold = src.Next(4) == 0 ? 1 + src.Next(64 * 1024)
-                                    : kThresholds[src.Next(6)];
+  static constexpr uint64_t kThresholds[] = {0,    1,     100,
+                                             4096, 16384, PlanOptions::kNever};
+  o.zc_threshold =
+      src.Next(4) == 0 ? 1 + src.Next(64 * 1024) : kThresholds[src.Next(6)];
   o.copy_op = src.Next(2) == 0 ? CopyOp::kWritev : CopyOp::kSendmsg;
   o.max_iovs_per_op = src.Next(3) == 0 ? 1 + src.Next(6) : kMaxIovsPerOp;
   o.max_bytes_per_op =
@@ -37,8 +37,8 @@ Case DrawCase(ByteSource& src) {
   o.max_ops_per_chain = src.Next(3) == 0 ? 1 + src.Next(8) : 64;
   o.zc_gap_bytes = src.Next(3) == 0 ? src.Next(300) : 0;
 
-  const uint64_t t = o.zc_threshold == PlanOptions::kNever ? 16384
-                                                           : o.zc_threshold;
+  const uint64_t t =
+      o.zc_threshold == PlanOptions::kNever ? 16384 : o.zc_threshold;
   const size_t n = src.Next(4) == 0 ? src.Next(3000) : src.Next(40);
   uintptr_t base = 4096;
   for (size_t j = 0; j < n; ++j) {

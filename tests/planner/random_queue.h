@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/types/span.h"
-
 #include "planner/planner.h"
 
 namespace zcplan::testing {

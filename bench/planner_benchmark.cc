@@ -10,37 +10,16 @@
 
 #include <sys/uio.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <new>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "planner/planner.h"
-
-namespace {
-
-std::atomic<uint64_t> g_allocs{0};
-
-}  // namespace
-
-// Replaced to count allocations. noinline keeps GCC from pairing the inlined
-// free() with operator new at call sites (-Wmismatched-new-delete).
-__attribute__((noinline)) void* operator new(size_t size) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept {
-  std::free(p);
-}
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept {
-  std::free(p);
-}
+#include "tests/util/alloc_counter.h"
 
 namespace zcplan {
 namespace {
@@ -94,15 +73,15 @@ void PlanLoop(benchmark::State& state, const std::vector<struct iovec>& q) {
   const PlanOptions options = BenchOptions();
   Plan plan;
   if (!PlanChain(q, 0, options, &plan).ok()) state.SkipWithError("plan");
-  const uint64_t allocs_before = g_allocs.load();
+  const uint64_t allocs_before = testing::AllocationCount();
   for (auto _ : state) {
     absl::Status s = PlanChain(q, 0, options, &plan);
     benchmark::DoNotOptimize(s);
     benchmark::DoNotOptimize(plan.ops().data());
   }
-  state.counters["allocs_per_plan"] =
-      benchmark::Counter(static_cast<double>(g_allocs.load() - allocs_before) /
-                         static_cast<double>(state.iterations()));
+  state.counters["allocs_per_plan"] = benchmark::Counter(
+      static_cast<double>(testing::AllocationCount() - allocs_before) /
+      static_cast<double>(state.iterations()));
   state.counters["ops"] = static_cast<double>(plan.ops().size());
   state.SetItemsProcessed(state.iterations() * q.size());
 }

@@ -2,31 +2,11 @@
 
 #include <sys/uio.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "planner/planner.h"
-
-namespace {
-std::atomic<long> g_allocs{0};
-}  // namespace
-
-// Replaced to count allocations. noinline keeps GCC from pairing the inlined
-// free() with operator new at call sites (-Wmismatched-new-delete).
-__attribute__((noinline)) void* operator new(size_t size) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept {
-  std::free(p);
-}
-__attribute__((noinline)) void operator delete(void* p, size_t) noexcept {
-  std::free(p);
-}
+#include "tests/util/alloc_counter.h"
 
 namespace zcplan {
 namespace {
@@ -43,7 +23,7 @@ TEST(PlannerAllocTest, ReusedPlanDoesNotAllocate) {
   ASSERT_TRUE(PlanChain(q, 0, options, &plan).ok());  // Grows the plan.
   ASSERT_GT(plan.ops().size(), 1000u);
 
-  const long before = g_allocs.load();
+  const uint64_t before = testing::AllocationCount();
   for (int r = 0; r < 100; ++r) {
     ASSERT_TRUE(PlanChain(q, r, options, &plan).ok());
     // Smaller queues and other options reuse the same capacity.
@@ -51,12 +31,12 @@ TEST(PlannerAllocTest, ReusedPlanDoesNotAllocate) {
         PlanChain(absl::MakeConstSpan(q).subspan(r), 0, PlanOptions(), &plan)
             .ok());
   }
-  EXPECT_EQ(g_allocs.load() - before, 0);
+  EXPECT_EQ(testing::AllocationCount() - before, 0u);
 
   // The counter works: a fresh plan does allocate.
   Plan fresh;
   ASSERT_TRUE(PlanChain(q, 0, options, &fresh).ok());
-  EXPECT_GT(g_allocs.load() - before, 0);
+  EXPECT_GT(testing::AllocationCount() - before, 0u);
 }
 
 }  // namespace

@@ -7,25 +7,16 @@
 
 #include "gtest/gtest.h"
 #include "planner/planner.h"
+#include "planner/simulate.h"
 
 namespace zcplan {
 namespace {
 
 constexpr uint64_t K = 1024;
 
-std::vector<struct iovec> Queue(std::vector<uint64_t> sizes) {
-  std::vector<struct iovec> q;
-  uintptr_t next = 1 << 20;
-  for (uint64_t s : sizes) {
-    q.push_back({reinterpret_cast<void*>(next), s});
-    next += s + 4096;
-  }
-  return q;
-}
-
 std::string Chain(const std::vector<uint64_t>& sizes, const PlanOptions& o,
                   uint64_t offset = 0) {
-  const auto q = Queue(sizes);
+  const auto q = MakeSyntheticQueue(sizes);
   const absl::StatusOr<Plan> plan = PlanChain(q, offset, o);
   EXPECT_TRUE(plan.ok()) << plan.status();
   return plan.ok() ? DescribeChain(q, *plan) : "";
@@ -62,7 +53,7 @@ TEST(DescribeTest, ShowsEmptyIovecsInsideAnOp) {
 }
 
 TEST(DescribeTest, DescribesOneOpAndAnEmptyPlan) {
-  const auto q = Queue({64 * K, 3 * (uint64_t{1} << 30)});
+  const auto q = MakeSyntheticQueue({64 * K, 3 * (uint64_t{1} << 30)});
   const Op op{OpKind::kSendmsgZc, false, 0, 2, 0, 64 * K + (1u << 30)};
   EXPECT_EQ(DescribeOp(q, op), "sendmsg_zc[64K,1G]");
   EXPECT_EQ(DescribeChain(q, Plan()), "");

@@ -1,0 +1,89 @@
+// Test helpers shared by the executor tests: loopback TCP pairs and a token
+// ledger that checks every buffer is released exactly once.
+
+#ifndef ZCPLAN_TESTS_URING_TEST_UTIL_H_
+#define ZCPLAN_TESTS_URING_TEST_UTIL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "uring/executor.h"
+
+namespace zcplan {
+
+// A connected loopback TCP pair. Closes both ends on destruction.
+struct TcpPair {
+  int client = -1;  // the end the executor sends on
+  int server = -1;  // the accepted end a receiver reads
+  TcpPair() = default;
+  TcpPair(TcpPair&& other) noexcept;
+  TcpPair& operator=(TcpPair&& other) noexcept;
+  TcpPair(const TcpPair&) = delete;
+  TcpPair& operator=(const TcpPair&) = delete;
+  ~TcpPair();
+};
+
+// Makes a connected TCP pair on 127.0.0.1. `sndbuf` > 0 sets SO_SNDBUF on the
+// client and `rcvbuf` > 0 SO_RCVBUF on the server before connecting.
+absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf = 0, int rcvbuf = 0);
+
+// Records releases; `callback()` is an `ExecutorOptions::on_release`.
+// Each buffer is registered with `Expect` before it is enqueued; the release
+// then overwrites ("poisons") the buffer's bytes when `poison` is set, so a
+// zero-copy send that still reads it shows up as corrupted data.
+class TokenLedger {
+ public:
+  struct Entry {
+    ConnectionId connection;
+    unsigned char* data = nullptr;
+    size_t length = 0;
+    int releases = 0;
+    absl::Status status;
+  };
+
+  explicit TokenLedger(bool poison = true) : poison_(poison) {}
+
+  // Registers a buffer that is about to be enqueued; returns its token.
+  uint64_t Expect(ConnectionId connection, void* data, size_t length);
+  // Forgets a token whose Enqueue failed (the executor did not take it).
+  void Forget(uint64_t token);
+
+  ReleaseCallback callback();
+
+  // OK when every expected token was released exactly once and no unknown
+  // token was released; otherwise a message naming the first few problems.
+  absl::Status CheckAllReleasedOnce() const;
+  // Tokens released so far (each counted once per release).
+  size_t released() const { return released_; }
+  size_t expected() const { return entries_.size(); }
+  // Releases with a non-OK status.
+  size_t failed() const { return failed_; }
+  const Entry* Find(uint64_t token) const;
+  std::vector<std::string> problems() const { return problems_; }
+
+ private:
+  bool poison_;
+  uint64_t next_token_ = 1;
+  std::map<uint64_t, Entry> entries_;
+  size_t released_ = 0;
+  size_t failed_ = 0;
+  std::vector<std::string> problems_;
+};
+
+// Fills `out` with a deterministic byte pattern: byte i of stream `stream` is
+// PatternByte(stream, i).
+inline unsigned char PatternByte(uint64_t stream, uint64_t i) {
+  uint64_t x =
+      (i + 1) * 0x9E3779B97F4A7C15ull ^ (stream * 0xD1B54A32D192ED03ull);
+  x ^= x >> 29;
+  return static_cast<unsigned char>(x ^ (x >> 17));
+}
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_TESTS_URING_TEST_UTIL_H_

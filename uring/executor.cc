@@ -1,0 +1,1235 @@
+#include "uring/executor.h"
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "uring/io_uring_ring.h"
+
+namespace zcplan {
+namespace {
+
+// user_data layout: bit 63 set for the executor's own requests (cancels);
+// else bits 32..62 are the op slot's generation and bits 0..31 its index, so
+// a late notification for a finished op cannot match the slot's next use.
+constexpr uint64_t kInternalUserData = uint64_t{1} << 63;
+constexpr uint32_t kGenerationMask = 0x7fffffff;
+
+// Every send-family op: MSG_WAITALL so a linked op never succeeds short (the
+// kernel retries, and a failure after partial progress breaks the chain);
+// MSG_NOSIGNAL so a reset peer is an error code, not SIGPIPE.
+constexpr int kSendFlags = MSG_WAITALL | MSG_NOSIGNAL;
+
+constexpr uint64_t kPage = 4096;
+// Transient errors (-EINTR, -EAGAIN, -ENOBUFS) in a row without progress
+// before the connection is failed.
+constexpr uint32_t kMaxTransientInARow = 64;
+
+// What the kernel charges to RLIMIT_MEMLOCK for an unregistered zero-copy op
+// of `bytes` bytes (io_notif_account_mem: the pages it spans), rounded up.
+uint64_t MemlockCharge(uint64_t bytes) {
+  return ((bytes + kPage - 1) / kPage + 1) * kPage;
+}
+
+uint64_t DefaultNotificationCap() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 ||
+      limit.rlim_cur == RLIM_INFINITY) {
+    return uint64_t{64} << 20;
+  }
+  return std::max<uint64_t>(limit.rlim_cur / 2, 4 * kPage);
+}
+
+bool IsTransient(int err) {
+  return err == EINTR || err == EAGAIN || err == ENOBUFS;
+}
+
+}  // namespace
+
+void SendStats::Add(const SendStats& o) {
+  for (int i = 0; i < kNumOpKinds; ++i) ops[i] += o.ops[i];
+  fixed_buffer_ops += o.fixed_buffer_ops;
+  chains += o.chains;
+  chains_resumed += o.chains_resumed;
+  short_sends += o.short_sends;
+  cancelled_ops += o.cancelled_ops;
+  retried_errors += o.retried_errors;
+  bytes_copied += o.bytes_copied;
+  bytes_zero_copy += o.bytes_zero_copy;
+  notifications += o.notifications;
+  copied_notifications += o.copied_notifications;
+  stray_notifications += o.stray_notifications;
+  fallbacks_enomem += o.fallbacks_enomem;
+  fallbacks_unsupported += o.fallbacks_unsupported;
+  cap_waits += o.cap_waits;
+  buffers_enqueued += o.buffers_enqueued;
+  buffers_released += o.buffers_released;
+  buffers_released_failed += o.buffers_released_failed;
+  bytes_enqueued += o.bytes_enqueued;
+  bytes_awaiting_notification += o.bytes_awaiting_notification;
+  peak_bytes_awaiting_notification += o.peak_bytes_awaiting_notification;
+  adaptive_disabled += o.adaptive_disabled;
+}
+
+std::string FormatStats(const SendStats& s) {
+  std::string out;
+  auto add = [&out](absl::string_view name, uint64_t value) {
+    if (value == 0) return;
+    absl::StrAppend(&out, out.empty() ? "" : " ", name, "=", value);
+  };
+  for (int i = 0; i < kNumOpKinds; ++i) {
+    add(OpKindName(static_cast<OpKind>(i)), s.ops[i]);
+  }
+  add("fixed_buffer_ops", s.fixed_buffer_ops);
+  add("chains", s.chains);
+  add("chains_resumed", s.chains_resumed);
+  add("short_sends", s.short_sends);
+  add("cancelled_ops", s.cancelled_ops);
+  add("retried_errors", s.retried_errors);
+  add("bytes_copied", s.bytes_copied);
+  add("bytes_zero_copy", s.bytes_zero_copy);
+  add("notifications", s.notifications);
+  add("copied_notifications", s.copied_notifications);
+  add("stray_notifications", s.stray_notifications);
+  add("fallbacks_enomem", s.fallbacks_enomem);
+  add("fallbacks_unsupported", s.fallbacks_unsupported);
+  add("cap_waits", s.cap_waits);
+  add("buffers_released", s.buffers_released);
+  add("buffers_released_failed", s.buffers_released_failed);
+  add("bytes_awaiting_notification", s.bytes_awaiting_notification);
+  add("peak_bytes_awaiting_notification", s.peak_bytes_awaiting_notification);
+  add("adaptive_disabled", s.adaptive_disabled);
+  return out.empty() ? "(no activity)" : out;
+}
+
+class Executor::Impl {
+ public:
+  Impl(std::unique_ptr<Ring> ring, ExecutorOptions options)
+      : ring_(std::move(ring)), options_(std::move(options)) {
+    cap_ = options_.max_bytes_awaiting_notification != 0
+               ? options_.max_bytes_awaiting_notification
+               : DefaultNotificationCap();
+  }
+
+  ~Impl() { Teardown(); }
+
+  absl::StatusOr<ConnectionId> Attach(int fd, const ConnectionOptions& opts);
+  absl::Status Enqueue(ConnectionId id, const void* data, size_t length,
+                       uint64_t token);
+  absl::Status Flush();
+  absl::StatusOr<size_t> Poll(absl::Duration timeout);
+  absl::Status Drain(absl::Duration timeout);
+  absl::Status Close(ConnectionId id);
+  bool Idle(ConnectionId id) const;
+  absl::Status ConnectionError(ConnectionId id) const;
+  bool ZeroCopyEnabled(ConnectionId id) const;
+  absl::StatusOr<SendStats> connection_stats(ConnectionId id) const;
+  RingStats stats() const;
+  const RingFeatures& features() const { return ring_->features(); }
+  uint64_t cap() const { return cap_; }
+  absl::Status RegisterBuffers(absl::Span<const iovec> regions);
+
+ private:
+  enum class State : uint8_t { kOpen, kFailed, kClosed };
+
+  struct Buffer {
+    uint64_t token;
+    uint32_t refs = 0;  // in-flight ops that reference the buffer
+    bool released = false;
+  };
+
+  struct Connection {
+    uint32_t generation = 1;
+    bool in_use = false;
+    int fd = -1;
+    State state = State::kOpen;
+    absl::Status error;
+    ConnectionOptions options;
+    bool zc_enabled = false;
+    uint32_t copied_in_a_row = 0;
+    uint32_t transient_in_a_row = 0;
+
+    // Buffers from sequence number `base_seq` on; those before `front` are
+    // released and wait for compaction.
+    std::vector<iovec> iovs;
+    std::vector<Buffer> bufs;
+    uint64_t base_seq = 0;
+    size_t front = 0;
+    size_t held = 0;            // buffers not yet released
+    uint64_t queued_bytes = 0;  // bytes of those
+
+    // The first byte not yet confirmed sent.
+    uint64_t sent_seq = 0;
+    uint64_t sent_off = 0;
+    // -ENOMEM fallback: buffers before this go by copy.
+    uint64_t copy_until_seq = 0;
+
+    uint32_t chain_ops = 0;   // ops of the chain in flight, first CQE pending
+    uint32_t slots_held = 0;  // op slots, including those awaiting notification
+    bool chain_broken = false;
+    bool resume_pending = false;
+    bool in_ready = false;
+    bool cap_waiting = false;
+    bool cancel_sent = false;
+
+    Plan plan;
+    std::vector<iovec> chain_iovs;
+    std::vector<msghdr> chain_msgs;
+    SendStats stats;
+  };
+
+  struct OpSlot {
+    uint32_t generation = 1;
+    bool in_use = false;
+    bool send_done = false;
+    bool notif_seen = false;
+    OpKind kind = OpKind::kSend;
+    uint32_t conn = 0;
+    uint32_t iov_count = 0;
+    uint64_t first_seq = 0;
+    uint64_t offset = 0;
+    uint64_t bytes = 0;
+    uint64_t charge = 0;  // counted in bytes awaiting notification
+    uint32_t next_free = 0;
+  };
+
+  struct Region {
+    uintptr_t begin;
+    uintptr_t end;
+    uint16_t index;
+  };
+
+  static ConnectionId MakeId(uint32_t index, uint32_t generation) {
+    return ConnectionId{(uint64_t{generation} << 32) | index};
+  }
+  Connection* Find(ConnectionId id);
+  const Connection* Find(ConnectionId id) const;
+  ConnectionId IdOf(uint32_t index) const {
+    return MakeId(index, conns_[index].generation);
+  }
+
+  bool HasUnsent(const Connection& c) const {
+    return c.sent_seq < c.base_seq + c.iovs.size();
+  }
+  void MarkReady(uint32_t index);
+  // Plans and prepares the next chain of connection `index`. Returns false
+  // when the submission queue had no room (try again after submitting).
+  bool PrepareChain(uint32_t index);
+  // The registered region holding all of `pieces`, or -1.
+  int ChooseFixedBuffer(absl::Span<const iovec> pieces);
+  bool UsesFixedBuffer(absl::Span<const iovec> queue, const Op& op);
+  void EncodeOp(Connection& c, const Op& op, absl::Span<const iovec> queue,
+                size_t iov_base, size_t msg_index, bool linked, uint32_t slot,
+                io_uring_sqe* sqe);
+  absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
+                             bool* waited);
+
+  void Handle(const Completion& cqe);
+  void OnSendResult(uint32_t conn_index, OpSlot& slot, int32_t res);
+  void OnNotification(uint32_t conn_index, int32_t res);
+  void FinishSlot(uint32_t slot_index);
+  void ChainDone(uint32_t conn_index);
+  void Fail(uint32_t conn_index, absl::Status status);
+  void ReleaseEligible(uint32_t conn_index, uint64_t from_seq, uint64_t to_seq);
+  void Release(uint32_t conn_index, size_t i, const absl::Status& status);
+  void Compact(Connection& c);
+  void MaybeFree(uint32_t conn_index);
+  void SendCancel(Connection& c);
+  void Teardown();
+
+  uint32_t AllocSlot();
+  void Charge(Connection& c, uint64_t bytes);
+  void Uncharge(Connection& c, uint64_t bytes);
+
+  std::unique_ptr<Ring> ring_;
+  ExecutorOptions options_;
+  uint64_t cap_ = 0;
+
+  std::vector<Connection> conns_;
+  std::vector<uint32_t> free_conns_;
+  absl::flat_hash_map<int, uint32_t> fd_to_conn_;
+  std::vector<uint32_t> ready_;
+  std::vector<uint32_t> cap_waiters_;
+
+  std::vector<OpSlot> slots_;
+  uint32_t free_slot_ = UINT32_MAX;
+  uint32_t slots_in_use_ = 0;
+
+  std::vector<Region> regions_;
+  std::vector<iovec> piece_scratch_;
+
+  uint64_t notif_bytes_ = 0;
+  uint64_t peak_notif_bytes_ = 0;
+  size_t held_total_ = 0;
+  uint32_t unsubmitted_ = 0;
+  int in_callback_ = 0;
+
+  SendStats closed_totals_;  // connections already freed
+  uint64_t stray_notifications_ = 0;
+  RingStats ring_stats_;
+  std::vector<Completion> cqes_ = std::vector<Completion>(256);
+};
+
+// ---------------------------------------------------------------------------
+// Lookup and bookkeeping
+
+Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) {
+  const uint32_t index = static_cast<uint32_t>(id.value);
+  const uint32_t generation = static_cast<uint32_t>(id.value >> 32);
+  if (index >= conns_.size()) return nullptr;
+  Connection& c = conns_[index];
+  if (!c.in_use || c.generation != generation) return nullptr;
+  return &c;
+}
+
+const Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) const {
+  return const_cast<Impl*>(this)->Find(id);
+}
+
+void Executor::Impl::MarkReady(uint32_t index) {
+  Connection& c = conns_[index];
+  if (c.in_ready || c.cap_waiting) return;
+  c.in_ready = true;
+  ready_.push_back(index);
+}
+
+uint32_t Executor::Impl::AllocSlot() {
+  uint32_t index;
+  if (free_slot_ != UINT32_MAX) {
+    index = free_slot_;
+    free_slot_ = slots_[index].next_free;
+  } else {
+    index = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  OpSlot& s = slots_[index];
+  s.in_use = true;
+  s.send_done = false;
+  s.notif_seen = false;
+  s.charge = 0;
+  ++slots_in_use_;
+  return index;
+}
+
+void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
+  notif_bytes_ += bytes;
+  peak_notif_bytes_ = std::max(peak_notif_bytes_, notif_bytes_);
+  c.stats.bytes_awaiting_notification += bytes;
+  c.stats.peak_bytes_awaiting_notification =
+      std::max(c.stats.peak_bytes_awaiting_notification,
+               c.stats.bytes_awaiting_notification);
+}
+
+void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
+  notif_bytes_ -= bytes;
+  c.stats.bytes_awaiting_notification -= bytes;
+  if (!cap_waiters_.empty()) {
+    std::vector<uint32_t> waiters;
+    waiters.swap(cap_waiters_);
+    for (uint32_t w : waiters) {
+      conns_[w].cap_waiting = false;
+      MarkReady(w);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Public operations
+
+absl::StatusOr<ConnectionId> Executor::Impl::Attach(
+    int fd, const ConnectionOptions& opts) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Attach called from inside the release callback");
+  }
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fd ", fd, " is not a valid file descriptor"));
+  }
+  int type = 0, domain = 0, protocol = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is not a socket (", std::strerror(errno), ")"));
+  }
+  len = sizeof(domain);
+  getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+  len = sizeof(protocol);
+  getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
+  if (type != SOCK_STREAM) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is a socket of type ", type,
+        ", not a stream socket (SOCK_STREAM); zcplan sends on TCP"));
+  }
+  const bool tcp =
+      (domain == AF_INET || domain == AF_INET6) && protocol == IPPROTO_TCP;
+  if (!tcp && !opts.allow_non_tcp) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is a stream socket of family ", domain, " and protocol ",
+        protocol,
+        ", not TCP; set ConnectionOptions::allow_non_tcp to send on it by "
+        "copy"));
+  }
+  sockaddr_storage peer;
+  len = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is not connected (", std::strerror(errno), ")"));
+  }
+  absl::Status valid = ValidatePlanOptions(opts.plan);
+  if (!valid.ok()) return valid;
+  if (opts.adaptive_copied_limit == 0) {
+    return absl::InvalidArgumentError(
+        "adaptive_copied_limit is 0; it must be at least 1");
+  }
+  if (opts.max_queued_bytes == 0) {
+    return absl::InvalidArgumentError(
+        "max_queued_bytes is 0; it must be at least 1");
+  }
+  if (auto it = fd_to_conn_.find(fd); it != fd_to_conn_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fd ", fd, " is already attached as connection ",
+                     IdOf(it->second).value));
+  }
+  uint32_t index;
+  if (!free_conns_.empty()) {
+    index = free_conns_.back();
+    free_conns_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(conns_.size());
+    conns_.emplace_back();
+  }
+  Connection& c = conns_[index];
+  const uint32_t generation = c.generation;
+  c = Connection();
+  c.generation = generation;
+  c.in_use = true;
+  c.fd = fd;
+  c.options = opts;
+  const RingFeatures& f = ring_->features();
+  c.zc_enabled = tcp && f.send_zc && f.sendmsg_zc &&
+                 opts.plan.zc_threshold != PlanOptions::kNever;
+  if (!tcp && opts.plan.zc_threshold != PlanOptions::kNever) {
+    // Let the kernel say -EOPNOTSUPP; it is the authority, and the fallback
+    // path is the same.
+    c.zc_enabled = f.send_zc && f.sendmsg_zc;
+  }
+  fd_to_conn_[fd] = index;
+  ++ring_stats_.connections_attached;
+  return IdOf(index);
+}
+
+absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
+                                     size_t length, uint64_t token) {
+  Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  if (data == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Enqueue: data is null (length ", length, ")"));
+  }
+  if (length == 0) {
+    return absl::InvalidArgumentError(
+        "Enqueue: length is 0; a buffer must hold at least 1 byte");
+  }
+  if (length > static_cast<size_t>(SSIZE_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Enqueue: length ", length, " is above SSIZE_MAX (", SSIZE_MAX, ")"));
+  }
+  if (c->state == State::kClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection ", id.value, " is closed"));
+  }
+  if (c->state == State::kFailed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "connection ", id.value, " failed: ", c->error.ToString()));
+  }
+  if (c->queued_bytes + length > c->options.max_queued_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Enqueue: ", c->queued_bytes, " bytes queued plus ", length,
+        " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
+  }
+  c->iovs.push_back(iovec{const_cast<void*>(data), length});
+  c->bufs.push_back(Buffer{token});
+  ++c->held;
+  ++held_total_;
+  c->queued_bytes += length;
+  ++c->stats.buffers_enqueued;
+  c->stats.bytes_enqueued += length;
+  if (c->chain_ops == 0) MarkReady(static_cast<uint32_t>(c - conns_.data()));
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::Flush() {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Flush called from inside the release callback");
+  }
+  std::vector<uint32_t> batch;
+  batch.swap(ready_);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const uint32_t index = batch[i];
+    conns_[index].in_ready = false;
+    if (PrepareChain(index)) continue;
+    // No room in the submission queue: submit what is there and retry once.
+    bool waited = false;
+    absl::Status s = SubmitPending(0, 0, &waited);
+    if (!s.ok()) return s;
+    if (PrepareChain(index)) continue;
+    for (size_t j = i; j < batch.size(); ++j) MarkReady(batch[j]);
+    break;
+  }
+  if (unsubmitted_ > 0) {
+    bool waited = false;
+    return SubmitPending(0, 0, &waited);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
+                                           bool* waited) {
+  ++ring_stats_.submit_calls;
+  const int ret = ring_->SubmitAndWait(wait_nr, timeout_ns);
+  *waited = wait_nr > 0;
+  if (ret >= 0) {
+    unsubmitted_ -= std::min<uint32_t>(unsubmitted_, ret);
+    return absl::OkStatus();
+  }
+  switch (-ret) {
+    case ETIME:
+      // A timeout with a wait also means the submission went through.
+      if (wait_nr > 0) unsubmitted_ = 0;
+      return absl::OkStatus();
+    case EINTR:
+      ++ring_stats_.wait_interrupted;
+      return absl::OkStatus();
+    case EBUSY:
+    case EAGAIN:
+      // The SQEs stay queued and go with the next submit, after completions
+      // have been reaped.
+      ++ring_stats_.submit_busy;
+      *waited = false;
+      return absl::OkStatus();
+    default:
+      return absl::ErrnoToStatus(-ret, "io_uring submit");
+  }
+}
+
+absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Poll called from inside the release callback");
+  }
+  absl::Status s = Flush();
+  if (!s.ok()) return s;
+  size_t handled = 0;
+  // Completions may already be waiting (posted during the submit).
+  for (;;) {
+    const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
+    for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
+    handled += n;
+    if (n < cqes_.size()) break;
+  }
+  if (handled == 0 && (slots_in_use_ > 0 || unsubmitted_ > 0)) {
+    const int64_t ns = timeout == absl::InfiniteDuration()
+                           ? -1
+                           : absl::ToInt64Nanoseconds(timeout);
+    bool waited = false;
+    s = SubmitPending(slots_in_use_ > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
+                      &waited);
+    if (!s.ok()) return s;
+    for (;;) {
+      const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
+      for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
+      handled += n;
+      if (n < cqes_.size()) break;
+    }
+  }
+  ring_stats_.completions += handled;
+  s = Flush();
+  if (!s.ok()) return s;
+  return handled;
+}
+
+absl::Status Executor::Impl::Drain(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (held_total_ > 0) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("Drain: ", held_total_, " buffer(s) still held after ",
+                       absl::FormatDuration(timeout), " (", slots_in_use_,
+                       " op(s) in flight)"));
+    }
+    absl::StatusOr<size_t> n = Poll(std::min(left, absl::Milliseconds(100)));
+    if (!n.ok()) return n.status();
+    if (*n == 0 && slots_in_use_ == 0 && unsubmitted_ == 0) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::Close(ConnectionId id) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Close called from inside the release callback");
+  }
+  Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  const uint32_t index = static_cast<uint32_t>(c - conns_.data());
+  if (c->state == State::kClosed) return absl::OkStatus();
+  if (c->state == State::kOpen) {
+    c->state = State::kClosed;
+    c->error = absl::CancelledError(
+        absl::StrCat("connection ", id.value, " was closed"));
+  } else {
+    c->state = State::kClosed;  // keep the failure as the release status
+  }
+  if (c->slots_held > 0) SendCancel(*c);
+  ReleaseEligible(index, c->base_seq + c->front, c->base_seq + c->iovs.size());
+  MaybeFree(index);
+  bool waited = false;
+  if (unsubmitted_ > 0) return SubmitPending(0, 0, &waited);
+  return absl::OkStatus();
+}
+
+bool Executor::Impl::Idle(ConnectionId id) const {
+  const Connection* c = Find(id);
+  return c == nullptr || (c->held == 0 && c->slots_held == 0);
+}
+
+absl::Status Executor::Impl::ConnectionError(ConnectionId id) const {
+  const Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  return c->state == State::kFailed || c->state == State::kClosed
+             ? c->error
+             : absl::OkStatus();
+}
+
+bool Executor::Impl::ZeroCopyEnabled(ConnectionId id) const {
+  const Connection* c = Find(id);
+  return c != nullptr && c->zc_enabled;
+}
+
+absl::StatusOr<SendStats> Executor::Impl::connection_stats(
+    ConnectionId id) const {
+  const Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  return c->stats;
+}
+
+RingStats Executor::Impl::stats() const {
+  RingStats r = ring_stats_;
+  r.totals = closed_totals_;
+  r.connections_open = 0;
+  for (const Connection& c : conns_) {
+    if (!c.in_use) continue;
+    ++r.connections_open;
+    r.totals.Add(c.stats);
+  }
+  r.totals.stray_notifications += stray_notifications_;
+  r.totals.bytes_awaiting_notification = notif_bytes_;
+  r.totals.peak_bytes_awaiting_notification = peak_notif_bytes_;
+  return r;
+}
+
+absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
+  if (!regions_.empty()) {
+    return absl::FailedPreconditionError(
+        "RegisterBuffers: buffers are already registered");
+  }
+  if (regions.empty() || regions.size() > 16384) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RegisterBuffers: ", regions.size(), " regions; 1..16384 allowed"));
+  }
+  for (size_t i = 0; i < regions.size(); ++i) {
+    if (regions[i].iov_base == nullptr || regions[i].iov_len == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "RegisterBuffers: region ", i, " is empty or has a null base"));
+    }
+  }
+  const int ret = ring_->RegisterBuffers(regions);
+  if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_register_buffers");
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(regions[i].iov_base);
+    regions_.push_back(
+        Region{begin, begin + regions[i].iov_len, static_cast<uint16_t>(i)});
+  }
+  std::sort(regions_.begin(), regions_.end(),
+            [](const Region& a, const Region& b) { return a.begin < b.begin; });
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Planning and encoding
+
+bool Executor::Impl::UsesFixedBuffer(absl::Span<const iovec> queue,
+                                     const Op& op) {
+  if (regions_.empty()) return false;
+  if (op.kind == OpKind::kSendmsgZc && !ring_->features().sendmsg_zc_fixed) {
+    return false;
+  }
+  piece_scratch_.clear();
+  ForEachPiece(queue, op, [&](uint32_t j, uint64_t offset, uint64_t length) {
+    piece_scratch_.push_back(
+        iovec{static_cast<char*>(queue[j].iov_base) + offset,
+              static_cast<size_t>(length)});
+  });
+  return ChooseFixedBuffer(piece_scratch_) >= 0;
+}
+
+int Executor::Impl::ChooseFixedBuffer(absl::Span<const iovec> pieces) {
+  if (regions_.empty() || pieces.empty()) return -1;
+  const uintptr_t p = reinterpret_cast<uintptr_t>(pieces[0].iov_base);
+  auto it = std::upper_bound(
+      regions_.begin(), regions_.end(), p,
+      [](uintptr_t v, const Region& r) { return v < r.begin; });
+  if (it == regions_.begin()) return -1;
+  const Region& r = *(it - 1);
+  for (const iovec& piece : pieces) {
+    const uintptr_t b = reinterpret_cast<uintptr_t>(piece.iov_base);
+    if (b < r.begin || b + piece.iov_len > r.end) return -1;
+  }
+  return r.index;
+}
+
+bool Executor::Impl::PrepareChain(uint32_t index) {
+  Connection& c = conns_[index];
+  if (c.state != State::kOpen || c.chain_ops > 0 || !HasUnsent(c)) return true;
+  const uint32_t space = ring_->SqSpaceLeft();
+  if (space == 0) return false;
+
+  PlanOptions po = c.options.plan;
+  po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
+  if (!c.zc_enabled) po.zc_threshold = PlanOptions::kNever;
+  const size_t start = c.sent_seq - c.base_seq;
+  size_t count = c.iovs.size() - start;
+  if (c.copy_until_seq > c.sent_seq) {
+    count = std::min<size_t>(count, c.copy_until_seq - c.sent_seq);
+    po.zc_threshold = PlanOptions::kNever;
+  }
+  absl::Span<const iovec> queue(c.iovs.data() + start, count);
+
+  // Keep unregistered zero-copy bytes under the cap: submit the longest
+  // prefix that fits; with nothing that fits, wait for notifications if some
+  // are due, else plan smaller ops.
+  size_t take = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::Status s = PlanChain(queue, c.sent_off, po, &c.plan);
+    if (!s.ok()) {
+      Fail(index, absl::InternalError(absl::StrCat(
+                      "planner rejected the queue: ", s.message())));
+      return true;
+    }
+    uint64_t budget = cap_ > notif_bytes_ ? cap_ - notif_bytes_ : 0;
+    take = 0;
+    for (const Op& op : c.plan.ops()) {
+      if (IsZeroCopy(op.kind) && !UsesFixedBuffer(queue, op)) {
+        const uint64_t charge = MemlockCharge(op.bytes);
+        if (charge > budget) break;
+        budget -= charge;
+      }
+      ++take;
+    }
+    if (take > 0) break;
+    if (notif_bytes_ > 0) {
+      ++c.stats.cap_waits;
+      c.cap_waiting = true;
+      cap_waiters_.push_back(index);
+      return true;
+    }
+    // One op alone is above the cap: make ops that fit, or copy.
+    if (cap_ >= 3 * kPage) {
+      po.max_bytes_per_op =
+          std::min<uint64_t>(po.max_bytes_per_op, (cap_ / kPage - 2) * kPage);
+    } else {
+      po.zc_threshold = PlanOptions::kNever;
+    }
+  }
+  if (take == 0) return true;  // not reached: the second plan fits
+
+  absl::Span<const Op> ops = c.plan.ops().subspan(0, take);
+  size_t total_iovs = 0;
+  for (const Op& op : ops) total_iovs += op.iov_count;
+  c.chain_iovs.resize(total_iovs);
+  c.chain_msgs.resize(ops.size());
+  size_t iov_base = 0;
+  io_uring_sqe* previous = nullptr;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    io_uring_sqe* sqe = ring_->GetSqe();
+    if (sqe == nullptr) {
+      // Not expected (the planner made at most `space` ops), but a chain
+      // must never link into whatever is submitted next.
+      if (previous != nullptr) previous->flags &= ~IOSQE_IO_LINK;
+      break;
+    }
+    previous = sqe;
+    const uint32_t slot = AllocSlot();
+    OpSlot& s = slots_[slot];
+    s.kind = ops[i].kind;
+    s.conn = index;
+    s.first_seq = c.sent_seq + ops[i].first_iov;
+    s.iov_count = ops[i].iov_count;
+    s.offset = ops[i].offset;
+    s.bytes = ops[i].bytes;
+    EncodeOp(c, ops[i], queue, iov_base, i, i + 1 < ops.size(), slot, sqe);
+    iov_base += ops[i].iov_count;
+    for (uint64_t q = s.first_seq; q < s.first_seq + s.iov_count; ++q) {
+      ++c.bufs[q - c.base_seq].refs;
+    }
+    ++c.slots_held;
+    ++c.chain_ops;
+    ++unsubmitted_;
+    ++c.stats.ops[static_cast<int>(ops[i].kind)];
+  }
+  ++c.stats.chains;
+  if (c.resume_pending) {
+    ++c.stats.chains_resumed;
+    c.resume_pending = false;
+  }
+  return true;
+}
+
+void Executor::Impl::EncodeOp(Connection& c, const Op& op,
+                              absl::Span<const iovec> queue, size_t iov_base,
+                              size_t msg_index, bool linked, uint32_t slot,
+                              io_uring_sqe* sqe) {
+  iovec* pieces = c.chain_iovs.data() + iov_base;
+  size_t n = 0;
+  ForEachPiece(queue, op, [&](uint32_t j, uint64_t offset, uint64_t length) {
+    pieces[n++] = iovec{static_cast<char*>(queue[j].iov_base) + offset,
+                        static_cast<size_t>(length)};
+  });
+  const bool zc = IsZeroCopy(op.kind);
+  const int fixed = zc ? ChooseFixedBuffer(absl::MakeConstSpan(pieces, n)) : -1;
+  const uint16_t zc_flags =
+      ring_->features().zc_report_usage ? IORING_SEND_ZC_REPORT_USAGE : 0;
+  msghdr* msg = &c.chain_msgs[msg_index];
+  *msg = msghdr{};
+  msg->msg_iov = pieces;
+  msg->msg_iovlen = n;
+  switch (op.kind) {
+    case OpKind::kWritev:
+      io_uring_prep_writev(sqe, c.fd, pieces, static_cast<unsigned>(n), 0);
+      break;
+    case OpKind::kSendmsg:
+      io_uring_prep_sendmsg(sqe, c.fd, msg, kSendFlags);
+      break;
+    case OpKind::kSend:
+      io_uring_prep_send(sqe, c.fd, pieces[0].iov_base, pieces[0].iov_len,
+                         kSendFlags);
+      break;
+    case OpKind::kSendZc:
+      if (fixed >= 0) {
+        io_uring_prep_send_zc_fixed(sqe, c.fd, pieces[0].iov_base,
+                                    pieces[0].iov_len, kSendFlags, zc_flags,
+                                    static_cast<unsigned>(fixed));
+      } else {
+        io_uring_prep_send_zc(sqe, c.fd, pieces[0].iov_base, pieces[0].iov_len,
+                              kSendFlags, zc_flags);
+      }
+      break;
+    case OpKind::kSendmsgZc:
+      io_uring_prep_sendmsg_zc(sqe, c.fd, msg, kSendFlags);
+      sqe->ioprio |= zc_flags;
+      if (fixed >= 0 && ring_->features().sendmsg_zc_fixed) {
+        sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+        sqe->buf_index = static_cast<uint16_t>(fixed);
+      }
+      break;
+  }
+  const bool used_fixed = fixed >= 0 && (op.kind == OpKind::kSendZc ||
+                                         ring_->features().sendmsg_zc_fixed);
+  if (used_fixed) ++c.stats.fixed_buffer_ops;
+  if (zc && !used_fixed) {
+    slots_[slot].charge = MemlockCharge(op.bytes);
+    Charge(c, slots_[slot].charge);
+  }
+  if (linked) sqe->flags |= IOSQE_IO_LINK;
+  sqe->user_data =
+      (uint64_t{slots_[slot].generation & kGenerationMask} << 32) | slot;
+}
+
+// ---------------------------------------------------------------------------
+// Completions
+
+void Executor::Impl::Handle(const Completion& cqe) {
+  if (cqe.user_data & kInternalUserData) return;  // our cancel requests
+  const uint32_t index = static_cast<uint32_t>(cqe.user_data);
+  const uint32_t generation =
+      static_cast<uint32_t>(cqe.user_data >> 32) & kGenerationMask;
+  const bool notif = (cqe.flags & IORING_CQE_F_NOTIF) != 0;
+  if (index >= slots_.size() || !slots_[index].in_use ||
+      (slots_[index].generation & kGenerationMask) != generation) {
+    // A notification for an op whose first completion had no F_MORE (the
+    // kernel posts one for a cancelled zero-copy op anyway). Its buffers
+    // were released already; the slot may serve another op by now.
+    if (notif) ++stray_notifications_;
+    return;
+  }
+  OpSlot& slot = slots_[index];
+  const uint32_t conn = slot.conn;
+  if (notif) {
+    OnNotification(conn, cqe.res);
+    if (slot.send_done) {
+      FinishSlot(index);
+    } else {
+      slot.notif_seen = true;
+    }
+    return;
+  }
+  slot.send_done = true;
+  OnSendResult(conn, slot, cqe.res);
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+  if (!IsZeroCopy(slot.kind) || !more || slot.notif_seen) FinishSlot(index);
+  Connection& c = conns_[conn];
+  if (--c.chain_ops == 0) ChainDone(conn);
+}
+
+void Executor::Impl::OnNotification(uint32_t conn_index, int32_t res) {
+  Connection& c = conns_[conn_index];
+  ++c.stats.notifications;
+  if (static_cast<uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) {
+    ++c.stats.copied_notifications;
+    if (++c.copied_in_a_row >= c.options.adaptive_copied_limit &&
+        c.options.adaptive_zero_copy && c.zc_enabled) {
+      c.zc_enabled = false;
+      c.stats.adaptive_disabled = 1;
+    }
+  } else {
+    c.copied_in_a_row = 0;
+  }
+}
+
+void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
+                                  int32_t res) {
+  Connection& c = conns_[conn_index];
+  const bool zc = IsZeroCopy(slot.kind);
+  if (res < 0) {
+    const int err = -res;
+    c.chain_broken = true;
+    if (err == ECANCELED) {
+      ++c.stats.cancelled_ops;
+    } else if (c.state != State::kOpen) {
+      // Already failed or closed: the first error is the one reported.
+    } else if (zc && err == ENOMEM) {
+      ++c.stats.fallbacks_enomem;
+      c.copy_until_seq =
+          std::max(c.copy_until_seq, slot.first_seq + slot.iov_count);
+    } else if (zc && (err == EOPNOTSUPP || err == EINVAL)) {
+      ++c.stats.fallbacks_unsupported;
+      c.zc_enabled = false;
+    } else if (IsTransient(err) &&
+               ++c.transient_in_a_row < kMaxTransientInARow) {
+      ++c.stats.retried_errors;
+    } else {
+      Fail(conn_index,
+           absl::ErrnoToStatus(err, absl::StrCat("send on fd ", c.fd, " (",
+                                                 OpKindName(slot.kind), ")")));
+    }
+    return;
+  }
+  if (res == 0 && slot.bytes > 0) {
+    // No progress and no error: count it like a transient error.
+    c.chain_broken = true;
+    ++c.stats.short_sends;
+    if (++c.transient_in_a_row >= kMaxTransientInARow &&
+        c.state == State::kOpen) {
+      Fail(conn_index, absl::UnavailableError(absl::StrCat(
+                           "send on fd ", c.fd, " made no progress ",
+                           kMaxTransientInARow, " times in a row")));
+    }
+    return;
+  }
+  if (c.chain_broken || slot.first_seq != c.sent_seq ||
+      slot.offset != c.sent_off) {
+    // An op ran after an earlier op of its chain came up short: the stream
+    // has a hole. Only a kernel that ignores MSG_WAITALL/links can do this.
+    if (c.state == State::kOpen) {
+      Fail(conn_index, absl::InternalError(absl::StrCat(
+                           "send on fd ", c.fd,
+                           " completed out of order after a short op; the "
+                           "stream is corrupt")));
+    }
+    return;
+  }
+  uint64_t moved = std::min<uint64_t>(static_cast<uint64_t>(res), slot.bytes);
+  c.transient_in_a_row = 0;
+  if (zc) {
+    c.stats.bytes_zero_copy += moved;
+  } else {
+    c.stats.bytes_copied += moved;
+  }
+  if (moved < slot.bytes) {
+    ++c.stats.short_sends;
+    c.chain_broken = true;
+  }
+  while (moved > 0) {
+    const iovec& iov = c.iovs[c.sent_seq - c.base_seq];
+    const uint64_t available = iov.iov_len - c.sent_off;
+    if (moved >= available) {
+      moved -= available;
+      ++c.sent_seq;
+      c.sent_off = 0;
+    } else {
+      c.sent_off += moved;
+      moved = 0;
+    }
+  }
+}
+
+void Executor::Impl::FinishSlot(uint32_t slot_index) {
+  OpSlot& s = slots_[slot_index];
+  const uint32_t conn = s.conn;
+  const uint64_t first = s.first_seq;
+  const uint64_t end = s.first_seq + s.iov_count;
+  const uint64_t charge = s.charge;
+  s.in_use = false;
+  s.generation = (s.generation + 1) & kGenerationMask;
+  s.next_free = free_slot_;
+  free_slot_ = slot_index;
+  --slots_in_use_;
+  Connection& c = conns_[conn];
+  --c.slots_held;
+  if (charge > 0) Uncharge(c, charge);
+  for (uint64_t q = first; q < end; ++q) --c.bufs[q - c.base_seq].refs;
+  ReleaseEligible(conn, first, end);
+  MaybeFree(conn);
+}
+
+void Executor::Impl::ChainDone(uint32_t conn_index) {
+  Connection& c = conns_[conn_index];
+  if (c.chain_broken && c.state == State::kOpen && HasUnsent(c)) {
+    c.resume_pending = true;
+  }
+  c.chain_broken = false;
+  if (c.state == State::kOpen && HasUnsent(c)) MarkReady(conn_index);
+}
+
+void Executor::Impl::Fail(uint32_t conn_index, absl::Status status) {
+  Connection& c = conns_[conn_index];
+  if (c.state != State::kOpen) return;
+  c.state = State::kFailed;
+  c.error = std::move(status);
+  ReleaseEligible(conn_index, c.base_seq + c.front, c.base_seq + c.iovs.size());
+}
+
+// Releases the buffers in [from_seq, to_seq) that no op references and that
+// are fully sent, or all of them once the connection has stopped.
+void Executor::Impl::ReleaseEligible(uint32_t conn_index, uint64_t from_seq,
+                                     uint64_t to_seq) {
+  for (uint64_t q = from_seq; q < to_seq; ++q) {
+    Connection& c = conns_[conn_index];  // callbacks may grow the vectors
+    const size_t i = q - c.base_seq;
+    const Buffer& b = c.bufs[i];
+    if (b.released || b.refs > 0) continue;
+    if (q < c.sent_seq) {
+      Release(conn_index, i, absl::OkStatus());
+    } else if (c.state != State::kOpen) {
+      const absl::Status status = c.error;
+      Release(conn_index, i, status);
+    }
+  }
+  Compact(conns_[conn_index]);
+}
+
+void Executor::Impl::Release(uint32_t conn_index, size_t i,
+                             const absl::Status& status) {
+  Connection& c = conns_[conn_index];
+  Buffer& b = c.bufs[i];
+  b.released = true;
+  --c.held;
+  --held_total_;
+  c.queued_bytes -= c.iovs[i].iov_len;
+  if (status.ok()) {
+    ++c.stats.buffers_released;
+  } else {
+    ++c.stats.buffers_released_failed;
+  }
+  const uint64_t token = b.token;
+  const ConnectionId id = IdOf(conn_index);
+  ++in_callback_;
+  options_.on_release(id, token, status);
+  --in_callback_;
+}
+
+void Executor::Impl::Compact(Connection& c) {
+  while (c.front < c.bufs.size() && c.bufs[c.front].released &&
+         c.base_seq + c.front < c.sent_seq) {
+    ++c.front;
+  }
+  if (c.front == c.bufs.size() && c.sent_seq == c.base_seq + c.front) {
+    c.base_seq += c.front;
+    c.iovs.clear();
+    c.bufs.clear();
+    c.front = 0;
+  } else if (c.front >= 1024 && c.front * 2 >= c.bufs.size()) {
+    c.iovs.erase(c.iovs.begin(), c.iovs.begin() + c.front);
+    c.bufs.erase(c.bufs.begin(), c.bufs.begin() + c.front);
+    c.base_seq += c.front;
+    c.front = 0;
+  }
+}
+
+void Executor::Impl::MaybeFree(uint32_t conn_index) {
+  Connection& c = conns_[conn_index];
+  if (c.state != State::kClosed || c.held > 0 || c.slots_held > 0) return;
+  closed_totals_.Add(c.stats);
+  closed_totals_.bytes_awaiting_notification -=
+      c.stats.bytes_awaiting_notification;
+  fd_to_conn_.erase(c.fd);
+  c.in_use = false;
+  c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
+  c.iovs = {};
+  c.bufs = {};
+  c.chain_iovs = {};
+  c.chain_msgs = {};
+  free_conns_.push_back(conn_index);
+}
+
+void Executor::Impl::SendCancel(Connection& c) {
+  if (c.cancel_sent || !ring_->features().async_cancel_fd) return;
+  io_uring_sqe* sqe = ring_->GetSqe();
+  if (sqe == nullptr) return;
+  io_uring_prep_cancel_fd(sqe, c.fd, IORING_ASYNC_CANCEL_ALL);
+  sqe->user_data = kInternalUserData;
+  ++unsubmitted_;
+  c.cancel_sent = true;
+}
+
+void Executor::Impl::Teardown() {
+  ready_.clear();
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    Connection& c = conns_[i];
+    if (!c.in_use) continue;
+    if (c.state == State::kOpen) {
+      c.error = absl::AbortedError("the executor was destroyed");
+    }
+    c.state = State::kClosed;
+    c.cap_waiting = false;
+    if (c.slots_held > 0) SendCancel(c);
+    ReleaseEligible(i, c.base_seq + c.front, c.base_seq + c.iovs.size());
+    MaybeFree(i);
+  }
+  cap_waiters_.clear();
+  const absl::Time deadline = absl::Now() + options_.teardown_timeout;
+  while (slots_in_use_ > 0 && absl::Now() < deadline) {
+    bool waited = false;
+    const int64_t ns = absl::ToInt64Nanoseconds(
+        std::min(deadline - absl::Now(), absl::Milliseconds(50)));
+    if (!SubmitPending(1, std::max<int64_t>(ns, 0), &waited).ok()) break;
+    for (;;) {
+      const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
+      for (size_t k = 0; k < n; ++k) Handle(cqes_[k]);
+      if (n < cqes_.size()) break;
+    }
+  }
+  // Whatever the kernel still holds is abandoned with the ring.
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    Connection& c = conns_[i];
+    if (!c.in_use) continue;
+    for (size_t k = c.front; k < c.bufs.size(); ++k) {
+      if (conns_[i].bufs[k].released) continue;
+      const uint64_t q = conns_[i].base_seq + k;
+      Release(i, k,
+              q < conns_[i].sent_seq
+                  ? absl::OkStatus()
+                  : absl::AbortedError("the executor was destroyed before "
+                                       "the kernel finished with the buffer"));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Executor
+
+Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Executor::~Executor() = default;
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(
+    ExecutorOptions options) {
+  if (options.cq_factor == 0) {
+    return absl::InvalidArgumentError("cq_factor is 0; it must be at least 1");
+  }
+  IoUringRingOptions ring_options;
+  ring_options.sq_entries = options.sq_entries;
+  ring_options.cq_entries = options.sq_entries * options.cq_factor;
+  ring_options.defer_taskrun = options.defer_taskrun;
+  absl::StatusOr<std::unique_ptr<Ring>> ring = MakeIoUringRing(ring_options);
+  if (!ring.ok()) return ring.status();
+  return CreateWithRing(*std::move(ring), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateWithRing(
+    std::unique_ptr<Ring> ring, ExecutorOptions options) {
+  if (ring == nullptr) return absl::InvalidArgumentError("ring is null");
+  if (!options.on_release) {
+    return absl::InvalidArgumentError(
+        "ExecutorOptions::on_release is empty; every buffer is handed back "
+        "through it");
+  }
+  return std::unique_ptr<Executor>(new Executor(
+      std::make_unique<Impl>(std::move(ring), std::move(options))));
+}
+
+absl::StatusOr<ConnectionId> Executor::Attach(int fd,
+                                              const ConnectionOptions& o) {
+  return impl_->Attach(fd, o);
+}
+absl::Status Executor::Enqueue(ConnectionId c, const void* data, size_t length,
+                               uint64_t token) {
+  return impl_->Enqueue(c, data, length, token);
+}
+absl::Status Executor::Flush() { return impl_->Flush(); }
+absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {
+  return impl_->Poll(timeout);
+}
+absl::Status Executor::Drain(absl::Duration timeout) {
+  return impl_->Drain(timeout);
+}
+absl::Status Executor::Close(ConnectionId c) { return impl_->Close(c); }
+bool Executor::Idle(ConnectionId c) const { return impl_->Idle(c); }
+absl::Status Executor::ConnectionError(ConnectionId c) const {
+  return impl_->ConnectionError(c);
+}
+bool Executor::ZeroCopyEnabled(ConnectionId c) const {
+  return impl_->ZeroCopyEnabled(c);
+}
+absl::StatusOr<SendStats> Executor::connection_stats(ConnectionId c) const {
+  return impl_->connection_stats(c);
+}
+RingStats Executor::stats() const { return impl_->stats(); }
+const RingFeatures& Executor::features() const { return impl_->features(); }
+uint64_t Executor::max_bytes_awaiting_notification() const {
+  return impl_->cap();
+}
+absl::Status Executor::RegisterBuffers(absl::Span<const iovec> regions) {
+  return impl_->RegisterBuffers(regions);
+}
+
+}  // namespace zcplan

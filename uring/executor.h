@@ -1,0 +1,265 @@
+// Runs planned send chains on TCP sockets, many connections on one io_uring.
+//
+// An `Executor` owns one ring. Attach connected TCP sockets to it, enqueue
+// buffers on them, and call `Poll` from your event loop. For each connection
+// with data waiting and no chain in flight, the executor plans a chain with the
+// planner (planner/planner.h), encodes it as linked SQEs and submits it; when
+// the chain's last op completes it plans the next one at once. Zero-copy
+// buffers are parked until the kernel's notification says it no longer
+// references them.
+//
+// Ownership: `Enqueue` hands a buffer to the executor. The executor calls the
+// release callback exactly once for each enqueued buffer, with the caller's
+// token and the outcome, and only when the kernel no longer references the
+// memory: after the send completion for a copy, after the notification for a
+// zero-copy send. Until then:
+//
+//   WARNING: do not write to, free or unmap an enqueued buffer before its
+//   release callback has run. The kernel may still be reading it, and for a
+//   zero-copy send the bytes on the wire are read from that memory.
+//
+// Ordering: the bytes of one connection leave in enqueue order, each exactly
+// once. One chain is in flight per connection; a chain broken by a short send
+// is re-planned from the exact byte reached.
+//
+// Errors: a connection that fails (peer reset, broken pipe, ...) enters a
+// sticky error state; every buffer still held is released with that error,
+// other connections are unaffected. Bad input returns an `absl::Status` and
+// changes nothing.
+//
+// Thread safety: an `Executor` is used from one thread (the ring is made with
+// IORING_SETUP_SINGLE_ISSUER where the kernel has it). The release callback
+// runs on that thread, inside `Poll`, `Close` or the destructor; from inside
+// it you may call `Enqueue` (any connection) and the read-only accessors, not
+// `Poll`, `Flush`, `Attach` or `Close`.
+
+#ifndef ZCPLAN_URING_EXECUTOR_H_
+#define ZCPLAN_URING_EXECUTOR_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "planner/planner.h"
+#include "uring/ring.h"
+
+namespace zcplan {
+
+// Names a connection of one executor. A closed connection's id is never
+// reused by that executor.
+struct ConnectionId {
+  uint64_t value = 0;
+  friend bool operator==(ConnectionId a, ConnectionId b) {
+    return a.value == b.value;
+  }
+  friend bool operator!=(ConnectionId a, ConnectionId b) { return !(a == b); }
+};
+
+// Counters. Per connection (`Executor::connection_stats`) and summed over the
+// ring (`Executor::stats`).
+struct SendStats {
+  uint64_t ops[kNumOpKinds] = {};      // ops submitted, by OpKind
+  uint64_t fixed_buffer_ops = 0;       // zero-copy ops on registered buffers
+  uint64_t chains = 0;                 // chains submitted
+  uint64_t chains_resumed = 0;         // chains re-planned after a broken chain
+  uint64_t short_sends = 0;            // ops that moved fewer bytes than asked
+  uint64_t cancelled_ops = 0;          // ops completed -ECANCELED
+  uint64_t retried_errors = 0;         // transient errors (-EINTR, -EAGAIN)
+  uint64_t bytes_copied = 0;           // bytes sent by copy ops
+  uint64_t bytes_zero_copy = 0;        // bytes sent by zero-copy ops
+  uint64_t notifications = 0;          // zero-copy notifications received
+  uint64_t copied_notifications = 0;   // ... that said the kernel copied
+  uint64_t stray_notifications = 0;    // ... for an op already finished
+  uint64_t fallbacks_enomem = 0;       // zero-copy ops resent by copy: -ENOMEM
+  uint64_t fallbacks_unsupported = 0;  // zero-copy turned off: -EOPNOTSUPP
+                                       // or -EINVAL
+  uint64_t cap_waits = 0;  // chains held back by the notification-bytes cap
+  uint64_t buffers_enqueued = 0;
+  uint64_t buffers_released = 0;         // released as sent
+  uint64_t buffers_released_failed = 0;  // released with an error
+  uint64_t bytes_enqueued = 0;
+  uint64_t bytes_awaiting_notification = 0;       // now
+  uint64_t peak_bytes_awaiting_notification = 0;  // highest seen
+  uint64_t adaptive_disabled = 0;  // connections where adaptive zero-copy
+                                   // turned zero-copy off (0 or 1 per
+                                   // connection)
+
+  // Adds `other`'s counters to this one (peaks: sum of peaks).
+  void Add(const SendStats& other);
+};
+
+// Ring-wide counters besides the per-connection sums.
+struct RingStats {
+  SendStats totals;  // over all connections ever attached
+  uint64_t submit_calls = 0;
+  uint64_t submit_busy = 0;       // -EBUSY/-EAGAIN from submit, retried
+  uint64_t wait_interrupted = 0;  // -EINTR while waiting
+  uint64_t completions = 0;
+  uint64_t connections_attached = 0;
+  uint64_t connections_open = 0;
+};
+
+// The release callback: `token` is what was passed to `Enqueue`; `status` is
+// OK when every byte of the buffer was sent, else the error that stopped the
+// connection (or Cancelled for `Close`, Aborted for teardown). The status
+// reference is valid only during the call.
+using ReleaseCallback = std::function<void(
+    ConnectionId connection, uint64_t token, const absl::Status& status)>;
+
+struct ConnectionOptions {
+  // Planning for this connection. `plan.zc_threshold` of `PlanOptions::kNever`
+  // sends everything by copy. `plan.max_ops_per_chain` is further limited to
+  // the free submission-queue entries.
+  PlanOptions plan;
+
+  // Adaptive zero-copy: once `adaptive_copied_limit` notifications in a row
+  // report that the kernel copied the data anyway
+  // (IORING_NOTIF_USAGE_ZC_COPIED: loopback, veth, a NIC without
+  // scatter-gather), send this connection's data by copy from then on. Needs a
+  // kernel that reports usage (6.2+).
+  bool adaptive_zero_copy = true;
+  uint32_t adaptive_copied_limit = 8;
+
+  // Enqueue refuses more than this many bytes queued and not yet released
+  // (ResourceExhausted); it bounds the memory a slow peer can pin.
+  uint64_t max_queued_bytes = uint64_t{1} << 32;
+
+  // Accept a connected stream socket that is not TCP (e.g. AF_UNIX). The
+  // kernel refuses zero-copy there (-EOPNOTSUPP); the executor then sends
+  // by copy.
+  bool allow_non_tcp = false;
+};
+
+struct ExecutorOptions {
+  // Submission-queue entries (the longest chain); completion queue is
+  // `cq_factor` times larger.
+  uint32_t sq_entries = 256;
+  uint32_t cq_factor = 8;
+
+  // Most bytes (counted as the pages the kernel charges) that unregistered
+  // zero-copy sends may hold awaiting notification, over the whole ring.
+  // Above it a chain waits for notifications, or when none are pending is cut
+  // to fit. 0 means half of RLIMIT_MEMLOCK (4 MiB with `ulimit -l` 8192),
+  // which leaves room for the ring itself and registered buffers.
+  uint64_t max_bytes_awaiting_notification = 0;
+
+  // Use IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN when the
+  // kernel has them.
+  bool defer_taskrun = true;
+
+  // Teardown waits this long for in-flight sends and notifications before
+  // releasing what is left with Aborted.
+  absl::Duration teardown_timeout = absl::Seconds(2);
+
+  // Required: called for every released buffer.
+  ReleaseCallback on_release;
+};
+
+class Executor {
+ public:
+  // Makes a ring with liburing and probes it. Fails with the kernel's error
+  // (e.g. io_uring disabled by sysctl, RLIMIT_MEMLOCK too low for the ring).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> Create(
+      ExecutorOptions options);
+
+  // Uses `ring` (e.g. a test fake) instead of a liburing ring.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> CreateWithRing(
+      std::unique_ptr<Ring> ring, ExecutorOptions options);
+
+  // Cancels what is in flight, waits up to `teardown_timeout` for
+  // completions and notifications, then releases every buffer still held
+  // (Aborted for those not fully sent). Does not close attached sockets.
+  ~Executor();
+
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // Attaches a connected socket. The executor does not own `fd`: keep it open
+  // until the connection is closed and `Idle`.
+  // Errors: InvalidArgument for a bad fd, a socket that is not a connected
+  // TCP stream (see `allow_non_tcp`), invalid plan options, or an fd already
+  // attached.
+  [[nodiscard]] absl::StatusOr<ConnectionId> Attach(
+      int fd, const ConnectionOptions& options = ConnectionOptions());
+
+  // Queues `length` bytes at `data` on `connection`, behind what is already
+  // queued. On OK the executor owns the buffer until the release callback
+  // reports `token` (see the WARNING above); on error it does not take it.
+  // Errors: InvalidArgument (null data, zero length, length above SSIZE_MAX),
+  // NotFound (unknown connection), FailedPrecondition (closed, or in the
+  // error state: the message carries the error), ResourceExhausted (over
+  // `max_queued_bytes`).
+  [[nodiscard]] absl::Status Enqueue(ConnectionId connection, const void* data,
+                                     size_t length, uint64_t token);
+
+  // Plans and submits a chain for every connection that has data and no chain
+  // in flight. Does not wait. Poll calls it; call it yourself to start sends
+  // early.
+  [[nodiscard]] absl::Status Flush();
+
+  // Flushes, waits up to `timeout` for at least one completion when anything
+  // is in flight, handles every completion available (release callbacks run
+  // here), and submits the chains that unblocked. Returns the number of
+  // completions handled. A signal or the timeout is not an error.
+  // Errors: Internal when the ring itself fails.
+  [[nodiscard]] absl::StatusOr<size_t> Poll(absl::Duration timeout);
+
+  // Polls until every buffer on every connection has been released, or
+  // `timeout` passes (DeadlineExceeded).
+  [[nodiscard]] absl::Status Drain(absl::Duration timeout);
+
+  // Stops a connection: buffers not yet handed to the kernel are released at
+  // once with Cancelled; ops in flight are cancelled and their buffers are
+  // released as their completions and notifications arrive (in `Poll`).
+  // Further calls with this id fail with NotFound once it is `Idle`.
+  [[nodiscard]] absl::Status Close(ConnectionId connection);
+
+  // True when the connection holds no buffer (nothing queued, in flight, or
+  // awaiting a notification); also true for an unknown id.
+  bool Idle(ConnectionId connection) const;
+
+  // The connection's sticky error, OK if none. NotFound for an unknown id.
+  absl::Status ConnectionError(ConnectionId connection) const;
+
+  // True when zero-copy is currently used on the connection (false after
+  // -EOPNOTSUPP/-EINVAL, adaptive copy detection, or a "never" threshold).
+  bool ZeroCopyEnabled(ConnectionId connection) const;
+
+  [[nodiscard]] absl::StatusOr<SendStats> connection_stats(
+      ConnectionId connection) const;
+  RingStats stats() const;
+  const RingFeatures& features() const;
+  uint64_t max_bytes_awaiting_notification() const;
+
+  // Registers `regions` as the ring's fixed buffers (once per executor, before
+  // or after attaching). A zero-copy op whose buffers all lie inside one region
+  // then uses it: SEND_ZC with IORING_RECVSEND_FIXED_BUF, and SENDMSG_ZC with
+  // it where the kernel supports that (`features().sendmsg_zc_fixed`).
+  // The memory is pinned and charged to RLIMIT_MEMLOCK while the executor
+  // lives; keep it valid that long.
+  // Errors: FailedPrecondition if already registered, InvalidArgument for an
+  // empty or null region, the kernel's error otherwise.
+  [[nodiscard]] absl::Status RegisterBuffers(
+      absl::Span<const struct iovec> regions);
+
+ private:
+  class Impl;
+  explicit Executor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "writev=3 sendmsg_zc=2 ..." plus the other non-zero counters, one line.
+std::string FormatStats(const SendStats& stats);
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_URING_EXECUTOR_H_

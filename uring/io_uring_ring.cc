@@ -1,0 +1,194 @@
+#include "uring/io_uring_ring.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace zcplan {
+namespace {
+
+constexpr uint64_t kProbeUserData = ~uint64_t{0};
+
+class IoUringRing final : public Ring {
+ public:
+  IoUringRing() = default;
+  ~IoUringRing() override {
+    if (initialized_) io_uring_queue_exit(&ring_);
+  }
+
+  absl::Status Init(const IoUringRingOptions& options) {
+    // Most capable setup first; older kernels reject unknown flags with
+    // -EINVAL, so drop them one group at a time.
+    const uint32_t base = IORING_SETUP_CQSIZE;
+    uint32_t attempts[3] = {base | IORING_SETUP_SUBMIT_ALL |
+                                IORING_SETUP_SINGLE_ISSUER |
+                                IORING_SETUP_DEFER_TASKRUN,
+                            base | IORING_SETUP_SUBMIT_ALL, base};
+    int ret = -EINVAL;
+    for (uint32_t flags : attempts) {
+      if (!options.defer_taskrun && (flags & IORING_SETUP_DEFER_TASKRUN)) {
+        continue;
+      }
+      io_uring_params params;
+      std::memset(&params, 0, sizeof(params));
+      params.flags = flags;
+      params.cq_entries = std::max(options.cq_entries, options.sq_entries);
+      ret = io_uring_queue_init_params(options.sq_entries, &ring_, &params);
+      if (ret == 0) {
+        features_.setup_flags = flags;
+        features_.sq_entries = params.sq_entries;
+        features_.cq_entries = params.cq_entries;
+        break;
+      }
+      if (ret != -EINVAL) break;
+    }
+    if (ret != 0) {
+      return absl::ErrnoToStatus(
+          -ret, absl::StrCat("io_uring_queue_init_params(sq_entries=",
+                             options.sq_entries, ")"));
+    }
+    initialized_ = true;
+    Probe();
+    return absl::OkStatus();
+  }
+
+  const RingFeatures& features() const override { return features_; }
+
+  uint32_t SqSpaceLeft() override { return io_uring_sq_space_left(&ring_); }
+
+  io_uring_sqe* GetSqe() override {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe != nullptr) std::memset(sqe, 0, sizeof(*sqe));
+    return sqe;
+  }
+
+  int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) override {
+    if (wait_nr == 0) return io_uring_submit_and_get_events(&ring_);
+    if (timeout_ns < 0) return io_uring_submit_and_wait(&ring_, wait_nr);
+    __kernel_timespec ts;
+    ts.tv_sec = timeout_ns / 1000000000;
+    ts.tv_nsec = timeout_ns % 1000000000;
+    io_uring_cqe* cqe = nullptr;
+    return io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts,
+                                            nullptr);
+  }
+
+  size_t Reap(absl::Span<Completion> out) override {
+    io_uring_cqe* cqes[64];
+    size_t total = 0;
+    while (total < out.size()) {
+      const unsigned want =
+          static_cast<unsigned>(std::min<size_t>(64, out.size() - total));
+      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, want);
+      for (unsigned i = 0; i < n; ++i) {
+        out[total + i] =
+            Completion{cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+      }
+      io_uring_cq_advance(&ring_, n);
+      total += n;
+      if (n < want) break;
+    }
+    return total;
+  }
+
+  int RegisterBuffers(absl::Span<const iovec> buffers) override {
+    return io_uring_register_buffers(&ring_, buffers.data(),
+                                     static_cast<unsigned>(buffers.size()));
+  }
+
+ private:
+  // Submits `sqe` (already prepared with kProbeUserData) and returns its
+  // result, consuming a notification if one follows.
+  int RunProbe() {
+    int res = -ETIME;
+    bool more = false;
+    for (int round = 0; round < 2; ++round) {
+      __kernel_timespec ts{1, 0};
+      io_uring_cqe* cqe = nullptr;
+      int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      if (ret < 0 && ret != -EINTR) return res;
+      while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+        if (cqe->user_data == kProbeUserData) {
+          if (cqe->flags & IORING_CQE_F_NOTIF) {
+            more = false;
+          } else {
+            res = cqe->res;
+            more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+          }
+        }
+        io_uring_cqe_seen(&ring_, cqe);
+      }
+      if (res != -ETIME && !more) break;
+    }
+    return res;
+  }
+
+  // Finds what the kernel supports. Flags the kernel does not know are
+  // rejected with -EINVAL when the SQE is prepared; a known flag gets as far
+  // as the socket check, which fails with -EOPNOTSUPP on an AF_UNIX socket.
+  void Probe() {
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+    if (probe != nullptr) {
+      features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
+      features_.sendmsg_zc =
+          io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC);
+      io_uring_free_probe(probe);
+    }
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return;
+    char byte = 0;
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    io_uring_sqe* sqe;
+    if (features_.send_zc && (sqe = GetSqe()) != nullptr) {
+      io_uring_prep_send_zc(sqe, fds[0], &byte, 1, MSG_DONTWAIT,
+                            IORING_SEND_ZC_REPORT_USAGE);
+      sqe->user_data = kProbeUserData;
+      features_.zc_report_usage = RunProbe() != -EINVAL;
+    }
+    if (features_.sendmsg_zc && (sqe = GetSqe()) != nullptr) {
+      io_uring_prep_sendmsg_zc(sqe, fds[0], &msg, MSG_DONTWAIT);
+      sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+      sqe->user_data = kProbeUserData;
+      features_.sendmsg_zc_fixed = RunProbe() != -EINVAL;
+    }
+    if ((sqe = GetSqe()) != nullptr) {
+      io_uring_prep_cancel_fd(sqe, fds[0], IORING_ASYNC_CANCEL_ALL);
+      sqe->user_data = kProbeUserData;
+      features_.async_cancel_fd = RunProbe() != -EINVAL;
+    }
+    close(fds[0]);
+    close(fds[1]);
+  }
+
+  io_uring ring_;
+  bool initialized_ = false;
+  RingFeatures features_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Ring>> MakeIoUringRing(
+    const IoUringRingOptions& options) {
+  if (options.sq_entries == 0 || options.sq_entries > 32768) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sq_entries is ", options.sq_entries, "; it must be 1..32768"));
+  }
+  auto ring = std::make_unique<IoUringRing>();
+  absl::Status status = ring->Init(options);
+  if (!status.ok()) return status;
+  return std::unique_ptr<Ring>(std::move(ring));
+}
+
+}  // namespace zcplan

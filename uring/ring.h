@@ -1,0 +1,90 @@
+// The one seam between the executor and the kernel.
+//
+// `Ring` is the small part of an io_uring instance the executor uses: get an
+// SQE, submit (and maybe wait), reap completions, register buffers. The real
+// implementation (`IoUringRing`, io_uring_ring.h) forwards to liburing; tests
+// use a state-based fake (tests/uring/fake_ring.h) that executes the SQEs it
+// is given against in-memory sockets and plays back faults.
+//
+// The SQEs are the kernel's own `struct io_uring_sqe`, so the encoding the
+// executor writes (opcodes, MSG_WAITALL, IOSQE_IO_LINK, zero-copy flags) is
+// exactly what the fake checks.
+//
+// Thread safety: a `Ring` is used from one thread (the executor's).
+
+#ifndef ZCPLAN_URING_RING_H_
+#define ZCPLAN_URING_RING_H_
+
+#include <linux/io_uring.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/types/span.h"
+
+// Debian 12 ships liburing 2.3, whose headers predate these (kernel 6.2).
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+namespace zcplan {
+
+// One completion-queue entry, copied out of the ring.
+struct Completion {
+  uint64_t user_data;
+  int32_t res;
+  uint32_t flags;  // IORING_CQE_F_MORE, IORING_CQE_F_NOTIF, ...
+};
+
+// What the kernel behind a ring supports, found once when the ring is made.
+struct RingFeatures {
+  bool send_zc = false;           // IORING_OP_SEND_ZC
+  bool sendmsg_zc = false;        // IORING_OP_SENDMSG_ZC
+  bool zc_report_usage = false;   // IORING_SEND_ZC_REPORT_USAGE (6.2+)
+  bool sendmsg_zc_fixed = false;  // IORING_RECVSEND_FIXED_BUF on SENDMSG_ZC
+                                  // (6.15+)
+  bool async_cancel_fd = false;   // IORING_ASYNC_CANCEL_FD | _ALL (5.19+)
+  uint32_t sq_entries = 0;
+  uint32_t cq_entries = 0;
+  uint32_t setup_flags = 0;  // IORING_SETUP_* flags the ring was made with
+};
+
+class Ring {
+ public:
+  virtual ~Ring() = default;
+
+  virtual const RingFeatures& features() const = 0;
+
+  // Free submission-queue entries.
+  virtual uint32_t SqSpaceLeft() = 0;
+
+  // The next free SQE, zeroed, or null when the submission queue is full.
+  // The SQE is not submitted until `SubmitAndWait`.
+  virtual struct io_uring_sqe* GetSqe() = 0;
+
+  // Submits every SQE obtained since the last call, in one system call (so a
+  // linked chain stays one chain), then waits until at least `wait_nr`
+  // completions are available or `timeout_ns` passes (negative: no limit).
+  // With `wait_nr` 0 it does not block but still lets the kernel post
+  // completions that were deferred to this task.
+  // Returns the number of SQEs submitted, or a negative errno: -ETIME
+  // (timeout), -EINTR (signal), -EBUSY / -EAGAIN (completion backlog or no
+  // memory: the SQEs stay queued and go with the next call).
+  virtual int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) = 0;
+
+  // Copies up to `out.size()` available completions into `out`, in order,
+  // consumes them, and returns how many.
+  virtual size_t Reap(absl::Span<Completion> out) = 0;
+
+  // Registers `buffers` as fixed buffers 0..n-1 (replacing none: call once).
+  // Returns 0 or a negative errno.
+  virtual int RegisterBuffers(absl::Span<const struct iovec> buffers) = 0;
+};
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_URING_RING_H_

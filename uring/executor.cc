@@ -236,6 +236,9 @@ class Executor::Impl {
                 io_uring_sqe* sqe);
   absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
                              bool* waited);
+  // Prepares chains for the ready connections without submitting them.
+  absl::Status PrepareReady();
+  size_t ReapAndHandle();
 
   void Handle(const Completion& cqe);
   void OnSendResult(uint32_t conn_index, OpSlot& slot, int32_t res);
@@ -262,6 +265,7 @@ class Executor::Impl {
   std::vector<uint32_t> free_conns_;
   absl::flat_hash_map<int, uint32_t> fd_to_conn_;
   std::vector<uint32_t> ready_;
+  std::vector<uint32_t> batch_;
   std::vector<uint32_t> cap_waiters_;
 
   std::vector<OpSlot> slots_;
@@ -480,7 +484,15 @@ absl::Status Executor::Impl::Flush() {
     return absl::FailedPreconditionError(
         "Flush called from inside the release callback");
   }
-  std::vector<uint32_t> batch;
+  absl::Status s = PrepareReady();
+  if (!s.ok() || unsubmitted_ == 0) return s;
+  bool waited = false;
+  return SubmitPending(0, 0, &waited);
+}
+
+absl::Status Executor::Impl::PrepareReady() {
+  std::vector<uint32_t>& batch = batch_;
+  batch.clear();
   batch.swap(ready_);
   for (size_t i = 0; i < batch.size(); ++i) {
     const uint32_t index = batch[i];
@@ -494,11 +506,19 @@ absl::Status Executor::Impl::Flush() {
     for (size_t j = i; j < batch.size(); ++j) MarkReady(batch[j]);
     break;
   }
-  if (unsubmitted_ > 0) {
-    bool waited = false;
-    return SubmitPending(0, 0, &waited);
-  }
   return absl::OkStatus();
+}
+
+size_t Executor::Impl::ReapAndHandle() {
+  size_t handled = 0;
+  for (;;) {
+    const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
+    for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
+    handled += n;
+    if (n < cqes_.size()) break;
+  }
+  ring_stats_.completions += handled;
+  return handled;
 }
 
 absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
@@ -535,32 +555,21 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
     return absl::FailedPreconditionError(
         "Poll called from inside the release callback");
   }
-  absl::Status s = Flush();
+  absl::Status s = PrepareReady();
   if (!s.ok()) return s;
-  size_t handled = 0;
-  // Completions may already be waiting (posted during the submit).
-  for (;;) {
-    const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
-    for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
-    handled += n;
-    if (n < cqes_.size()) break;
-  }
+  size_t handled = ReapAndHandle();
   if (handled == 0 && (slots_in_use_ > 0 || unsubmitted_ > 0)) {
-    const int64_t ns = timeout == absl::InfiniteDuration()
-                           ? -1
-                           : absl::ToInt64Nanoseconds(timeout);
+    // One system call submits the new chains and waits for completions.
+    const int64_t ns =
+        timeout == absl::InfiniteDuration()
+            ? -1
+            : std::max<int64_t>(absl::ToInt64Nanoseconds(timeout), 0);
     bool waited = false;
-    s = SubmitPending(slots_in_use_ > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
-                      &waited);
+    s = SubmitPending(slots_in_use_ > 0 ? 1 : 0, ns, &waited);
     if (!s.ok()) return s;
-    for (;;) {
-      const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
-      for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
-      handled += n;
-      if (n < cqes_.size()) break;
-    }
+    handled += ReapAndHandle();
   }
-  ring_stats_.completions += handled;
+  // Chains that the completions unblocked go out now, not at the next Poll.
   s = Flush();
   if (!s.ok()) return s;
   return handled;
@@ -1143,11 +1152,7 @@ void Executor::Impl::Teardown() {
     const int64_t ns = absl::ToInt64Nanoseconds(
         std::min(deadline - absl::Now(), absl::Milliseconds(50)));
     if (!SubmitPending(1, std::max<int64_t>(ns, 0), &waited).ok()) break;
-    for (;;) {
-      const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
-      for (size_t k = 0; k < n; ++k) Handle(cqes_[k]);
-      if (n < cqes_.size()) break;
-    }
+    ReapAndHandle();
   }
   // Whatever the kernel still holds is abandoned with the ring.
   for (uint32_t i = 0; i < conns_.size(); ++i) {

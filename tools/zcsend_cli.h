@@ -1,0 +1,67 @@
+// The `zcsend` command-line tool as a function, so that tests run it
+// in-process with string streams.
+//
+// `zcsend --peer HOST:PORT` pushes real data through the executor
+// (uring/executor.h) to any TCP receiver: a file's bytes or a generated
+// pattern, cut into buffers by a size pattern or a planner trace, on one or
+// more connections that share one ring. It prints the plan of the first
+// message and, at the end, the executor's counters. `zcsend --listen PORT` is
+// a plain (non-io_uring) receiver that counts the bytes, can check the
+// pattern and can write what it received to a file.
+//
+// The tool is a thin shell over planner/ and uring/: it parses flags, moves
+// data into buffers and formats results; the executor does the sending.
+//
+// Thread safety: `RunZcsend` keeps no state between calls; concurrent calls
+// are safe as long as their streams differ.
+
+#ifndef ZCPLAN_TOOLS_ZCSEND_CLI_H_
+#define ZCPLAN_TOOLS_ZCSEND_CLI_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "absl/types/span.h"
+
+namespace zcplan {
+
+// Exit codes of `RunZcsend`.
+inline constexpr int kZcsendOk = 0;
+inline constexpr int kZcsendFailed = 1;    // a run that went wrong (see err)
+inline constexpr int kZcsendBadInput = 2;  // bad command line
+
+// Runs `zcsend` with `args`, the command line without argv[0].
+//
+// Bad input (unknown or misplaced flag, missing or bad value, unreadable
+// file or trace) writes exactly one line starting with "zcsend: " that names
+// the flag and the value to `err`, writes nothing to `out`, and returns
+// kZcsendBadInput. Otherwise the run's report goes to `out` as it happens
+// (flushed: the receiver's first line is "listening on ADDR:PORT"), and any
+// failure (io_uring unavailable, connection error, a buffer released with an
+// error, a pattern mismatch) is described on `err` and returns
+// kZcsendFailed.
+[[nodiscard]] int RunZcsend(absl::Span<const std::string> args,
+                            std::ostream& out, std::ostream& err);
+
+// The text printed by `zcsend --help`.
+std::string ZcsendUsage();
+
+// The generated data stream, the same for the sender (`--bytes`) and the
+// receiver (`--check-pattern`): byte `offset` of the stream is a hash of
+// `offset` (byte offset % 8 of the 64-bit mix of offset / 8), so a byte that
+// is lost, repeated, reordered or overwritten shows up at its offset.
+unsigned char PatternByteAt(uint64_t offset);
+
+// Writes stream bytes `offset .. offset + data.size() - 1` into `data`.
+void FillPattern(uint64_t offset, absl::Span<unsigned char> data);
+
+// The index in `data` of the first byte that differs from the stream
+// starting at `offset`, or `data.size()` when all match.
+size_t FindPatternMismatch(uint64_t offset,
+                           absl::Span<const unsigned char> data);
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_TOOLS_ZCSEND_CLI_H_

@@ -22,6 +22,7 @@ readonly PACKAGES=(
   clang               # --config=fuzz
   libclang-rt-14-dev  # libFuzzer and clang's sanitizer runtimes
   lld                 # --config=fuzz links with lld
+  socat               # zcsend's end-to-end test: a receiver not our own
 )
 
 missing=()

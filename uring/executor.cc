@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -503,7 +504,12 @@ absl::Status Executor::Impl::PrepareReady() {
     absl::Status s = SubmitPending(0, 0, &waited);
     if (!s.ok()) return s;
     if (PrepareChain(index)) continue;
-    for (size_t j = i; j < batch.size(); ++j) MarkReady(batch[j]);
+    // Still no room (the submit was refused with -EBUSY): keep this and the
+    // remaining connections ready for the next call.
+    for (size_t j = i; j < batch.size(); ++j) {
+      conns_[batch[j]].in_ready = false;
+      MarkReady(batch[j]);
+    }
     break;
   }
   return absl::OkStatus();
@@ -546,7 +552,9 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
       *waited = false;
       return absl::OkStatus();
     default:
-      return absl::ErrnoToStatus(-ret, "io_uring submit");
+      // The ring itself failed (not one operation): nothing the caller did.
+      return absl::InternalError(
+          absl::StrCat("io_uring submit failed: ", std::strerror(-ret)));
   }
 }
 
@@ -1180,6 +1188,13 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(
     ExecutorOptions options) {
   if (options.cq_factor == 0) {
     return absl::InvalidArgumentError("cq_factor is 0; it must be at least 1");
+  }
+  if (options.ignore_sigpipe) {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 &&
+        (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == SIG_DFL) {
+      signal(SIGPIPE, SIG_IGN);
+    }
   }
   IoUringRingOptions ring_options;
   ring_options.sq_entries = options.sq_entries;

@@ -156,6 +156,15 @@ struct ExecutorOptions {
   // kernel has them.
   bool defer_taskrun = true;
 
+  // A writev on a socket whose peer is gone raises SIGPIPE in the thread
+  // that entered the ring (IORING_OP_WRITEV cannot take MSG_NOSIGNAL; the
+  // send ops carry it), and SIGPIPE's default action kills the process. When
+  // true, `Create` sets SIGPIPE to SIG_IGN if it still has the default action
+  // (a handler the program installed is left alone). Set false only if the
+  // program handles SIGPIPE itself or every connection uses
+  // `CopyOp::kSendmsg`.
+  bool ignore_sigpipe = true;
+
   // Teardown waits this long for in-flight sends and notifications before
   // releasing what is left with Aborted.
   absl::Duration teardown_timeout = absl::Seconds(2);

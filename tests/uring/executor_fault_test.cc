@@ -1,0 +1,1032 @@
+// Deterministic fault tests of the executor through the ring seam: a
+// state-based fake ring (fake_ring.h) runs the SQEs against in-memory sockets
+// and plays back each kernel behaviour of FIELD_NOTES.md section 2.
+//
+// Every test checks the same three invariants besides its own: each socket
+// received exactly the bytes enqueued on it, in order (or a prefix of them for
+// a connection that failed); every buffer was released exactly once; and the
+// fake saw no violation (a zero-copy buffer changed before its notification:
+// the ledger poisons each buffer when it is released, so releasing one too
+// early shows up; a second chain on a socket with one in flight; SIGPIPE).
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "planner/planner.h"
+#include "tests/uring/fake_ring.h"
+#include "tests/uring/test_util.h"
+#include "uring/executor.h"
+
+namespace zcplan {
+namespace {
+
+constexpr size_t K = 1024;
+
+class ExecutorFaultTest : public testing::Test {
+ protected:
+  // Makes the executor over a fake ring. Call once per test, first.
+  void Make(FakeRingOptions ring_options = FakeRingOptions(),
+            ExecutorOptions options = ExecutorOptions()) {
+    auto ring = std::make_unique<FakeRing>(ring_options);
+    ring_ = ring.get();
+    options.on_release = ledger_.callback();
+    options.teardown_timeout = absl::Milliseconds(1);
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::CreateWithRing(std::move(ring), std::move(options));
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    executor_ = *std::move(executor);
+  }
+
+  static ConnectionOptions Options(uint64_t threshold = 16 * K,
+                                   CopyOp copy_op = CopyOp::kWritev) {
+    ConnectionOptions o;
+    o.plan.zc_threshold = threshold;
+    o.plan.copy_op = copy_op;
+    o.adaptive_zero_copy = false;
+    return o;
+  }
+
+  // Attaches a real connected loopback socket (the executor checks it is
+  // TCP); the fake never touches it, it only uses the number. Notifications
+  // on it report zero-copy unless a test says otherwise (a real NIC).
+  ConnectionId Attach(const ConnectionOptions& options = Options()) {
+    absl::StatusOr<TcpPair> pair = MakeTcpPair();
+    EXPECT_TRUE(pair.ok()) << pair.status();
+    const int fd = pair->client;
+    pairs_.push_back(*std::move(pair));
+    absl::StatusOr<ConnectionId> id = executor_->Attach(fd, options);
+    EXPECT_TRUE(id.ok()) << id.status();
+    ring_->SetCopied(fd, false);
+    fds_[id->value] = fd;
+    return *id;
+  }
+
+  int Fd(ConnectionId id) { return fds_.at(id.value); }
+
+  // Enqueues one buffer per size, filled with the connection's pattern.
+  // Returns the buffers' tokens.
+  std::vector<uint64_t> Send(ConnectionId id,
+                             const std::vector<size_t>& sizes) {
+    std::vector<uint64_t> tokens;
+    std::string& expected = expected_[id.value];
+    for (size_t size : sizes) {
+      auto buffer = std::make_unique<std::vector<unsigned char>>(size);
+      for (size_t i = 0; i < size; ++i) {
+        (*buffer)[i] = PatternByte(id.value, expected.size() + i);
+      }
+      expected.append(reinterpret_cast<const char*>(buffer->data()), size);
+      const uint64_t token = ledger_.Expect(id, buffer->data(), size);
+      const absl::Status s =
+          executor_->Enqueue(id, buffer->data(), size, token);
+      EXPECT_TRUE(s.ok()) << s;
+      buffers_[token] = std::move(buffer);
+      tokens.push_back(token);
+    }
+    return tokens;
+  }
+
+  const unsigned char* Data(uint64_t token) { return buffers_[token]->data(); }
+
+  // Polls (without blocking: the fake never waits) until every connection is
+  // idle or `rounds` polls have run.
+  void Pump(int rounds = 1000) {
+    for (int i = 0; i < rounds; ++i) {
+      absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
+      ASSERT_TRUE(n.ok()) << n.status();
+      if (AllIdle()) return;
+    }
+  }
+
+  bool AllIdle() {
+    for (const auto& [id, fd] : fds_) {
+      if (!executor_->Idle(ConnectionId{id})) return false;
+    }
+    return true;
+  }
+
+  void ExpectExact(ConnectionId id) {
+    const std::string& got = ring_->received(Fd(id));
+    const std::string& want = expected_[id.value];
+    ASSERT_EQ(got.size(), want.size()) << "connection " << id.value;
+    const auto mismatch = std::mismatch(got.begin(), got.end(), want.begin());
+    EXPECT_TRUE(mismatch.first == got.end())
+        << "connection " << id.value << ": first wrong byte at "
+        << (mismatch.first - got.begin());
+  }
+
+  // A failed connection: what arrived is a prefix of what was enqueued.
+  void ExpectPrefix(ConnectionId id) {
+    const std::string& got = ring_->received(Fd(id));
+    const std::string& want = expected_[id.value];
+    ASSERT_LE(got.size(), want.size());
+    EXPECT_EQ(got, want.substr(0, got.size()));
+  }
+
+  int Releases(uint64_t token) { return ledger_.Find(token)->releases; }
+
+  // Ops submitted of each kind, from the fake's log.
+  size_t Submitted(int opcode) { return ring_->ops_submitted(opcode); }
+
+  void TearDown() override {
+    if (executor_ == nullptr) return;
+    executor_.reset();  // releases whatever is still held
+    EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+        << ledger_.CheckAllReleasedOnce();
+  }
+
+  // The fake is owned by the executor; read its violations before teardown.
+  void CheckNoViolations() {
+    for (const std::string& v : ring_->violations()) ADD_FAILURE() << v;
+  }
+
+  TokenLedger ledger_;
+  FakeRing* ring_ = nullptr;
+  std::unique_ptr<Executor> executor_;
+  std::vector<TcpPair> pairs_;
+  std::map<uint64_t, int> fds_;
+  std::map<uint64_t, std::string> expected_;
+  std::map<uint64_t, std::unique_ptr<std::vector<unsigned char>>> buffers_;
+};
+
+const std::vector<size_t> kExample = {4 * K, 4 * K, 16 * K, 32 * K, 2 * K};
+
+// --- Encoding ----------------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, EncodesTheExampleAsOneLinkedChainWithWaitall) {
+  Make();
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  ASSERT_TRUE(executor_->Flush().ok());
+  const std::vector<SqeRecord>& log = ring_->log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0].opcode, IORING_OP_WRITEV);
+  EXPECT_EQ(log[1].opcode, IORING_OP_SENDMSG_ZC);
+  EXPECT_EQ(log[2].opcode, IORING_OP_SEND);
+  EXPECT_EQ(log[0].bytes_requested, 8 * K);
+  EXPECT_EQ(log[1].bytes_requested, 48 * K);
+  EXPECT_EQ(log[2].bytes_requested, 2 * K);
+  for (size_t i = 0; i < log.size(); ++i) {
+    EXPECT_EQ(log[i].submit_call, log[0].submit_call) << "one submit call";
+    EXPECT_EQ(log[i].chain, log[0].chain);
+    EXPECT_EQ((log[i].flags & IOSQE_IO_LINK) != 0, i + 1 < log.size()) << i;
+    EXPECT_EQ(log[i].fd, Fd(c));
+  }
+  EXPECT_EQ(log[0].msg_flags, 0u) << "writev takes RWF_* flags, not MSG_*";
+  for (int i : {1, 2}) {
+    EXPECT_EQ(log[i].msg_flags, unsigned{MSG_WAITALL | MSG_NOSIGNAL}) << i;
+  }
+  EXPECT_EQ(log[1].ioprio, IORING_SEND_ZC_REPORT_USAGE);
+  EXPECT_NE(log[0].user_data, log[1].user_data);
+  EXPECT_NE(log[1].user_data, log[2].user_data);
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kWritev)], 1u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSendmsgZc)], 1u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSend)], 1u);
+  EXPECT_EQ(s.bytes_copied, 10 * K);
+  EXPECT_EQ(s.bytes_zero_copy, 48 * K);
+  EXPECT_EQ(s.notifications, 1u);
+  EXPECT_EQ(s.buffers_released, 5u);
+}
+
+TEST_F(ExecutorFaultTest, SendmsgCopyOpCarriesWaitall) {
+  Make();
+  const ConnectionId c = Attach(Options(16 * K, CopyOp::kSendmsg));
+  Send(c, {100, 200, 300});
+  Pump();
+  ASSERT_EQ(ring_->log().size(), 1u);
+  EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SENDMSG);
+  EXPECT_EQ(ring_->log()[0].msg_flags, unsigned{MSG_WAITALL | MSG_NOSIGNAL});
+  ExpectExact(c);
+}
+
+TEST_F(ExecutorFaultTest, NoUsageReportWhereTheKernelLacksIt) {
+  FakeRingOptions ro;
+  ro.features.zc_report_usage = false;
+  Make(ro);
+  const ConnectionId c = Attach();
+  Send(c, {64 * K});
+  Pump();
+  ASSERT_EQ(ring_->log().size(), 1u);
+  EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SEND_ZC);
+  EXPECT_EQ(ring_->log()[0].ioprio, 0) << "the kernel would reject the flag";
+  ExpectExact(c);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, WithoutZeroCopyOpcodesEverythingGoesByCopy) {
+  FakeRingOptions ro;
+  ro.features.send_zc = false;
+  ro.features.sendmsg_zc = false;
+  Make(ro);
+  const ConnectionId c = Attach();
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
+  Send(c, kExample);
+  Pump();
+  EXPECT_EQ(Submitted(IORING_OP_SEND_ZC) + Submitted(IORING_OP_SENDMSG_ZC), 0u);
+  ExpectExact(c);
+}
+
+// --- Short transfers ---------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, ShortWritevCancelsTheChainAndResumesMidBuffer) {
+  Make();
+  const ConnectionId c = Attach();
+  // 5000 bytes: all of the first 4K buffer and 904 bytes of the second.
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_WRITEV, 5000});
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  const std::vector<SqeRecord>& log = ring_->log();
+  ASSERT_GE(log.size(), 4u);
+  EXPECT_EQ(log[0].res, 5000);
+  EXPECT_EQ(log[1].res, -ECANCELED);
+  EXPECT_EQ(log[2].res, -ECANCELED);
+  // The resumed chain starts at the exact byte: 904 bytes into buffer 1.
+  EXPECT_EQ(log[3].chain, log[0].chain + 1);
+  ASSERT_FALSE(log[3].iovs.empty());
+  EXPECT_EQ(log[3].iovs[0].iov_base, Data(tokens[1]) + 904);
+  EXPECT_EQ(log[3].iovs[0].iov_len, 4 * K - 904);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.short_sends, 1u);
+  EXPECT_EQ(s.chains_resumed, 1u);
+  EXPECT_EQ(s.cancelled_ops, 2u);
+  EXPECT_EQ(s.buffers_released, 5u);
+  // The cancelled SENDMSG_ZC had no F_MORE, and its late notification was
+  // ignored.
+  EXPECT_EQ(log[1].cqe_flags & IORING_CQE_F_MORE, 0u);
+  EXPECT_EQ(executor_->stats().totals.stray_notifications, 1u);
+}
+
+TEST_F(ExecutorFaultTest,
+       ShortZeroCopySendResumesAndKeepsBuffersUntilNotified) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  // The SENDMSG_ZC of [16K, 32K] gives up after 20000 bytes (MSG_WAITALL
+  // retried and then hit an error): 3616 bytes into the 32K buffer.
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_SENDMSG_ZC, 20000, -EAGAIN});
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Pump(50);
+  ExpectExact(c);
+  const std::vector<SqeRecord>& log = ring_->log();
+  ASSERT_GE(log.size(), 4u);
+  EXPECT_EQ(log[1].res, 20000);
+  EXPECT_NE(log[1].cqe_flags & IORING_CQE_F_MORE, 0u);
+  EXPECT_EQ(log[2].res, -ECANCELED);
+  EXPECT_EQ(log[3].iovs[0].iov_base, Data(tokens[3]) + 20000 - 16 * K);
+  // Copies are released; the zero-copy buffers wait for notifications.
+  EXPECT_EQ(Releases(tokens[0]), 1);
+  EXPECT_EQ(Releases(tokens[1]), 1);
+  EXPECT_EQ(Releases(tokens[4]), 1);
+  EXPECT_EQ(Releases(tokens[2]), 0);
+  EXPECT_EQ(Releases(tokens[3]), 0);
+  EXPECT_FALSE(executor_->Idle(c));
+  ring_->DeliverAllNotifications(/*reverse=*/true);
+  Pump();
+  EXPECT_EQ(Releases(tokens[2]), 1);
+  EXPECT_EQ(Releases(tokens[3]), 1);
+  EXPECT_TRUE(executor_->Idle(c));
+  CheckNoViolations();
+  EXPECT_EQ(executor_->connection_stats(c)->chains_resumed, 1u);
+}
+
+TEST_F(ExecutorFaultTest, ShortSendWithoutProgressIsRetried) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_SEND, 0});
+  Send(c, {1000});
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  EXPECT_EQ(Submitted(IORING_OP_SEND), 2u);
+}
+
+TEST_F(ExecutorFaultTest, SlowReaderMakesShortSendsAndTheStreamStaysExact) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->SetCapacity(Fd(c), 10000);
+  std::vector<size_t> sizes;
+  for (int i = 0; i < 40; ++i) sizes.push_back((i % 5 + 1) * 3 * K + i);
+  Send(c, sizes);
+  for (int round = 0; round < 2000 && !executor_->Idle(c); ++round) {
+    Pump(3);
+    ring_->AddCapacity(Fd(c), 7000);
+  }
+  ExpectExact(c);
+  CheckNoViolations();
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_GT(s.short_sends, 5u);
+  EXPECT_GT(s.chains_resumed, 5u);
+}
+
+// --- Notifications -----------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, NotificationsInAnyOrderReleaseEachBufferOnce) {
+  Make();
+  ring_->set_hold_notifications(true);
+  std::vector<ConnectionId> conns;
+  std::vector<uint64_t> zc_tokens;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(Attach());
+    for (int round = 0; round < 4; ++round) {
+      const std::vector<uint64_t> t = Send(conns.back(), kExample);
+      zc_tokens.push_back(t[2]);
+      zc_tokens.push_back(t[3]);
+    }
+  }
+  Pump(100);
+  for (ConnectionId c : conns) ExpectExact(c);
+  for (uint64_t t : zc_tokens) EXPECT_EQ(Releases(t), 0) << t;
+  // Deliver in a scrambled order (newest first, then the rest from the
+  // middle out), one at a time: each delivery releases something, nothing
+  // twice.
+  std::mt19937 rng(7);
+  while (!ring_->held_notifications().empty()) {
+    const size_t before = ledger_.released();
+    const size_t n = ring_->held_notifications().size();
+    ring_->DeliverNotification(
+        std::uniform_int_distribution<size_t>(0, n - 1)(rng));
+    Pump(1);
+    EXPECT_GT(ledger_.released(), before);
+  }
+  for (uint64_t t : zc_tokens) EXPECT_EQ(Releases(t), 1) << t;
+  EXPECT_TRUE(AllIdle());
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, LateNotificationOfACancelledOpCannotHitAReusedSlot) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  // A short writev cancels the chain's SENDMSG_ZC: -ECANCELED without F_MORE,
+  // and (as on 6.18) a notification that we hold back.
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_WRITEV, 100});
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Pump(20);
+  ExpectExact(c);
+  const std::vector<SqeRecord>& log = ring_->log();
+  ASSERT_EQ(log[1].opcode, IORING_OP_SENDMSG_ZC);
+  ASSERT_EQ(log[1].res, -ECANCELED);
+  // The resumed chain's SENDMSG_ZC reused the cancelled op's slot (same
+  // index, next generation).
+  const SqeRecord* resent = nullptr;
+  for (size_t i = 3; i < log.size(); ++i) {
+    if (log[i].opcode == IORING_OP_SENDMSG_ZC) resent = &log[i];
+  }
+  ASSERT_NE(resent, nullptr);
+  EXPECT_EQ(static_cast<uint32_t>(resent->user_data),
+            static_cast<uint32_t>(log[1].user_data));
+  EXPECT_NE(resent->user_data, log[1].user_data);
+  const std::vector<uint64_t> held = ring_->held_notifications();
+  ASSERT_EQ(held.size(), 2u);
+  ASSERT_EQ(held[0], log[1].user_data);
+  // The stale notification arrives first: it must not release the buffers
+  // the new op is still sending from.
+  ring_->DeliverNotification(0);
+  Pump(5);
+  EXPECT_EQ(Releases(tokens[2]), 0);
+  EXPECT_EQ(Releases(tokens[3]), 0);
+  EXPECT_EQ(executor_->stats().totals.stray_notifications, 1u);
+  ring_->DeliverNotification(0);
+  Pump();
+  EXPECT_EQ(Releases(tokens[2]), 1);
+  EXPECT_EQ(Releases(tokens[3]), 1);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, CancelledZeroCopyOpWithoutAnyNotificationIsReleased) {
+  FakeRingOptions ro;
+  ro.notify_cancelled_zc = false;
+  Make(ro);
+  const ConnectionId c = Attach();
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_WRITEV, 100});
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_EQ(executor_->stats().totals.stray_notifications, 0u);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, ErrorWithoutNotificationReleasesOnceWithTheError) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault fault{IORING_OP_SENDMSG_ZC, -1, -EIO};
+  fault.more = false;
+  fault.notify = false;
+  ring_->AddFault(Fd(c), fault);
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Pump();
+  EXPECT_TRUE(executor_->Idle(c));
+  const absl::Status error = executor_->ConnectionError(c);
+  EXPECT_FALSE(error.ok());
+  EXPECT_TRUE(absl::StrContains(error.message(), "sendmsg_zc")) << error;
+  EXPECT_EQ(ledger_.Find(tokens[0])->status.code(), absl::StatusCode::kOk);
+  for (int i : {2, 3, 4}) {
+    EXPECT_EQ(ledger_.Find(tokens[i])->status, error) << i;
+  }
+  ExpectPrefix(c);
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 8 * K);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, StrayNotificationForAnUnknownSlotIsIgnored) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->InjectCompletion(
+      Completion{(uint64_t{5} << 32) | 7, 0, IORING_CQE_F_NOTIF});
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(executor_->stats().totals.stray_notifications, 1u);
+}
+
+// --- Locked memory -----------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, EnomemResendsThatDataByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault fault{IORING_OP_SENDMSG_ZC, -1, -ENOMEM};
+  fault.more = false;
+  fault.notify = false;
+  ring_->AddFault(Fd(c), fault);
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(c));
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.fallbacks_enomem, 1u);
+  EXPECT_EQ(s.bytes_zero_copy, 0u);
+  EXPECT_EQ(s.bytes_copied, 58 * K);
+  // The refused buffers went by copy; later data goes zero-copy again.
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(executor_->connection_stats(c)->bytes_zero_copy, 48 * K);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, CapBoundsBytesAwaitingNotification) {
+  ExecutorOptions eo;
+  eo.max_bytes_awaiting_notification = 256 * K;
+  Make(FakeRingOptions(), eo);
+  EXPECT_EQ(executor_->max_bytes_awaiting_notification(), 256 * K);
+  ring_->set_hold_notifications(true);
+  std::vector<ConnectionId> conns = {Attach(), Attach()};
+  for (ConnectionId c : conns) {
+    for (int i = 0; i < 10; ++i) Send(c, {2 * K, 64 * K, 100 * K});
+  }
+  uint64_t fake_peak = 0;
+  for (int round = 0; round < 500 && !AllIdle(); ++round) {
+    Pump(3);
+    fake_peak = std::max(fake_peak, ring_->bytes_awaiting_notification());
+    // Let notifications trickle in, oldest first.
+    if (!ring_->held_notifications().empty()) ring_->DeliverNotification(0);
+  }
+  ring_->DeliverAllNotifications();
+  Pump();
+  for (ConnectionId c : conns) ExpectExact(c);
+  const RingStats r = executor_->stats();
+  EXPECT_GT(r.totals.bytes_zero_copy, 0u);
+  EXPECT_LE(r.totals.peak_bytes_awaiting_notification, 256 * K);
+  EXPECT_LE(fake_peak, 256 * K);
+  EXPECT_GT(r.totals.cap_waits, 0u);
+  EXPECT_EQ(r.totals.bytes_awaiting_notification, 0u);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, OpLargerThanTheCapIsCutToFit) {
+  ExecutorOptions eo;
+  eo.max_bytes_awaiting_notification = 64 * K;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach();
+  Send(c, {1024 * K});
+  Pump();
+  ExpectExact(c);
+  for (const SqeRecord& r : ring_->log()) {
+    EXPECT_LE(r.bytes_requested, 64 * K) << "op of " << r.bytes_requested;
+  }
+  EXPECT_GT(Submitted(IORING_OP_SEND_ZC), 1u);
+  EXPECT_LE(executor_->stats().totals.peak_bytes_awaiting_notification, 64 * K);
+}
+
+// --- Zero-copy not supported -------------------------------------------------
+
+TEST_F(ExecutorFaultTest, EopnotsuppTurnsZeroCopyOffAndResendsByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->SetZeroCopySupported(Fd(c), false);
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
+  EXPECT_EQ(executor_->connection_stats(c)->fallbacks_unsupported, 1u);
+  const size_t zc_before = Submitted(IORING_OP_SENDMSG_ZC);
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Submitted(IORING_OP_SENDMSG_ZC), zc_before);
+}
+
+TEST_F(ExecutorFaultTest, EinvalOnAZeroCopyOpTurnsZeroCopyOff) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault fault{IORING_OP_SEND_ZC, -1, -EINVAL};
+  fault.more = false;
+  fault.notify = false;
+  ring_->AddFault(Fd(c), fault);
+  Send(c, {1000, 64 * K, 1000});
+  Pump();
+  ExpectExact(c);
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
+  EXPECT_EQ(executor_->connection_stats(c)->fallbacks_unsupported, 1u);
+}
+
+TEST_F(ExecutorFaultTest, NonTcpSocketAllowedSendsByCopyAfterEopnotsupp) {
+  Make();
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ConnectionOptions o = Options();
+  absl::StatusOr<ConnectionId> refused = executor_->Attach(sv[0], o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "not TCP"))
+      << refused.status();
+  o.allow_non_tcp = true;
+  absl::StatusOr<ConnectionId> c = executor_->Attach(sv[0], o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  fds_[c->value] = sv[0];
+  ring_->SetZeroCopySupported(sv[0], false);
+  Send(*c, kExample);
+  Pump();
+  ExpectExact(*c);
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(*c));
+  executor_.reset();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok());
+  close(sv[0]);
+  close(sv[1]);
+}
+
+// --- Peer reset and close ----------------------------------------------------
+
+class PeerErrorTest : public ExecutorFaultTest,
+                      public testing::WithParamInterface<int> {};
+
+TEST_P(PeerErrorTest, FailsOnlyThatConnectionAndReleasesEverythingOnce) {
+  Make();
+  const ConnectionId bad = Attach();
+  const ConnectionId good = Attach();
+  ring_->set_hold_notifications(true);
+  Send(bad, kExample);
+  Send(good, kExample);
+  Pump(5);
+  // The peer goes away while more is queued and zero-copy buffers await
+  // their notifications.
+  ring_->SetSocketError(Fd(bad), GetParam());
+  const std::vector<uint64_t> after = Send(bad, kExample);
+  Send(good, kExample);
+  Pump(20);
+  const absl::Status error = executor_->ConnectionError(bad);
+  ASSERT_FALSE(error.ok());
+  EXPECT_EQ(error.code(), absl::ErrnoToStatus(-GetParam(), "").code());
+  EXPECT_TRUE(executor_->ConnectionError(good).ok());
+  // Copies are released with the error at once; zero-copy ones only after
+  // their notification.
+  EXPECT_EQ(Releases(after[0]), 1);
+  EXPECT_EQ(ledger_.Find(after[0])->status, error);
+  EXPECT_FALSE(executor_->Idle(bad));
+  const absl::Status refused = executor_->Enqueue(bad, "x", 1, 999999);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(refused.message(), error.message())) << refused;
+  ring_->DeliverAllNotifications();
+  Pump();
+  EXPECT_TRUE(executor_->Idle(bad));
+  EXPECT_TRUE(executor_->Idle(good));
+  ExpectPrefix(bad);
+  ExpectExact(good);
+  EXPECT_EQ(executor_->connection_stats(bad)->buffers_released +
+                executor_->connection_stats(bad)->buffers_released_failed,
+            10u);
+  EXPECT_GT(executor_->connection_stats(bad)->buffers_released_failed, 0u);
+  CheckNoViolations();
+}
+
+INSTANTIATE_TEST_SUITE_P(ResetAndPipe, PeerErrorTest,
+                         testing::Values(-ECONNRESET, -EPIPE));
+
+TEST_F(ExecutorFaultTest, CloseCancelsBlockedChainAndReleasesOnce) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  ring_->SetCapacity(Fd(c), 0);  // the peer reads nothing: the chain blocks
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Send(other, kExample);
+  Pump(5);
+  EXPECT_GT(ring_->blocked_ops(), 0u);
+  const uint64_t late = Send(c, {100})[0];
+  ASSERT_TRUE(executor_->Close(c).ok());
+  EXPECT_EQ(Releases(late), 1) << "never handed to the kernel";
+  EXPECT_EQ(ledger_.Find(late)->status.code(), absl::StatusCode::kCancelled);
+  Pump();
+  EXPECT_EQ(ring_->blocked_ops(), 0u);
+  EXPECT_TRUE(executor_->Idle(c));
+  for (uint64_t t : tokens) {
+    EXPECT_EQ(ledger_.Find(t)->status.code(), absl::StatusCode::kCancelled);
+  }
+  EXPECT_EQ(executor_->Enqueue(c, "x", 1, 1).code(),
+            absl::StatusCode::kNotFound);
+  ExpectExact(other);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, TeardownReleasesWhatTheKernelStillHoldsOnce) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Pump(5);
+  EXPECT_EQ(Releases(tokens[2]), 0);
+  CheckNoViolations();
+  executor_.reset();
+  // Fully sent, but the notification never came: released at teardown.
+  EXPECT_EQ(Releases(tokens[2]), 1);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
+// --- The ring itself ---------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, ChainsFitTheFreeSubmissionQueueEntries) {
+  FakeRingOptions ro;
+  ro.sq_entries = 4;
+  Make(ro);
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 6; ++i) {
+    conns.push_back(Attach());
+    std::vector<size_t> sizes;
+    for (int j = 0; j < 30; ++j) sizes.push_back(j % 2 ? 20 * K : 100 + j);
+    Send(conns.back(), sizes);
+  }
+  Pump();
+  for (ConnectionId c : conns) ExpectExact(c);
+  std::map<uint64_t, std::pair<uint64_t, int>> chains;  // submit call, ops
+  for (const SqeRecord& r : ring_->log()) {
+    auto [it, inserted] = chains.try_emplace(r.chain, r.submit_call, 0);
+    EXPECT_EQ(it->second.first, r.submit_call) << "chain split across submits";
+    ++it->second.second;
+  }
+  for (const auto& [chain, info] : chains) EXPECT_LE(info.second, 4) << chain;
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, CompletionQueueOverflowIsRetried) {
+  // A full submission queue makes the executor submit before it has reaped
+  // the completions of the previous submit, which overflowed.
+  FakeRingOptions ro;
+  ro.sq_entries = 4;
+  ro.cq_entries = 2;
+  Make(ro);
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 5; ++i) {
+    conns.push_back(Attach());
+    for (int j = 0; j < 5; ++j) Send(conns.back(), kExample);
+  }
+  Pump();
+  for (ConnectionId c : conns) ExpectExact(c);
+  EXPECT_GT(ring_->busy_returns(), 0u);
+  EXPECT_GT(executor_->stats().submit_busy, 0u);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, InterruptedWaitIsNotAnError) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->InjectSubmitResult(-EINTR);
+  ring_->InjectSubmitResult(-EINTR);
+  ring_->InjectSubmitResult(-EAGAIN);
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_GE(executor_->stats().wait_interrupted, 1u);
+  EXPECT_GE(executor_->stats().submit_busy, 1u);
+}
+
+TEST_F(ExecutorFaultTest, RingFailureIsReported) {
+  Make();
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  ring_->InjectSubmitResult(-EFAULT);
+  absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kInternal) << n.status();
+  Pump();
+  ExpectExact(c);
+}
+
+// --- Adaptive zero-copy and registered buffers -------------------------------
+
+TEST_F(ExecutorFaultTest, AdaptiveZeroCopyStopsWhereTheKernelCopies) {
+  Make();
+  ConnectionOptions o = Options();
+  o.adaptive_zero_copy = true;
+  o.adaptive_copied_limit = 3;
+  const ConnectionId copying = Attach(o);
+  const ConnectionId real_nic = Attach(o);
+  ConnectionOptions off = o;
+  off.adaptive_zero_copy = false;
+  const ConnectionId not_adaptive = Attach(off);
+  ring_->SetCopied(Fd(copying), true);
+  ring_->SetCopied(Fd(not_adaptive), true);
+  for (int i = 0; i < 6; ++i) {
+    for (ConnectionId c : {copying, real_nic, not_adaptive}) {
+      Send(c, {64 * K});
+    }
+    Pump();
+  }
+  for (ConnectionId c : {copying, real_nic, not_adaptive}) ExpectExact(c);
+  const SendStats s = *executor_->connection_stats(copying);
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(copying));
+  EXPECT_EQ(s.adaptive_disabled, 1u);
+  EXPECT_EQ(s.copied_notifications, 3u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSendZc)], 3u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSend)], 3u);
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(real_nic));
+  EXPECT_EQ(executor_->connection_stats(real_nic)->copied_notifications, 0u);
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(not_adaptive));
+  EXPECT_EQ(executor_->connection_stats(not_adaptive)->copied_notifications,
+            6u);
+  EXPECT_EQ(executor_->stats().totals.adaptive_disabled, 1u);
+}
+
+TEST_F(ExecutorFaultTest, RegisteredBuffersUseFixedBufferOps) {
+  Make();
+  std::vector<unsigned char> arena(1024 * K);
+  const struct iovec region = {arena.data(), arena.size()};
+  ASSERT_TRUE(executor_->RegisterBuffers({&region, 1}).ok());
+  EXPECT_EQ(executor_->RegisterBuffers({&region, 1}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  const ConnectionId c = Attach();
+  // Two 64K pieces inside the arena (one SENDMSG_ZC), then one alone
+  // (SEND_ZC), then a heap buffer outside it.
+  std::string& expected = expected_[c.value];
+  for (size_t i = 0; i < arena.size(); ++i) arena[i] = PatternByte(99, i);
+  for (size_t offset : {0 * K, 64 * K}) {
+    const uint64_t t = ledger_.Expect(c, nullptr, 64 * K);
+    ASSERT_TRUE(executor_->Enqueue(c, arena.data() + offset, 64 * K, t).ok());
+    expected.append(reinterpret_cast<char*>(arena.data() + offset), 64 * K);
+  }
+  Send(c, {1000});
+  const uint64_t t = ledger_.Expect(c, nullptr, 64 * K);
+  ASSERT_TRUE(executor_->Enqueue(c, arena.data() + 512 * K, 64 * K, t).ok());
+  expected.append(reinterpret_cast<char*>(arena.data() + 512 * K), 64 * K);
+  Send(c, {1000, 64 * K});
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  int fixed = 0;
+  for (const SqeRecord& r : ring_->log()) {
+    if (!FakeRing::IsZeroCopyOpcode(r.opcode)) continue;
+    const bool inside =
+        r.iovs[0].iov_base >= static_cast<void*>(arena.data()) &&
+        r.iovs[0].iov_base < static_cast<void*>(arena.data() + arena.size());
+    EXPECT_EQ((r.ioprio & IORING_RECVSEND_FIXED_BUF) != 0, inside);
+    if (inside) {
+      EXPECT_EQ(r.buf_index, 0);
+      ++fixed;
+    }
+  }
+  EXPECT_EQ(fixed, 2);
+  EXPECT_EQ(executor_->connection_stats(c)->fixed_buffer_ops, 2u);
+  // Only the heap buffer's op was charged against the memlock cap.
+  EXPECT_LT(executor_->stats().totals.peak_bytes_awaiting_notification,
+            2 * 64 * K);
+}
+
+TEST_F(ExecutorFaultTest, FixedSendmsgZcOnlyWhereTheKernelTakesIt) {
+  FakeRingOptions ro;
+  ro.features.sendmsg_zc_fixed = false;
+  Make(ro);
+  std::vector<unsigned char> arena(256 * K, 1);
+  const struct iovec region = {arena.data(), arena.size()};
+  ASSERT_TRUE(executor_->RegisterBuffers({&region, 1}).ok());
+  const ConnectionId c = Attach();
+  for (size_t offset : {0 * K, 64 * K}) {
+    const uint64_t t = ledger_.Expect(c, nullptr, 64 * K);
+    ASSERT_TRUE(executor_->Enqueue(c, arena.data() + offset, 64 * K, t).ok());
+    expected_[c.value].append(reinterpret_cast<char*>(arena.data() + offset),
+                              64 * K);
+  }
+  Pump();
+  ExpectExact(c);
+  ASSERT_EQ(ring_->log().size(), 1u);
+  EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SENDMSG_ZC);
+  EXPECT_EQ(ring_->log()[0].ioprio & IORING_RECVSEND_FIXED_BUF, 0);
+  CheckNoViolations();
+}
+
+// --- Bad input ---------------------------------------------------------------
+
+TEST_F(ExecutorFaultTest, BadInputIsRefusedAndDisturbsNothing) {
+  Make();
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  Pump(1);
+  char byte = 'x';
+  EXPECT_EQ(executor_->Enqueue(c, nullptr, 10, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  const absl::Status zero = executor_->Enqueue(c, &byte, 0, 1);
+  EXPECT_EQ(zero.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(zero.message(), "length is 0")) << zero;
+  EXPECT_EQ(executor_->Enqueue(ConnectionId{12345}, &byte, 1, 1).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(executor_->Attach(-1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const absl::Status not_socket = executor_->Attach(pipe_fds[0]).status();
+  EXPECT_TRUE(absl::StrContains(not_socket.message(), "not a socket"))
+      << not_socket;
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  const int udp = socket(AF_INET, SOCK_DGRAM, 0);
+  const absl::Status dgram = executor_->Attach(udp).status();
+  EXPECT_TRUE(absl::StrContains(dgram.message(), "not a stream socket"))
+      << dgram;
+  close(udp);
+  const int unconnected = socket(AF_INET, SOCK_STREAM, 0);
+  const absl::Status not_connected = executor_->Attach(unconnected).status();
+  EXPECT_TRUE(absl::StrContains(not_connected.message(), "not connected"))
+      << not_connected;
+  close(unconnected);
+  const absl::Status twice = executor_->Attach(Fd(c)).status();
+  EXPECT_TRUE(absl::StrContains(twice.message(), "already attached")) << twice;
+  ConnectionOptions bad = Options();
+  bad.plan.max_iovs_per_op = 5000;
+  EXPECT_EQ(executor_->Attach(pairs_.back().server, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ConnectionOptions small = Options();
+  small.max_queued_bytes = 1000;
+  const ConnectionId limited = Attach(small);
+  std::vector<char> big(1001);
+  const absl::Status over = executor_->Enqueue(limited, big.data(), 1001, 1);
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+  // None of that touched the connection in progress.
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  EXPECT_EQ(executor_->connection_stats(c)->buffers_released, 10u);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, ReleaseCallbackMayEnqueueMore) {
+  FakeRingOptions ro;
+  auto ring = std::make_unique<FakeRing>(ro);
+  FakeRing* fake = ring.get();
+  Executor* self = nullptr;
+  ConnectionId conn;
+  std::vector<unsigned char> data(3000, 7);
+  int released = 0;
+  ExecutorOptions eo;
+  eo.on_release = [&](ConnectionId id, uint64_t, const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    if (++released < 5) {
+      EXPECT_TRUE(self->Enqueue(id, data.data(), data.size(), released).ok());
+    }
+    EXPECT_EQ(self->Poll(absl::ZeroDuration()).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  };
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::CreateWithRing(std::move(ring), eo);
+  ASSERT_TRUE(executor.ok());
+  self = executor->get();
+  absl::StatusOr<TcpPair> pair = MakeTcpPair();
+  ASSERT_TRUE(pair.ok());
+  ConnectionOptions o = Options();
+  conn = *self->Attach(pair->client, o);
+  ASSERT_TRUE(self->Enqueue(conn, data.data(), data.size(), 0).ok());
+  for (int i = 0; i < 100 && !self->Idle(conn); ++i) {
+    ASSERT_TRUE(self->Poll(absl::ZeroDuration()).ok());
+  }
+  EXPECT_EQ(released, 5);
+  EXPECT_EQ(fake->received(pair->client).size(), 5 * data.size());
+}
+
+// --- Everything at once ------------------------------------------------------
+
+// Random workloads under random faults (fixed seed): short ops, -ENOMEM,
+// held notifications delivered in random order, interrupted and busy submits,
+// a tiny completion queue. Recoverable faults only, so every stream must
+// arrive whole.
+TEST_F(ExecutorFaultTest, RandomRecoverableFaultsNeverLoseReorderOrDuplicate) {
+  std::mt19937_64 rng(20261125);
+  auto uniform = [&rng](uint64_t lo, uint64_t hi) {
+    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+  };
+  for (int iteration = 0; iteration < 60; ++iteration) {
+    SCOPED_TRACE(absl::StrCat("iteration ", iteration));
+    FakeRingOptions ro;
+    ro.sq_entries = static_cast<uint32_t>(uniform(2, 64));
+    ro.cq_entries = static_cast<uint32_t>(uniform(1, 2) == 1 ? 4 : 1024);
+    ro.notify_cancelled_zc = uniform(0, 1) == 1;
+    ExecutorOptions eo;
+    eo.max_bytes_awaiting_notification = uniform(0, 1) ? 512 * K : 0;
+    ledger_ = TokenLedger();
+    fds_.clear();
+    expected_.clear();
+    Make(ro, eo);
+    ring_->set_hold_notifications(uniform(0, 1) == 1);
+    std::vector<ConnectionId> conns;
+    const int nconns = static_cast<int>(uniform(1, 4));
+    for (int i = 0; i < nconns; ++i) {
+      const uint64_t thresholds[] = {0, 4 * K, 16 * K, 64 * K,
+                                     PlanOptions::kNever};
+      ConnectionOptions o =
+          Options(thresholds[uniform(0, 4)],
+                  uniform(0, 1) ? CopyOp::kWritev : CopyOp::kSendmsg);
+      o.plan.max_iovs_per_op = static_cast<uint32_t>(uniform(1, 8));
+      conns.push_back(Attach(o));
+    }
+    for (int step = 0; step < 40; ++step) {
+      const ConnectionId c = conns[uniform(0, conns.size() - 1)];
+      std::vector<size_t> sizes(uniform(1, 6));
+      for (size_t& s : sizes) {
+        s = uniform(0, 3) == 0 ? uniform(16 * K, 96 * K) : uniform(1, 8 * K);
+      }
+      Send(c, sizes);
+      switch (uniform(0, 6)) {
+        case 0:
+          ring_->AddFault(
+              Fd(c), FakeFault{-1, static_cast<int64_t>(uniform(0, 30 * K))});
+          break;
+        case 1: {
+          FakeFault f{IORING_OP_SENDMSG_ZC, -1, -ENOMEM};
+          f.more = false;
+          f.notify = false;
+          ring_->AddFault(Fd(c), f);
+          break;
+        }
+        case 2:
+          ring_->InjectSubmitResult(uniform(0, 1) ? -EINTR : -EBUSY);
+          break;
+        case 3:
+          ring_->AddFault(
+              Fd(c),
+              FakeFault{IORING_OP_SEND_ZC,
+                        static_cast<int64_t>(uniform(1, 16 * K)), -EAGAIN});
+          break;
+        default:
+          break;
+      }
+      for (int p = static_cast<int>(uniform(0, 3)); p > 0; --p) {
+        ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+      }
+      while (!ring_->held_notifications().empty() && uniform(0, 2) == 0) {
+        ring_->DeliverNotification(
+            uniform(0, ring_->held_notifications().size() - 1));
+      }
+    }
+    for (int round = 0; round < 200 && !AllIdle(); ++round) {
+      ring_->DeliverAllNotifications(uniform(0, 1) == 1);
+      Pump(10);
+    }
+    ASSERT_TRUE(AllIdle());
+    for (ConnectionId c : conns) {
+      ExpectExact(c);
+      EXPECT_TRUE(executor_->ConnectionError(c).ok())
+          << executor_->ConnectionError(c);
+    }
+    EXPECT_LE(executor_->stats().totals.peak_bytes_awaiting_notification,
+              executor_->max_bytes_awaiting_notification());
+    CheckNoViolations();
+    executor_.reset();
+    ASSERT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+        << ledger_.CheckAllReleasedOnce();
+    pairs_.clear();
+    if (HasFailure()) break;
+  }
+}
+
+}  // namespace
+}  // namespace zcplan

@@ -17,7 +17,9 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -41,7 +43,7 @@
 
 namespace zcplan {
 
-// --- The pattern --------------------------------------------------------------
+// --- The pattern -------------------------------------------------------------
 
 namespace {
 
@@ -141,7 +143,7 @@ std::string Rate(uint64_t bytes, absl::Duration elapsed) {
                          bytes * 8 / seconds / 1e9);
 }
 
-// --- Configuration ------------------------------------------------------------
+// --- Configuration -----------------------------------------------------------
 
 enum Side : uint8_t { kSender = 1, kReceiver = 2, kBoth = 3 };
 
@@ -162,6 +164,7 @@ struct Config {
   bool adaptive = true;
   bool registered = false;
   uint64_t max_in_flight = kDefaultMaxInFlight;
+  bool loopback = false;  // send to a receiver of our own on 127.0.0.1
   // Receiver.
   bool has_listen = false;
   uint16_t listen_port = 0;
@@ -181,8 +184,8 @@ absl::StatusOr<uint32_t> ParseNumber(absl::string_view text, uint32_t min,
   if (text.empty() ||
       !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
       !absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return Bad(absl::StrCat("bad number '", text, "': expected ", min, "..",
-                            max));
+    return Bad(
+        absl::StrCat("bad number '", text, "': expected ", min, "..", max));
   }
   return value;
 }
@@ -198,8 +201,7 @@ absl::Status ParsePeer(absl::string_view v, Config& c) {
       port = v.substr(close + 2);
     }
   } else if (const size_t colon = v.rfind(':');
-             colon != absl::string_view::npos &&
-             v.find(':') == colon) {
+             colon != absl::string_view::npos && v.find(':') == colon) {
     host = v.substr(0, colon);
     port = v.substr(colon + 1);
   }
@@ -311,6 +313,11 @@ constexpr Flag kFlags[] = {
        }
        return absl::OkStatus();
      }},
+    {"loopback", kSender, false,
+     [](absl::string_view, Config& c) {
+       c.loopback = true;
+       return absl::OkStatus();
+     }},
     {"listen", kReceiver, true,
      [](absl::string_view v, Config& c) {
        absl::StatusOr<uint32_t> port = ParseNumber(v, 0, 65535);
@@ -365,8 +372,8 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
       if (f.name == name) flag = &f;
     }
     if (flag == nullptr) {
-      return Bad(absl::StrCat("unknown flag '--", name,
-                              "'; see zcsend --help"));
+      return Bad(
+          absl::StrCat("unknown flag '--", name, "'; see zcsend --help"));
     }
     absl::string_view value;
     if (!flag->takes_value) {
@@ -386,13 +393,20 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
     }
     config.given.emplace_back(std::string(name), flag->side);
   }
-  if (config.has_peer == config.has_listen) {
-    return Bad(config.has_peer
-                   ? "give --peer (send) or --listen (receive), not both"
-                   : "nothing to do: give --peer HOST:PORT to send or "
-                     "--listen PORT to receive; see zcsend --help");
+  if (config.has_peer && config.loopback) {
+    return Bad(
+        "give --peer or --loopback (a receiver of its own on 127.0.0.1), not "
+        "both");
   }
-  const Side side = config.has_peer ? kSender : kReceiver;
+  const bool sends = config.has_peer || config.loopback;
+  if (sends == config.has_listen) {
+    return Bad(sends ? "give --peer or --loopback (send) or --listen "
+                       "(receive), not both"
+                     : "nothing to do: give --peer HOST:PORT to send, "
+                       "--loopback to send to a receiver of its own, or "
+                       "--listen PORT to receive; see zcsend --help");
+  }
+  const Side side = sends ? kSender : kReceiver;
   for (const auto& [name, flag_side] : config.given) {
     if ((flag_side & side) == 0) {
       return Bad(absl::StrCat(
@@ -444,12 +458,12 @@ class Fd {
   int fd_ = -1;
 };
 
-// --- Sender -------------------------------------------------------------------
+// --- Sender ------------------------------------------------------------------
 
 // What the sender sends, resolved from the flags before anything runs.
 struct SendJob {
-  Fd file;             // --file, or closed for the pattern
-  uint64_t total = 0;  // bytes per connection
+  Fd file;                       // --file, or closed for the pattern
+  uint64_t total = 0;            // bytes per connection
   std::vector<uint64_t> pieces;  // buffer sizes, cycled; no zeros
   uint64_t largest_piece = 0;
   TraceBatch first_message;  // as given (zeros kept)
@@ -459,8 +473,7 @@ struct SendJob {
 absl::Status CheckSendFlags(const Config& c) {
   if (c.has_file && c.has_bytes) {
     return Bad(absl::StrCat("give --file or --bytes, not both (got --file ",
-                            c.file, " and --bytes ", FormatSize(c.bytes),
-                            ")"));
+                            c.file, " and --bytes ", FormatSize(c.bytes), ")"));
   }
   if (c.has_split && c.has_trace) {
     return Bad(absl::StrCat("give --split or --trace, not both (got --split ",
@@ -484,12 +497,11 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
     job.file.Reset(open(c.file.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st;
     if (job.file.get() < 0 || fstat(job.file.get(), &st) != 0) {
-      return Bad(absl::StrCat("--file: cannot read '", c.file,
-                              "': ", Errno(errno)));
+      return Bad(
+          absl::StrCat("--file: cannot read '", c.file, "': ", Errno(errno)));
     }
     if (!S_ISREG(st.st_mode)) {
-      return Bad(
-          absl::StrCat("--file: '", c.file, "' is not a regular file"));
+      return Bad(absl::StrCat("--file: '", c.file, "' is not a regular file"));
     }
     job.total = static_cast<uint64_t>(st.st_size);
   } else {
@@ -498,7 +510,8 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
   std::string source = absl::StrCat("--split: '", c.split_text, "'");
   if (c.has_trace) {
     absl::StatusOr<std::string> text = ReadTextFile(c.trace_path);
-    if (!text.ok()) return Bad(absl::StrCat("--trace: ", text.status().message()));
+    if (!text.ok())
+      return Bad(absl::StrCat("--trace: ", text.status().message()));
     absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
     if (!trace.ok()) {
       return Bad(absl::StrCat("--trace: ", c.trace_path, ": ",
@@ -540,8 +553,8 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
     return Bad(absl::StrCat(
         "--registered: ", c.connections, " connections x ",
         HumanSize(job.ring_bytes), " of buffers (--max-in-flight ",
-        FormatSize(c.max_in_flight), " + the largest buffer) = ",
-        HumanSize(job.ring_bytes * c.connections),
+        FormatSize(c.max_in_flight),
+        " + the largest buffer) = ", HumanSize(job.ring_bytes * c.connections),
         " is over 1G, the most one registered buffer can span; lower "
         "--max-in-flight or --connections"));
   }
@@ -583,17 +596,17 @@ absl::StatusOr<Fd> Connect(const Config& c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   struct addrinfo* list = nullptr;
-  if (int rc = getaddrinfo(c.peer_host.c_str(), c.peer_port.c_str(), &hints,
-                           &list);
+  if (int rc =
+          getaddrinfo(c.peer_host.c_str(), c.peer_port.c_str(), &hints, &list);
       rc != 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot resolve '", c.peer_host, "': ", gai_strerror(rc)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve '", c.peer_host, "': ", gai_strerror(rc)));
   }
   int error = 0;
   Fd fd;
   for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    fd.Reset(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol));
+    fd.Reset(
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
     if (fd.get() >= 0 && connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
       freeaddrinfo(list);
       return fd;
@@ -648,9 +661,9 @@ struct SendState {
         seq - conns[index].first_seq >= conns[index].pieces.size() ||
         conns[index].pieces[seq - conns[index].first_seq].released) {
       if (internal_error.empty()) {
-        internal_error = absl::StrCat("executor released token ", token,
-                                      " on connection ", id.value,
-                                      ", which it does not hold");
+        internal_error =
+            absl::StrCat("executor released token ", token, " on connection ",
+                         id.value, ", which it does not hold");
       }
       return;
     }
@@ -679,8 +692,8 @@ absl::Status ReadSource(const SendJob& job, uint64_t offset,
     return absl::OkStatus();
   }
   while (length > 0) {
-    const ssize_t n = pread(job.file.get(), data, length,
-                            static_cast<off_t>(offset));
+    const ssize_t n =
+        pread(job.file.get(), data, length, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return absl::DataLossError(
@@ -722,8 +735,7 @@ absl::Status TopUp(SendState& state, size_t index, Executor& executor) {
     }
     const uint64_t token =
         (uint64_t{index} << kSeqBits) | (c.first_seq + c.pieces.size());
-    if (absl::Status s = executor.Enqueue(c.id, data, length, token);
-        !s.ok()) {
+    if (absl::Status s = executor.Enqueue(c.id, data, length, token); !s.ok()) {
       absl::Status sticky = executor.ConnectionError(c.id);
       c.error = sticky.ok() ? s : sticky;
       break;
@@ -746,8 +758,8 @@ std::string DescribeFirstMessage(const Config& c, const SendJob& job) {
   Plan scratch;
   absl::Status s =
       ForEachChain(queue, c.plan, &scratch, [&](const Plan& plan, size_t base) {
-        chains.push_back(DescribeChain(
-            absl::MakeConstSpan(queue).subspan(base), plan));
+        chains.push_back(
+            DescribeChain(absl::MakeConstSpan(queue).subspan(base), plan));
         return true;
       });
   std::string out = absl::StrCat(
@@ -756,7 +768,8 @@ std::string DescribeFirstMessage(const Config& c, const SendJob& job) {
       Count(m.sizes.size(), "buffer"), ", ", SizeAndBytes(bytes), ", ",
       Count(chains.size(), "chain"), "\n");
   if (!s.ok()) return absl::StrCat(out, "  cannot plan: ", s.message(), "\n");
-  for (const std::string& chain : chains) absl::StrAppend(&out, "  ", chain, "\n");
+  for (const std::string& chain : chains)
+    absl::StrAppend(&out, "  ", chain, "\n");
   return out;
 }
 
@@ -798,11 +811,11 @@ int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
   absl::StatusOr<std::unique_ptr<Executor>> created =
       Executor::Create(std::move(options));
   if (!created.ok()) {
-    return fail(absl::StrCat("io_uring unavailable: ",
-                             created.status().ToString(),
-                             " (is io_uring disabled by the "
-                             "kernel.io_uring_disabled sysctl or a seccomp "
-                             "filter, or is `ulimit -l` too low?)"));
+    return fail(
+        absl::StrCat("io_uring unavailable: ", created.status().ToString(),
+                     " (is io_uring disabled by the "
+                     "kernel.io_uring_disabled sysctl or a seccomp "
+                     "filter, or is `ulimit -l` too low?)"));
   }
   Executor& executor = **created;
   const RingFeatures& features = executor.features();
@@ -810,11 +823,11 @@ int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
   if (config.registered) {
     const struct iovec whole = {region->data(), region->size()};
     if (absl::Status s = executor.RegisterBuffers({&whole, 1}); !s.ok()) {
-      return fail(absl::StrCat(
-          "--registered: cannot register ", HumanSize(region->size()),
-          " of buffers: ", s.ToString(),
-          " (registered memory counts against `ulimit -l`; lower "
-          "--max-in-flight or --connections)"));
+      return fail(
+          absl::StrCat("--registered: cannot register ",
+                       HumanSize(region->size()), " of buffers: ", s.ToString(),
+                       " (registered memory counts against `ulimit -l`; lower "
+                       "--max-in-flight or --connections)"));
     }
   }
 
@@ -849,10 +862,9 @@ int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
       << ", copy op " << CopyOpName(config.plan.copy_op) << ", gap "
       << (config.plan.zc_gap_bytes == 0 ? "off"
                                         : FormatSize(config.plan.zc_gap_bytes))
-      << ", adaptive " << (config.adaptive ? "on" : "off")
-      << ", max in flight " << FormatSize(config.max_in_flight)
-      << " per connection, registered " << (config.registered ? "on" : "off")
-      << "\n"
+      << ", adaptive " << (config.adaptive ? "on" : "off") << ", max in flight "
+      << FormatSize(config.max_in_flight) << " per connection, registered "
+      << (config.registered ? "on" : "off") << "\n"
       << DescribeFirstMessage(config, job);
   if (!features.send_zc || !features.sendmsg_zc) {
     out << "note: this kernel lacks "
@@ -922,7 +934,8 @@ int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
       const Conn& c = state.conns[i];
       out << "  connection " << i + 1 << ": " << SizeAndBytes(c.released_ok)
           << ", zero-copy " << (zero_copy_on[i] ? "on" : "off")
-          << (c.error.ok() ? "" : absl::StrCat(", FAILED: ", c.error.ToString()))
+          << (c.error.ok() ? ""
+                           : absl::StrCat(", FAILED: ", c.error.ToString()))
           << "\n";
     }
   }
@@ -972,7 +985,7 @@ int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
   return failed > 0 ? kZcsendFailed : kZcsendOk;
 }
 
-// --- Receiver -----------------------------------------------------------------
+// --- Receiver ----------------------------------------------------------------
 
 std::string FormatAddress(const struct sockaddr_storage& addr) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -1012,7 +1025,9 @@ std::string OutPath(const Config& c, size_t i) {
   return c.connections == 1 ? c.out_path : absl::StrCat(c.out_path, ".", i + 1);
 }
 
-int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
+// With `listener` open (--loopback), receives on it instead of opening one.
+int RunListen(const Config& config, std::ostream& out, std::ostream& err,
+              Fd listener = Fd()) {
   auto fail = [&err](absl::string_view message) {
     err << "zcsend: " << message << "\n";
     return kZcsendFailed;
@@ -1031,39 +1046,40 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
     }
   }
 
-  struct addrinfo hints = {};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  struct addrinfo* list = nullptr;
-  const std::string port = absl::StrCat(config.listen_port);
-  if (int rc = getaddrinfo(config.bind.c_str(), port.c_str(), &hints, &list);
-      rc != 0) {
-    return fail(absl::StrCat("--bind: cannot resolve '", config.bind,
-                             "': ", gai_strerror(rc)));
-  }
-  Fd listener;
-  int error = 0;
-  for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    listener.Reset(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                          ai->ai_protocol));
-    const int one = 1;
-    if (listener.get() >= 0 &&
-        setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one,
-                   sizeof(one)) == 0 &&
-        bind(listener.get(), ai->ai_addr, ai->ai_addrlen) == 0 &&
-        listen(listener.get(), static_cast<int>(std::max<uint32_t>(
-                                   config.connections, 16))) == 0) {
-      error = 0;
-      break;
-    }
-    error = errno;
-    listener.Reset();
-  }
-  freeaddrinfo(list);
   if (listener.get() < 0) {
-    return fail(absl::StrCat("cannot listen on ", config.bind, ":", port, ": ",
-                             Errno(error)));
+    struct addrinfo hints = {};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    struct addrinfo* list = nullptr;
+    const std::string port = absl::StrCat(config.listen_port);
+    if (int rc = getaddrinfo(config.bind.c_str(), port.c_str(), &hints, &list);
+        rc != 0) {
+      return fail(absl::StrCat("--bind: cannot resolve '", config.bind,
+                               "': ", gai_strerror(rc)));
+    }
+    int error = 0;
+    for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+      listener.Reset(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                            ai->ai_protocol));
+      const int one = 1;
+      if (listener.get() >= 0 &&
+          setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one,
+                     sizeof(one)) == 0 &&
+          bind(listener.get(), ai->ai_addr, ai->ai_addrlen) == 0 &&
+          listen(listener.get(), static_cast<int>(std::max<uint32_t>(
+                                     config.connections, 16))) == 0) {
+        error = 0;
+        break;
+      }
+      error = errno;
+      listener.Reset();
+    }
+    freeaddrinfo(list);
+    if (listener.get() < 0) {
+      return fail(absl::StrCat("cannot listen on ", config.bind, ":", port,
+                               ": ", Errno(error)));
+    }
   }
   struct sockaddr_storage local = {};
   socklen_t local_len = sizeof(local);
@@ -1101,9 +1117,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
       if (fd_peer[k] == peers.size()) {
         struct sockaddr_storage from = {};
         socklen_t from_len = sizeof(from);
-        const int fd = accept4(listener.get(),
-                               reinterpret_cast<struct sockaddr*>(&from),
-                               &from_len, SOCK_CLOEXEC);
+        const int fd =
+            accept4(listener.get(), reinterpret_cast<struct sockaddr*>(&from),
+                    &from_len, SOCK_CLOEXEC);
         if (fd < 0) {
           if (errno == EINTR || errno == ECONNABORTED) continue;
           return fail(absl::StrCat("accept: ", Errno(errno)));
@@ -1142,9 +1158,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
         continue;
       }
       if (n < 0 && failure.empty()) {
-        failure = absl::StrCat("connection ", fd_peer[k] + 1, " from ",
-                               p.address, ": ", Errno(errno), " after ",
-                               p.bytes, " bytes");
+        failure =
+            absl::StrCat("connection ", fd_peer[k] + 1, " from ", p.address,
+                         ": ", Errno(errno), " after ", p.bytes, " bytes");
       }
       p.open = false;
       p.fd.Reset();
@@ -1170,15 +1186,69 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
         << "\n";
   }
   if (config.has_out) {
-    out << "wrote " << (peers.size() == 1 ? config.out_path
-                                          : absl::StrCat(config.out_path,
-                                                         ".1..", peers.size()))
+    out << "wrote "
+        << (peers.size() == 1
+                ? config.out_path
+                : absl::StrCat(config.out_path, ".1..", peers.size()))
         << "\n";
   }
   out << std::flush;
   if (!failure.empty()) return fail(failure);
-  if (!mismatch.empty()) return fail(absl::StrCat("pattern mismatch: ", mismatch));
+  if (!mismatch.empty())
+    return fail(absl::StrCat("pattern mismatch: ", mismatch));
   return kZcsendOk;
+}
+
+// --loopback: a receiver (as --listen, checking the pattern when the data is
+// the generated pattern) on 127.0.0.1 in a thread, and the sender aimed at it.
+int RunLoopback(Config config, std::ostream& out, std::ostream& err) {
+  Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (listener.get() < 0 ||
+      bind(listener.get(), reinterpret_cast<struct sockaddr*>(&addr),
+           sizeof(addr)) != 0 ||
+      listen(listener.get(), static_cast<int>(std::max<uint32_t>(
+                                 config.connections, 16))) != 0 ||
+      getsockname(listener.get(), reinterpret_cast<struct sockaddr*>(&addr),
+                  &len) != 0) {
+    err << "zcsend: cannot listen on 127.0.0.1: " << Errno(errno) << "\n";
+    return kZcsendFailed;
+  }
+  // The same socket, to wake the receiver's accept if the sender gives up.
+  Fd wake(dup(listener.get()));
+  Config receiver_config;
+  receiver_config.has_listen = true;
+  receiver_config.bind = "127.0.0.1";
+  receiver_config.check_pattern = !config.has_file;
+  receiver_config.connections = config.connections;
+  std::ostringstream receiver_out;
+  std::ostringstream receiver_err;
+  int receiver_rc = kZcsendFailed;
+  std::thread receiver([&] {
+    receiver_rc = RunListen(receiver_config, receiver_out, receiver_err,
+                            std::move(listener));
+  });
+  const std::string port = absl::StrCat(ntohs(addr.sin_port));
+  config.has_peer = true;
+  config.peer_host = "127.0.0.1";
+  config.peer_port = port;
+  config.peer = absl::StrCat("127.0.0.1:", port);
+  const int sender_rc = RunSend(config, out, err);
+  if (sender_rc != kZcsendOk && wake.get() >= 0) {
+    shutdown(wake.get(), SHUT_RDWR);
+  }
+  receiver.join();
+  out << "receiver on 127.0.0.1:" << port << ":\n";
+  std::istringstream lines(receiver_out.str());
+  for (std::string line; std::getline(lines, line);) {
+    out << "  " << line << "\n";
+  }
+  out << std::flush;
+  err << receiver_err.str();
+  return sender_rc != kZcsendOk ? sender_rc : receiver_rc;
 }
 
 }  // namespace
@@ -1195,8 +1265,11 @@ receiver (zcsend --listen, socat, nc), or receives and checks it.
 
   zcsend --listen 9000 --check-pattern
   zcsend --peer 127.0.0.1:9000 --bytes 64M --split 4K,4K,16K,32K,2K
+  zcsend --loopback --bytes 256M
 
-Sender (--peer HOST:PORT):
+Sender (--peer HOST:PORT, or --loopback):
+  --loopback           send to a receiver of zcsend's own on 127.0.0.1 (a
+                       thread; it checks the pattern) and print both reports
   --file PATH          send the bytes of this file
   --bytes SIZE         or send SIZE bytes of the generated pattern (the
                        stream --check-pattern verifies) [%s]
@@ -1256,6 +1329,7 @@ int RunZcsend(absl::Span<const std::string> args, std::ostream& out,
   if (absl::Status s = ParseFlags(args, config); !s.ok()) {
     return BadInput(s, err);
   }
+  if (config.loopback) return RunLoopback(config, out, err);
   return config.has_peer ? RunSend(config, out, err)
                          : RunListen(config, out, err);
 }

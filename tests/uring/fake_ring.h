@@ -38,6 +38,15 @@
 //   `AddCapacity` or IORING_OP_ASYNC_CANCEL) and held notifications. The fake
 //   never blocks: waiting for more completions than are available returns
 //   -ETIME at once.
+// - Harsher than the kernel, on purpose or for simplicity: with a capacity
+//   set, an op moves what fits and completes short even with MSG_WAITALL
+//   (the kernel would keep waiting and end short only on an error after
+//   partial progress), so the slow reader makes more short sends than a real
+//   one. A rejected SQE fails its whole chain, as on a ring made with
+//   IORING_SETUP_SUBMIT_ALL (io_uring_ring.cc asks for it; without it the
+//   kernel stops submitting at the bad SQE). The fake cannot raise SIGPIPE:
+//   a writev failing -EPIPE raises it on a real kernel
+//   (io_uring_ring_test.cc), which is why the executor ignores SIGPIPE.
 //
 // Checks ("violations"): a zero-copy op's bytes are snapshotted when it sends
 // them and compared with the memory when its notification is delivered (a

@@ -1,0 +1,711 @@
+// Tests of the zcsend tool, run in-process: bad input, and real sends over
+// loopback TCP through the executor to `zcsend --listen` (run on a thread) or
+// to a plain socket the test reads itself. The sending tests skip with the
+// reason when io_uring is unavailable.
+
+#include "tools/zcsend_cli.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <streambuf>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "gtest/gtest.h"
+
+namespace zcplan {
+namespace {
+
+// Relative to the runfiles root, where Bazel runs tests.
+constexpr char kHttpTrace[] = "tools/traces/http_server.trace";
+constexpr uint64_t k8M = uint64_t{8} << 20;
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result Zcsend(const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = RunZcsend(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << "cannot open " << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// The line of `text` that starts with `prefix`, or "" when there is none.
+std::string LineStartingWith(const std::string& text,
+                             absl::string_view prefix) {
+  for (const std::string& line : Lines(text)) {
+    if (absl::StartsWith(line, prefix)) return line;
+  }
+  return "";
+}
+
+// The "stats: name=value ..." line of a sender's report as a map (counters
+// that are 0 are left out of the line, and so of the map).
+std::map<std::string, uint64_t> Stats(const std::string& out) {
+  std::map<std::string, uint64_t> stats;
+  const std::string line = LineStartingWith(out, "stats: ");
+  EXPECT_FALSE(line.empty()) << out;
+  for (absl::string_view field :
+       absl::StrSplit(absl::string_view(line).substr(7), ' ')) {
+    const std::pair<std::string, std::string> kv =
+        absl::StrSplit(field, absl::MaxSplits('=', 1));
+    uint64_t value = 0;
+    if (absl::SimpleAtoi(kv.second, &value)) stats[kv.first] = value;
+  }
+  return stats;
+}
+
+uint64_t Stat(const std::map<std::string, uint64_t>& stats,
+              const std::string& name) {
+  const auto it = stats.find(name);
+  return it == stats.end() ? 0 : it->second;
+}
+
+// A stream buffer one thread writes and another reads while it does.
+class SharedText : public std::streambuf {
+ public:
+  std::string text() const {
+    absl::MutexLock lock(&mu_);
+    return text_;
+  }
+  void MarkDone() {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+  // Waits until the text contains `needle` or the writer is done or
+  // `timeout` passes; returns whether the text contains `needle`.
+  bool WaitFor(const std::string& needle, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&] { return done_ || absl::StrContains(text_, needle); };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return absl::StrContains(text_, needle);
+  }
+  bool WaitDone(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return 0;
+    absl::MutexLock lock(&mu_);
+    text_.push_back(traits_type::to_char_type(c));
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    absl::MutexLock lock(&mu_);
+    text_.append(s, static_cast<size_t>(n));
+    return n;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string text_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Opens and closes a TCP connection to 127.0.0.1:`port`.
+void Poke(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  (void)connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr));
+  close(fd);
+}
+
+// `zcsend --listen 0 --bind 127.0.0.1 FLAGS...` on a thread.
+class Receiver {
+ public:
+  explicit Receiver(std::vector<std::string> flags, uint32_t connections = 1)
+      : connections_(connections) {
+    std::vector<std::string> args = {"--listen", "0", "--bind", "127.0.0.1"};
+    if (connections > 1) {
+      args.push_back("--connections");
+      args.push_back(absl::StrCat(connections));
+    }
+    args.insert(args.end(), flags.begin(), flags.end());
+    thread_ = std::thread([this, args] {
+      std::ostream out(&out_);
+      std::ostream err(&err_);
+      code_ = RunZcsend(args, out, err);
+      out_.MarkDone();
+      err_.MarkDone();
+    });
+    if (!out_.WaitFor("\n", absl::Seconds(30))) return;
+    const std::string first = Lines(out_.text())[0];
+    const size_t colon = first.rfind(':');
+    if (!absl::StartsWith(first, "listening on 127.0.0.1:") ||
+        !absl::SimpleAtoi(first.substr(colon + 1), &port_)) {
+      port_ = 0;
+    }
+  }
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+  ~Receiver() {
+    if (thread_.joinable()) Join();
+  }
+
+  // 0 when the receiver did not say where it listens.
+  int port() const { return port_; }
+  std::string peer() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  // Waits for the receiver to finish. One that still waits for connections
+  // after the sender is done (it failed early, or with `sender_ok` false
+  // after a second) is given empty ones, so a test never hangs.
+  Result Join(bool sender_ok = true) {
+    if (!out_.WaitDone(absl::Seconds(sender_ok ? 60 : 1)) && port_ != 0) {
+      if (sender_ok) ADD_FAILURE() << "the receiver did not finish";
+      for (uint32_t i = 0; i < connections_; ++i) Poke(port_);
+    }
+    thread_.join();
+    return {code_, out_.text(), err_.text()};
+  }
+
+ private:
+  const uint32_t connections_;
+  SharedText out_;
+  SharedText err_;
+  int code_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// A TCP socket bound to a free port of 127.0.0.1 that does not listen, so a
+// connection to it is refused; the port stays taken while it lives.
+class ClosedPort {
+ public:
+  ClosedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 &&
+        bind(fd_, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) ==
+            0 &&
+        getsockname(fd_, reinterpret_cast<struct sockaddr*>(&addr), &len) ==
+            0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  ~ClosedPort() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+  std::string peer() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A plain receiver: accepts one connection and reads it to the end.
+class PlainSink {
+ public:
+  PlainSink() {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (listener_ < 0 ||
+        bind(listener_, reinterpret_cast<struct sockaddr*>(&addr),
+             sizeof(addr)) != 0 ||
+        listen(listener_, 1) != 0 ||
+        getsockname(listener_, reinterpret_cast<struct sockaddr*>(&addr),
+                    &len) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      char buffer[1 << 16];
+      ssize_t n;
+      while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+        data_.append(buffer, static_cast<size_t>(n));
+      }
+      close(fd);
+    });
+  }
+  PlainSink(const PlainSink&) = delete;
+  PlainSink& operator=(const PlainSink&) = delete;
+  ~PlainSink() {
+    if (thread_.joinable()) Join();
+    if (listener_ >= 0) close(listener_);
+  }
+  std::string peer() const { return absl::StrCat("127.0.0.1:", port_); }
+  // Everything received; pokes the sink first if `poke` (nobody connected).
+  const std::string& Join(bool poke = false) {
+    if (poke) Poke(port_);
+    thread_.join();
+    return data_;
+  }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::string data_;
+  std::thread thread_;
+};
+
+// Why io_uring sends cannot run here, or "" when they can: zcsend itself
+// says so before it connects (a refused connection means io_uring is fine).
+const std::string& IoUringUnavailable() {
+  static const std::string* const reason = [] {
+    ClosedPort closed;
+    const Result r = Zcsend({"--peer", closed.peer(), "--bytes", "1"});
+    if (r.code == kZcsendFailed &&
+        absl::StrContains(r.err, "io_uring unavailable")) {
+      return new std::string(r.err);
+    }
+    return new std::string();
+  }();
+  return *reason;
+}
+
+#define SKIP_WITHOUT_IO_URING()                                         \
+  do {                                                                  \
+    if (!IoUringUnavailable().empty()) {                                \
+      GTEST_SKIP() << "io_uring unavailable: " << IoUringUnavailable(); \
+    }                                                                   \
+  } while (0)
+
+// Sends with `sender_flags` to a `--check-pattern` receiver and checks that
+// both succeed and the receiver got exactly `bytes` x `connections` pattern
+// bytes. Returns the sender's result.
+Result SendPattern(std::vector<std::string> sender_flags, uint64_t bytes = k8M,
+                   uint32_t connections = 1) {
+  Receiver receiver({"--check-pattern"}, connections);
+  EXPECT_NE(receiver.port(), 0) << "receiver did not start";
+  if (receiver.port() == 0) return {-1, "", ""};
+  std::vector<std::string> args = {"--peer", receiver.peer(), "--bytes",
+                                   absl::StrCat(bytes)};
+  if (connections > 1) {
+    args.push_back("--connections");
+    args.push_back(absl::StrCat(connections));
+  }
+  args.insert(args.end(), sender_flags.begin(), sender_flags.end());
+  const Result sent = Zcsend(args);
+  const Result got = receiver.Join(sent.code == kZcsendOk);
+  const uint64_t total = bytes * connections;
+  EXPECT_EQ(sent.code, kZcsendOk) << sent.err << sent.out;
+  EXPECT_EQ(sent.err, "");
+  EXPECT_EQ(got.code, kZcsendOk) << got.err << got.out;
+  EXPECT_EQ(got.err, "");
+  EXPECT_TRUE(
+      absl::StrContains(got.out, absl::StrCat("received ", total, " bytes")))
+      << got.out;
+  EXPECT_TRUE(absl::StrContains(
+      got.out, absl::StrCat("pattern: OK (", total, " bytes checked)\n")))
+      << got.out;
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  // Every byte left by exactly one op kind, copy or zero-copy, once: a
+  // resent byte would show up here.
+  EXPECT_EQ(Stat(stats, "bytes_copied") + Stat(stats, "bytes_zero_copy"), total)
+      << sent.out;
+  EXPECT_EQ(Stat(stats, "buffers_released_failed"), 0u) << sent.out;
+  return sent;
+}
+
+// --- The pattern
+// ----------------------------------------------------------------
+
+TEST(ZcsendPatternTest, FillMatchesByteAtFromAnyOffset) {
+  for (uint64_t offset : {0, 1, 7, 8, 13, 4096, 1000003}) {
+    std::vector<unsigned char> data(77);
+    FillPattern(offset, absl::MakeSpan(data));
+    for (size_t i = 0; i < data.size(); ++i) {
+      ASSERT_EQ(data[i], PatternByteAt(offset + i)) << offset << "+" << i;
+    }
+    EXPECT_EQ(FindPatternMismatch(offset, data), data.size());
+  }
+}
+
+TEST(ZcsendPatternTest, MismatchFoundAtItsIndex) {
+  std::vector<unsigned char> data(4096);
+  FillPattern(5, absl::MakeSpan(data));
+  for (size_t at :
+       {size_t{0}, size_t{3}, size_t{8}, size_t{2049}, size_t{4095}}) {
+    std::vector<unsigned char> bad = data;
+    bad[at] ^= 0x40;
+    EXPECT_EQ(FindPatternMismatch(5, bad), at);
+  }
+  // A shifted stream (one byte lost) is caught at once.
+  EXPECT_LT(FindPatternMismatch(4, data), 16u);
+}
+
+TEST(ZcsendPatternTest, PatternIsNotConstantOrShortPeriod) {
+  std::vector<unsigned char> data(1 << 16);
+  FillPattern(0, absl::MakeSpan(data));
+  std::vector<bool> seen(256);
+  for (unsigned char b : data) seen[b] = true;
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), true), 256);
+  // Two 4 KiB pages differ, so a page sent twice is caught.
+  EXPECT_FALSE(
+      std::equal(data.begin(), data.begin() + 4096, data.begin() + 4096));
+}
+
+// --- Bad input
+// ------------------------------------------------------------------
+
+struct BadCase {
+  std::vector<std::string> args;
+  std::string needle;  // the error line names this
+};
+
+class ZcsendBadInputTest : public testing::TestWithParam<BadCase> {};
+
+TEST_P(ZcsendBadInputTest, ExitTwoOneLineOnErrNothingOnOut) {
+  const BadCase& c = GetParam();
+  const Result r = Zcsend(c.args);
+  EXPECT_EQ(r.code, kZcsendBadInput) << r.err << r.out;
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcsend: ")) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(absl::EndsWith(r.err, "\n")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, c.needle))
+      << "expected '" << c.needle << "' in: " << r.err;
+}
+
+// Port 9 is never contacted: every case fails before connecting.
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ZcsendBadInputTest,
+    testing::Values(
+        BadCase{{}, "nothing to do"},
+        BadCase{{"--peer", "127.0.0.1:9", "--bogus"}, "'--bogus'"},
+        BadCase{{"--peer", "127.0.0.1:9", "extra"}, "'extra'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--bytes", "12Q"}, "12Q"},
+        BadCase{{"--peer", "127.0.0.1:9", "--bytes=0"}, "'0'"},
+        BadCase{{"--peer", "localhost"}, "'localhost'"},
+        BadCase{{"--peer", "127.0.0.1:0"}, "'127.0.0.1:0'"},
+        BadCase{{"--peer", "127.0.0.1:65536"}, "'127.0.0.1:65536'"},
+        BadCase{{"--peer", ":9000"}, "':9000'"},
+        BadCase{{"--peer", "::1:9000"}, "'::1:9000'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--threshold", "12Q"}, "12Q"},
+        BadCase{{"--peer"}, "--peer needs a value"},
+        BadCase{{"--peer", "127.0.0.1:9", "--bytes"}, "--bytes needs a value"},
+        BadCase{{"--peer", "127.0.0.1:9", "--connections", "0"}, "'0'"},
+        BadCase{{"--listen", "0", "--connections", "0"}, "'0'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--connections", "1025"}, "1025"},
+        BadCase{{"--peer", "127.0.0.1:9", "--file", "/nonexistent/zcsend"},
+                "'/nonexistent/zcsend'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--file", "/"}, "not a regular file"},
+        BadCase{{"--peer", "127.0.0.1:9", "--trace", "/nonexistent/t"},
+                "'/nonexistent/t'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--copy-op", "splice"}, "'splice'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--adaptive", "maybe"}, "'maybe'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--registered=yes"}, "'yes'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--max-in-flight", "0"}, "'0'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--split", "8M"}, "--max-in-flight"},
+        BadCase{{"--peer", "127.0.0.1:9", "--split", "0,0"}, "every buffer"},
+        BadCase{{"--peer", "127.0.0.1:9", "--file", "/etc/hostname", "--bytes",
+                 "1M"},
+                "not both"},
+        BadCase{{"--peer", "127.0.0.1:9", "--listen", "0"}, "not both"},
+        BadCase{{"--peer", "127.0.0.1:9", "--loopback"}, "not both"},
+        BadCase{{"--loopback", "--listen", "0"}, "not both"},
+        BadCase{{"--loopback", "--check-pattern"}, "--check-pattern"},
+        BadCase{{"--peer", "127.0.0.1:9", "--out", "x"}, "--out"},
+        BadCase{{"--listen", "0", "--bytes", "1M"}, "--bytes"},
+        BadCase{{"--listen", "70000"}, "'70000'"},
+        BadCase{{"--listen", "0", "--out", "/nonexistent/dir/out"},
+                "'/nonexistent/dir/out'"}));
+
+TEST(ZcsendTest, HelpGoesToOut) {
+  const Result r = Zcsend({"--help"});
+  EXPECT_EQ(r.code, kZcsendOk);
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(absl::StartsWith(r.out, "usage: zcsend --peer")) << r.out;
+  EXPECT_EQ(r.out, ZcsendUsage());
+}
+
+// --- Sending
+// --------------------------------------------------------------------
+
+TEST(ZcsendSendTest, PatternArrivesAndReportIsComplete) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({});
+  // The report: what was sent, the plan of the first message, the counters.
+  EXPECT_TRUE(absl::StartsWith(
+      sent.out,
+      "zcsend: 8M (8388608 bytes) of pattern on 1 connection to "
+      "127.0.0.1:"))
+      << sent.out;
+  EXPECT_TRUE(absl::StrContains(
+      sent.out,
+      "options: split 4K,4K,16K,32K,2K, threshold 16K, copy op writev, gap "
+      "off, adaptive on, max in flight 4M per connection, registered off\n"))
+      << sent.out;
+  EXPECT_TRUE(absl::StrContains(
+      sent.out,
+      "plan of the first message: 5 buffers, 58K (59392 bytes), 1 chain\n"
+      "  writev[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K]\n"))
+      << sent.out;
+  EXPECT_TRUE(absl::StartsWith(LineStartingWith(sent.out, "sent "),
+                               "sent 8M (8388608 bytes) on 1 connection in "))
+      << sent.out;
+  for (const char* prefix :
+       {"ops: ", "bytes: ", "short sends ", "notifications ",
+        "peak awaiting notification: ", "stats: "}) {
+    EXPECT_NE(LineStartingWith(sent.out, prefix), "")
+        << "no line starting '" << prefix << "' in:\n"
+        << sent.out;
+  }
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_GT(Stat(stats, "writev"), 0u) << sent.out;
+  EXPECT_EQ(Stat(stats, "sendmsg"), 0u) << sent.out;
+  // 8M is 141 cycles of the split's 5 buffers (58K), then 4K, 4K and 6K.
+  EXPECT_EQ(Stat(stats, "buffers_released"), 141u * 5 + 3) << sent.out;
+}
+
+TEST(ZcsendSendTest, LoopbackRunsItsOwnCheckingReceiver) {
+  SKIP_WITHOUT_IO_URING();
+  const Result r =
+      Zcsend({"--loopback", "--bytes", "4M", "--connections", "2"});
+  EXPECT_EQ(r.code, kZcsendOk) << r.err << r.out;
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "  writev[4K,4K] -> sendmsg_zc[16K,32K] "
+                                "-> send[2K]\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\nreceiver on 127.0.0.1:")) << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, absl::StrCat("  pattern: OK (", 8 << 20, " bytes checked)\n")))
+      << r.out;
+  const std::map<std::string, uint64_t> stats = Stats(r.out);
+  EXPECT_EQ(Stat(stats, "bytes_copied") + Stat(stats, "bytes_zero_copy"),
+            uint64_t{8} << 20)
+      << r.out;
+}
+
+TEST(ZcsendSendTest, LoopbackSendsAFileWithoutPatternCheck) {
+  SKIP_WITHOUT_IO_URING();
+  const std::string path =
+      absl::StrCat(testing::TempDir(), "/zcsend_loopback_file");
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << std::string(100000, 'z');
+  }
+  const Result r = Zcsend({"--loopback", "--file", path});
+  EXPECT_EQ(r.code, kZcsendOk) << r.err << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "received 100000 bytes")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "pattern:")) << r.out;
+}
+
+TEST(ZcsendSendTest, CopyOpSendmsg) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({"--copy-op", "sendmsg"});
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_GT(Stat(stats, "sendmsg"), 0u) << sent.out;
+  EXPECT_EQ(Stat(stats, "writev"), 0u) << sent.out;
+  EXPECT_TRUE(absl::StrContains(
+      sent.out, "  sendmsg[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K]\n"))
+      << sent.out;
+}
+
+TEST(ZcsendSendTest, ThresholdNeverCopiesEverything) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({"--threshold", "never"});
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_EQ(Stat(stats, "bytes_copied"), k8M) << sent.out;
+  EXPECT_EQ(Stat(stats, "bytes_zero_copy"), 0u) << sent.out;
+  EXPECT_EQ(Stat(stats, "notifications"), 0u) << sent.out;
+  EXPECT_TRUE(absl::StrContains(sent.out, "threshold never")) << sent.out;
+}
+
+TEST(ZcsendSendTest, ThresholdZeroWithAdaptiveOffSendsZeroCopy) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({"--threshold", "0", "--adaptive", "off"});
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_TRUE(absl::StrContains(sent.out, "adaptive off")) << sent.out;
+  EXPECT_EQ(Stat(stats, "adaptive_disabled"), 0u) << sent.out;
+  EXPECT_TRUE(absl::StrContains(
+      sent.out, "adaptive turned zero-copy off on 0 of 1 connection\n"))
+      << sent.out;
+  if (absl::StrContains(sent.out, "note: this kernel lacks")) return;
+  EXPECT_GT(Stat(stats, "bytes_zero_copy"), 0u) << sent.out;
+  // Only a fallback may copy when every buffer is above the threshold.
+  if (Stat(stats, "fallbacks_enomem") + Stat(stats, "fallbacks_unsupported") ==
+      0) {
+    EXPECT_EQ(Stat(stats, "bytes_copied"), 0u) << sent.out;
+    EXPECT_EQ(Stat(stats, "writev"), 0u) << sent.out;
+  }
+  EXPECT_EQ(Stat(stats, "notifications"),
+            Stat(stats, "sendmsg_zc") + Stat(stats, "send_zc"))
+      << sent.out;
+}
+
+TEST(ZcsendSendTest, AdaptiveOffKeepsZeroCopyOn) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({"--adaptive", "off"});
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_EQ(Stat(stats, "adaptive_disabled"), 0u) << sent.out;
+  if (absl::StrContains(sent.out, "note: this kernel lacks")) return;
+  // With the default split, 48K of every 58K go zero-copy.
+  EXPECT_GT(Stat(stats, "bytes_zero_copy"), k8M / 2) << sent.out;
+}
+
+TEST(ZcsendSendTest, RegisteredBuffersUseFixedOps) {
+  SKIP_WITHOUT_IO_URING();
+  // One zero-copy buffer per op (send_zc), which takes fixed buffers since
+  // kernel 6.0.
+  const Result sent = SendPattern(
+      {"--registered", "--adaptive", "off", "--split", "4K,64K,2K"});
+  EXPECT_TRUE(absl::StrContains(sent.out, "registered on")) << sent.out;
+  EXPECT_TRUE(absl::StrContains(sent.out,
+                                "  send[4K] -> send_zc[64K] -> "
+                                "send[2K]\n"))
+      << sent.out;
+  EXPECT_NE(LineStartingWith(sent.out, "registered buffers: "), "") << sent.out;
+  if (absl::StrContains(sent.out, "note: this kernel lacks")) return;
+  const std::map<std::string, uint64_t> stats = Stats(sent.out);
+  EXPECT_GT(Stat(stats, "fixed_buffer_ops"), 0u) << sent.out;
+  EXPECT_TRUE(absl::StrContains(sent.out, "zero-copy ops used fixed buffers"))
+      << sent.out;
+}
+
+TEST(ZcsendSendTest, FourConnectionsEachCarryTheWholeStream) {
+  SKIP_WITHOUT_IO_URING();
+  const Result sent = SendPattern({}, uint64_t{4} << 20, 4);
+  EXPECT_TRUE(
+      absl::StrContains(sent.out, "sent 16M (16777216 bytes) on 4 connections"))
+      << sent.out;
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_TRUE(absl::StrContains(
+        sent.out, absl::StrCat("  connection ", i, ": 4M (4194304 bytes), ")))
+        << sent.out;
+  }
+}
+
+TEST(ZcsendSendTest, TraceSizesDeliverTheStream) {
+  SKIP_WITHOUT_IO_URING();
+  ASSERT_EQ(access(kHttpTrace, R_OK), 0)
+      << kHttpTrace << " not in the runfiles (cwd must be the runfiles root)";
+  const Result sent = SendPattern({"--trace", kHttpTrace});
+  EXPECT_TRUE(absl::StrContains(
+      sent.out, absl::StrCat("options: trace ", kHttpTrace, ", ")))
+      << sent.out;
+  EXPECT_TRUE(absl::StrContains(sent.out,
+                                "plan of the first message (trace "
+                                "line "))
+      << sent.out;
+}
+
+TEST(ZcsendSendTest, PlainReceiverGetsThePattern) {
+  SKIP_WITHOUT_IO_URING();
+  PlainSink sink;
+  const uint64_t bytes = (uint64_t{3} << 20) + 4321;
+  const Result sent = Zcsend({"--peer", sink.peer(), "--bytes",
+                              absl::StrCat(bytes), "--split", "1K,100K,3"});
+  const std::string& got = sink.Join(/*poke=*/sent.code != kZcsendOk);
+  EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
+  ASSERT_EQ(got.size(), bytes);
+  std::string expected(bytes, '\0');
+  FillPattern(0, absl::MakeSpan(reinterpret_cast<unsigned char*>(&expected[0]),
+                                expected.size()));
+  EXPECT_TRUE(got == expected)
+      << "first difference at byte "
+      << std::mismatch(got.begin(), got.end(), expected.begin()).first -
+             got.begin();
+}
+
+std::string WriteRandomFile(const std::string& name, size_t size) {
+  std::string data(size, '\0');
+  std::mt19937_64 random(20240611);
+  for (char& c : data) c = static_cast<char>(random());
+  const std::string path = testing::TempDir() + name;
+  std::ofstream(path, std::ios::binary) << data;
+  return path;
+}
+
+TEST(ZcsendSendTest, FileArrivesByteForByte) {
+  SKIP_WITHOUT_IO_URING();
+  const std::string in =
+      WriteRandomFile("zcsend_in.bin", (size_t{5} << 20) + 12345);
+  const std::string out = testing::TempDir() + "zcsend_out.bin";
+  Receiver receiver({"--out", out});
+  ASSERT_NE(receiver.port(), 0);
+  const Result sent = Zcsend(
+      {"--peer", receiver.peer(), "--file", in, "--split", "4K,4K,16K,32K,2K"});
+  const Result got = receiver.Join(sent.code == kZcsendOk);
+  EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
+  EXPECT_TRUE(absl::StrContains(sent.out, absl::StrCat("of '", in, "'")))
+      << sent.out;
+  EXPECT_EQ(got.code, kZcsendOk) << got.err;
+  EXPECT_TRUE(absl::StrContains(got.out, absl::StrCat("wrote ", out, "\n")))
+      << got.out;
+  const std::string expected = ReadFile(in);
+  const std::string actual = ReadFile(out);
+  ASSERT_EQ(actual.size(), expected.size());
+  EXPECT_TRUE(actual == expected) << "files differ";
+}
+
+TEST(ZcsendSendTest, FileOnTwoConnectionsWritesTwoCopies) {
+  SKIP_WITHOUT_IO_URING();
+  const std::string in = WriteRandomFile("zcsend_in2.bin", 777777);
+  const std::string out = testing::TempDir() + "zcsend_out2.bin";
+  Receiver receiver({"--out", out}, 2);
+  ASSERT_NE(receiver.port(), 0);
+  const Result sent = Zcsend({"--peer", receiver.peer(), "--file", in,
+                              "--connections", "2", "--threshold", "0"});
+  const Result got = receiver.Join(sent.code == kZcsendOk);
+  EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
+  EXPECT_EQ(got.code, kZcsendOk) << got.err;
+  const std::string expected = ReadFile(in);
+  EXPECT_TRUE(ReadFile(out + ".1") == expected) << out << ".1 differs";
+  EXPECT_TRUE(ReadFile(out + ".2") == expected) << out << ".2 differs";
+}
+
+TEST(ZcsendSendTest, ClosedPortFailsWithExitOne) {
+  SKIP_WITHOUT_IO_URING();
+  ClosedPort closed;
+  ASSERT_NE(closed.port(), 0);
+  const Result r = Zcsend({"--peer", closed.peer(), "--bytes", "1M"});
+  EXPECT_EQ(r.code, kZcsendFailed);
+  EXPECT_TRUE(absl::StartsWith(
+      r.err, absl::StrCat("zcsend: cannot connect to ", closed.peer(), ": ")))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "refused")) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+}  // namespace
+}  // namespace zcplan

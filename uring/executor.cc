@@ -40,10 +40,9 @@ constexpr uint64_t kPage = 4096;
 constexpr uint32_t kMaxTransientInARow = 64;
 
 // What the kernel charges to RLIMIT_MEMLOCK for an unregistered zero-copy op
-// of `bytes` bytes (io_notif_account_mem: the pages it spans), rounded up.
-uint64_t MemlockCharge(uint64_t bytes) {
-  return ((bytes + kPage - 1) / kPage + 1) * kPage;
-}
+// of `bytes` bytes: io_notif_account_mem charges (len >> PAGE_SHIFT) + 2
+// pages, at prep time, for every op of a chain at once.
+uint64_t MemlockCharge(uint64_t bytes) { return (bytes / kPage + 2) * kPage; }
 
 uint64_t DefaultNotificationCap() {
   rlimit limit{};

@@ -1,0 +1,1291 @@
+// The executor on a real io_uring over loopback TCP: byte-exact streams under
+// random mixed workloads, short writes, many connections on one ring, a peer
+// that resets, adaptive zero-copy, registered buffers, Close mid-stream, and
+// the RLIMIT_MEMLOCK charge of zero-copy sends (-ENOMEM and its fallback).
+//
+// Besides its own point, every test checks that each byte a receiver got is
+// the byte enqueued at that stream offset (buffers hold PatternByte(stream,
+// offset)), and that every buffer was released exactly once. The ledger
+// poisons a buffer when it is released, so a zero-copy send that still reads
+// a released buffer shows up as a mismatch.
+//
+// Each test skips with the reason when io_uring is unavailable. Timeouts are
+// hang guards only; nothing asserts on timing. The executor is used from the
+// test's thread only; receiver threads only read sockets.
+//
+// Loopback always copies zero-copy data on the receiving side, so every
+// notification reports IORING_NOTIF_USAGE_ZC_COPIED (FIELD_NOTES.md, 2).
+
+#include <linux/capability.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/random/distributions.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "planner/planner.h"
+#include "tests/uring/test_util.h"
+#include "uring/executor.h"
+
+namespace zcplan {
+namespace {
+
+constexpr size_t K = 1024;
+constexpr size_t M = 1024 * K;
+
+// Hang guards, generous so that sanitizer builds on a loaded machine pass.
+constexpr absl::Duration kDrainTimeout = absl::Seconds(120);
+constexpr absl::Duration kReceiveTimeout = absl::Seconds(180);
+constexpr absl::Duration kStepTimeout = absl::Seconds(60);
+
+std::string KernelRelease() {
+  struct utsname u;
+  return uname(&u) == 0 ? std::string(u.release) : std::string("?");
+}
+
+std::string IoUringDisabledSysctl() {
+  std::ifstream in("/proc/sys/kernel/io_uring_disabled");
+  std::string value;
+  if (!(in >> value)) return "absent";
+  return value;
+}
+
+std::string SkipReason(const absl::Status& status) {
+  return absl::StrCat("io_uring unavailable on kernel ", KernelRelease(),
+                      " (kernel.io_uring_disabled=", IoUringDisabledSysctl(),
+                      "): ", status.ToString());
+}
+
+uint64_t Ops(const SendStats& s, OpKind kind) {
+  return s.ops[static_cast<int>(kind)];
+}
+
+uint64_t ZeroCopyOps(const SendStats& s) {
+  return Ops(s, OpKind::kSendZc) + Ops(s, OpKind::kSendmsgZc);
+}
+
+uint64_t CopyOps(const SendStats& s) {
+  return Ops(s, OpKind::kWritev) + Ops(s, OpKind::kSendmsg) +
+         Ops(s, OpKind::kSend);
+}
+
+OpKind CopyOpKind(CopyOp op) {
+  return op == CopyOp::kWritev ? OpKind::kWritev : OpKind::kSendmsg;
+}
+
+ConnectionOptions Options(uint64_t threshold, CopyOp copy_op,
+                          bool adaptive = false) {
+  ConnectionOptions o;
+  o.plan.zc_threshold = threshold;
+  o.plan.copy_op = copy_op;
+  o.adaptive_zero_copy = adaptive;
+  return o;
+}
+
+// One buffer size from 1 byte to `max_large`: mostly small, some exactly at
+// or next to the usual thresholds (4K, 16K, 64K), some large.
+size_t MixedSize(std::mt19937_64& rng, size_t max_large) {
+  const int kind = absl::Uniform(rng, 0, 100);
+  if (kind < 35)
+    return absl::Uniform<size_t>(absl::IntervalClosed, rng, 1, 256);
+  if (kind < 55)
+    return absl::Uniform<size_t>(absl::IntervalClosed, rng, 257, 4 * K);
+  if (kind < 70) {
+    return absl::Uniform<size_t>(absl::IntervalClosed, rng, 4 * K, 16 * K);
+  }
+  if (kind < 80) {
+    constexpr size_t kThresholds[] = {4 * K, 16 * K, 64 * K};
+    return kThresholds[absl::Uniform(rng, 0, 3)] - 1 + absl::Uniform(rng, 0, 3);
+  }
+  return absl::Uniform<size_t>(absl::IntervalClosed, rng, 16 * K, max_large);
+}
+
+std::vector<size_t> MixedSizes(std::mt19937_64& rng, size_t count,
+                               size_t max_large = 256 * K) {
+  std::vector<size_t> sizes(count);
+  for (size_t& s : sizes) s = MixedSize(rng, max_large);
+  return sizes;
+}
+
+// Mixed sizes adding up to at least `total` bytes.
+std::vector<size_t> MixedSizesUntil(std::mt19937_64& rng, size_t total,
+                                    size_t max_large = 256 * K) {
+  std::vector<size_t> sizes;
+  size_t sum = 0;
+  while (sum < total) {
+    sizes.push_back(MixedSize(rng, max_large));
+    sum += sizes.back();
+  }
+  return sizes;
+}
+
+// Stream `id`: bytes PatternByte(id, 0..total) in one mmap'd arena (page
+// aligned, so it can be registered), cut into consecutive buffers.
+class Stream {
+ public:
+  Stream(uint64_t id, std::vector<size_t> sizes)
+      : id_(id), sizes_(std::move(sizes)) {
+    offsets_.reserve(sizes_.size());
+    for (size_t s : sizes_) {
+      offsets_.push_back(total_);
+      total_ += s;
+    }
+    tokens_.assign(sizes_.size(), 0);
+    mapped_ = std::max<size_t>(total_, 1);
+    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::perror("mmap");
+      std::abort();
+    }
+    data_ = static_cast<unsigned char*>(p);
+    for (size_t i = 0; i < total_; ++i) data_[i] = PatternByte(id_, i);
+  }
+  ~Stream() { munmap(data_, mapped_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  uint64_t id() const { return id_; }
+  size_t total() const { return total_; }
+  unsigned char* data() const { return data_; }
+  size_t count() const { return sizes_.size(); }
+  size_t size(size_t i) const { return sizes_[i]; }
+  size_t enqueued() const { return next_; }
+  bool done() const { return next_ == sizes_.size(); }
+  // The token of buffer `i`, 0 until it is enqueued.
+  uint64_t token(size_t i) const { return tokens_[i]; }
+
+  // Enqueues the next buffer on `connection`, registered with `ledger`.
+  absl::Status EnqueueNext(Executor& executor, TokenLedger& ledger,
+                           ConnectionId connection) {
+    unsigned char* p = data_ + offsets_[next_];
+    const uint64_t token = ledger.Expect(connection, p, sizes_[next_]);
+    absl::Status s = executor.Enqueue(connection, p, sizes_[next_], token);
+    if (!s.ok()) {
+      ledger.Forget(token);
+      return s;
+    }
+    tokens_[next_++] = token;
+    return absl::OkStatus();
+  }
+
+ private:
+  uint64_t id_;
+  std::vector<size_t> sizes_;
+  std::vector<size_t> offsets_;
+  std::vector<uint64_t> tokens_;
+  size_t total_ = 0;
+  size_t mapped_ = 0;
+  unsigned char* data_ = nullptr;
+  size_t next_ = 0;
+};
+
+// Checks received bytes against PatternByte(stream, offset).
+struct StreamCheck {
+  uint64_t stream = 0;
+  uint64_t expected = 0;  // the stream's length; reading stops there
+  uint64_t received = 0;
+  int64_t first_mismatch = -1;
+  bool eof = false;
+  int error = 0;
+
+  void Feed(const unsigned char* p, size_t n) {
+    if (first_mismatch < 0) {
+      for (size_t i = 0; i < n; ++i) {
+        if (p[i] != PatternByte(stream, received + i)) {
+          first_mismatch = static_cast<int64_t>(received + i);
+          break;
+        }
+      }
+    }
+    received += n;
+  }
+  bool Finished() const { return received >= expected || eof || error != 0; }
+  std::string Describe() const {
+    return absl::StrCat(
+        "stream ", stream, ": received ", received, " of ", expected,
+        " bytes, first mismatch at ", first_mismatch, eof ? ", EOF" : "",
+        error != 0 ? absl::StrCat(", ", std::strerror(error)) : std::string());
+  }
+};
+
+StreamCheck CheckFor(const Stream& s) {
+  StreamCheck c;
+  c.stream = s.id();
+  c.expected = s.total();
+  return c;
+}
+
+// Reads sockets on one thread with poll() and checks each stream. A socket is
+// done when it has carried its stream's length, reaches EOF or fails.
+class Receiver {
+ public:
+  struct Options {
+    size_t read_size = 256 * K;
+    // Sleep after each read: a slow reader.
+    absl::Duration pause = absl::ZeroDuration();
+    absl::Duration timeout = kReceiveTimeout;
+  };
+
+  Receiver(std::vector<std::pair<int, StreamCheck>> sockets, Options options)
+      : sockets_(std::move(sockets)), options_(options) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  explicit Receiver(std::vector<std::pair<int, StreamCheck>> sockets)
+      : Receiver(std::move(sockets), Options()) {}
+  ~Receiver() {
+    stop_ = true;
+    Join();
+  }
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Valid after Join.
+  const StreamCheck& check(size_t i) const { return sockets_[i].second; }
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  void Run() {
+    std::vector<unsigned char> buf(options_.read_size);
+    std::vector<pollfd> fds;
+    std::vector<size_t> which;
+    const absl::Time deadline = absl::Now() + options_.timeout;
+    while (!stop_) {
+      fds.clear();
+      which.clear();
+      for (size_t i = 0; i < sockets_.size(); ++i) {
+        if (sockets_[i].second.Finished()) continue;
+        fds.push_back(pollfd{sockets_[i].first, POLLIN, 0});
+        which.push_back(i);
+      }
+      if (fds.empty()) return;
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        timed_out_ = true;
+        return;
+      }
+      const int ms = static_cast<int>(
+          absl::ToInt64Milliseconds(std::min(left, absl::Milliseconds(100))));
+      const int ready = poll(fds.data(), fds.size(), std::max(ms, 1));
+      if (ready < 0 && errno != EINTR) return;
+      if (ready <= 0) continue;
+      for (size_t k = 0; k < fds.size(); ++k) {
+        if (fds[k].revents == 0) continue;
+        StreamCheck& c = sockets_[which[k]].second;
+        const ssize_t n = recv(fds[k].fd, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n > 0) {
+          c.Feed(buf.data(), static_cast<size_t>(n));
+          if (options_.pause > absl::ZeroDuration()) {
+            absl::SleepFor(options_.pause);
+          }
+        } else if (n == 0) {
+          c.eof = true;
+        } else if (errno != EAGAIN && errno != EINTR) {
+          c.error = errno;
+        }
+      }
+    }
+  }
+
+  std::vector<std::pair<int, StreamCheck>> sockets_;
+  Options options_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> timed_out_{false};
+  std::thread thread_;
+};
+
+// The counters of a connection that sent all of `stream`.
+void ExpectCompleteStats(const SendStats& s, const Stream& stream) {
+  EXPECT_EQ(s.buffers_enqueued, stream.count());
+  EXPECT_EQ(s.buffers_released, stream.count());
+  EXPECT_EQ(s.buffers_released_failed, 0u);
+  EXPECT_EQ(s.bytes_enqueued, stream.total());
+  // Each byte counted once, by the op that moved it.
+  EXPECT_EQ(s.bytes_copied + s.bytes_zero_copy, stream.total());
+  EXPECT_EQ(s.bytes_awaiting_notification, 0u);
+  EXPECT_GE(s.chains, 1u);
+  // Every zero-copy op whose result had F_MORE got its notification before
+  // its buffers were released; a cancelled or failed one may post none.
+  EXPECT_LE(s.notifications, ZeroCopyOps(s));
+  EXPECT_GE(s.notifications + s.cancelled_ops + s.fallbacks_enomem,
+            ZeroCopyOps(s));
+}
+
+class ExecutorLoopbackTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // A writev on a reset socket raises SIGPIPE in the submitting task
+    // (IORING_OP_WRITEV cannot take MSG_NOSIGNAL).
+    signal(SIGPIPE, SIG_IGN);
+  }
+
+  // Creates the executor, or skips the test when io_uring is unavailable:
+  // use MAKE_EXECUTOR_OR_SKIP.
+  void Make(ExecutorOptions options) {
+    options.on_release = ledger_.callback();
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::Create(std::move(options));
+    if (!executor.ok()) GTEST_SKIP() << SkipReason(executor.status());
+    executor_ = *std::move(executor);
+  }
+
+  // A loopback pair that lives as long as the test; null on failure.
+  TcpPair* NewPair(int sndbuf = 0, int rcvbuf = 0) {
+    absl::StatusOr<TcpPair> pair = MakeTcpPair(sndbuf, rcvbuf);
+    if (!pair.ok()) {
+      ADD_FAILURE() << pair.status();
+      return nullptr;
+    }
+    pairs_.push_back(*std::move(pair));
+    return &pairs_.back();
+  }
+
+  Stream& NewStream(uint64_t id, std::vector<size_t> sizes) {
+    streams_.push_back(std::make_unique<Stream>(id, std::move(sizes)));
+    return *streams_.back();
+  }
+
+  // Enqueues what is left of `stream` in random batches of 1..`max_batch`,
+  // with a Poll that does not wait after each batch, so chains go out and
+  // complete while more is enqueued.
+  void EnqueueAll(Stream& stream, ConnectionId id, std::mt19937_64& rng,
+                  int max_batch = 16) {
+    while (!stream.done()) {
+      const int batch = absl::Uniform(absl::IntervalClosed, rng, 1, max_batch);
+      for (int i = 0; i < batch && !stream.done(); ++i) {
+        ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, id).ok());
+      }
+      absl::StatusOr<size_t> polled = executor_->Poll(absl::ZeroDuration());
+      ASSERT_TRUE(polled.ok()) << polled.status();
+    }
+  }
+
+  uint64_t BytesSent(ConnectionId id) const {
+    absl::StatusOr<SendStats> s = executor_->connection_stats(id);
+    return s.ok() ? s->bytes_copied + s->bytes_zero_copy : 0;
+  }
+
+  // Order of destruction: the executor first (it may still release buffers),
+  // then the sockets, the buffers, and the ledger.
+  TokenLedger ledger_;
+  std::deque<std::unique_ptr<Stream>> streams_;
+  std::deque<TcpPair> pairs_;
+  std::unique_ptr<Executor> executor_;
+};
+
+#define MAKE_EXECUTOR_OR_SKIP(options)            \
+  do {                                            \
+    Make(options);                                \
+    if (IsSkipped() || HasFatalFailure()) return; \
+  } while (0)
+
+// ---------------------------------------------------------------------------
+// 1. Random mixed workloads, every threshold and copy op.
+
+class MixedWorkloadTest
+    : public ExecutorLoopbackTest,
+      public testing::WithParamInterface<std::tuple<uint64_t, CopyOp>> {};
+
+TEST_P(MixedWorkloadTest, StreamIsByteExactAndStatsMatchThePlan) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  const auto [threshold, copy_op] = GetParam();
+  const uint64_t seed =
+      1000 + 2 * (threshold == PlanOptions::kNever ? 999 : threshold / K) +
+      static_cast<uint64_t>(copy_op);
+  std::mt19937_64 rng(seed);
+  TcpPair* pair = NewPair();
+  ASSERT_NE(pair, nullptr);
+  Stream& stream = NewStream(seed, MixedSizes(rng, 500));
+  absl::StatusOr<ConnectionId> id =
+      executor_->Attach(pair->client, Options(threshold, copy_op));
+  ASSERT_TRUE(id.ok()) << id.status();
+  Receiver receiver({{pair->server, CheckFor(stream)}});
+
+  ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_EQ(got.received, stream.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  EXPECT_TRUE(executor_->ConnectionError(*id).ok());
+  EXPECT_TRUE(executor_->Idle(*id));
+
+  absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
+  ASSERT_TRUE(s.ok()) << s.status();
+  SCOPED_TRACE(FormatStats(*s));
+  ExpectCompleteStats(*s, stream);
+  const OpKind other_copy =
+      copy_op == CopyOp::kWritev ? OpKind::kSendmsg : OpKind::kWritev;
+  EXPECT_EQ(Ops(*s, other_copy), 0u);
+  EXPECT_EQ(s->fallbacks_enomem, 0u);
+  EXPECT_EQ(s->fallbacks_unsupported, 0u);
+  EXPECT_EQ(s->adaptive_disabled, 0u);
+  const bool zc_possible =
+      executor_->features().send_zc && executor_->features().sendmsg_zc;
+  // A byte goes zero-copy only from a buffer at or above the threshold
+  // (what is left of a buffer is never longer than the buffer). With
+  // sendmsg (MSG_WAITALL) no chain breaks, so exactly those bytes do.
+  uint64_t at_or_above = 0;
+  for (size_t i = 0; i < stream.count(); ++i) {
+    if (stream.size(i) >= threshold) at_or_above += stream.size(i);
+  }
+  EXPECT_LE(s->bytes_zero_copy, at_or_above);
+  if (zc_possible && copy_op == CopyOp::kSendmsg && s->short_sends == 0) {
+    EXPECT_EQ(s->bytes_zero_copy, at_or_above);
+  }
+  if (threshold == PlanOptions::kNever || !zc_possible) {
+    EXPECT_EQ(ZeroCopyOps(*s), 0u);
+    EXPECT_EQ(s->bytes_zero_copy, 0u);
+    EXPECT_EQ(s->notifications, 0u);
+    EXPECT_GT(Ops(*s, CopyOpKind(copy_op)), 0u);
+    EXPECT_FALSE(executor_->ZeroCopyEnabled(*id));
+    return;
+  }
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(*id));
+  EXPECT_GT(ZeroCopyOps(*s), 0u);
+  EXPECT_GT(s->bytes_zero_copy, 0u);
+  EXPECT_GT(s->notifications, 0u);
+  if (executor_->features().zc_report_usage) {
+    EXPECT_EQ(s->copied_notifications, s->notifications)
+        << "loopback copies every zero-copy send";
+  }
+  if (threshold == 0) {
+    EXPECT_EQ(CopyOps(*s), 0u);
+    EXPECT_EQ(s->bytes_copied, 0u);
+  } else {
+    EXPECT_GT(Ops(*s, CopyOpKind(copy_op)), 0u);
+    EXPECT_GT(s->bytes_copied, 0u);
+  }
+}
+
+std::string MixedName(
+    const testing::TestParamInfo<std::tuple<uint64_t, CopyOp>>& info) {
+  const uint64_t threshold = std::get<0>(info.param);
+  return absl::StrCat(threshold == PlanOptions::kNever
+                          ? std::string("Never")
+                          : absl::StrCat(threshold / K, "K"),
+                      "_", CopyOpName(std::get<1>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Thresholds, MixedWorkloadTest,
+    testing::Combine(testing::Values(uint64_t{0}, 4 * K, 16 * K, 64 * K,
+                                     PlanOptions::kNever),
+                     testing::Values(CopyOp::kWritev, CopyOp::kSendmsg)),
+    MixedName);
+
+// ---------------------------------------------------------------------------
+// 2. Short writes: small socket buffers and a slow reader.
+
+TEST_F(ExecutorLoopbackTest, ShortWritevsResumeFromTheExactByte) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  std::mt19937_64 rng(2002);
+  TcpPair* pair = NewPair(/*sndbuf=*/8 * K, /*rcvbuf=*/8 * K);
+  ASSERT_NE(pair, nullptr);
+  // Runs of small buffers (writev groups of several KiB, more than the send
+  // buffer holds) between large zero-copy ones.
+  std::vector<size_t> sizes;
+  for (int i = 0; i < 300; ++i) {
+    sizes.push_back(absl::Uniform(rng, 0, 10) == 0
+                        ? absl::Uniform<size_t>(rng, 16 * K, 40 * K)
+                        : absl::Uniform<size_t>(rng, 16, 2 * K));
+  }
+  Stream& stream = NewStream(2002, std::move(sizes));
+  absl::StatusOr<ConnectionId> id =
+      executor_->Attach(pair->client, Options(16 * K, CopyOp::kWritev));
+  ASSERT_TRUE(id.ok()) << id.status();
+  Receiver::Options slow;
+  slow.read_size = 2 * K;
+  slow.pause = absl::Microseconds(300);
+  Receiver receiver({{pair->server, CheckFor(stream)}}, slow);
+
+  ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_EQ(got.received, stream.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
+  ASSERT_TRUE(s.ok()) << s.status();
+  SCOPED_TRACE(FormatStats(*s));
+  ExpectCompleteStats(*s, stream);
+  EXPECT_GT(Ops(*s, OpKind::kWritev), 0u);
+  EXPECT_GT(s->short_sends, 0u);
+  EXPECT_GT(s->chains_resumed, 0u);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Many connections on one ring.
+
+TEST_F(ExecutorLoopbackTest, SixtyFourConnectionsOnOneRingStayExact) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  constexpr int kConnections = 64;
+  std::mt19937_64 rng(3003);
+  const uint64_t thresholds[] = {4 * K, 16 * K, 64 * K, PlanOptions::kNever};
+  std::vector<ConnectionId> ids;
+  std::vector<Stream*> streams;
+  std::vector<std::pair<int, StreamCheck>> sockets;
+  for (int i = 0; i < kConnections; ++i) {
+    TcpPair* pair = NewPair();
+    ASSERT_NE(pair, nullptr);
+    Stream& stream = NewStream(300 + i, MixedSizes(rng, 24, 128 * K));
+    const CopyOp copy_op = i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg;
+    absl::StatusOr<ConnectionId> id = executor_->Attach(
+        pair->client, Options(thresholds[i % 4], copy_op, i % 3 == 0));
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+    streams.push_back(&stream);
+    sockets.emplace_back(pair->server, CheckFor(stream));
+  }
+  Receiver receiver(std::move(sockets));
+
+  // Interleaved: each round visits the connections in a random order and
+  // enqueues 0..2 buffers on each, polling every few enqueues.
+  std::vector<int> order(kConnections);
+  for (int i = 0; i < kConnections; ++i) order[i] = i;
+  int enqueues = 0;
+  for (bool more = true; more;) {
+    more = false;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int i : order) {
+      const int n = absl::Uniform(absl::IntervalClosed, rng, 0, 2);
+      for (int k = 0; k < n && !streams[i]->done(); ++k) {
+        ASSERT_TRUE(streams[i]->EnqueueNext(*executor_, ledger_, ids[i]).ok());
+        if (++enqueues % 8 == 0) {
+          ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+        }
+      }
+      more = more || !streams[i]->done();
+    }
+  }
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+  EXPECT_FALSE(receiver.timed_out());
+
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  uint64_t total = 0;
+  for (int i = 0; i < kConnections; ++i) {
+    SCOPED_TRACE(absl::StrCat("connection ", i));
+    const StreamCheck& got = receiver.check(i);
+    EXPECT_EQ(got.received, streams[i]->total()) << got.Describe();
+    EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+    EXPECT_TRUE(executor_->ConnectionError(ids[i]).ok());
+    absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
+    ASSERT_TRUE(s.ok()) << s.status();
+    SCOPED_TRACE(FormatStats(*s));
+    ExpectCompleteStats(*s, *streams[i]);
+    total += streams[i]->total();
+  }
+  const RingStats ring = executor_->stats();
+  EXPECT_EQ(ring.connections_open, static_cast<uint64_t>(kConnections));
+  EXPECT_EQ(ring.totals.bytes_copied + ring.totals.bytes_zero_copy, total);
+  EXPECT_EQ(ring.totals.buffers_released, ledger_.expected());
+  EXPECT_GT(ZeroCopyOps(ring.totals), 0u);
+  EXPECT_GT(Ops(ring.totals, OpKind::kWritev), 0u);
+  EXPECT_GT(Ops(ring.totals, OpKind::kSendmsg), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// 4. A peer that resets mid-stream.
+
+class PeerResetTest : public ExecutorLoopbackTest,
+                      public testing::WithParamInterface<CopyOp> {};
+
+TEST_P(PeerResetTest, FailsThatConnectionOnlyAndReleasesEveryBufferOnce) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  const CopyOp copy_op = GetParam();
+  std::mt19937_64 rng(4004 + static_cast<int>(copy_op));
+  TcpPair* victim = NewPair(/*sndbuf=*/32 * K, /*rcvbuf=*/32 * K);
+  TcpPair* healthy = NewPair();
+  ASSERT_NE(victim, nullptr);
+  ASSERT_NE(healthy, nullptr);
+  Stream& a = NewStream(401, MixedSizesUntil(rng, 4 * M));
+  Stream& b = NewStream(402, MixedSizes(rng, 200));
+  absl::StatusOr<ConnectionId> id_a =
+      executor_->Attach(victim->client, Options(16 * K, copy_op));
+  absl::StatusOr<ConnectionId> id_b =
+      executor_->Attach(healthy->client, Options(16 * K, copy_op));
+  ASSERT_TRUE(id_a.ok()) << id_a.status();
+  ASSERT_TRUE(id_b.ok()) << id_b.status();
+  Receiver receiver({{healthy->server, CheckFor(b)}});
+
+  // All of a's stream is queued; the peer reads its start while the executor
+  // runs (and b's buffers trickle in), then resets.
+  while (!a.done()) ASSERT_TRUE(a.EnqueueNext(*executor_, ledger_, *id_a).ok());
+  StreamCheck a_got = CheckFor(a);
+  std::vector<unsigned char> buf(16 * K);
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  while (a_got.received < 256 * K && absl::Now() < deadline) {
+    ASSERT_TRUE(executor_->Poll(absl::Milliseconds(1)).ok());
+    if (!b.done()) {
+      ASSERT_TRUE(b.EnqueueNext(*executor_, ledger_, *id_b).ok());
+    }
+    const ssize_t n =
+        recv(victim->server, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n > 0) a_got.Feed(buf.data(), static_cast<size_t>(n));
+  }
+  ASSERT_GE(a_got.received, 256 * K) << a_got.Describe();
+  EXPECT_EQ(a_got.first_mismatch, -1) << a_got.Describe();
+  // Let the sender fill the socket buffers again, so ops are in flight.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(executor_->Poll(absl::Milliseconds(1)).ok());
+  }
+  const linger reset = {1, 0};
+  ASSERT_EQ(
+      setsockopt(victim->server, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)),
+      0);
+  ASSERT_EQ(close(victim->server), 0);
+  victim->server = -1;
+
+  while (!b.done()) {
+    ASSERT_TRUE(b.EnqueueNext(*executor_, ledger_, *id_b).ok());
+    ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  }
+  const absl::Status drained = executor_->Drain(kDrainTimeout);
+  ASSERT_TRUE(drained.ok()) << drained;
+  receiver.Join();
+
+  // The victim failed with the reset (or the broken pipe that follows it).
+  const absl::Status error = executor_->ConnectionError(*id_a);
+  EXPECT_FALSE(error.ok());
+  EXPECT_TRUE(absl::StrContains(error.message(), std::strerror(ECONNRESET)) ||
+              absl::StrContains(error.message(), std::strerror(EPIPE)))
+      << error;
+  EXPECT_TRUE(executor_->Idle(*id_a));
+
+  // Every buffer released once: a's are OK up to the byte reached, then all
+  // carry the connection's error; b's are all OK.
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  size_t ok_buffers = 0, failed_buffers = 0;
+  uint64_t ok_bytes = 0;
+  for (size_t i = 0; i < a.count(); ++i) {
+    const TokenLedger::Entry* e = ledger_.Find(a.token(i));
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->releases, 1);
+    if (e->status.ok()) {
+      EXPECT_EQ(failed_buffers, 0u) << "buffer " << i << " released OK after "
+                                    << "a failed one";
+      ++ok_buffers;
+      ok_bytes += a.size(i);
+    } else {
+      EXPECT_EQ(e->status, error) << "buffer " << i;
+      ++failed_buffers;
+    }
+  }
+  EXPECT_GT(failed_buffers, 0u);
+  EXPECT_EQ(ledger_.failed(), failed_buffers);
+  absl::StatusOr<SendStats> sa = executor_->connection_stats(*id_a);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  EXPECT_EQ(sa->buffers_released, ok_buffers) << FormatStats(*sa);
+  EXPECT_EQ(sa->buffers_released_failed, failed_buffers) << FormatStats(*sa);
+  const uint64_t a_sent = sa->bytes_copied + sa->bytes_zero_copy;
+  EXPECT_GE(a_sent, a_got.received) << FormatStats(*sa);
+  EXPECT_GE(a_sent, ok_bytes) << FormatStats(*sa);
+  EXPECT_LT(a_sent, a.total()) << FormatStats(*sa);
+
+  // The failed connection refuses more data and does not take the buffer.
+  unsigned char extra[16] = {};
+  const uint64_t token = ledger_.Expect(*id_a, extra, sizeof(extra));
+  const absl::Status refused =
+      executor_->Enqueue(*id_a, extra, sizeof(extra), token);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  ledger_.Forget(token);
+
+  // The other connection is untouched.
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_EQ(got.received, b.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_TRUE(executor_->ConnectionError(*id_b).ok());
+  absl::StatusOr<SendStats> sb = executor_->connection_stats(*id_b);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  SCOPED_TRACE(FormatStats(*sb));
+  ExpectCompleteStats(*sb, b);
+}
+
+INSTANTIATE_TEST_SUITE_P(CopyOps, PeerResetTest,
+                         testing::Values(CopyOp::kWritev, CopyOp::kSendmsg),
+                         [](const testing::TestParamInfo<CopyOp>& info) {
+                           return std::string(CopyOpName(info.param));
+                         });
+
+// ---------------------------------------------------------------------------
+// 5. Adaptive zero-copy.
+
+class AdaptiveTest : public ExecutorLoopbackTest,
+                     public testing::WithParamInterface<bool> {};
+
+// Two rounds of 12 buffers of 64 KiB, each its own SEND_ZC (max_bytes_per_op
+// 64 KiB). On loopback every notification says "copied": with adaptive on,
+// the first round's notifications turn zero-copy off and the second round is
+// copied; with it off, both rounds go zero-copy and every notification counts.
+TEST_P(AdaptiveTest, CopiedNotificationsTurnZeroCopyOffOnlyWhenAdaptive) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  const bool adaptive = GetParam();
+  const RingFeatures& f = executor_->features();
+  if (!f.send_zc || !f.sendmsg_zc || !f.zc_report_usage) {
+    GTEST_SKIP() << "kernel " << KernelRelease()
+                 << " lacks zero-copy sends with usage reports";
+  }
+  constexpr size_t kPerRound = 12;
+  TcpPair* pair = NewPair();
+  ASSERT_NE(pair, nullptr);
+  Stream& stream =
+      NewStream(500 + adaptive, std::vector<size_t>(2 * kPerRound, 64 * K));
+  ConnectionOptions o = Options(16 * K, CopyOp::kSendmsg, adaptive);
+  o.plan.max_bytes_per_op = 64 * K;
+  ASSERT_GT(kPerRound, o.adaptive_copied_limit);
+  absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(*id));
+  Receiver receiver({{pair->server, CheckFor(stream)}});
+
+  for (size_t i = 0; i < kPerRound; ++i) {
+    ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
+  }
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  absl::StatusOr<SendStats> first = executor_->connection_stats(*id);
+  ASSERT_TRUE(first.ok()) << first.status();
+  SCOPED_TRACE(absl::StrCat("after round 1: ", FormatStats(*first)));
+  EXPECT_EQ(Ops(*first, OpKind::kSendZc), kPerRound);
+  EXPECT_EQ(first->notifications, kPerRound);
+  EXPECT_EQ(first->copied_notifications, kPerRound);
+  EXPECT_EQ(executor_->ZeroCopyEnabled(*id), !adaptive);
+  EXPECT_EQ(first->adaptive_disabled, adaptive ? 1u : 0u);
+
+  while (!stream.done()) {
+    ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
+  }
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_EQ(got.received, stream.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
+  ASSERT_TRUE(s.ok()) << s.status();
+  SCOPED_TRACE(absl::StrCat("after round 2: ", FormatStats(*s)));
+  ExpectCompleteStats(*s, stream);
+  EXPECT_EQ(executor_->ZeroCopyEnabled(*id), !adaptive);
+  EXPECT_EQ(s->copied_notifications, s->notifications);
+  EXPECT_EQ(executor_->stats().totals.adaptive_disabled, adaptive ? 1u : 0u);
+  if (adaptive) {
+    EXPECT_EQ(s->adaptive_disabled, 1u);
+    EXPECT_EQ(ZeroCopyOps(*s), kPerRound);
+    EXPECT_EQ(s->notifications, kPerRound);
+    EXPECT_EQ(s->bytes_zero_copy, kPerRound * 64 * K);
+    EXPECT_EQ(s->bytes_copied, kPerRound * 64 * K);
+  } else {
+    EXPECT_EQ(s->adaptive_disabled, 0u);
+    EXPECT_EQ(Ops(*s, OpKind::kSendZc), 2 * kPerRound);
+    EXPECT_EQ(s->notifications, 2 * kPerRound);
+    EXPECT_EQ(s->bytes_zero_copy, stream.total());
+    EXPECT_EQ(s->bytes_copied, 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Adaptive, AdaptiveTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& info) {
+                           return info.param ? "On" : "Off";
+                         });
+
+// ---------------------------------------------------------------------------
+// 6. Registered buffers.
+
+TEST_F(ExecutorLoopbackTest, ZeroCopyOnRegisteredBuffersIsExact) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  const RingFeatures& f = executor_->features();
+  if (!f.send_zc || !f.sendmsg_zc) {
+    GTEST_SKIP() << "kernel " << KernelRelease() << " lacks zero-copy sends";
+  }
+  std::mt19937_64 rng(6006);
+  // Large buffers, single or in runs, with a few small ones between: all
+  // inside one registered arena.
+  std::vector<size_t> sizes;
+  size_t sum = 0;
+  while (sum < 2 * M) {
+    sizes.push_back(absl::Uniform(rng, 0, 5) == 0
+                        ? absl::Uniform<size_t>(rng, 1, 2 * K)
+                        : absl::Uniform<size_t>(rng, 16 * K, 160 * K));
+    sum += sizes.back();
+  }
+  Stream& stream = NewStream(606, std::move(sizes));
+  const iovec region = {stream.data(), stream.total()};
+  const absl::Status registered =
+      executor_->RegisterBuffers(absl::MakeConstSpan(&region, 1));
+  ASSERT_TRUE(registered.ok()) << registered;
+  TcpPair* pair = NewPair();
+  ASSERT_NE(pair, nullptr);
+  absl::StatusOr<ConnectionId> id =
+      executor_->Attach(pair->client, Options(16 * K, CopyOp::kSendmsg));
+  ASSERT_TRUE(id.ok()) << id.status();
+  Receiver receiver({{pair->server, CheckFor(stream)}});
+
+  ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng, 8));
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_EQ(got.received, stream.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
+  ASSERT_TRUE(s.ok()) << s.status();
+  SCOPED_TRACE(FormatStats(*s));
+  ExpectCompleteStats(*s, stream);
+  EXPECT_GT(s->fixed_buffer_ops, 0u);
+  if (f.sendmsg_zc_fixed) {
+    // Every zero-copy op was on the registered arena: nothing was charged.
+    EXPECT_EQ(s->fixed_buffer_ops, ZeroCopyOps(*s));
+    EXPECT_EQ(s->peak_bytes_awaiting_notification, 0u);
+  } else {
+    EXPECT_EQ(s->fixed_buffer_ops, Ops(*s, OpKind::kSendZc));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 7. Close mid-stream.
+
+TEST_F(ExecutorLoopbackTest, CloseMidStreamCancelsTheRestAndGoesIdle) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  std::mt19937_64 rng(7007);
+  TcpPair* pair = NewPair(/*sndbuf=*/32 * K, /*rcvbuf=*/32 * K);
+  ASSERT_NE(pair, nullptr);
+  Stream& stream = NewStream(707, MixedSizesUntil(rng, 4 * M));
+  // Short chains, so that most of the stream is not yet handed to the
+  // kernel when Close comes.
+  ConnectionOptions o = Options(16 * K, CopyOp::kWritev);
+  o.plan.max_ops_per_chain = 4;
+  absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
+  ASSERT_TRUE(id.ok()) << id.status();
+  // A slow reader keeps the socket full, so ops are in flight at Close, and
+  // lets zero-copy sends complete (their notifications need the data acked).
+  Receiver::Options slow;
+  slow.read_size = 4 * K;
+  slow.pause = absl::Milliseconds(1);
+  Receiver receiver({{pair->server, CheckFor(stream)}}, slow);
+
+  while (!stream.done()) {
+    ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
+  }
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  while (BytesSent(*id) < 256 * K && absl::Now() < deadline) {
+    ASSERT_TRUE(executor_->Poll(absl::Milliseconds(1)).ok());
+  }
+  ASSERT_GE(BytesSent(*id), 256 * K);
+
+  const size_t released_before = ledger_.released();
+  ASSERT_TRUE(executor_->Close(*id).ok());
+  // What the kernel did not have yet is released at once.
+  EXPECT_GT(ledger_.released(), released_before);
+  EXPECT_GT(ledger_.failed(), 0u);
+  EXPECT_FALSE(executor_->Idle(*id)) << "ops were in flight";
+  const absl::Time idle_deadline = absl::Now() + kStepTimeout;
+  while (!executor_->Idle(*id) && absl::Now() < idle_deadline) {
+    ASSERT_TRUE(executor_->Poll(absl::Milliseconds(10)).ok());
+  }
+  ASSERT_TRUE(executor_->Idle(*id));
+  EXPECT_TRUE(absl::IsNotFound(executor_->ConnectionError(*id)));
+
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  size_t failed_buffers = 0;
+  uint64_t ok_bytes = 0;
+  for (size_t i = 0; i < stream.count(); ++i) {
+    const TokenLedger::Entry* e = ledger_.Find(stream.token(i));
+    ASSERT_NE(e, nullptr);
+    if (e->status.ok()) {
+      EXPECT_EQ(failed_buffers, 0u) << "buffer " << i << " released OK after "
+                                    << "a cancelled one";
+      ok_bytes += stream.size(i);
+    } else {
+      EXPECT_TRUE(absl::IsCancelled(e->status))
+          << "buffer " << i << ": " << e->status;
+      ++failed_buffers;
+    }
+  }
+  EXPECT_GT(failed_buffers, 0u);
+  const SendStats totals = executor_->stats().totals;
+  SCOPED_TRACE(FormatStats(totals));
+  EXPECT_EQ(totals.buffers_released + totals.buffers_released_failed,
+            stream.count());
+  EXPECT_EQ(totals.buffers_released_failed, failed_buffers);
+
+  // The socket stays open (the executor does not own it): what the kernel
+  // took is delivered, exactly, and nothing after it.
+  ASSERT_EQ(shutdown(pair->client, SHUT_WR), 0);
+  receiver.Join();
+  const StreamCheck& got = receiver.check(0);
+  EXPECT_TRUE(got.eof) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  EXPECT_EQ(got.received, totals.bytes_copied + totals.bytes_zero_copy)
+      << got.Describe();
+  EXPECT_GE(got.received, ok_bytes) << got.Describe();
+  EXPECT_LT(got.received, stream.total()) << got.Describe();
+
+  unsigned char extra[16] = {};
+  const uint64_t token = ledger_.Expect(*id, extra, sizeof(extra));
+  EXPECT_TRUE(
+      absl::IsNotFound(executor_->Enqueue(*id, extra, sizeof(extra), token)));
+  ledger_.Forget(token);
+  EXPECT_TRUE(absl::IsNotFound(executor_->Close(*id)));
+}
+
+// ---------------------------------------------------------------------------
+// 8. The RLIMIT_MEMLOCK charge of unregistered zero-copy sends.
+//
+// io_uring charges an unregistered zero-copy send (len >> PAGE_SHIFT) + 2
+// pages of locked memory (io_notif_account_mem) until its notification, to
+// the ring creator's user and against the task's RLIMIT_MEMLOCK, and fails
+// the send with -ENOMEM beyond it. It charges nothing when the ring was made
+// by a task with CAP_IPC_LOCK (io_uring_create sets ctx->user only without
+// it), which root has. So these tests run in a forked child that becomes an
+// unprivileged user of its own (uid 2000000 + pid: its own locked-memory
+// count, which no other process shares, and no capabilities), with a low
+// RLIMIT_MEMLOCK.
+
+constexpr uint64_t kChildMemlock = 256 * K;  // 64 pages
+
+// What the child sends: `first` alone (drained before the rest), then
+// `sizes`, over an executor with notification cap `cap` (0: the default,
+// half the limit), adaptive zero-copy off.
+struct ChildSpec {
+  uint64_t cap = 0;
+  uint64_t max_bytes_per_op = kMaxBytesPerOp;
+  size_t first = 0;  // 0: none
+  std::vector<size_t> sizes;
+};
+
+struct ChildReport {
+  bool ran = false;  // false: `message` says what failed
+  char message[512] = {};
+  char ledger[256] = {};
+  bool ledger_ok = false;
+  bool drained = false;
+  bool cap_ipc_lock = true;  // still effective after dropping privileges
+  uint64_t cap = 0;          // max_bytes_awaiting_notification in effect
+  uint64_t total = 0;
+  uint64_t received = 0;
+  int64_t first_mismatch = -1;
+  uint64_t first_bytes_zero_copy = 0;  // after `first` alone
+  uint64_t bytes_zero_copy = 0;
+  uint64_t bytes_copied = 0;
+  uint64_t fallbacks_enomem = 0;
+  uint64_t peak_bytes_awaiting_notification = 0;
+  char stats[512] = {};
+};
+
+// Clears CAP_IPC_LOCK from this thread's effective and permitted sets.
+void DropCapIpcLock() {
+  __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return;
+  data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+  data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+  syscall(SYS_capset, &header, data);
+}
+
+bool CapIpcLockEffective() {
+  __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return true;
+  return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &
+          CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+}
+
+// Runs in the child: lowers RLIMIT_MEMLOCK to `kChildMemlock`, becomes an
+// unprivileged user of its own, and sends `spec`'s stream on loopback.
+ChildReport RunMemlockChild(const ChildSpec& spec) {
+  ChildReport r;
+  auto fail = [&r](const std::string& what) {
+    std::snprintf(r.message, sizeof(r.message), "%s", what.c_str());
+    return r;
+  };
+  const rlimit limit = {kChildMemlock, kChildMemlock};
+  if (setrlimit(RLIMIT_MEMLOCK, &limit) != 0) {
+    return fail(absl::StrCat("setrlimit: ", std::strerror(errno)));
+  }
+  // A user of our own has its own locked-memory count, so concurrent runs
+  // cannot disturb each other, and no capabilities. Where switching users is
+  // not allowed, stay (the count is then shared with the user's other
+  // processes) and drop CAP_IPC_LOCK if held.
+  const uid_t uid = 2000000 + static_cast<uid_t>(getpid());
+  if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) {
+    DropCapIpcLock();
+  }
+  r.cap_ipc_lock = CapIpcLockEffective();
+  if (r.cap_ipc_lock) return fail("could not drop CAP_IPC_LOCK");
+
+  TokenLedger ledger;
+  std::vector<size_t> sizes;
+  if (spec.first > 0) sizes.push_back(spec.first);
+  sizes.insert(sizes.end(), spec.sizes.begin(), spec.sizes.end());
+  Stream stream(808, std::move(sizes));
+  r.total = stream.total();
+  absl::StatusOr<TcpPair> pair = MakeTcpPair();
+  if (!pair.ok()) return fail(pair.status().ToString());
+  ExecutorOptions options;
+  options.max_bytes_awaiting_notification = spec.cap;
+  options.on_release = ledger.callback();
+  absl::StatusOr<std::unique_ptr<Executor>> made =
+      Executor::Create(std::move(options));
+  if (!made.ok()) {
+    return fail(absl::StrCat("Create: ", made.status().ToString()));
+  }
+  std::unique_ptr<Executor> executor = *std::move(made);
+  r.cap = executor->max_bytes_awaiting_notification();
+  ConnectionOptions o = Options(16 * K, CopyOp::kSendmsg);
+  o.plan.max_bytes_per_op = spec.max_bytes_per_op;
+  absl::StatusOr<ConnectionId> id = executor->Attach(pair->client, o);
+  if (!id.ok()) return fail(absl::StrCat("Attach: ", id.status().ToString()));
+  {
+    Receiver receiver({{pair->server, CheckFor(stream)}});
+    auto drain = [&]() {
+      const absl::Status drained = executor->Drain(kDrainTimeout);
+      if (!drained.ok()) {
+        std::snprintf(r.message, sizeof(r.message), "Drain: %s",
+                      drained.ToString().c_str());
+      }
+      return drained.ok();
+    };
+    r.drained = true;
+    while (!stream.done()) {
+      absl::Status s = stream.EnqueueNext(*executor, ledger, *id);
+      if (!s.ok()) return fail(absl::StrCat("Enqueue: ", s.ToString()));
+      if (spec.first > 0 && stream.enqueued() == 1) {
+        r.drained = drain();
+        r.first_bytes_zero_copy = executor->stats().totals.bytes_zero_copy;
+      }
+    }
+    r.drained = drain() && r.drained;
+    receiver.Join();
+    r.received = receiver.check(0).received;
+    r.first_mismatch = receiver.check(0).first_mismatch;
+  }
+  const SendStats s = executor->stats().totals;
+  r.bytes_zero_copy = s.bytes_zero_copy;
+  r.bytes_copied = s.bytes_copied;
+  r.fallbacks_enomem = s.fallbacks_enomem;
+  r.peak_bytes_awaiting_notification = s.peak_bytes_awaiting_notification;
+  std::snprintf(r.stats, sizeof(r.stats), "%s", FormatStats(s).c_str());
+  executor.reset();
+  const absl::Status ledger_status = ledger.CheckAllReleasedOnce();
+  r.ledger_ok = ledger_status.ok();
+  std::snprintf(r.ledger, sizeof(r.ledger), "%s",
+                ledger_status.ToString().c_str());
+  r.ran = true;
+  return r;
+}
+
+// Forks, runs RunMemlockChild(spec) in the child and returns its report.
+absl::StatusOr<ChildReport> InChild(const ChildSpec& spec) {
+  int fds[2];
+  if (pipe(fds) != 0) return absl::ErrnoToStatus(errno, "pipe");
+  const pid_t pid = fork();
+  if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (pid == 0) {
+    close(fds[0]);
+    const ChildReport r = RunMemlockChild(spec);
+    const char* p = reinterpret_cast<const char*>(&r);
+    size_t left = sizeof(r);
+    while (left > 0) {
+      const ssize_t n = write(fds[1], p, left);
+      if (n <= 0) _exit(2);
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  ChildReport r;
+  char* p = reinterpret_cast<char*>(&r);
+  size_t got = 0;
+  const absl::Time deadline = absl::Now() + kDrainTimeout + kReceiveTimeout;
+  while (got < sizeof(r)) {
+    pollfd pfd = {fds[0], POLLIN, 0};
+    const int ms =
+        static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (ms <= 0 || poll(&pfd, 1, ms) <= 0) break;
+    const ssize_t n = read(fds[0], p + got, sizeof(r) - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  if (got < sizeof(r)) kill(pid, SIGKILL);
+  int wstatus = 0;
+  waitpid(pid, &wstatus, 0);
+  if (got < sizeof(r)) {
+    return absl::InternalError(
+        absl::StrCat("the child sent ", got, " of ", sizeof(r),
+                     " report bytes; wait status ", wstatus));
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    return absl::InternalError(
+        absl::StrCat("the child ended with wait status ", wstatus));
+  }
+  return r;
+}
+
+// Rounds of three small buffers, a large one alone (32..128 KiB: 10..34
+// pages) and a 300 KiB one alone (77 pages: above the 64-page limit by
+// itself), separated by small ones so each large one is its own SEND_ZC.
+std::vector<size_t> MemlockWorkload() {
+  std::mt19937_64 rng(8008);
+  std::vector<size_t> sizes;
+  for (int round = 0; round < 16; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      sizes.push_back(absl::Uniform<size_t>(rng, 100, 2 * K));
+    }
+    sizes.push_back(absl::Uniform<size_t>(rng, 32 * K, 128 * K));
+    sizes.push_back(absl::Uniform<size_t>(rng, 100, 2 * K));
+    sizes.push_back(300 * K);
+  }
+  return sizes;
+}
+
+class MemlockTest : public ExecutorLoopbackTest {
+ protected:
+  // Skips unless io_uring and zero-copy sends work here (checked in the
+  // parent, so a failure in the child is a failure, not a skip).
+  void CheckAvailable() {
+    Make(ExecutorOptions());
+    if (IsSkipped() || HasFatalFailure()) return;
+    const RingFeatures& f = executor_->features();
+    if (!f.send_zc || !f.sendmsg_zc) {
+      GTEST_SKIP() << "kernel " << KernelRelease() << " lacks zero-copy sends";
+    }
+    executor_.reset();
+  }
+
+  static void ExpectExactStream(const ChildReport& r) {
+    EXPECT_FALSE(r.cap_ipc_lock);
+    EXPECT_TRUE(r.drained) << r.message;
+    EXPECT_TRUE(r.ledger_ok) << r.ledger;
+    EXPECT_EQ(r.received, r.total);
+    EXPECT_EQ(r.first_mismatch, -1);
+    EXPECT_EQ(r.bytes_zero_copy + r.bytes_copied, r.total);
+  }
+};
+
+#define CHECK_AVAILABLE_OR_SKIP()                 \
+  do {                                            \
+    CheckAvailable();                             \
+    if (IsSkipped() || HasFatalFailure()) return; \
+  } while (0)
+
+// The executor's own cap set far above the limit (8 MiB against 256 KiB)
+// lets the kernel refuse: zero-copy sends fail with -ENOMEM, go again by
+// copy, and the stream stays exact. A 64 KiB send alone first (18 pages)
+// shows zero-copy itself works under the limit.
+//
+// Measured on 6.18: the kernel charges each SEND_ZC/SENDMSG_ZC when it
+// prepares the SQE, at submit, so a chain is charged for all its zero-copy
+// ops at once; one refused op fails the whole chain (the ops before it
+// -ECANCELED too), so in this workload every later zero-copy op is refused
+// or cancelled and its bytes are copied.
+TEST_F(MemlockTest, ZeroCopyAboveTheLockedMemoryLimitFallsBackToCopy) {
+  CHECK_AVAILABLE_OR_SKIP();
+  ChildSpec spec;
+  spec.cap = 8 * M;
+  spec.first = 64 * K;
+  spec.sizes = MemlockWorkload();
+  absl::StatusOr<ChildReport> r = InChild(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->ran) << r->message;
+  SCOPED_TRACE(r->stats);
+  ExpectExactStream(*r);
+  EXPECT_EQ(r->cap, 8 * M);
+  EXPECT_EQ(r->first_bytes_zero_copy, 64 * K);
+  EXPECT_GT(r->fallbacks_enomem, 0u);
+}
+
+// With the default cap (half of RLIMIT_MEMLOCK) the executor keeps its
+// zero-copy bytes under the limit: no -ENOMEM, and the 300 KiB buffers still
+// go zero-copy, in pieces that fit.
+TEST_F(MemlockTest, DefaultCapKeepsZeroCopyUnderTheLimit) {
+  CHECK_AVAILABLE_OR_SKIP();
+  ChildSpec spec;
+  spec.sizes = MemlockWorkload();
+  absl::StatusOr<ChildReport> r = InChild(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->ran) << r->message;
+  SCOPED_TRACE(r->stats);
+  ExpectExactStream(*r);
+  EXPECT_EQ(r->cap, kChildMemlock / 2);
+  EXPECT_EQ(r->fallbacks_enomem, 0u);
+  EXPECT_EQ(r->bytes_copied + r->bytes_zero_copy, r->total);
+  EXPECT_GT(r->bytes_zero_copy, 16 * 300 * K);
+  EXPECT_GT(r->peak_bytes_awaiting_notification, 0u);
+  EXPECT_LE(r->peak_bytes_awaiting_notification, r->cap);
+}
+
+// The executor must count what the kernel charges: (bytes >> PAGE_SHIFT) + 2
+// pages per op (io_notif_account_mem), one page more than the pages spanned
+// when `bytes` is a multiple of the page size. With the cap at the limit and
+// 60 KiB ops, a count of 16 pages per op would put 4 ops in a chain (64
+// pages) where the kernel wants 68: every chain failed with -ENOMEM and the
+// whole stream was copied (seen: fallbacks_enomem=16, bytes_zero_copy=0).
+TEST_F(MemlockTest, CapAtTheLimitIsNeverExceededByTheKernelCharge) {
+  CHECK_AVAILABLE_OR_SKIP();
+  ChildSpec spec;
+  spec.cap = kChildMemlock;
+  spec.max_bytes_per_op = 60 * K;
+  spec.sizes.assign(64, 60 * K);
+  absl::StatusOr<ChildReport> r = InChild(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->ran) << r->message;
+  SCOPED_TRACE(r->stats);
+  ExpectExactStream(*r);
+  EXPECT_EQ(r->cap, kChildMemlock);
+  EXPECT_EQ(r->fallbacks_enomem, 0u);
+  EXPECT_EQ(r->bytes_zero_copy, r->total);
+}
+
+}  // namespace
+}  // namespace zcplan

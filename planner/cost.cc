@@ -1,24 +1,54 @@
 #include "planner/cost.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <utility>
+#include <string>
+#include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 
 namespace zcplan {
 
+namespace {
+
+struct WeightField {
+  const char* name;
+  double CostWeights::*field;
+};
+
+constexpr WeightField kWeightFields[] = {
+    {"per_op", &CostWeights::per_op},
+    {"per_zc_op", &CostWeights::per_zc_op},
+    {"per_copy_byte", &CostWeights::per_copy_byte},
+    {"per_zc_byte", &CostWeights::per_zc_byte},
+    {"per_copy_iov", &CostWeights::per_copy_iov},
+    {"per_zc_iov", &CostWeights::per_zc_iov},
+    {"per_pinned_page", &CostWeights::per_pinned_page},
+};
+
+// The fewest digits (at least 6) that parse back to exactly `value`, so
+// that a fitted weight survives the weights file unchanged.
+std::string FormatWeight(double value) {
+  for (int digits = 6;; ++digits) {
+    std::string text = absl::StrFormat("%.*g", digits, value);
+    double back = 0;
+    if (digits >= 17 || (absl::SimpleAtod(text, &back) && back == value)) {
+      return text;
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status ValidateCostWeights(const CostWeights& w) {
-  const std::pair<const char*, double> fields[] = {
-      {"per_op", w.per_op},
-      {"per_zc_op", w.per_zc_op},
-      {"per_copy_byte", w.per_copy_byte},
-      {"per_zc_byte", w.per_zc_byte},
-      {"per_copy_iov", w.per_copy_iov},
-      {"per_zc_iov", w.per_zc_iov},
-      {"per_pinned_page", w.per_pinned_page},
-  };
-  for (const auto& [name, value] : fields) {
+  for (const WeightField& f : kWeightFields) {
+    const double value = w.*f.field;
+    const char* name = f.name;
     if (!std::isfinite(value) || value < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("CostWeights.", name, " is ", value,
@@ -32,6 +62,70 @@ absl::Status ValidateCostWeights(const CostWeights& w) {
                      "; it must be a power of two in 512..1073741824"));
   }
   return absl::OkStatus();
+}
+
+std::string FormatCostWeights(const CostWeights& w) {
+  std::string out;
+  for (const WeightField& f : kWeightFields) {
+    absl::StrAppend(&out, f.name, " ", FormatWeight(w.*f.field), "\n");
+  }
+  absl::StrAppend(&out, "page_size ", w.page_size, "\n");
+  return out;
+}
+
+absl::StatusOr<CostWeights> ParseCostWeights(absl::string_view text) {
+  CostWeights w;
+  std::vector<std::string> seen;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    if (const size_t hash = line.find('#'); hash != absl::string_view::npos) {
+      line = line.substr(0, hash);
+    }
+    std::vector<absl::string_view> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (words.empty()) continue;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weights line ", line_number, ": ", why));
+    };
+    if (words.size() != 2) {
+      return bad(absl::StrCat("expected 'name value', got '",
+                              absl::StripAsciiWhitespace(line), "'"));
+    }
+    const std::string name(words[0]);
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+      return bad(absl::StrCat("'", name, "' given twice"));
+    }
+    seen.push_back(name);
+    if (name == "page_size") {
+      CostWeights check;
+      if (!absl::SimpleAtoi(words[1], &check.page_size)) {
+        return bad(absl::StrCat("bad page_size '", words[1], "'"));
+      }
+      if (absl::Status s = ValidateCostWeights(check); !s.ok()) {
+        return bad(s.message());
+      }
+      w.page_size = check.page_size;
+      continue;
+    }
+    const WeightField* field = nullptr;
+    for (const WeightField& f : kWeightFields) {
+      if (name == f.name) field = &f;
+    }
+    if (field == nullptr) {
+      return bad(absl::StrCat("unknown weight '", name, "'"));
+    }
+    double value = 0;
+    if (!absl::SimpleAtod(words[1], &value) || !std::isfinite(value) ||
+        value < 0) {
+      return bad(absl::StrCat("bad value '", words[1], "' for ", name,
+                              ": expected a finite number >= 0"));
+    }
+    w.*field->field = value;
+  }
+  if (absl::Status s = ValidateCostWeights(w); !s.ok()) return s;
+  return w;
 }
 
 uint64_t PlanCost::ops() const {

@@ -15,8 +15,11 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "planner/planner.h"
 
@@ -36,6 +39,17 @@ struct CostWeights {
 
 // Returns OK, or InvalidArgument naming the weight and its value.
 [[nodiscard]] absl::Status ValidateCostWeights(const CostWeights& weights);
+
+// The weights file `zcplan simulate --weights` reads and `zcsweep` writes: one
+// "name value" pair per line (names as the fields above), blank lines and
+// '#' comments allowed. Weights not in the file keep their defaults.
+// Each weight is written with the fewest digits that read back exactly, so
+// `ParseCostWeights(FormatCostWeights(w))` gives `w` back.
+std::string FormatCostWeights(const CostWeights& weights);
+// Errors: InvalidArgument naming the line (unknown name, bad or negative
+// value, a page_size ValidateCostWeights rejects, a name given twice).
+[[nodiscard]] absl::StatusOr<CostWeights> ParseCostWeights(
+    absl::string_view text);
 
 // What a plan (or a sum of plans) costs.
 struct PlanCost {

@@ -6,6 +6,35 @@
 
 namespace zcplan {
 
+absl::StatusOr<std::vector<uint64_t>> ReferenceMessageSizes(uint32_t pieces) {
+  if (pieces == 0 || pieces > kMaxReferencePieces) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reference message of ", pieces, " pieces: expected 1..",
+                     kMaxReferencePieces));
+  }
+  constexpr uint64_t kTotal = 256 * 1024, kHeader = 4096, kLarge = 65536;
+  auto split = [](uint64_t bytes, uint64_t n, std::vector<uint64_t>* out) {
+    for (uint64_t k = 0; k < n; ++k) {
+      out->push_back(bytes / n + (k < bytes % n ? 1 : 0));
+    }
+  };
+  std::vector<uint64_t> sizes;
+  if (pieces == 1) return std::vector<uint64_t>{kTotal};
+  sizes.push_back(kHeader);
+  if (pieces < 4) {
+    split(kTotal - kHeader, pieces - 1, &sizes);
+    return sizes;
+  }
+  const uint64_t small = pieces - 3;
+  const uint64_t rest = kTotal - kHeader - 2 * kLarge;
+  for (uint64_t k = 0; k < small; ++k) {
+    sizes.push_back(rest / small + (k < rest % small ? 1 : 0));
+    if (k == small / 3) sizes.push_back(kLarge);
+    if (k == 2 * small / 3) sizes.push_back(kLarge);
+  }
+  return sizes;
+}
+
 std::vector<struct iovec> MakeSyntheticQueue(absl::Span<const uint64_t> sizes,
                                              uint64_t page_size) {
   std::vector<struct iovec> queue;

@@ -36,6 +36,16 @@ namespace zcplan {
 std::vector<struct iovec> MakeSyntheticQueue(absl::Span<const uint64_t> sizes,
                                              uint64_t page_size = 4096);
 
+// The project's reference message (FIELD_NOTES section 3), 256 KiB in
+// `pieces` buffers: for 4 or more, a 4 KiB header, two 64 KiB pieces at one
+// and two thirds of the body, and the rest of the body split evenly into
+// `pieces - 3` small ones; for 1, one 256 KiB buffer; for 2 or 3, the header
+// and the rest in equal parts. InvalidArgument for 0 or more than
+// kMaxReferencePieces.
+inline constexpr uint32_t kMaxReferencePieces = 65536;
+[[nodiscard]] absl::StatusOr<std::vector<uint64_t>> ReferenceMessageSizes(
+    uint32_t pieces);
+
 // Plans all of `queue` (from its start), chain after chain, reusing
 // `*scratch`. Calls `on_chain(plan, base)` for each non-empty chain; the
 // chain's iovec indices are relative to `base`, its first iovec in `queue`.

@@ -38,6 +38,7 @@ struct Config {
   PlanOptions options;
   CostWeights weights;
   bool weights_from_flags = false;
+  std::string weights_path;  // --weights FILE
   bool has_trace = false;
   std::string trace_path;
   std::vector<uint64_t> thresholds;  // Empty: kDefaultThresholds.
@@ -178,6 +179,12 @@ constexpr Flag kFlags[] = {
     {"gap", true, true,
      [](absl::string_view v, Config& c) {
        return SetSize(v, &c.options.zc_gap_bytes);
+     }},
+    {"weights", false, true,
+     [](absl::string_view v, Config& c) {
+       if (v.empty()) return Bad("empty path");
+       c.weights_path = std::string(v);
+       return absl::OkStatus();
      }},
     {"per-op", false, true, nullptr, &CostWeights::per_op},
     {"per-zc-op", false, true, nullptr, &CostWeights::per_zc_op},
@@ -520,13 +527,19 @@ void AppendSimulateTable(const Config& config, absl::string_view input,
   absl::StrAppend(out, "options: ", DescribeOptions(config.options, false),
                   "\n");
   absl::StrAppend(out, "weights: ", DescribeWeights(config.weights), "\n");
-  absl::StrAppend(
-      out, "note: ",
-      !config.weights_from_flags
-          ? "these are the default weights,"
-          : "weights not set by a flag are the defaults,",
-      " rough uncalibrated guesses in ns; calibrate before trusting the "
-      "ranking\n\n");
+  if (!config.weights_path.empty()) {
+    absl::StrAppend(out, "note: weights from ", config.weights_path,
+                    " (zcsweep --calibrate writes such a file from "
+                    "measurements)\n\n");
+  } else {
+    absl::StrAppend(
+        out, "note: ",
+        !config.weights_from_flags
+            ? "these are the default weights,"
+            : "weights not set by a flag are the defaults,",
+        " rough uncalibrated guesses in ns; calibrate before trusting the "
+        "ranking (zcsweep --calibrate FILE, then --weights FILE)\n\n");
+  }
 
   // Op kinds no threshold used would only widen the table.
   std::vector<int> kinds;
@@ -592,7 +605,10 @@ void AppendSimulateJson(const Config& config, absl::string_view input,
                   ", \"per_zc_iov\": ", w.per_zc_iov,
                   ", \"per_pinned_page\": ", w.per_pinned_page,
                   ", \"page_size\": ", w.page_size, ", \"defaults\": ",
-                  !config.weights_from_flags ? "true" : "false", "},\n");
+                  !config.weights_from_flags && config.weights_path.empty()
+                      ? "true"
+                      : "false",
+                  "},\n");
   absl::StrAppend(out, " \"results\": [\n");
   for (size_t i = 0; i < sim.results.size(); ++i) {
     const ThresholdResult& r = sim.results[i];
@@ -669,6 +685,21 @@ absl::StatusOr<std::string> Run(absl::Span<const std::string> args) {
     if (IsHelp(arg)) return ZcplanUsage();
   }
   if (absl::Status s = ParseFlags(rest, config); !s.ok()) return s;
+  if (!config.weights_path.empty()) {
+    if (config.weights_from_flags) {
+      return Bad(absl::StrCat("give --weights ", config.weights_path,
+                              " or --per-*/--page-size flags, not both"));
+    }
+    absl::StatusOr<std::string> text = ReadFile(config.weights_path);
+    if (!text.ok())
+      return Bad(absl::StrCat("--weights: ", text.status().message()));
+    absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
+    if (!weights.ok()) {
+      return Bad(absl::StrCat("--weights: ", config.weights_path, ": ",
+                              weights.status().message()));
+    }
+    config.weights = *weights;
+  }
   if (absl::Status s = ValidatePlanOptions(config.options); !s.ok()) return s;
   absl::StatusOr<std::vector<TraceBatch>> batches = LoadBatches(config);
   if (!batches.ok()) return batches.status();
@@ -730,6 +761,8 @@ Simulate options:
   --per-copy-iov X  --per-zc-iov X  --per-pinned-page X  --page-size SIZE
                       cost weights (see planner/cost.h); the defaults are
                       rough, uncalibrated guesses in nanoseconds
+  --weights FILE      cost weights from a file, one 'name value' per line,
+                      as zcsweep --calibrate writes it
 
 Flags take their value as --flag=VALUE or --flag VALUE; '--' ends the flags.
 

@@ -1,0 +1,762 @@
+#include "tools/zcsweep_cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "planner/calibrate.h"
+#include "planner/cost.h"
+#include "planner/planner.h"
+#include "planner/simulate.h"
+#include "planner/trace.h"
+#include "uring/sweep.h"
+
+namespace zcplan {
+namespace {
+
+constexpr absl::string_view kDefaultThresholds = "0,1K..256K,never";
+constexpr absl::string_view kDefaultProfile = "message:1024";
+
+struct Config {
+  std::string profile = std::string(kDefaultProfile);
+  bool has_profile = false;
+  std::string trace_path;
+  std::string split;
+  std::string thresholds_text = std::string(kDefaultThresholds);
+  std::vector<uint64_t> thresholds;
+  std::vector<CopyOp> copy_ops = {CopyOp::kWritev};
+  std::vector<uint64_t> gaps = {0};
+  std::vector<bool> adaptive = {false};
+  uint32_t repetitions = 3;
+  absl::Duration time = absl::Milliseconds(300);
+  uint32_t in_flight = 1;
+  std::string peer;
+  std::string out_dir = "zcsweep-out";
+  std::string calibrate_path;
+  bool progress = true;
+};
+
+absl::Status Bad(absl::string_view message) {
+  return absl::InvalidArgumentError(message);
+}
+
+absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t lo,
+                                    uint32_t hi) {
+  uint32_t value = 0;
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(text, &value) || value < lo || value > hi) {
+    return Bad(
+        absl::StrCat("bad number '", text, "': expected ", lo, "..", hi));
+  }
+  return value;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Bad(
+        absl::StrCat("cannot read '", path, "': ", std::strerror(errno)));
+  }
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
+    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
+      return Bad(absl::StrCat("unexpected argument '", arg,
+                              "': every input is a flag; see zcsweep --help"));
+    }
+    const size_t eq = arg.find('=');
+    const std::string name(arg.substr(2, eq - 2));
+    if (name == "quiet") {
+      if (eq != absl::string_view::npos) {
+        return Bad("flag --quiet takes no value");
+      }
+      c.progress = false;
+      continue;
+    }
+    absl::string_view v;
+    if (eq != absl::string_view::npos) {
+      v = arg.substr(eq + 1);
+    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
+      v = args[++i];
+    } else {
+      return Bad(absl::StrCat("flag --", name, " needs a value"));
+    }
+    absl::Status s;
+    if (name == "profile") {
+      c.profile = std::string(v);
+      c.has_profile = true;
+    } else if (name == "trace") {
+      c.trace_path = std::string(v);
+    } else if (name == "split") {
+      c.split = std::string(v);
+    } else if (name == "thresholds") {
+      c.thresholds_text = std::string(v);
+    } else if (name == "copy-ops") {
+      c.copy_ops.clear();
+      for (absl::string_view op : absl::StrSplit(v, ',')) {
+        if (op == "writev") {
+          c.copy_ops.push_back(CopyOp::kWritev);
+        } else if (op == "sendmsg") {
+          c.copy_ops.push_back(CopyOp::kSendmsg);
+        } else {
+          s = Bad(absl::StrCat("unknown copy op '", op,
+                               "' (writev, sendmsg or both: writev,sendmsg)"));
+        }
+      }
+    } else if (name == "gaps") {
+      absl::StatusOr<std::vector<uint64_t>> gaps = ParseSizeList(v);
+      if (gaps.ok()) {
+        c.gaps = *gaps;
+      } else {
+        s = gaps.status();
+      }
+    } else if (name == "adaptive") {
+      if (v == "off") {
+        c.adaptive = {false};
+      } else if (v == "on") {
+        c.adaptive = {true};
+      } else if (v == "both") {
+        c.adaptive = {false, true};
+      } else {
+        s = Bad(absl::StrCat("bad value '", v, "' (off, on or both)"));
+      }
+    } else if (name == "repetitions") {
+      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1000);
+      if (n.ok()) c.repetitions = *n;
+      s = n.status();
+    } else if (name == "time") {
+      if (!absl::ParseDuration(v, &c.time) || c.time <= absl::ZeroDuration() ||
+          c.time > absl::Hours(1)) {
+        s = Bad(absl::StrCat("bad duration '", v,
+                             "': expected e.g. 300ms or 2s, up to 1h"));
+      }
+    } else if (name == "in-flight") {
+      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1024);
+      if (n.ok()) c.in_flight = *n;
+      s = n.status();
+    } else if (name == "peer") {
+      if (v.rfind(':') == absl::string_view::npos || v.front() == ':' ||
+          v.back() == ':') {
+        s = Bad(absl::StrCat("bad address '", v, "': expected HOST:PORT"));
+      }
+      c.peer = std::string(v);
+    } else if (name == "out") {
+      if (v.empty()) s = Bad("empty directory");
+      c.out_dir = std::string(v);
+    } else if (name == "calibrate") {
+      if (v.empty()) s = Bad("empty path");
+      c.calibrate_path = std::string(v);
+    } else {
+      return Bad(
+          absl::StrCat("unknown flag '--", name, "'; see zcsweep --help"));
+    }
+    if (!s.ok()) return Bad(absl::StrCat("--", name, ": ", s.message()));
+  }
+  const int sources = c.has_profile + !c.trace_path.empty() + !c.split.empty();
+  if (sources > 1) {
+    return Bad("give one workload: --profile, --trace or --split");
+  }
+  absl::StatusOr<std::vector<uint64_t>> thresholds =
+      ParseThresholdList(c.thresholds_text);
+  if (!thresholds.ok()) {
+    return Bad(absl::StrCat("--thresholds: ", thresholds.status().message()));
+  }
+  c.thresholds = *thresholds;
+  return absl::OkStatus();
+}
+
+// The workload's messages and a one-line description.
+absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
+LoadWorkload(const Config& c) {
+  std::vector<std::vector<uint64_t>> messages;
+  if (!c.trace_path.empty()) {
+    absl::StatusOr<std::string> text = ReadFile(c.trace_path);
+    if (!text.ok())
+      return Bad(absl::StrCat("--trace: ", text.status().message()));
+    absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
+    if (!trace.ok()) {
+      return Bad(absl::StrCat("--trace: ", c.trace_path, ": ",
+                              trace.status().message()));
+    }
+    for (TraceBatch& b : *trace) {
+      b.sizes.erase(std::remove(b.sizes.begin(), b.sizes.end(), 0),
+                    b.sizes.end());
+      if (!b.sizes.empty()) messages.push_back(std::move(b.sizes));
+    }
+    if (messages.empty()) {
+      return Bad(
+          absl::StrCat("--trace: ", c.trace_path, ": every buffer is empty"));
+    }
+    return std::make_pair(
+        messages, absl::StrCat("trace ", c.trace_path, " (", messages.size(),
+                               " messages)"));
+  }
+  if (!c.split.empty()) {
+    absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(c.split);
+    if (!sizes.ok()) {
+      return Bad(absl::StrCat("--split: ", sizes.status().message()));
+    }
+    sizes->erase(std::remove(sizes->begin(), sizes->end(), 0), sizes->end());
+    if (sizes->empty()) return Bad("--split: every buffer is empty");
+    messages.push_back(*sizes);
+    return std::make_pair(messages, absl::StrCat("split ", c.split));
+  }
+  absl::string_view profile = c.profile;
+  if (absl::ConsumePrefix(&profile, "message:")) {
+    absl::StatusOr<uint32_t> n = ParseCount(profile, 1, kMaxReferencePieces);
+    if (!n.ok()) return Bad(absl::StrCat("--profile: ", n.status().message()));
+    absl::StatusOr<std::vector<uint64_t>> sizes = ReferenceMessageSizes(*n);
+    if (!sizes.ok()) return sizes.status();
+    messages.push_back(*sizes);
+    return std::make_pair(
+        messages,
+        absl::StrCat("profile ", c.profile, ": the 256K reference message in ",
+                     *n,
+                     " pieces (4K header, two 64K pieces, the rest small)"));
+  }
+  return Bad(absl::StrCat("--profile: unknown profile '", c.profile,
+                          "' (message:N, N = 1..", kMaxReferencePieces, ")"));
+}
+
+// A short name for the plot's title.
+std::string WorkloadName(const Config& c) {
+  if (!c.trace_path.empty()) {
+    return absl::StrCat(
+        "trace ", c.trace_path.substr(c.trace_path.find_last_of('/') + 1));
+  }
+  if (!c.split.empty()) return absl::StrCat("split ", c.split);
+  return c.profile;
+}
+
+std::string Share(double share) {
+  return share < 0 ? "-" : absl::StrFormat("%.0f%%", share * 100);
+}
+
+// The model's counts per message for a setting: the planner's plans of the
+// workload, summed over its messages, divided by their number.
+PlanCost CountsPerMessage(const std::vector<std::vector<uint64_t>>& messages,
+                          const PlanOptions& options) {
+  PlanCost total;
+  Plan scratch;
+  const CostWeights weights;
+  for (const std::vector<uint64_t>& sizes : messages) {
+    const std::vector<iovec> queue = MakeSyntheticQueue(sizes);
+    (void)ForEachChain(
+        queue, options, &scratch, [&](const Plan& plan, size_t base) {
+          total += EstimateCost(absl::MakeConstSpan(queue).subspan(base), plan,
+                                weights);
+          return true;
+        });
+  }
+  // Per message, in the unit CalibrateWeights fits (doubles of counts would
+  // lose nothing here: counts per message are small).
+  PlanCost per;
+  const uint64_t n = messages.size();
+  for (int k = 0; k < kNumOpKinds; ++k) {
+    per.ops_by_kind[k] = total.ops_by_kind[k] / n;
+  }
+  per.bytes_copied = total.bytes_copied / n;
+  per.bytes_zero_copy = total.bytes_zero_copy / n;
+  per.iovs_copied = total.iovs_copied / n;
+  per.iovs_zero_copy = total.iovs_zero_copy / n;
+  per.pages_pinned = total.pages_pinned / n;
+  return per;
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
+std::string JsonThreshold(uint64_t t) {
+  return t == PlanOptions::kNever ? "\"never\"" : absl::StrCat(t);
+}
+
+// --- The plot
+// ------------------------------------------------------------------
+
+// Two panels over the same x axis (the thresholds, evenly spaced): throughput
+// on top, CPU seconds per GB below; one line per series (copy op, gap,
+// adaptive), medians with min..max whiskers.
+std::string Svg(const std::vector<SweepPoint>& points,
+                const std::vector<PointSummary>& sums,
+                const std::vector<uint64_t>& thresholds,
+                absl::string_view title, size_t recommended) {
+  constexpr double kW = 860, kPanelH = 250, kLeft = 80, kRight = 190, kTop = 70,
+                   kGap = 80;
+  const double plot_w = kW - kLeft - kRight;
+  std::map<std::string, std::vector<size_t>> series;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepSetting& s = points[i].setting;
+    std::string name = std::string(CopyOpName(s.plan.copy_op));
+    if (s.plan.zc_gap_bytes > 0) {
+      absl::StrAppend(&name, ", gap ", FormatSize(s.plan.zc_gap_bytes));
+    }
+    if (s.adaptive) absl::StrAppend(&name, ", adaptive");
+    series[name].push_back(i);
+  }
+  auto x_of = [&](uint64_t threshold) {
+    const size_t k =
+        std::find(thresholds.begin(), thresholds.end(), threshold) -
+        thresholds.begin();
+    return kLeft + (thresholds.size() == 1
+                        ? plot_w / 2
+                        : plot_w * static_cast<double>(k) /
+                              static_cast<double>(thresholds.size() - 1));
+  };
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                          "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"};
+  std::string svg = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
+      "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
+      kW, kTop + 2 * kPanelH + kGap + 70, kLeft, title);
+  struct Panel {
+    const char* label;
+    double PointSummary::*mid;
+    double PointSummary::*lo;
+    double PointSummary::*hi;
+  };
+  const Panel panels[] = {
+      {"throughput, MB/s (higher is better)", &PointSummary::mb_per_s,
+       &PointSummary::mb_per_s_min, &PointSummary::mb_per_s_max},
+      {"sender CPU, s per GB (lower is better)", &PointSummary::cpu_s_per_gb,
+       &PointSummary::cpu_s_per_gb_min, &PointSummary::cpu_s_per_gb_max},
+  };
+  for (int p = 0; p < 2; ++p) {
+    const Panel& panel = panels[p];
+    const double top = kTop + p * (kPanelH + kGap);
+    double ymax = 0;
+    for (const PointSummary& s : sums) ymax = std::max(ymax, s.*panel.hi);
+    if (ymax <= 0) ymax = 1;
+    // Four round steps: 1, 2 or 5 times a power of ten.
+    const double raw = ymax / 4;
+    const double mag = std::pow(10, std::floor(std::log10(raw)));
+    double step = 10 * mag;
+    for (double m : {1.0, 2.0, 5.0}) {
+      if (m * mag >= raw) {
+        step = m * mag;
+        break;
+      }
+    }
+    const double nice = 4 * step;
+    auto y_of = [&](double v) { return top + kPanelH * (1 - v / nice); };
+    absl::StrAppendFormat(
+        &svg,
+        "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n"
+        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+        "stroke=\"black\"/>\n"
+        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+        "stroke=\"black\"/>\n",
+        kLeft, top - 8, panel.label, kLeft, top, kLeft, top + kPanelH, kLeft,
+        top + kPanelH, kLeft + plot_w, top + kPanelH);
+    for (int t = 0; t <= 4; ++t) {
+      const double v = nice * t / 4;
+      absl::StrAppendFormat(
+          &svg,
+          "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" "
+          "stroke=\"#ddd\"/>\n<text x=\"%.0f\" y=\"%.1f\" "
+          "text-anchor=\"end\">%s</text>\n",
+          kLeft, y_of(v), kLeft + plot_w, y_of(v), kLeft - 6, y_of(v) + 4,
+          absl::StrFormat("%g", std::round(v / mag) * mag));
+    }
+    for (uint64_t t : thresholds) {
+      absl::StrAppendFormat(&svg,
+                            "<text x=\"%.1f\" y=\"%.0f\" "
+                            "text-anchor=\"middle\">%s</text>\n",
+                            x_of(t), top + kPanelH + 16, FormatThreshold(t));
+    }
+    if (p == 1) {
+      absl::StrAppendFormat(
+          &svg,
+          "<text x=\"%.0f\" y=\"%.0f\" "
+          "text-anchor=\"middle\">zero-copy threshold</text>\n",
+          kLeft + plot_w / 2, top + kPanelH + 36);
+    }
+    int color = 0;
+    for (const auto& [name, indices] : series) {
+      const char* c = colors[color++ % 8];
+      std::string path;
+      for (size_t i : indices) {
+        const double x = x_of(points[i].setting.plan.zc_threshold);
+        absl::StrAppendFormat(&path, "%s%.1f,%.1f ", path.empty() ? "M" : "L",
+                              x, y_of(sums[i].*panel.mid));
+        absl::StrAppendFormat(
+            &svg,
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+            "stroke=\"%s\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" "
+            "fill=\"%s\"/>\n",
+            x, y_of(sums[i].*panel.lo), x, y_of(sums[i].*panel.hi), c, x,
+            y_of(sums[i].*panel.mid), i == recommended ? 6 : 3,
+            i == recommended ? "black" : c);
+      }
+      absl::StrAppendFormat(&svg,
+                            "<path d=\"%s\" fill=\"none\" stroke=\"%s\" "
+                            "stroke-width=\"2\"/>\n",
+                            path, c);
+      if (p == 0) {
+        const double ly = kTop + 10 + 18 * (color - 1);
+        absl::StrAppendFormat(
+            &svg,
+            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+            "stroke=\"%s\" stroke-width=\"3\"/>\n<text x=\"%.0f\" "
+            "y=\"%.0f\">%s</text>\n",
+            kLeft + plot_w + 15, ly, kLeft + plot_w + 35, ly, c,
+            kLeft + plot_w + 40, ly + 4, name);
+      }
+    }
+  }
+  absl::StrAppendFormat(
+      &svg,
+      "<text x=\"%.0f\" y=\"%.0f\" fill=\"#555\">dots: medians; bars: "
+      "min..max over repetitions; large black dot: recommended</text>\n",
+      kLeft, kTop + 2 * kPanelH + kGap + 62);
+  return svg + "</svg>\n";
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  if (!f) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int Run(const Config& c, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
+      workload = LoadWorkload(c);
+  if (!workload.ok()) {
+    err << "zcsweep: " << workload.status().message() << "\n";
+    return kZcsweepBadInput;
+  }
+  if (mkdir(c.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    err << "zcsweep: --out: cannot create '" << c.out_dir
+        << "': " << std::strerror(errno) << "\n";
+    return kZcsweepBadInput;
+  }
+  SweepOptions so;
+  so.messages = workload->first;
+  so.repetitions = c.repetitions;
+  so.run_time = c.time;
+  so.messages_in_flight = c.in_flight;
+  so.peer = c.peer;
+  for (bool adaptive : c.adaptive) {
+    for (uint64_t gap : c.gaps) {
+      for (CopyOp op : c.copy_ops) {
+        for (uint64_t t : c.thresholds) {
+          SweepSetting s;
+          s.plan.zc_threshold = t;
+          s.plan.copy_op = op;
+          s.plan.zc_gap_bytes = gap;
+          s.adaptive = adaptive;
+          so.settings.push_back(s);
+        }
+      }
+    }
+  }
+  uint64_t message_bytes = 0;
+  for (const auto& m : so.messages) {
+    for (uint64_t s : m) message_bytes += s;
+  }
+  out << "zcsweep: " << workload->second << "\n"
+      << "to " << (c.peer.empty() ? "a receiver thread on 127.0.0.1" : c.peer)
+      << "; " << so.settings.size() << " settings x " << c.repetitions
+      << " repetitions x " << absl::FormatDuration(c.time) << ", "
+      << c.in_flight << " message(s) in flight\n"
+      << std::flush;
+
+  const absl::Time started = absl::Now();
+  absl::StatusOr<std::vector<SweepPoint>> points =
+      RunSweep(so, [&](size_t done, size_t total, const SweepPoint& point) {
+        if (!c.progress) return;
+        const SweepRun& r = point.runs.back();
+        const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
+        err << absl::StrFormat(
+            "[%d/%d] %s: %.0f MB/s, %.3f s/GB, %d messages (%.0f s left)\n",
+            done, total, DescribeSetting(point.setting),
+            r.bytes / r.seconds / 1e6, r.cpu_seconds / (r.bytes / 1e9),
+            r.messages, elapsed / done * (total - done));
+      });
+  if (!points.ok()) {
+    err << "zcsweep: " << points.status().message() << "\n";
+    return kZcsweepFailed;
+  }
+  std::vector<PointSummary> sums;
+  for (const SweepPoint& p : *points) sums.push_back(Summarize(p));
+  const Recommendation rec = Recommend(*points, sums);
+
+  // The table.
+  out << "\n"
+      << absl::StrFormat("%-34s %20s %22s %8s %7s %8s %7s\n", "setting",
+                         "MB/s median (range)", "CPU s/GB median (range)",
+                         "ops/msg", "zc", "copied", "short");
+  uint64_t notifications = 0, copied = 0;
+  for (size_t i = 0; i < points->size(); ++i) {
+    const PointSummary& s = sums[i];
+    notifications += s.notifications;
+    copied += s.copied_notifications;
+    out << absl::StrFormat(
+        "%-34s %7.0f (%5.0f..%5.0f) %8.3f (%5.3f..%5.3f) %8.1f %7s %8s %7d%s\n",
+        DescribeSetting((*points)[i].setting), s.mb_per_s, s.mb_per_s_min,
+        s.mb_per_s_max, s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
+        s.ops_per_message, Share(s.zero_copy_share), Share(s.copied_share),
+        s.short_sends, i == rec.index ? "  <- recommended" : "");
+  }
+  out << "(zc: share of bytes sent zero-copy; copied: share of notifications "
+         "that said the kernel copied anyway; CPU: the sending thread, user + "
+         "system"
+      << (c.peer.empty() ? ", which on loopback includes the kernel's TCP "
+                           "receive processing"
+                         : "")
+      << ")\n\n";
+  out << "recommended: " << DescribeSetting((*points)[rec.index].setting)
+      << "\n  because: " << rec.reason << "\n";
+  if (notifications > 0 && copied == notifications) {
+    out << "\nwarning: every zero-copy notification (" << notifications
+        << ") said the kernel copied the data anyway (loopback, veth, or a "
+           "NIC without scatter-gather): these numbers say nothing about "
+           "zero-copy on real hardware. Run zcsweep --peer against a "
+           "receiver on another machine to tune for a real NIC.\n";
+  }
+
+  // Files.
+  std::string csv =
+      "threshold,copy_op,gap,adaptive,repetition,seconds,cpu_seconds,messages,"
+      "bytes,mb_per_s,cpu_s_per_gb,ops,bytes_copied,bytes_zero_copy,"
+      "short_sends,notifications,copied_notifications\n";
+  std::string json = absl::StrCat(
+      "{\"workload\": ", JsonString(workload->second),
+      ", \"message_bytes\": ", message_bytes / so.messages.size(),
+      ", \"peer\": ", JsonString(c.peer.empty() ? "loopback" : c.peer),
+      ", \"repetitions\": ", c.repetitions,
+      ", \"run_seconds\": ", absl::ToDoubleSeconds(c.time),
+      ", \"recommended\": ", rec.index,
+      ", \"reason\": ", JsonString(rec.reason),
+      ", \"all_notifications_copied\": ",
+      notifications > 0 && copied == notifications ? "true" : "false",
+      ",\n \"points\": [\n");
+  for (size_t i = 0; i < points->size(); ++i) {
+    const SweepPoint& p = (*points)[i];
+    const PointSummary& s = sums[i];
+    for (size_t k = 0; k < p.runs.size(); ++k) {
+      const SweepRun& r = p.runs[k];
+      uint64_t ops = 0;
+      for (uint64_t n : r.stats.ops) ops += n;
+      absl::StrAppend(
+          &csv,
+          p.setting.plan.zc_threshold == PlanOptions::kNever
+              ? std::string("never")
+              : absl::StrCat(p.setting.plan.zc_threshold),
+          ",", CopyOpName(p.setting.plan.copy_op), ",",
+          p.setting.plan.zc_gap_bytes, ",", p.setting.adaptive ? 1 : 0, ",",
+          k + 1, ",", absl::StrFormat("%.6f,%.6f", r.seconds, r.cpu_seconds),
+          ",", r.messages, ",", r.bytes, ",",
+          absl::StrFormat("%.1f,%.4f", r.bytes / r.seconds / 1e6,
+                          r.cpu_seconds / (r.bytes / 1e9)),
+          ",", ops, ",", r.stats.bytes_copied, ",", r.stats.bytes_zero_copy,
+          ",", r.stats.short_sends, ",", r.stats.notifications, ",",
+          r.stats.copied_notifications, "\n");
+    }
+    absl::StrAppend(
+        &json, "  {\"threshold\": ", JsonThreshold(p.setting.plan.zc_threshold),
+        ", \"copy_op\": \"", CopyOpName(p.setting.plan.copy_op),
+        "\", \"gap\": ", p.setting.plan.zc_gap_bytes,
+        ", \"adaptive\": ", p.setting.adaptive ? "true" : "false",
+        absl::StrFormat(", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
+                        "\"max\": %.1f}, \"cpu_s_per_gb\": {\"median\": %.4f, "
+                        "\"min\": %.4f, \"max\": %.4f}, \"ops_per_message\": "
+                        "%.2f, \"zero_copy_share\": %.4f, \"copied_share\": "
+                        "%.4f, \"short_sends\": %d, \"runs\": %d}",
+                        s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max,
+                        s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
+                        s.ops_per_message, s.zero_copy_share, s.copied_share,
+                        s.short_sends, p.runs.size()),
+        i + 1 < points->size() ? "," : "", "\n");
+  }
+  absl::StrAppend(&json, " ]}\n");
+  const std::string title = absl::StrCat("zcsweep: ", WorkloadName(c), " to ",
+                                         c.peer.empty() ? "loopback" : c.peer);
+  const std::string base = c.out_dir + "/sweep";
+  for (const auto& [path, text] :
+       {std::make_pair(base + ".csv", csv),
+        std::make_pair(base + ".json", json),
+        std::make_pair(base + ".svg",
+                       Svg(*points, sums, c.thresholds, title, rec.index))}) {
+    if (absl::Status s = WriteText(path, text); !s.ok()) {
+      err << "zcsweep: " << s.message() << "\n";
+      return kZcsweepFailed;
+    }
+  }
+  out << "\nwrote " << base << ".csv, " << base << ".json, " << base
+      << ".svg\n";
+
+  // Calibration: fit the cost model to the measured CPU per message.
+  if (!c.calibrate_path.empty()) {
+    std::vector<CalibrationSample> samples;
+    std::vector<size_t> used;
+    for (size_t i = 0; i < points->size(); ++i) {
+      const SweepSetting& s = (*points)[i].setting;
+      if (s.adaptive || sums[i].cpu_ns_per_message <= 0) continue;
+      PlanOptions po = s.plan;
+      po.max_ops_per_chain = std::min<uint32_t>(po.max_ops_per_chain, 256);
+      samples.push_back(
+          {CountsPerMessage(so.messages, po), sums[i].cpu_ns_per_message});
+      used.push_back(i);
+    }
+    absl::StatusOr<Calibration> cal = CalibrateWeights(samples);
+    if (!cal.ok()) {
+      err << "zcsweep: --calibrate: " << cal.status().message() << "\n";
+      return kZcsweepFailed;
+    }
+    std::vector<double> measured, fitted, defaults;
+    for (const CalibrationSample& s : samples) {
+      measured.push_back(s.measured);
+      fitted.push_back(WeighCounts(s.counts, cal->weights));
+      defaults.push_back(WeighCounts(s.counts, CostWeights()));
+    }
+    auto argmin = [](const std::vector<double>& v) {
+      return static_cast<size_t>(std::min_element(v.begin(), v.end()) -
+                                 v.begin());
+    };
+    const std::string file = absl::StrCat(
+        "# zcplan cost weights (ns per unit), calibrated by zcsweep from ",
+        samples.size(), " settings of ", workload->second, " to ",
+        c.peer.empty() ? "loopback" : c.peer,
+        absl::StrFormat(
+            "\n# rms relative error %.1f%%; Kendall tau vs measured %.2f "
+            "(default weights: %.2f)\n",
+            cal->rms_relative_error * 100, KendallTau(fitted, measured),
+            KendallTau(defaults, measured)),
+        cal->unfitted.empty()
+            ? ""
+            : absl::StrCat("# not determined by this sweep (kept or 0): ",
+                           absl::StrJoin(cal->unfitted, ", "), "\n"),
+        "# use: zcplan simulate --weights FILE ...\n",
+        FormatCostWeights(cal->weights));
+    if (absl::Status s = WriteText(c.calibrate_path, file); !s.ok()) {
+      err << "zcsweep: " << s.message() << "\n";
+      return kZcsweepFailed;
+    }
+    out << "\ncalibrated cost weights (ns per unit) written to "
+        << c.calibrate_path << ":\n";
+    for (absl::string_view line : absl::StrSplit(
+             FormatCostWeights(cal->weights), '\n', absl::SkipEmpty())) {
+      out << "  " << line << "\n";
+    }
+    if (!cal->unfitted.empty()) {
+      out << "  not determined by this sweep: "
+          << absl::StrJoin(cal->unfitted, ", ") << "\n";
+    }
+    out << absl::StrFormat(
+        "model vs measurement over %d settings: rms relative error %.1f%%; "
+        "ranking agreement (Kendall tau, 1 = same order) %.2f calibrated, "
+        "%.2f with the default weights\n",
+        samples.size(), cal->rms_relative_error * 100,
+        KendallTau(fitted, measured), KendallTau(defaults, measured));
+    out << "cheapest by measurement: "
+        << DescribeSetting((*points)[used[argmin(measured)]].setting)
+        << "; by the calibrated model: "
+        << DescribeSetting((*points)[used[argmin(fitted)]].setting)
+        << "; by the default model: "
+        << DescribeSetting((*points)[used[argmin(defaults)]].setting) << "\n";
+  }
+  return kZcsweepOk;
+}
+
+}  // namespace
+
+std::string ZcsweepUsage() {
+  return absl::StrFormat(
+      R"(usage: zcsweep [flags]
+
+Tunes the zero-copy threshold on this machine: sends a workload through the
+zcplan executor under each threshold, several times each, and reports
+throughput and the sending thread's CPU per GB, with a recommendation.
+
+  zcsweep                                  reference message, loopback
+  zcsweep --peer HOST:9000 --time 2s       to a receiver on another machine
+                                           (zcsend --listen 9000, or any sink)
+
+Workload (one of):
+  --profile NAME       message:N: the 256K reference message in N pieces
+                       (4K header, two 64K pieces, the rest small) [%s]
+  --trace FILE         a planner trace: one message per line, in turn
+  --split LIST         one message of these sizes, e.g. 4K,4K,16K,32K,2K
+
+Sweep:
+  --thresholds LIST    sizes, 'never', or A..B for A, 2A, 4A, ... up to B
+                       [%s]
+  --copy-ops LIST      writev, sendmsg or writev,sendmsg [writev]
+  --gaps LIST          gap-knob values to try, e.g. 0,64 [0]
+  --adaptive MODE      off, on or both (adaptive zero-copy) [off]
+  --repetitions N      runs per setting; medians and ranges over them [3]
+  --time DURATION      sending time per run, e.g. 300ms, 2s [300ms]
+  --in-flight N        messages in flight [1]
+  --peer HOST:PORT     send to this TCP receiver instead of a receiver thread
+                       on 127.0.0.1 (one connection for the whole sweep)
+
+Output:
+  --out DIR            write DIR/sweep.csv (every run), DIR/sweep.json
+                       (medians) and DIR/sweep.svg (the plot) [zcsweep-out]
+  --calibrate FILE     fit the planner's cost weights to the measured CPU per
+                       message and write them to FILE, for
+                       zcplan simulate --weights FILE
+  --quiet              no progress lines on stderr
+
+Exit status: 0 on success; 1 when the sweep fails (io_uring unavailable, the
+peer unreachable, a send error); 2 on bad input.
+)",
+      kDefaultProfile, kDefaultThresholds);
+}
+
+int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
+               std::ostream& err) {
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      out << ZcsweepUsage();
+      return kZcsweepOk;
+    }
+  }
+  Config config;
+  if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+    err << "zcsweep: " << s.message() << "\n";
+    return kZcsweepBadInput;
+  }
+  return Run(config, out, err);
+}
+
+}  // namespace zcplan

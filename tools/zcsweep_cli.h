@@ -1,0 +1,42 @@
+// The `zcsweep` command-line tool as a function, so that tests run it
+// in-process.
+//
+// `zcsweep` tunes the zero-copy threshold on the machine it runs on: it sends
+// a workload (the reference message, a size pattern or a planner trace)
+// through the executor under each threshold (and optionally both copy ops,
+// gap values and adaptive zero-copy), several times each, measures
+// throughput and the sending thread's CPU time, and prints a table, a
+// recommendation and, in words, when the numbers cannot say anything about
+// zero-copy (every notification reported a copy). It writes CSV, JSON and an
+// SVG plot, and with `--calibrate FILE` fits the planner's cost weights to
+// the measurements for `zcplan simulate --weights FILE`.
+//
+// The measuring is `uring/sweep.h`; this is flags and formatting.
+//
+// Thread safety: `RunZcsweep` keeps no state between calls.
+
+#ifndef ZCPLAN_TOOLS_ZCSWEEP_CLI_H_
+#define ZCPLAN_TOOLS_ZCSWEEP_CLI_H_
+
+#include <ostream>
+#include <string>
+
+#include "absl/types/span.h"
+
+namespace zcplan {
+
+inline constexpr int kZcsweepOk = 0;
+inline constexpr int kZcsweepFailed = 1;    // the sweep could not run
+inline constexpr int kZcsweepBadInput = 2;  // bad command line
+
+// Runs `zcsweep` with `args` (without argv[0]). Results go to `out`;
+// progress, warnings and errors to `err`. Bad input writes one line starting
+// "zcsweep: " to `err`, nothing to `out`, and returns kZcsweepBadInput.
+[[nodiscard]] int RunZcsweep(absl::Span<const std::string> args,
+                             std::ostream& out, std::ostream& err);
+
+std::string ZcsweepUsage();
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_TOOLS_ZCSWEEP_CLI_H_

@@ -1,0 +1,122 @@
+// Measures what a workload costs through the executor under several planner
+// settings: the engine behind `zcsweep`, for programs that want to tune the
+// zero-copy threshold on their own hardware and traffic.
+//
+// For each setting and repetition, `RunSweep` attaches one TCP connection
+// (to a built-in loopback receiver, or to any TCP sink) to an executor with
+// that setting, sends the workload's messages in turn for a fixed time with a
+// fixed number of messages in flight (a message is done when every one of its
+// buffers is released), and records the wall time, the sending thread's CPU
+// time and the executor's counters. `Summarize` and `Recommend` turn the runs
+// into medians, spreads and a recommended setting.
+//
+// Thread safety: `RunSweep` uses the calling thread for the executor (its
+// CPU time is what is measured) and, for the built-in receiver, one more
+// thread. The other functions are pure.
+
+#ifndef ZCPLAN_URING_SWEEP_H_
+#define ZCPLAN_URING_SWEEP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "planner/planner.h"
+#include "uring/executor.h"
+
+namespace zcplan {
+
+// One point of a sweep: the planner options and adaptive zero-copy.
+struct SweepSetting {
+  PlanOptions plan;
+  bool adaptive = false;
+};
+
+struct SweepOptions {
+  // The workload: each entry is one message's buffer sizes (at least one
+  // entry, each non-empty with sizes >= 1). Messages are sent in this order,
+  // over and over.
+  std::vector<std::vector<uint64_t>> messages;
+  std::vector<SweepSetting> settings;
+  uint32_t repetitions = 3;
+  // How long each setting sends per repetition (after one warm-up message).
+  absl::Duration run_time = absl::Milliseconds(300);
+  // Messages enqueued and not yet fully released, per run.
+  uint32_t messages_in_flight = 1;
+  // "HOST:PORT" of any TCP receiver that reads and discards, or empty for a
+  // receiver thread on 127.0.0.1 in this process. With a peer, all runs use
+  // one connection (a `zcsend --listen` there needs `--connections 1`).
+  std::string peer;
+  // Ring size for the executor.
+  uint32_t sq_entries = 256;
+};
+
+// One repetition of one setting.
+struct SweepRun {
+  double seconds = 0;      // wall time of the timed part
+  double cpu_seconds = 0;  // sending thread, user + system (RUSAGE_THREAD)
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+  SendStats stats;  // the executor's counters for the run's connection
+};
+
+struct SweepPoint {
+  SweepSetting setting;
+  std::vector<SweepRun> runs;
+};
+
+// Called after each run with the number of runs done and to do.
+using SweepProgress =
+    std::function<void(size_t done, size_t total, const SweepPoint& point)>;
+
+// Runs the sweep. Settings are interleaved (all settings once, then all
+// again, ...) so that a slow spell of the machine does not fall on one
+// setting. Errors: InvalidArgument for an empty workload, no settings, a
+// bad setting (naming it) or bad counts; Unavailable when io_uring or the
+// peer cannot be reached; the connection's error when a send fails.
+[[nodiscard]] absl::StatusOr<std::vector<SweepPoint>> RunSweep(
+    const SweepOptions& options, const SweepProgress& progress = nullptr);
+
+// Medians (and min..max) over a point's runs.
+struct PointSummary {
+  double mb_per_s = 0, mb_per_s_min = 0, mb_per_s_max = 0;  // 10^6 bytes/s
+  double cpu_s_per_gb = 0, cpu_s_per_gb_min = 0, cpu_s_per_gb_max = 0;
+  double cpu_ns_per_message = 0;  // median
+  double ops_per_message = 0;     // over all runs
+  double zero_copy_share = 0;     // bytes sent zero-copy / bytes sent
+  // Notifications that said the kernel copied / notifications; -1 if none.
+  double copied_share = -1;
+  uint64_t short_sends = 0;  // over all runs
+  uint64_t notifications = 0;
+  uint64_t copied_notifications = 0;
+};
+
+PointSummary Summarize(const SweepPoint& point);
+
+struct Recommendation {
+  size_t index = 0;  // into the points
+  // Points whose CPU per GB is within the noise of the lowest (including
+  // `index`).
+  std::vector<size_t> within_noise;
+  std::string reason;  // one sentence
+};
+
+// The setting with the best throughput per CPU: the lowest median CPU
+// seconds per GB. Points whose median lies within the noise of the lowest
+// (its min..max over the repetitions, and at least 5%) count as ties; of
+// those the one with the highest median throughput wins. Requires at least
+// one point with runs.
+Recommendation Recommend(absl::Span<const SweepPoint> points,
+                         absl::Span<const PointSummary> summaries);
+
+// "threshold 16K, writev" (and ", gap 64", ", adaptive" when set).
+std::string DescribeSetting(const SweepSetting& setting);
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_URING_SWEEP_H_

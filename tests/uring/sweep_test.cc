@@ -1,0 +1,180 @@
+// Tests of the sweep engine (uring/sweep.h): the pure summaries and the
+// recommendation on made-up runs, and short real sweeps over loopback (they
+// skip with the reason where io_uring is unavailable).
+
+#include "uring/sweep.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "planner/planner.h"
+
+namespace zcplan {
+namespace {
+
+SweepSetting Setting(uint64_t threshold, bool adaptive = false) {
+  SweepSetting s;
+  s.plan.zc_threshold = threshold;
+  s.adaptive = adaptive;
+  return s;
+}
+
+// A point whose runs moved `bytes` each in the given CPU seconds (1 s wall).
+SweepPoint Point(uint64_t threshold, std::vector<double> cpu_seconds,
+                 double seconds = 1) {
+  SweepPoint p;
+  p.setting = Setting(threshold);
+  for (double cpu : cpu_seconds) {
+    SweepRun r;
+    r.seconds = seconds;
+    r.cpu_seconds = cpu;
+    r.messages = 1000;
+    r.bytes = 1000000000;  // 1 GB
+    r.stats.ops[static_cast<int>(OpKind::kWritev)] = 3000;
+    r.stats.bytes_copied = 750000000;
+    r.stats.bytes_zero_copy = 250000000;
+    r.stats.notifications = 10;
+    r.stats.copied_notifications = 5;
+    p.runs.push_back(r);
+  }
+  return p;
+}
+
+TEST(SweepSummaryTest, MediansRangesAndShares) {
+  const PointSummary s = Summarize(Point(16384, {0.5, 0.9, 0.6}));
+  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb, 0.6);
+  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb_min, 0.5);
+  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb_max, 0.9);
+  EXPECT_DOUBLE_EQ(s.mb_per_s, 1000);
+  EXPECT_DOUBLE_EQ(s.cpu_ns_per_message, 0.6e6);
+  EXPECT_DOUBLE_EQ(s.ops_per_message, 3);
+  EXPECT_DOUBLE_EQ(s.zero_copy_share, 0.25);
+  EXPECT_DOUBLE_EQ(s.copied_share, 0.5);
+  EXPECT_EQ(s.notifications, 30u);
+}
+
+TEST(SweepSummaryTest, NoNotificationsMeansNoCopiedShare) {
+  SweepPoint p = Point(PlanOptions::kNever, {1});
+  p.runs[0].stats.notifications = 0;
+  p.runs[0].stats.copied_notifications = 0;
+  EXPECT_LT(Summarize(p).copied_share, 0);
+}
+
+TEST(SweepRecommendTest, LowestCpuPerGbWins) {
+  const std::vector<SweepPoint> points = {Point(0, {2.0, 2.1, 2.2}),
+                                          Point(16384, {0.50, 0.51, 0.52}),
+                                          Point(65536, {0.80, 0.81, 0.82})};
+  std::vector<PointSummary> sums;
+  for (const SweepPoint& p : points) sums.push_back(Summarize(p));
+  const Recommendation r = Recommend(points, sums);
+  EXPECT_EQ(r.index, 1u);
+  EXPECT_EQ(r.within_noise, std::vector<size_t>{1});
+  EXPECT_TRUE(absl::StrContains(r.reason, "0.510 s/GB")) << r.reason;
+  EXPECT_TRUE(absl::StrContains(r.reason, "threshold 16K")) << r.reason;
+}
+
+TEST(SweepRecommendTest, TiesWithinNoiseGoToTheHigherThroughput) {
+  // 16K is cheapest but noisy (0.4..0.7); 64K is within that range and
+  // twice as fast.
+  std::vector<SweepPoint> points = {Point(16384, {0.4, 0.5, 0.7}, 2.0),
+                                    Point(65536, {0.55, 0.6, 0.65}, 1.0),
+                                    Point(0, {3, 3, 3})};
+  std::vector<PointSummary> sums;
+  for (const SweepPoint& p : points) sums.push_back(Summarize(p));
+  const Recommendation r = Recommend(points, sums);
+  EXPECT_EQ(r.index, 1u);
+  EXPECT_EQ(r.within_noise, (std::vector<size_t>{0, 1}));
+  EXPECT_TRUE(absl::StrContains(r.reason, "highest throughput")) << r.reason;
+}
+
+TEST(SweepDescribeTest, NamesEveryKnobThatIsSet) {
+  SweepSetting s = Setting(PlanOptions::kNever, /*adaptive=*/true);
+  s.plan.copy_op = CopyOp::kSendmsg;
+  s.plan.zc_gap_bytes = 64;
+  EXPECT_EQ(DescribeSetting(s), "threshold never, sendmsg, gap 64, adaptive");
+  EXPECT_EQ(DescribeSetting(Setting(16384)), "threshold 16K, writev");
+}
+
+TEST(RunSweepTest, RejectsBadOptionsNamingThem) {
+  SweepOptions o;
+  EXPECT_TRUE(absl::StrContains(RunSweep(o).status().message(), "no message"));
+  o.messages = {{4096, 0}};
+  o.settings = {Setting(16384)};
+  EXPECT_TRUE(
+      absl::StrContains(RunSweep(o).status().message(), "buffer of 0 bytes"));
+  o.messages = {{4096}};
+  o.settings[0].plan.max_iovs_per_op = 0;
+  const absl::Status bad = RunSweep(o).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(bad.message(), "threshold 16K")) << bad;
+  o.settings[0].plan.max_iovs_per_op = 1024;
+  o.repetitions = 0;
+  EXPECT_TRUE(absl::StrContains(RunSweep(o).status().message(), "repetitions"));
+  o.repetitions = 1;
+  o.messages_in_flight = 0;
+  EXPECT_TRUE(
+      absl::StrContains(RunSweep(o).status().message(), "messages_in_flight"));
+}
+
+TEST(RunSweepTest, MeasuresEverySettingOnLoopback) {
+  SweepOptions o;
+  o.messages = {{4096, 4096, 16384, 32768, 2048}, {100, 200, 65536}};
+  o.settings = {Setting(0), Setting(16384), Setting(PlanOptions::kNever),
+                Setting(16384, /*adaptive=*/true)};
+  o.repetitions = 2;
+  o.run_time = absl::Milliseconds(30);
+  o.messages_in_flight = 2;
+  std::vector<size_t> progress;
+  absl::StatusOr<std::vector<SweepPoint>> points =
+      RunSweep(o, [&](size_t done, size_t total, const SweepPoint&) {
+        EXPECT_EQ(total, 8u);
+        progress.push_back(done);
+      });
+  if (!points.ok() &&
+      absl::StrContains(points.status().message(), "io_uring unavailable")) {
+    GTEST_SKIP() << points.status();
+  }
+  ASSERT_TRUE(points.ok()) << points.status();
+  EXPECT_EQ(progress, (std::vector<size_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  ASSERT_EQ(points->size(), 4u);
+  for (const SweepPoint& p : *points) {
+    ASSERT_EQ(p.runs.size(), 2u);
+    for (const SweepRun& r : p.runs) {
+      EXPECT_GT(r.messages, 0u);
+      EXPECT_GT(r.seconds, 0);
+      // Every byte of every counted message went out exactly once, by one
+      // kind of op or the other.
+      EXPECT_EQ(r.stats.bytes_copied + r.stats.bytes_zero_copy, r.bytes);
+      EXPECT_EQ(r.stats.buffers_released_failed, 0u);
+    }
+  }
+  const SweepRun& all_zc = (*points)[0].runs[0];
+  EXPECT_EQ(all_zc.stats.bytes_copied, 0u);
+  const SweepRun& never = (*points)[2].runs[0];
+  EXPECT_EQ(never.stats.bytes_zero_copy, 0u);
+  EXPECT_EQ(never.stats.notifications, 0u);
+  // Loopback copies: every notification says so.
+  EXPECT_GT((*points)[1].runs[0].stats.notifications, 0u);
+  EXPECT_EQ((*points)[1].runs[0].stats.copied_notifications,
+            (*points)[1].runs[0].stats.notifications);
+}
+
+TEST(RunSweepTest, UnreachablePeerIsUnavailable) {
+  SweepOptions o;
+  o.messages = {{4096}};
+  o.settings = {Setting(16384)};
+  o.peer = "127.0.0.1:1";
+  const absl::Status s = RunSweep(o).status();
+  if (absl::StrContains(s.message(), "io_uring unavailable")) {
+    GTEST_SKIP() << s;
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "127.0.0.1:1")) << s;
+}
+
+}  // namespace
+}  // namespace zcplan

@@ -63,10 +63,12 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
   return value;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+// `what` names the file in errors: "trace file", "weights file".
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view what) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) {
-    return Bad(absl::StrCat("cannot read trace file '", path,
+    return Bad(absl::StrCat("cannot read ", what, " '", path,
                             "': ", std::strerror(errno)));
   }
   std::string text;
@@ -78,7 +80,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   const int error = std::ferror(file) ? errno : 0;
   std::fclose(file);
   if (error != 0) {
-    return Bad(absl::StrCat("cannot read trace file '", path,
+    return Bad(absl::StrCat("cannot read ", what, " '", path,
                             "': ", std::strerror(error)));
   }
   return text;
@@ -272,7 +274,7 @@ absl::StatusOr<std::vector<TraceBatch>> LoadBatches(const Config& config) {
     if (!sizes.ok()) return sizes.status();
     return std::vector<TraceBatch>{TraceBatch{0, *std::move(sizes)}};
   }
-  absl::StatusOr<std::string> text = ReadFile(config.trace_path);
+  absl::StatusOr<std::string> text = ReadFile(config.trace_path, "trace file");
   if (!text.ok()) return text.status();
   absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
   if (!trace.ok()) {
@@ -690,7 +692,8 @@ absl::StatusOr<std::string> Run(absl::Span<const std::string> args) {
       return Bad(absl::StrCat("give --weights ", config.weights_path,
                               " or --per-*/--page-size flags, not both"));
     }
-    absl::StatusOr<std::string> text = ReadFile(config.weights_path);
+    absl::StatusOr<std::string> text =
+        ReadFile(config.weights_path, "weights file");
     if (!text.ok())
       return Bad(absl::StrCat("--weights: ", text.status().message()));
     absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);

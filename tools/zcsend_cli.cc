@@ -40,6 +40,7 @@
 #include "planner/simulate.h"
 #include "planner/trace.h"
 #include "uring/executor.h"
+#include "uring/net.h"
 
 namespace zcplan {
 
@@ -191,29 +192,13 @@ absl::StatusOr<uint32_t> ParseNumber(absl::string_view text, uint32_t min,
 }
 
 absl::Status ParsePeer(absl::string_view v, Config& c) {
-  absl::string_view host;
-  absl::string_view port;
-  if (absl::StartsWith(v, "[")) {
-    const size_t close = v.find(']');
-    if (close != absl::string_view::npos && close + 1 < v.size() &&
-        v[close + 1] == ':') {
-      host = v.substr(1, close - 1);
-      port = v.substr(close + 2);
-    }
-  } else if (const size_t colon = v.rfind(':');
-             colon != absl::string_view::npos && v.find(':') == colon) {
-    host = v.substr(0, colon);
-    port = v.substr(colon + 1);
-  }
-  if (host.empty() || !ParseNumber(port, 1, 65535).ok()) {
-    return Bad(absl::StrCat("bad address '", v,
-                            "': expected HOST:PORT, e.g. 127.0.0.1:9000 or "
-                            "[::1]:9000"));
-  }
+  absl::StatusOr<std::pair<std::string, std::string>> hp =
+      SplitHostPort(std::string(v));
+  if (!hp.ok()) return hp.status();
   c.has_peer = true;
   c.peer = std::string(v);
-  c.peer_host = std::string(host);
-  c.peer_port = std::string(port);
+  c.peer_host = hp->first;
+  c.peer_port = hp->second;
   return absl::OkStatus();
 }
 
@@ -438,25 +423,7 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   return text;
 }
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    Reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 // --- Sender ------------------------------------------------------------------
 
@@ -592,30 +559,7 @@ class Region {
 };
 
 absl::StatusOr<Fd> Connect(const Config& c) {
-  struct addrinfo hints = {};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  struct addrinfo* list = nullptr;
-  if (int rc =
-          getaddrinfo(c.peer_host.c_str(), c.peer_port.c_str(), &hints, &list);
-      rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot resolve '", c.peer_host, "': ", gai_strerror(rc)));
-  }
-  int error = 0;
-  Fd fd;
-  for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    fd.Reset(
-        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (fd.get() >= 0 && connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
-      freeaddrinfo(list);
-      return fd;
-    }
-    error = errno;
-  }
-  freeaddrinfo(list);
-  return absl::UnavailableError(
-      absl::StrCat("cannot connect to ", c.peer, ": ", Errno(error)));
+  return ConnectTcp(c.peer_host, c.peer_port);
 }
 
 // One connection's buffers: a ring of `capacity` bytes handed out in stream

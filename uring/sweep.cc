@@ -1,7 +1,6 @@
 #include "uring/sweep.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -22,31 +21,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "planner/trace.h"
+#include "uring/net.h"
 
 namespace zcplan {
 namespace {
 
 constexpr uint64_t kPage = 4096;
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    Reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 double ThreadCpuSeconds() {
   struct rusage ru = {};
@@ -110,38 +92,9 @@ class LoopbackSink {
 };
 
 absl::StatusOr<Fd> ConnectTo(const std::string& peer) {
-  const size_t colon = peer.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == peer.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("peer '", peer, "': expected HOST:PORT"));
-  }
-  std::string host = peer.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  const std::string port = peer.substr(colon + 1);
-  addrinfo hints = {};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &list);
-      rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot resolve '", host, "': ", gai_strerror(rc)));
-  }
-  int error = 0;
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    Fd fd(
-        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (fd.get() >= 0 && connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
-      freeaddrinfo(list);
-      return fd;
-    }
-    error = errno;
-  }
-  freeaddrinfo(list);
-  return absl::UnavailableError(
-      absl::StrCat("cannot connect to ", peer, ": ", std::strerror(error)));
+  absl::StatusOr<std::pair<std::string, std::string>> hp = SplitHostPort(peer);
+  if (!hp.ok()) return hp.status();
+  return ConnectTcp(hp->first, hp->second);
 }
 
 // The buffers of one message in flight: every piece starts on its own page

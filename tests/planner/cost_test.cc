@@ -1,7 +1,10 @@
 #include "planner/cost.h"
 
+#include <limits>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/planner.h"
@@ -10,6 +13,7 @@ namespace zcplan {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 constexpr uint64_t K = 1024;
 
@@ -119,6 +123,158 @@ TEST(CostTest, RejectsNegativeOrNonFiniteWeightsAndBadPageSize) {
   EXPECT_THAT(ValidateCostWeights(w).message(),
               HasSubstr("page_size is 3000; it must be a power of two"));
 }
+
+void ExpectSameWeights(const CostWeights& got, const CostWeights& want) {
+  EXPECT_EQ(got.per_op, want.per_op);
+  EXPECT_EQ(got.per_zc_op, want.per_zc_op);
+  EXPECT_EQ(got.per_copy_byte, want.per_copy_byte);
+  EXPECT_EQ(got.per_zc_byte, want.per_zc_byte);
+  EXPECT_EQ(got.per_copy_iov, want.per_copy_iov);
+  EXPECT_EQ(got.per_zc_iov, want.per_zc_iov);
+  EXPECT_EQ(got.per_pinned_page, want.per_pinned_page);
+  EXPECT_EQ(got.page_size, want.page_size);
+}
+
+TEST(CostWeightsFileTest, FormatsOneNameValueLinePerWeight) {
+  EXPECT_EQ(FormatCostWeights(CostWeights()),
+            "per_op 1500\n"
+            "per_zc_op 800\n"
+            "per_copy_byte 0.2\n"
+            "per_zc_byte 0\n"
+            "per_copy_iov 20\n"
+            "per_zc_iov 200\n"
+            "per_pinned_page 50\n"
+            "page_size 4096\n");
+}
+
+TEST(CostWeightsFileTest, RoundTripsDefaultAndOtherWeights) {
+  {
+    const absl::StatusOr<CostWeights> back =
+        ParseCostWeights(FormatCostWeights(CostWeights()));
+    ASSERT_TRUE(back.ok()) << back.status();
+    ExpectSameWeights(*back, CostWeights());
+  }
+  CostWeights w;
+  w.per_op = 1234.5;
+  w.per_zc_op = 0;
+  w.per_copy_byte = 0.000125;
+  w.per_zc_byte = 3e-9;
+  w.per_copy_iov = 1e12;
+  w.per_zc_iov = 77;
+  w.per_pinned_page = 0.5;
+  w.page_size = 65536;
+  const absl::StatusOr<CostWeights> back =
+      ParseCostWeights(FormatCostWeights(w));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameWeights(*back, w);
+}
+
+TEST(CostWeightsFileTest, RoundTripsFittedWeightsExactly) {
+  // Weights as a fit returns them: every digit of a double.
+  CostWeights w;
+  w.per_op = 1234.5678901234567;
+  w.per_zc_op = 1.0 / 3;
+  w.per_copy_byte = 0.2371946192837465;
+  w.per_zc_byte = 1e-7 / 3;
+  w.per_copy_iov = 19.999999999999996;
+  w.per_zc_iov = 200.00000000000003;
+  w.per_pinned_page = 49.123456789;
+  w.page_size = 1 << 30;
+  const absl::StatusOr<CostWeights> back =
+      ParseCostWeights(FormatCostWeights(w));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameWeights(*back, w);
+}
+
+TEST(CostWeightsFileTest, SkipsCommentsAndBlankLinesAndAcceptsTabsAndCrlf) {
+  const absl::StatusOr<CostWeights> w = ParseCostWeights(
+      "# calibrated on host x\n"
+      "\n"
+      "per_op 7   # trailing comment\n"
+      "   # indented comment\n"
+      "\t \n"
+      "\tper_zc_op\t9 \r\n"
+      "page_size 8192");  // No final newline.
+  ASSERT_TRUE(w.ok()) << w.status();
+  CostWeights want;
+  want.per_op = 7;
+  want.per_zc_op = 9;
+  want.page_size = 8192;
+  ExpectSameWeights(*w, want);
+}
+
+TEST(CostWeightsFileTest, WeightsNotInTheFileKeepTheirDefaults) {
+  const absl::StatusOr<CostWeights> w = ParseCostWeights("per_copy_byte 0.5\n");
+  ASSERT_TRUE(w.ok()) << w.status();
+  CostWeights want;
+  want.per_copy_byte = 0.5;
+  ExpectSameWeights(*w, want);
+
+  for (const char* empty : {"", "\n\n", "# only a comment\n"}) {
+    const absl::StatusOr<CostWeights> d = ParseCostWeights(empty);
+    ASSERT_TRUE(d.ok()) << d.status();
+    ExpectSameWeights(*d, CostWeights());
+  }
+}
+
+struct BadWeightsFile {
+  const char* text;
+  const char* expected;  // In the error message.
+};
+
+class CostWeightsFileErrorTest : public testing::TestWithParam<BadWeightsFile> {
+};
+
+TEST_P(CostWeightsFileErrorTest, NamesTheLineAndTheProblem) {
+  const absl::StatusOr<CostWeights> w = ParseCostWeights(GetParam().text);
+  ASSERT_FALSE(w.ok()) << GetParam().text;
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(w.status().message());
+  EXPECT_THAT(message, StartsWith("weights line "));
+  EXPECT_THAT(message, HasSubstr(GetParam().expected));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllCases, CostWeightsFileErrorTest,
+    testing::Values(
+        BadWeightsFile{"per_op 1\nper_bogus 2\n",
+                       "weights line 2: unknown weight 'per_bogus'"},
+        BadWeightsFile{"PER_OP 1\n", "weights line 1: unknown weight 'PER_OP'"},
+        BadWeightsFile{"per-op 1\n", "weights line 1: unknown weight 'per-op'"},
+        BadWeightsFile{"# x\n\nper_zc_op abc\n",
+                       "weights line 3: bad value 'abc' for per_zc_op: "
+                       "expected a finite number >= 0"},
+        BadWeightsFile{"per_op 1.5ns\n", "weights line 1: bad value '1.5ns'"},
+        BadWeightsFile{"per_op 1\nper_zc_iov -1\n",
+                       "weights line 2: bad value '-1' for per_zc_iov"},
+        BadWeightsFile{"per_op inf\n", "weights line 1: bad value 'inf'"},
+        BadWeightsFile{"per_op -inf\n", "weights line 1: bad value '-inf'"},
+        BadWeightsFile{"per_op nan\n", "weights line 1: bad value 'nan'"},
+        BadWeightsFile{"per_op 1e999\n", "weights line 1: bad value '1e999'"},
+        BadWeightsFile{"\nper_op 1 2\n",
+                       "weights line 2: expected 'name value', got 'per_op 1 "
+                       "2'"},
+        BadWeightsFile{"per_op\n",
+                       "weights line 1: expected 'name value', got 'per_op'"},
+        BadWeightsFile{"per_op=1\n", "weights line 1: expected 'name value'"},
+        BadWeightsFile{"per_op 1\nper_zc_op 2\nper_op 1\n",
+                       "weights line 3: 'per_op' given twice"},
+        BadWeightsFile{"page_size 4096\npage_size 4096\n",
+                       "weights line 2: 'page_size' given twice"},
+        BadWeightsFile{"page_size 4K\n", "weights line 1: bad page_size '4K'"},
+        BadWeightsFile{"page_size -4096\n",
+                       "weights line 1: bad page_size '-4096'"},
+        BadWeightsFile{"page_size 1.5\n", "weights line 1: bad page_size"},
+        BadWeightsFile{"per_op 1\npage_size 3000\n",
+                       "weights line 2: CostWeights.page_size is 3000; it "
+                       "must be a power of two"},
+        BadWeightsFile{"page_size 256\n",
+                       "weights line 1: CostWeights.page_size "
+                       "is 256"},
+        BadWeightsFile{"page_size 2147483648\n",
+                       "weights line 1: CostWeights.page_size is 2147483648"},
+        BadWeightsFile{"page_size 0\n",
+                       "weights line 1: CostWeights.page_size is 0"}));
 
 }  // namespace
 }  // namespace zcplan

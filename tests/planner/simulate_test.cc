@@ -1,8 +1,12 @@
 #include "planner/simulate.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -196,6 +200,118 @@ TEST(SimulateTest, RejectsNoThresholdsAndBadOptions) {
   w.page_size = 0;
   EXPECT_THAT(Simulate(trace, t, PlanOptions(), w).status().message(),
               HasSubstr("page_size is 0"));
+}
+
+uint64_t Sum(const std::vector<uint64_t>& sizes) {
+  uint64_t sum = 0;
+  for (uint64_t s : sizes) sum += s;
+  return sum;
+}
+
+TEST(ReferenceMessageTest, OnePieceIsOneWholeMessage) {
+  const absl::StatusOr<std::vector<uint64_t>> sizes = ReferenceMessageSizes(1);
+  ASSERT_TRUE(sizes.ok()) << sizes.status();
+  EXPECT_EQ(*sizes, std::vector<uint64_t>{256 * K});
+}
+
+TEST(ReferenceMessageTest, TwoOrThreePiecesAreTheHeaderAndEqualParts) {
+  const absl::StatusOr<std::vector<uint64_t>> two = ReferenceMessageSizes(2);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(*two, (std::vector<uint64_t>{4 * K, 252 * K}));
+  const absl::StatusOr<std::vector<uint64_t>> three = ReferenceMessageSizes(3);
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(*three, (std::vector<uint64_t>{4 * K, 126 * K, 126 * K}));
+}
+
+TEST(ReferenceMessageTest, FourPiecesAreHeaderBodyAndTheTwoLargePieces) {
+  const absl::StatusOr<std::vector<uint64_t>> sizes = ReferenceMessageSizes(4);
+  ASSERT_TRUE(sizes.ok()) << sizes.status();
+  EXPECT_EQ(*sizes, (std::vector<uint64_t>{4 * K, 124 * K, 64 * K, 64 * K}));
+}
+
+TEST(ReferenceMessageTest, SixteenPiecesAsTheBenchmarksBuildThem) {
+  // 13 small pieces share 124 KiB = 126976 bytes: 9767 each, the first 5
+  // one byte more; the 64 KiB pieces follow the small pieces 4 and 8
+  // (counting from 0: after small / 3 and 2 * small / 3).
+  const absl::StatusOr<std::vector<uint64_t>> sizes = ReferenceMessageSizes(16);
+  ASSERT_TRUE(sizes.ok()) << sizes.status();
+  EXPECT_EQ(*sizes, (std::vector<uint64_t>{4 * K, 9768, 9768, 9768, 9768, 9768,
+                                           64 * K, 9767, 9767, 9767, 9767,
+                                           64 * K, 9767, 9767, 9767, 9767}));
+}
+
+class ReferenceMessageShapeTest : public testing::TestWithParam<uint32_t> {};
+
+TEST_P(ReferenceMessageShapeTest, IsTheHeaderTwoLargePiecesAndEvenSmallOnes) {
+  const uint32_t pieces = GetParam();
+  const absl::StatusOr<std::vector<uint64_t>> got =
+      ReferenceMessageSizes(pieces);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const std::vector<uint64_t>& sizes = *got;
+  ASSERT_EQ(sizes.size(), pieces);
+  EXPECT_EQ(Sum(sizes), 256 * K);
+  EXPECT_EQ(sizes[0], 4 * K);
+  std::vector<size_t> large;
+  uint64_t smallest = UINT64_MAX, largest = 0;
+  for (size_t i = 1; i < sizes.size(); ++i) {
+    if (sizes[i] == 64 * K) {
+      large.push_back(i);
+      continue;
+    }
+    smallest = std::min(smallest, sizes[i]);
+    largest = std::max(largest, sizes[i]);
+  }
+  ASSERT_EQ(large.size(), 2u);
+  // The small pieces split the rest of the body evenly, first ones larger.
+  EXPECT_GE(smallest, 1u);
+  EXPECT_LE(largest - smallest, 1u);
+  for (size_t i = 2; i < sizes.size(); ++i) {
+    if (sizes[i] != 64 * K && sizes[i - 1] != 64 * K) {
+      EXPECT_LE(sizes[i], sizes[i - 1]) << i;
+    }
+  }
+  // Placed after small piece small / 3 and small piece 2 * small / 3.
+  const size_t small = pieces - 3;
+  EXPECT_EQ(large[0], 1 + small / 3 + 1);
+  EXPECT_EQ(large[1], 1 + 2 * small / 3 + 2);
+  if (pieces >= 16) {
+    // About one and two thirds into the message, by piece count and bytes.
+    EXPECT_NEAR(large[0], pieces / 3.0, 2 + pieces / 16.0);
+    EXPECT_NEAR(large[1], 2 * pieces / 3.0, 2 + pieces / 16.0);
+    uint64_t before_first = 0, before_second = 0;
+    for (size_t i = 0; i < large[0]; ++i) before_first += sizes[i];
+    for (size_t i = 0; i < large[1]; ++i) before_second += sizes[i];
+    EXPECT_GT(before_first, 256 * K / 8) << "too near the start";
+    EXPECT_LT(before_first, 256 * K / 2);
+    EXPECT_GT(before_second, 256 * K / 2);
+    EXPECT_LT(before_second, 256 * K - 64 * K) << "too near the end";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(PieceCounts, ReferenceMessageShapeTest,
+                         testing::Values(4, 5, 6, 7, 16, 64, 256, 1024, 2048,
+                                         kMaxReferencePieces));
+
+TEST(ReferenceMessageTest, EveryPieceCountSumsToTheMessage) {
+  for (uint32_t pieces = 1; pieces <= 3000; ++pieces) {
+    const absl::StatusOr<std::vector<uint64_t>> sizes =
+        ReferenceMessageSizes(pieces);
+    ASSERT_TRUE(sizes.ok()) << pieces << ": " << sizes.status();
+    ASSERT_EQ(sizes->size(), pieces);
+    ASSERT_EQ(Sum(*sizes), 256 * K) << pieces;
+    for (uint64_t s : *sizes) ASSERT_GT(s, 0u) << pieces;
+  }
+}
+
+TEST(ReferenceMessageTest, RejectsZeroAndTooManyPieces) {
+  for (uint32_t pieces : {0u, kMaxReferencePieces + 1, UINT32_MAX}) {
+    const absl::StatusOr<std::vector<uint64_t>> sizes =
+        ReferenceMessageSizes(pieces);
+    EXPECT_EQ(sizes.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(sizes.status().message(),
+                HasSubstr(absl::StrCat("reference message of ", pieces,
+                                       " pieces: expected 1..65536")));
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "planner/cost.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
 
@@ -408,6 +409,71 @@ TEST(ZcplanSimulateTest, GapLowersTheCostOfTheChunkedTrace) {
   EXPECT_LT(JsonNumber(with.out, "cost"), JsonNumber(without.out, "cost"));
 }
 
+TEST(ZcplanSimulateTest, WeightsFileSetsTheWeightsOfTheCostModel) {
+  const std::string path =
+      WriteTempFile("calibrated.weights",
+                    "# from zcsweep --calibrate\n"
+                    "per_op 100\n"
+                    "per_zc_op 0   # folded into per_zc_iov\n"
+                    "\n"
+                    "per_copy_byte 1.5\n"
+                    "page_size 16384\n");
+  const Result table =
+      Zcplan({"simulate", "--trace", kHttpTrace, "--weights", path});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_EQ(table.err, "");
+  // Named weights from the file, the others the defaults.
+  EXPECT_TRUE(absl::StrContains(
+      table.out,
+      "\nweights: per_op=100 per_zc_op=0 per_copy_byte=1.5 per_zc_byte=0 "
+      "per_copy_iov=20 per_zc_iov=200 per_pinned_page=50 page_size=16384\n"))
+      << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "\nnote: weights from " + path))
+      << table.out;
+  EXPECT_FALSE(absl::StrContains(table.out, "default weights")) << table.out;
+  EXPECT_FALSE(absl::StrContains(table.out, "uncalibrated")) << table.out;
+
+  const Result json = Zcplan({"simulate", "--trace", kHttpTrace,
+                              "--format=json", "--weights=" + path});
+  ASSERT_EQ(json.code, 0) << json.err;
+  const size_t weights_at = json.out.find("\"weights\": {");
+  ASSERT_NE(weights_at, std::string::npos) << json.out;
+  EXPECT_EQ(JsonNumber(json.out, "per_op", weights_at), 100);
+  EXPECT_EQ(JsonNumber(json.out, "per_zc_op", weights_at), 0);
+  EXPECT_EQ(JsonNumber(json.out, "per_copy_byte", weights_at), 1.5);
+  EXPECT_EQ(JsonNumber(json.out, "per_zc_iov", weights_at), 200);
+  EXPECT_EQ(JsonNumber(json.out, "page_size", weights_at), 16384);
+  EXPECT_TRUE(absl::StrContains(json.out, "\"defaults\": false")) << json.out;
+  EXPECT_FALSE(absl::StrContains(json.out, "\"defaults\": true")) << json.out;
+
+  // The costs are those of the same weights given as flags, not the
+  // defaults'.
+  const Result flags = Zcplan({"simulate", "--trace", kHttpTrace,
+                               "--format=json", "--per-op=100", "--per-zc-op=0",
+                               "--per-copy-byte=1.5", "--page-size=16K"});
+  ASSERT_EQ(flags.code, 0) << flags.err;
+  EXPECT_EQ(json.out, flags.out);
+  const Result defaults =
+      Zcplan({"simulate", "--trace", kHttpTrace, "--format=json"});
+  ASSERT_EQ(defaults.code, 0) << defaults.err;
+  EXPECT_NE(JsonNumber(json.out, "cost"), JsonNumber(defaults.out, "cost"));
+}
+
+TEST(ZcplanSimulateTest, WeightsFileWrittenByFormatCostWeightsReadsBack) {
+  CostWeights w;
+  w.per_op = 987.654321;
+  w.per_zc_iov = 0.125;
+  w.page_size = 8192;
+  const std::string path =
+      WriteTempFile("formatted.weights", FormatCostWeights(w));
+  const Result r = Zcplan({"simulate", "--trace", kChunkedTrace,
+                           "--format=json", "--weights", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "per_op"), 987.654);  // JSON keeps 6 digits.
+  EXPECT_EQ(JsonNumber(r.out, "per_zc_iov"), 0.125);
+  EXPECT_EQ(JsonNumber(r.out, "page_size"), 8192);
+}
+
 class ZcplanHelpTest : public testing::TestWithParam<std::vector<std::string>> {
 };
 
@@ -417,9 +483,9 @@ TEST_P(ZcplanHelpTest, PrintsUsageToStdoutAndExitsZero) {
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out, ZcplanUsage());
   EXPECT_TRUE(absl::StartsWith(r.out, "usage: zcplan plan ")) << r.out;
-  for (const char* flag :
-       {"--trace", "--threshold", "--copy-op", "--max-iovs", "--max-bytes",
-        "--max-ops", "--gap", "--format", "--thresholds", "JSON Lines"}) {
+  for (const char* flag : {"--trace", "--threshold", "--copy-op", "--max-iovs",
+                           "--max-bytes", "--max-ops", "--gap", "--format",
+                           "--thresholds", "--weights", "JSON Lines"}) {
     EXPECT_TRUE(absl::StrContains(r.out, flag)) << flag;
   }
 }
@@ -527,6 +593,49 @@ TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
                  "give sizes or --trace, not both");
   ExpectBadInput({"plan", "--trace", testing::TempDir()},
                  "cannot read trace file");
+}
+
+TEST(ZcplanBadWeightsTest, UnreadableOrMalformedWeightsFileExitsTwo) {
+  ExpectBadInput({"simulate", "--weights", "/nonexistent/x.weights", "4K"},
+                 "--weights: cannot read weights file '/nonexistent/x.weights'"
+                 ": No such file");
+  ExpectBadInput({"simulate", "--weights", testing::TempDir(), "4K"},
+                 "--weights: cannot read weights file");
+  const std::string unknown =
+      WriteTempFile("unknown.weights", "# ok\nper_op 1\nper_bogus 2\n");
+  ExpectBadInput(
+      {"simulate", "--weights", unknown, "4K"},
+      "--weights: " + unknown + ": weights line 3: unknown weight 'per_bogus'");
+  const std::string negative =
+      WriteTempFile("negative.weights", "per_zc_iov -1\n");
+  ExpectBadInput({"simulate", "--weights", negative, "4K"},
+                 negative + ": weights line 1: bad value '-1' for per_zc_iov");
+  const std::string twice =
+      WriteTempFile("twice.weights", "per_op 1\n\nper_op 2\n");
+  ExpectBadInput({"simulate", "--weights", twice, "4K"},
+                 twice + ": weights line 3: 'per_op' given twice");
+  const std::string page = WriteTempFile("page.weights", "page_size 3000\n");
+  ExpectBadInput({"simulate", "--weights", page, "4K"},
+                 page + ": weights line 1: CostWeights.page_size is 3000");
+  ExpectBadInput({"simulate", "--weights=", "4K"}, "--weights: empty path");
+  ExpectBadInput({"plan", "--weights", page, "4K"},
+                 "unknown flag '--weights' for 'plan'");
+}
+
+TEST(ZcplanBadWeightsTest, WeightsFileAndWeightFlagsAreNotBoth) {
+  const std::string path = WriteTempFile("ok.weights", "per_op 100\n");
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"simulate", "--weights", path, "--per-op=1", "4K"},
+           {"simulate", "--per-zc-iov=1", "--weights", path, "4K"},
+           {"simulate", "--weights", path, "--page-size", "8K", "4K"}}) {
+    ExpectBadInput(args, "give --weights " + path +
+                             " or --per-*/--page-size flags, not both");
+  }
+  // Refused before the file is read: a missing file is not the complaint.
+  ExpectBadInput(
+      {"simulate", "--per-op=1", "--weights", "/nonexistent/w", "4K"},
+      "not both");
 }
 
 }  // namespace

@@ -186,9 +186,8 @@ void FakeRing::Decode(const io_uring_sqe& sqe, SqeRecord* r) {
     case IORING_OP_SEND_ZC:
       r->msg_flags = sqe.msg_flags;
       r->iov_count = 1;
-      r->iovs.push_back(
-          iovec{reinterpret_cast<void*>(static_cast<uintptr_t>(sqe.addr)),
-                sqe.len});
+      r->iovs.push_back(iovec{
+          reinterpret_cast<void*>(static_cast<uintptr_t>(sqe.addr)), sqe.len});
       break;
     default:
       break;
@@ -232,10 +231,10 @@ int32_t FakeRing::PrepCheck(const SqeRecord& r) {
       if (r.ioprio & IORING_RECVSEND_FIXED_BUF) {
         if (is_msg && !features_.sendmsg_zc_fixed) return -EINVAL;
         if (r.buf_index >= registered_.size()) {
-          violations_.push_back(absl::StrCat(
-              "fixed-buffer op user_data=", r.user_data, " on fd ", r.fd,
-              " names buf_index ", r.buf_index, " but ", registered_.size(),
-              " buffer(s) are registered"));
+          violations_.push_back(
+              absl::StrCat("fixed-buffer op user_data=", r.user_data, " on fd ",
+                           r.fd, " names buf_index ", r.buf_index, " but ",
+                           registered_.size(), " buffer(s) are registered"));
           return -EFAULT;
         }
       }
@@ -315,12 +314,13 @@ void FakeRing::PostNotification(Notification n) {
     if (std::memcmp(s.data, s.bytes.data(), s.bytes.size()) == 0) continue;
     size_t k = 0;
     while (s.data[k] == static_cast<unsigned char>(s.bytes[k])) ++k;
-    violations_.push_back(absl::StrCat(
-        "zero-copy op user_data=", n.user_data, " on fd ", log_[n.log_index].fd,
-        ": buffer at ", reinterpret_cast<uintptr_t>(s.data), " (",
-        s.bytes.size(), " bytes) changed before its notification (first at "
-        "byte ",
-        k, ")"));
+    violations_.push_back(
+        absl::StrCat("zero-copy op user_data=", n.user_data, " on fd ",
+                     log_[n.log_index].fd, ": buffer at ",
+                     reinterpret_cast<uintptr_t>(s.data), " (", s.bytes.size(),
+                     " bytes) changed before its notification (first at "
+                     "byte ",
+                     k, ")"));
   }
   zc_bytes_pending_ -= n.zc_bytes;
   ++notifications_posted_;
@@ -337,8 +337,9 @@ bool FakeRing::RunOp(size_t index, bool chain_failed, bool* breaks_chain) {
     Complete(index, -ECANCELED, 0, 0);
     if (zc && notify_cancelled_zc_) {
       QueueNotification(
-          index, report ? static_cast<int32_t>(IORING_NOTIF_USAGE_ZC_COPIED) : 0,
-          {}, 0);
+          index,
+          report ? static_cast<int32_t>(IORING_NOTIF_USAGE_ZC_COPIED) : 0, {},
+          0);
     }
     return true;
   }
@@ -377,10 +378,10 @@ bool FakeRing::RunOp(size_t index, bool chain_failed, bool* breaks_chain) {
   } else {
     uint64_t want = r.bytes_requested;
     int32_t error = 0;
-    auto it = std::find_if(s.faults.begin(), s.faults.end(),
-                           [&](const FakeFault& f) {
-                             return f.opcode < 0 || f.opcode == r.opcode;
-                           });
+    auto it =
+        std::find_if(s.faults.begin(), s.faults.end(), [&](const FakeFault& f) {
+          return f.opcode < 0 || f.opcode == r.opcode;
+        });
     if (it != s.faults.end()) {
       const FakeFault f = *it;
       s.faults.erase(it);
@@ -424,8 +425,8 @@ bool FakeRing::RunOp(size_t index, bool chain_failed, bool* breaks_chain) {
   }
   const bool must_be_whole =
       r.opcode == IORING_OP_WRITEV || (r.msg_flags & MSG_WAITALL) != 0;
-  *breaks_chain =
-      res < 0 || (must_be_whole && static_cast<uint64_t>(res) != r.bytes_requested);
+  *breaks_chain = res < 0 || (must_be_whole &&
+                              static_cast<uint64_t>(res) != r.bytes_requested);
 
   if (!zc) {
     Complete(index, res, 0, moved);
@@ -555,9 +556,9 @@ int FakeRing::SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) {
           log_[op].opcode != IORING_OP_WRITEV) {
         continue;
       }
-      const bool clash = std::any_of(
-          blocked_.begin(), blocked_.end(),
-          [fd](const Chain& c) { return c.fd == fd; });
+      const bool clash =
+          std::any_of(blocked_.begin(), blocked_.end(),
+                      [fd](const Chain& c) { return c.fd == fd; });
       if (clash) {
         violations_.push_back(
             absl::StrCat("chain ", log_[op].chain, " submitted on fd ", fd,

@@ -113,10 +113,10 @@ struct SqeRecord {
   uint16_t ioprio = 0;     // zero-copy flags for SEND_ZC / SENDMSG_ZC
   uint16_t buf_index = 0;
   uint64_t bytes_requested = 0;
-  uint32_t iov_count = 0;       // 1 for send / send_zc
+  uint32_t iov_count = 0;          // 1 for send / send_zc
   std::vector<struct iovec> iovs;  // the pieces, copied at submit
-  uint64_t submit_call = 0;     // 1-based SubmitAndWait call that took it
-  uint64_t chain = 0;           // 0-based chain number over the fake's life
+  uint64_t submit_call = 0;        // 1-based SubmitAndWait call that took it
+  uint64_t chain = 0;              // 0-based chain number over the fake's life
   uint32_t index_in_chain = 0;
   // Outcome (valid when `completed`).
   bool completed = false;

@@ -1,0 +1,57 @@
+// Small socket helpers shared by the executor's tools and sweeps: an owning
+// file descriptor and a TCP connect by name.
+//
+// Thread safety: `UniqueFd` is a plain value type; the functions are
+// reentrant.
+
+#ifndef ZCPLAN_URING_NET_H_
+#define ZCPLAN_URING_NET_H_
+
+#include <unistd.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+
+namespace zcplan {
+
+// Owns a file descriptor (-1: none) and closes it.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    Reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+  // Closes the descriptor held, if any, and holds `fd` instead.
+  void Reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Connects a TCP socket to `host` (a name, an IPv4 or an IPv6 address) and
+// `port`, trying each address the name resolves to. Errors: Unavailable
+// with "cannot resolve 'HOST': ..." or "cannot connect to HOST:PORT: ...".
+[[nodiscard]] absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
+                                                  const std::string& port);
+
+// Splits "HOST:PORT" or "[IPV6]:PORT" (port 1..65535). Errors:
+// InvalidArgument quoting the text.
+[[nodiscard]] absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
+    const std::string& text);
+
+}  // namespace zcplan
+
+#endif  // ZCPLAN_URING_NET_H_

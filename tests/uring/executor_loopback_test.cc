@@ -67,24 +67,6 @@ constexpr absl::Duration kDrainTimeout = absl::Seconds(120);
 constexpr absl::Duration kReceiveTimeout = absl::Seconds(180);
 constexpr absl::Duration kStepTimeout = absl::Seconds(60);
 
-std::string KernelRelease() {
-  struct utsname u;
-  return uname(&u) == 0 ? std::string(u.release) : std::string("?");
-}
-
-std::string IoUringDisabledSysctl() {
-  std::ifstream in("/proc/sys/kernel/io_uring_disabled");
-  std::string value;
-  if (!(in >> value)) return "absent";
-  return value;
-}
-
-std::string SkipReason(const absl::Status& status) {
-  return absl::StrCat("io_uring unavailable on kernel ", KernelRelease(),
-                      " (kernel.io_uring_disabled=", IoUringDisabledSysctl(),
-                      "): ", status.ToString());
-}
-
 uint64_t Ops(const SendStats& s, OpKind kind) {
   return s.ops[static_cast<int>(kind)];
 }
@@ -357,7 +339,7 @@ class ExecutorLoopbackTest : public testing::Test {
     options.on_release = ledger_.callback();
     absl::StatusOr<std::unique_ptr<Executor>> executor =
         Executor::Create(std::move(options));
-    if (!executor.ok()) GTEST_SKIP() << SkipReason(executor.status());
+    if (!executor.ok()) GTEST_SKIP() << IoUringSkipReason(executor.status());
     executor_ = *std::move(executor);
   }
 

@@ -56,18 +56,6 @@ bool KernelAtLeast(int major, int minor) {
   return KernelVersion() >= std::make_pair(major, minor);
 }
 
-std::string KernelRelease() {
-  struct utsname u;
-  return uname(&u) == 0 ? std::string(u.release) : std::string("?");
-}
-
-std::string IoUringDisabledSysctl() {
-  std::ifstream in("/proc/sys/kernel/io_uring_disabled");
-  std::string value;
-  if (!(in >> value)) return "absent";
-  return value;
-}
-
 std::string Describe(const Completion& c) {
   std::string flags;
   if (c.flags & IORING_CQE_F_MORE) flags += " MORE";
@@ -150,9 +138,7 @@ class IoUringRingTest : public testing::Test {
   void MakeRing(const IoUringRingOptions& options) {
     absl::StatusOr<std::unique_ptr<Ring>> ring = MakeIoUringRing(options);
     if (!ring.ok()) {
-      GTEST_SKIP() << "io_uring unavailable on kernel " << KernelRelease()
-                   << " (kernel.io_uring_disabled=" << IoUringDisabledSysctl()
-                   << "): " << ring.status();
+      GTEST_SKIP() << IoUringSkipReason(ring.status());
     }
     ring_ = *std::move(ring);
   }

@@ -4,15 +4,31 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace zcplan {
+
+std::string KernelRelease() {
+  struct utsname u;
+  return uname(&u) == 0 ? std::string(u.release) : std::string("?");
+}
+
+std::string IoUringSkipReason(const absl::Status& status) {
+  std::ifstream in("/proc/sys/kernel/io_uring_disabled");
+  std::string sysctl;
+  if (!(in >> sysctl)) sysctl = "absent";
+  return absl::StrCat("io_uring unavailable on kernel ", KernelRelease(),
+                      " (kernel.io_uring_disabled=", sysctl,
+                      "): ", status.ToString());
+}
 
 TcpPair::TcpPair(TcpPair&& other) noexcept
     : client(std::exchange(other.client, -1)),

@@ -75,6 +75,13 @@ class TokenLedger {
   std::vector<std::string> problems_;
 };
 
+// The running kernel's release, e.g. "6.18.0"; "?" if unknown.
+std::string KernelRelease();
+
+// Why io_uring cannot be used here, for a GTEST_SKIP: the kernel release,
+// the kernel.io_uring_disabled sysctl and `status` (the error that said so).
+std::string IoUringSkipReason(const absl::Status& status);
+
 // Fills `out` with a deterministic byte pattern: byte i of stream `stream` is
 // PatternByte(stream, i).
 inline unsigned char PatternByte(uint64_t stream, uint64_t i) {

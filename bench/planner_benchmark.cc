@@ -19,6 +19,7 @@
 
 #include "benchmark/benchmark.h"
 #include "planner/planner.h"
+#include "planner/simulate.h"
 #include "tests/util/alloc_counter.h"
 
 namespace zcplan {
@@ -28,16 +29,8 @@ namespace {
 // header, two 64 KiB pieces at one and two thirds of the body, the rest of
 // the body split into n - 3 small pieces. Distinct, never-read addresses.
 std::vector<struct iovec> Message(size_t n) {
-  constexpr uint64_t kTotal = 256 * 1024, kHeader = 4096, kLarge = 65536;
-  std::vector<uint64_t> lengths = {kHeader};
-  const size_t small = n - 3;
-  const uint64_t rest = kTotal - kHeader - 2 * kLarge;
-  for (size_t k = 0; k < small; ++k) {
-    lengths.push_back(rest / small + (k < rest % small ? 1 : 0));
-    if (k == small / 3) lengths.push_back(kLarge);
-    if (k == 2 * small / 3) lengths.push_back(kLarge);
-  }
-  if (small == 0) lengths = {kHeader, kLarge, kLarge};
+  const std::vector<uint64_t> lengths =
+      *ReferenceMessageSizes(static_cast<uint32_t>(n));
   std::vector<struct iovec> q;
   uintptr_t base = 1 << 20;
   for (uint64_t len : lengths) {

@@ -129,6 +129,8 @@ class Executor::Impl {
   absl::StatusOr<ConnectionId> Attach(int fd, const ConnectionOptions& opts);
   absl::Status Enqueue(ConnectionId id, const void* data, size_t length,
                        uint64_t token);
+  absl::Status Enqueue(ConnectionId id, absl::Span<const iovec> buffers,
+                       absl::Span<const uint64_t> tokens);
   absl::Status Flush();
   absl::StatusOr<size_t> Poll(absl::Duration timeout);
   absl::Status Drain(absl::Duration timeout);
@@ -146,7 +148,6 @@ class Executor::Impl {
   enum class State : uint8_t { kOpen, kFailed, kClosed };
 
   struct Buffer {
-    uint64_t token;
     uint32_t refs = 0;  // in-flight ops that reference the buffer
     bool released = false;
   };
@@ -166,6 +167,7 @@ class Executor::Impl {
     // released and wait for compaction.
     std::vector<iovec> iovs;
     std::vector<Buffer> bufs;
+    std::vector<uint64_t> tokens;  // apart, so a run of them is one span
     uint64_t base_seq = 0;
     size_t front = 0;
     size_t held = 0;            // buffers not yet released
@@ -203,6 +205,9 @@ class Executor::Impl {
     uint64_t offset = 0;
     uint64_t bytes = 0;
     uint64_t charge = 0;  // counted in bytes awaiting notification
+    // Where the stream stands once the op has sent all its bytes.
+    uint64_t end_seq = 0;
+    uint64_t end_off = 0;
     uint32_t next_free = 0;
   };
 
@@ -247,7 +252,10 @@ class Executor::Impl {
   void ChainDone(uint32_t conn_index);
   void Fail(uint32_t conn_index, absl::Status status);
   void ReleaseEligible(uint32_t conn_index, uint64_t from_seq, uint64_t to_seq);
-  void Release(uint32_t conn_index, size_t i, const absl::Status& status);
+  // Releases buffers [i, j) of a connection (indices into its vectors), all
+  // with `status`.
+  void ReleaseRange(uint32_t conn_index, size_t i, size_t j,
+                    const absl::Status& status);
   void Compact(Connection& c);
   void MaybeFree(uint32_t conn_index);
   void SendCancel(Connection& c);
@@ -274,6 +282,7 @@ class Executor::Impl {
 
   std::vector<Region> regions_;
   std::vector<iovec> piece_scratch_;
+  std::vector<uint64_t> release_scratch_;
 
   uint64_t notif_bytes_ = 0;
   uint64_t peak_notif_bytes_ = 0;
@@ -469,12 +478,65 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
         " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
   }
   c->iovs.push_back(iovec{const_cast<void*>(data), length});
-  c->bufs.push_back(Buffer{token});
+  c->bufs.push_back(Buffer{});
+  c->tokens.push_back(token);
   ++c->held;
   ++held_total_;
   c->queued_bytes += length;
   ++c->stats.buffers_enqueued;
   c->stats.bytes_enqueued += length;
+  if (c->chain_ops == 0) MarkReady(static_cast<uint32_t>(c - conns_.data()));
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::Enqueue(ConnectionId id,
+                                     absl::Span<const iovec> buffers,
+                                     absl::Span<const uint64_t> tokens) {
+  Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  if (buffers.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("Enqueue: ", buffers.size(),
+                                                   " buffers but ",
+                                                   tokens.size(), " tokens"));
+  }
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const iovec& b = buffers[i];
+    if (b.iov_base == nullptr || b.iov_len == 0 ||
+        b.iov_len > static_cast<size_t>(SSIZE_MAX)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Enqueue: buffer ", i, " (base ",
+                       b.iov_base == nullptr ? "null" : "set", ", length ",
+                       b.iov_len, ") is not a buffer of 1..SSIZE_MAX bytes"));
+    }
+    bytes += b.iov_len;
+  }
+  if (c->state == State::kClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection ", id.value, " is closed"));
+  }
+  if (c->state == State::kFailed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "connection ", id.value, " failed: ", c->error.ToString()));
+  }
+  if (bytes > c->options.max_queued_bytes ||
+      c->queued_bytes > c->options.max_queued_bytes - bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Enqueue: ", c->queued_bytes, " bytes queued plus ", bytes,
+        " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
+  }
+  if (buffers.empty()) return absl::OkStatus();
+  c->iovs.insert(c->iovs.end(), buffers.begin(), buffers.end());
+  c->bufs.resize(c->bufs.size() + buffers.size());
+  c->tokens.insert(c->tokens.end(), tokens.begin(), tokens.end());
+  c->held += buffers.size();
+  held_total_ += buffers.size();
+  c->queued_bytes += bytes;
+  c->stats.buffers_enqueued += buffers.size();
+  c->stats.bytes_enqueued += bytes;
   if (c->chain_ops == 0) MarkReady(static_cast<uint32_t>(c - conns_.data()));
   return absl::OkStatus();
 }
@@ -835,12 +897,31 @@ void Executor::Impl::EncodeOp(Connection& c, const Op& op,
                               absl::Span<const iovec> queue, size_t iov_base,
                               size_t msg_index, bool linked, uint32_t slot,
                               io_uring_sqe* sqe) {
+  // The op's pieces are its iovecs with the first one started `offset` in
+  // and the last one cut to `bytes` (what ForEachPiece yields), copied in
+  // bulk: this runs for every buffer sent.
   iovec* pieces = c.chain_iovs.data() + iov_base;
-  size_t n = 0;
-  ForEachPiece(queue, op, [&](uint32_t j, uint64_t offset, uint64_t length) {
-    pieces[n++] = iovec{static_cast<char*>(queue[j].iov_base) + offset,
-                        static_cast<size_t>(length)};
-  });
+  const size_t n = op.iov_count;
+  std::memcpy(pieces, queue.data() + op.first_iov, n * sizeof(iovec));
+  pieces[0].iov_base = static_cast<char*>(pieces[0].iov_base) + op.offset;
+  pieces[0].iov_len -= op.offset;
+  uint64_t total = 0;
+  for (size_t k = 0; k < n; ++k) total += pieces[k].iov_len;
+  pieces[n - 1].iov_len -= total - op.bytes;
+  const uint32_t last = op.first_iov + static_cast<uint32_t>(n) - 1;
+  const uint64_t last_end =
+      static_cast<uint64_t>(static_cast<char*>(pieces[n - 1].iov_base) -
+                            static_cast<char*>(queue[last].iov_base)) +
+      pieces[n - 1].iov_len;
+  // The queue starts at the first unsent buffer (`sent_seq`).
+  OpSlot& s = slots_[slot];
+  if (last_end == queue[last].iov_len) {
+    s.end_seq = c.sent_seq + last + 1;
+    s.end_off = 0;
+  } else {
+    s.end_seq = c.sent_seq + last;
+    s.end_off = last_end;
+  }
   const bool zc = IsZeroCopy(op.kind);
   const int fixed = zc ? ChooseFixedBuffer(absl::MakeConstSpan(pieces, n)) : -1;
   const uint16_t zc_flags =
@@ -1005,6 +1086,11 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
     ++c.stats.short_sends;
     c.chain_broken = true;
   }
+  if (moved == slot.bytes) {
+    c.sent_seq = slot.end_seq;
+    c.sent_off = slot.end_off;
+    return;
+  }
   while (moved > 0) {
     const iovec& iov = c.iovs[c.sent_seq - c.base_seq];
     const uint64_t available = iov.iov_len - c.sent_off;
@@ -1056,41 +1142,62 @@ void Executor::Impl::Fail(uint32_t conn_index, absl::Status status) {
 }
 
 // Releases the buffers in [from_seq, to_seq) that no op references and that
-// are fully sent, or all of them once the connection has stopped.
+// are fully sent, or all of them once the connection has stopped: in runs,
+// one callback per run when the caller takes batches.
 void Executor::Impl::ReleaseEligible(uint32_t conn_index, uint64_t from_seq,
                                      uint64_t to_seq) {
-  for (uint64_t q = from_seq; q < to_seq; ++q) {
+  uint64_t q = from_seq;
+  while (q < to_seq) {
     Connection& c = conns_[conn_index];  // callbacks may grow the vectors
-    const size_t i = q - c.base_seq;
-    const Buffer& b = c.bufs[i];
-    if (b.released || b.refs > 0) continue;
-    if (q < c.sent_seq) {
-      Release(conn_index, i, absl::OkStatus());
-    } else if (c.state != State::kOpen) {
-      const absl::Status status = c.error;
-      Release(conn_index, i, status);
+    const bool stopped = c.state != State::kOpen;
+    auto releasable = [&c, stopped](uint64_t seq) {
+      const Buffer& b = c.bufs[seq - c.base_seq];
+      return !b.released && b.refs == 0 && (seq < c.sent_seq || stopped);
+    };
+    if (!releasable(q)) {
+      ++q;
+      continue;
     }
+    const bool sent = q < c.sent_seq;
+    uint64_t r = q + 1;
+    while (r < to_seq && releasable(r) && (r < c.sent_seq) == sent) ++r;
+    if (sent) {
+      ReleaseRange(conn_index, q - c.base_seq, r - c.base_seq,
+                   absl::OkStatus());
+    } else {
+      const absl::Status status = c.error;
+      ReleaseRange(conn_index, q - c.base_seq, r - c.base_seq, status);
+    }
+    q = r;
   }
   Compact(conns_[conn_index]);
 }
 
-void Executor::Impl::Release(uint32_t conn_index, size_t i,
-                             const absl::Status& status) {
+void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
+                                  const absl::Status& status) {
   Connection& c = conns_[conn_index];
-  Buffer& b = c.bufs[i];
-  b.released = true;
-  --c.held;
-  --held_total_;
-  c.queued_bytes -= c.iovs[i].iov_len;
-  if (status.ok()) {
-    ++c.stats.buffers_released;
-  } else {
-    ++c.stats.buffers_released_failed;
+  const size_t n = j - i;
+  for (size_t k = i; k < j; ++k) {
+    c.bufs[k].released = true;
+    c.queued_bytes -= c.iovs[k].iov_len;
   }
-  const uint64_t token = b.token;
+  c.held -= n;
+  held_total_ -= n;
+  // Sent buffers at the front need no scan in Compact.
+  if (status.ok() && i == c.front) c.front = j;
+  (status.ok() ? c.stats.buffers_released : c.stats.buffers_released_failed) +=
+      n;
   const ConnectionId id = IdOf(conn_index);
   ++in_callback_;
-  options_.on_release(id, token, status);
+  if (options_.on_release_batch) {
+    // A copy: the callback may Enqueue, which may move the tokens.
+    release_scratch_.assign(c.tokens.begin() + i, c.tokens.begin() + j);
+    options_.on_release_batch(id, release_scratch_, status);
+  } else {
+    for (size_t k = i; k < j; ++k) {
+      options_.on_release(id, conns_[conn_index].tokens[k], status);
+    }
+  }
   --in_callback_;
 }
 
@@ -1103,10 +1210,12 @@ void Executor::Impl::Compact(Connection& c) {
     c.base_seq += c.front;
     c.iovs.clear();
     c.bufs.clear();
+    c.tokens.clear();
     c.front = 0;
   } else if (c.front >= 1024 && c.front * 2 >= c.bufs.size()) {
     c.iovs.erase(c.iovs.begin(), c.iovs.begin() + c.front);
     c.bufs.erase(c.bufs.begin(), c.bufs.begin() + c.front);
+    c.tokens.erase(c.tokens.begin(), c.tokens.begin() + c.front);
     c.base_seq += c.front;
     c.front = 0;
   }
@@ -1123,6 +1232,7 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
   c.iovs = {};
   c.bufs = {};
+  c.tokens = {};
   c.chain_iovs = {};
   c.chain_msgs = {};
   free_conns_.push_back(conn_index);
@@ -1168,11 +1278,12 @@ void Executor::Impl::Teardown() {
     for (size_t k = c.front; k < c.bufs.size(); ++k) {
       if (conns_[i].bufs[k].released) continue;
       const uint64_t q = conns_[i].base_seq + k;
-      Release(i, k,
-              q < conns_[i].sent_seq
-                  ? absl::OkStatus()
-                  : absl::AbortedError("the executor was destroyed before "
-                                       "the kernel finished with the buffer"));
+      ReleaseRange(
+          i, k, k + 1,
+          q < conns_[i].sent_seq
+              ? absl::OkStatus()
+              : absl::AbortedError("the executor was destroyed before "
+                                   "the kernel finished with the buffer"));
     }
   }
 }
@@ -1207,10 +1318,10 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(
 absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateWithRing(
     std::unique_ptr<Ring> ring, ExecutorOptions options) {
   if (ring == nullptr) return absl::InvalidArgumentError("ring is null");
-  if (!options.on_release) {
+  if (!options.on_release && !options.on_release_batch) {
     return absl::InvalidArgumentError(
-        "ExecutorOptions::on_release is empty; every buffer is handed back "
-        "through it");
+        "ExecutorOptions::on_release and on_release_batch are both empty; "
+        "every buffer is handed back through one of them");
   }
   return std::unique_ptr<Executor>(new Executor(
       std::make_unique<Impl>(std::move(ring), std::move(options))));
@@ -1223,6 +1334,10 @@ absl::StatusOr<ConnectionId> Executor::Attach(int fd,
 absl::Status Executor::Enqueue(ConnectionId c, const void* data, size_t length,
                                uint64_t token) {
   return impl_->Enqueue(c, data, length, token);
+}
+absl::Status Executor::Enqueue(ConnectionId c, absl::Span<const iovec> buffers,
+                               absl::Span<const uint64_t> tokens) {
+  return impl_->Enqueue(c, buffers, tokens);
 }
 absl::Status Executor::Flush() { return impl_->Flush(); }
 absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {

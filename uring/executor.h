@@ -115,6 +115,14 @@ struct RingStats {
 using ReleaseCallback = std::function<void(
     ConnectionId connection, uint64_t token, const absl::Status& status)>;
 
+// The same for a run of buffers of one connection released together with
+// one status (consecutive in enqueue order), in one call: what a sender of
+// many small buffers wants, since a call per buffer is a large part of the
+// executor's work per buffer. `tokens` is valid only during the call.
+using ReleaseBatchCallback = std::function<void(
+    ConnectionId connection, absl::Span<const uint64_t> tokens,
+    const absl::Status& status)>;
+
 struct ConnectionOptions {
   // Planning for this connection. `plan.zc_threshold` of `PlanOptions::kNever`
   // sends everything by copy. `plan.max_ops_per_chain` is further limited to
@@ -169,8 +177,11 @@ struct ExecutorOptions {
   // releasing what is left with Aborted.
   absl::Duration teardown_timeout = absl::Seconds(2);
 
-  // Required: called for every released buffer.
+  // Required, one of the two: called for every released buffer, or for
+  // every run of them (when set, `on_release_batch` is used and
+  // `on_release` is not).
   ReleaseCallback on_release;
+  ReleaseBatchCallback on_release_batch;
 };
 
 class Executor {
@@ -209,6 +220,15 @@ class Executor {
   // `max_queued_bytes`).
   [[nodiscard]] absl::Status Enqueue(ConnectionId connection, const void* data,
                                      size_t length, uint64_t token);
+
+  // Queues `buffers[i]` with `tokens[i]`, in order, as one Enqueue each but
+  // checked all first: on error nothing is queued. The spans need not
+  // outlive the call (the buffers do, as above). Same errors as Enqueue,
+  // naming the index of a bad buffer, plus InvalidArgument when the spans'
+  // sizes differ.
+  [[nodiscard]] absl::Status Enqueue(ConnectionId connection,
+                                     absl::Span<const struct iovec> buffers,
+                                     absl::Span<const uint64_t> tokens);
 
   // Plans and submits a chain for every connection that has data and no chain
   // in flight. Does not wait. Poll calls it; call it yourself to start sends

@@ -130,6 +130,16 @@ ReleaseCallback TokenLedger::callback() {
   };
 }
 
+ReleaseBatchCallback TokenLedger::batch_callback() {
+  return [this, one = callback()](ConnectionId connection,
+                                  absl::Span<const uint64_t> tokens,
+                                  const absl::Status& status) {
+    ++batches_;
+    if (tokens.empty()) problems_.push_back("empty batch released");
+    for (uint64_t token : tokens) one(connection, token, status);
+  };
+}
+
 absl::Status TokenLedger::CheckAllReleasedOnce() const {
   std::vector<std::string> problems = problems_;
   for (const auto& [token, e] : entries_) {

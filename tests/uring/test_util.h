@@ -54,6 +54,9 @@ class TokenLedger {
   void Forget(uint64_t token);
 
   ReleaseCallback callback();
+  // The same for ExecutorOptions::on_release_batch; also counts the calls.
+  ReleaseBatchCallback batch_callback();
+  size_t batches() const { return batches_; }
 
   // OK when every expected token was released exactly once and no unknown
   // token was released; otherwise a message naming the first few problems.
@@ -72,6 +75,7 @@ class TokenLedger {
   std::map<uint64_t, Entry> entries_;
   size_t released_ = 0;
   size_t failed_ = 0;
+  size_t batches_ = 0;
   std::vector<std::string> problems_;
 };
 

@@ -673,9 +673,16 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
     }
     out << "\ncalibrated cost weights (ns per unit) written to "
         << c.calibrate_path << ":\n";
+    // Rounded for reading; the file has the exact values.
     for (absl::string_view line : absl::StrSplit(
              FormatCostWeights(cal->weights), '\n', absl::SkipEmpty())) {
-      out << "  " << line << "\n";
+      const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+      double value = 0;
+      if (words.size() == 2 && absl::SimpleAtod(words[1], &value)) {
+        out << absl::StrFormat("  %-16s %.4g\n", words[0], value);
+      } else {
+        out << "  " << line << "\n";
+      }
     }
     if (!cal->unfitted.empty()) {
       out << "  not determined by this sweep: "

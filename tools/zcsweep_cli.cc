@@ -545,6 +545,10 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
       << ")\n\n";
   out << "recommended: " << DescribeSetting((*points)[rec.index].setting)
       << "\n  because: " << rec.reason << "\n";
+  if (c.repetitions < 2) {
+    out << "  note: with one repetition per setting the noise is not known; "
+           "use --repetitions 3 or more before trusting the recommendation\n";
+  }
   if (notifications > 0 && copied == notifications) {
     out << "\nwarning: every zero-copy notification (" << notifications
         << ") said the kernel copied the data anyway (loopback, veth, or a "

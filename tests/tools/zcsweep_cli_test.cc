@@ -127,6 +127,7 @@ TEST(ZcsweepTest, SweepPrintsTableRecommendationWarningAndWritesFiles) {
       << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "\nrecommended: threshold ")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "because: lowest CPU per GB")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "the noise is not known")) << r.out;
   // Loopback: every notification said the kernel copied.
   EXPECT_TRUE(absl::StrContains(r.out, "warning: every zero-copy notification"))
       << r.out;
@@ -162,6 +163,7 @@ TEST(ZcsweepTest, CalibrateWritesWeightsThePlannerReads) {
   EXPECT_EQ(r.err, "") << "--quiet";
   EXPECT_TRUE(absl::StrContains(r.out, "calibrated cost weights")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "Kendall tau")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "the noise is not known")) << r.out;
   const std::string text = ReadFile(weights);
   EXPECT_TRUE(absl::StartsWith(text, "# zcplan cost weights")) << text;
   absl::StatusOr<CostWeights> parsed = ParseCostWeights(text);

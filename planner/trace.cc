@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -162,6 +163,25 @@ absl::StatusOr<std::vector<TraceBatch>> ParseTrace(absl::string_view text) {
     return absl::InvalidArgumentError("the trace holds no batch");
   }
   return batches;
+}
+
+absl::StatusOr<CopyOp> ParseCopyOp(absl::string_view text) {
+  if (text == "writev") return CopyOp::kWritev;
+  if (text == "sendmsg") return CopyOp::kSendmsg;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown copy op '", text, "' (writev or sendmsg)"));
+}
+
+absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min,
+                                    uint32_t max) {
+  uint32_t value = 0;
+  if (text.empty() ||
+      text.find_first_not_of("0123456789") != absl::string_view::npos ||
+      !absl::SimpleAtoi(text, &value) || value < min || value > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad number '", text, "': expected ", min, "..", max));
+  }
+  return value;
 }
 
 }  // namespace zcplan

@@ -69,6 +69,15 @@ struct TraceBatch {
   std::vector<uint64_t> sizes;
 };
 
+// "writev" or "sendmsg", as CopyOpName writes them. Errors: InvalidArgument
+// quoting the text.
+[[nodiscard]] absl::StatusOr<CopyOp> ParseCopyOp(absl::string_view text);
+
+// A whole number of decimal digits in [min, max]. Errors: InvalidArgument
+// "bad number 'TEXT': expected MIN..MAX".
+[[nodiscard]] absl::StatusOr<uint32_t> ParseCount(absl::string_view text,
+                                                  uint32_t min, uint32_t max);
+
 // Parses a whole trace. Errors name the line ("line 7: ...").
 // A trace with no batch at all is an error.
 [[nodiscard]] absl::StatusOr<std::vector<TraceBatch>> ParseTrace(

@@ -156,14 +156,9 @@ constexpr Flag kFlags[] = {
      }},
     {"copy-op", true, true,
      [](absl::string_view v, Config& c) {
-       if (v == "writev") {
-         c.options.copy_op = CopyOp::kWritev;
-       } else if (v == "sendmsg") {
-         c.options.copy_op = CopyOp::kSendmsg;
-       } else {
-         return Bad(
-             absl::StrCat("unknown copy op '", v, "' (writev or sendmsg)"));
-       }
+       absl::StatusOr<CopyOp> op = ParseCopyOp(v);
+       if (!op.ok()) return op.status();
+       c.options.copy_op = *op;
        return absl::OkStatus();
      }},
     {"max-iovs", true, true,

@@ -179,18 +179,6 @@ struct Config {
   std::vector<std::pair<std::string, Side>> given;  // Flags seen, in order.
 };
 
-absl::StatusOr<uint32_t> ParseNumber(absl::string_view text, uint32_t min,
-                                     uint32_t max) {
-  uint32_t value = 0;
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
-      !absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return Bad(
-        absl::StrCat("bad number '", text, "': expected ", min, "..", max));
-  }
-  return value;
-}
-
 absl::Status ParsePeer(absl::string_view v, Config& c) {
   absl::StatusOr<std::pair<std::string, std::string>> hp =
       SplitHostPort(std::string(v));
@@ -268,14 +256,9 @@ constexpr Flag kFlags[] = {
      }},
     {"copy-op", kSender, true,
      [](absl::string_view v, Config& c) {
-       if (v == "writev") {
-         c.plan.copy_op = CopyOp::kWritev;
-       } else if (v == "sendmsg") {
-         c.plan.copy_op = CopyOp::kSendmsg;
-       } else {
-         return Bad(
-             absl::StrCat("unknown copy op '", v, "' (writev or sendmsg)"));
-       }
+       absl::StatusOr<CopyOp> op = ParseCopyOp(v);
+       if (!op.ok()) return op.status();
+       c.plan.copy_op = *op;
        return absl::OkStatus();
      }},
     {"gap", kSender, true,
@@ -305,7 +288,7 @@ constexpr Flag kFlags[] = {
      }},
     {"listen", kReceiver, true,
      [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> port = ParseNumber(v, 0, 65535);
+       absl::StatusOr<uint32_t> port = ParseCount(v, 0, 65535);
        if (!port.ok()) {
          return Bad(absl::StrCat("bad port '", v,
                                  "': expected 0..65535 (0: any free port)"));
@@ -334,7 +317,7 @@ constexpr Flag kFlags[] = {
      }},
     {"connections", kBoth, true,
      [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> n = ParseNumber(v, 1, kMaxConnections);
+       absl::StatusOr<uint32_t> n = ParseCount(v, 1, kMaxConnections);
        if (!n.ok()) return n.status();
        c.connections = *n;
        return absl::OkStatus();

@@ -62,18 +62,6 @@ absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
-absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t lo,
-                                    uint32_t hi) {
-  uint32_t value = 0;
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
-      !absl::SimpleAtoi(text, &value) || value < lo || value > hi) {
-    return Bad(
-        absl::StrCat("bad number '", text, "': expected ", lo, "..", hi));
-  }
-  return value;
-}
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -120,14 +108,12 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     } else if (name == "copy-ops") {
       c.copy_ops.clear();
       for (absl::string_view op : absl::StrSplit(v, ',')) {
-        if (op == "writev") {
-          c.copy_ops.push_back(CopyOp::kWritev);
-        } else if (op == "sendmsg") {
-          c.copy_ops.push_back(CopyOp::kSendmsg);
-        } else {
-          s = Bad(absl::StrCat("unknown copy op '", op,
-                               "' (writev, sendmsg or both: writev,sendmsg)"));
+        absl::StatusOr<CopyOp> parsed = ParseCopyOp(op);
+        if (!parsed.ok()) {
+          s = parsed.status();
+          break;
         }
+        c.copy_ops.push_back(*parsed);
       }
     } else if (name == "gaps") {
       absl::StatusOr<std::vector<uint64_t>> gaps = ParseSizeList(v);

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <random>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -159,6 +161,31 @@ TEST(TraceTest, ThresholdListErrorsQuoteTheBadText) {
   EXPECT_EQ(ParseThresholdList(" , ").status().message(),
             "no thresholds given");
   EXPECT_EQ(ParseThresholdList("").status().message(), "no thresholds given");
+}
+
+TEST(ParseCopyOpTest, ReadsWhatCopyOpNameWrites) {
+  for (CopyOp op : {CopyOp::kWritev, CopyOp::kSendmsg}) {
+    EXPECT_EQ(*ParseCopyOp(CopyOpName(op)), op);
+  }
+  const absl::Status bad = ParseCopyOp("splice").status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("'splice'"), absl::string_view::npos) << bad;
+  EXPECT_FALSE(ParseCopyOp("").ok());
+  EXPECT_FALSE(ParseCopyOp("Writev").ok());
+}
+
+TEST(ParseCountTest, AcceptsDigitsWithinTheRangeOnly) {
+  EXPECT_EQ(*ParseCount("0", 0, 10), 0u);
+  EXPECT_EQ(*ParseCount("10", 1, 10), 10u);
+  EXPECT_EQ(*ParseCount("4294967295", 0, UINT32_MAX), UINT32_MAX);
+  for (const char* bad :
+       {"", "11", "0", "-1", "+1", "1.0", "1e3", " 1", "x", "4294967296"}) {
+    const absl::Status s = ParseCount(bad, 1, 10).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find(absl::StrCat("'", bad, "': expected 1..10")),
+              absl::string_view::npos)
+        << s;
+  }
 }
 
 }  // namespace

@@ -147,10 +147,11 @@ class Executor::Impl {
  private:
   enum class State : uint8_t { kOpen, kFailed, kClosed };
 
-  struct Buffer {
-    uint32_t refs = 0;  // in-flight ops that reference the buffer
-    bool released = false;
-  };
+  // Per buffer, one word: the in-flight ops that reference it, and
+  // kReleased once it has been handed back. Zero means "no op holds it and
+  // it is still ours", the test every release scan makes.
+  using Buffer = uint32_t;
+  static constexpr Buffer kReleased = Buffer{1} << 31;
 
   struct Connection {
     uint32_t generation = 1;
@@ -478,7 +479,7 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
         " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
   }
   c->iovs.push_back(iovec{const_cast<void*>(data), length});
-  c->bufs.push_back(Buffer{});
+  c->bufs.push_back(0);
   c->tokens.push_back(token);
   ++c->held;
   ++held_total_;
@@ -878,7 +879,7 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     EncodeOp(c, ops[i], queue, iov_base, i, i + 1 < ops.size(), slot, sqe);
     iov_base += ops[i].iov_count;
     for (uint64_t q = s.first_seq; q < s.first_seq + s.iov_count; ++q) {
-      ++c.bufs[q - c.base_seq].refs;
+      ++c.bufs[q - c.base_seq];
     }
     ++c.slots_held;
     ++c.chain_ops;
@@ -1119,7 +1120,7 @@ void Executor::Impl::FinishSlot(uint32_t slot_index) {
   Connection& c = conns_[conn];
   --c.slots_held;
   if (charge > 0) Uncharge(c, charge);
-  for (uint64_t q = first; q < end; ++q) --c.bufs[q - c.base_seq].refs;
+  for (uint64_t q = first; q < end; ++q) --c.bufs[q - c.base_seq];
   ReleaseEligible(conn, first, end);
   MaybeFree(conn);
 }
@@ -1149,24 +1150,24 @@ void Executor::Impl::ReleaseEligible(uint32_t conn_index, uint64_t from_seq,
   uint64_t q = from_seq;
   while (q < to_seq) {
     Connection& c = conns_[conn_index];  // callbacks may grow the vectors
-    const bool stopped = c.state != State::kOpen;
-    auto releasable = [&c, stopped](uint64_t seq) {
-      const Buffer& b = c.bufs[seq - c.base_seq];
-      return !b.released && b.refs == 0 && (seq < c.sent_seq || stopped);
-    };
-    if (!releasable(q)) {
-      ++q;
-      continue;
-    }
-    const bool sent = q < c.sent_seq;
+    const Buffer* bufs = c.bufs.data();
+    const uint64_t base = c.base_seq;
+    const uint64_t sent = c.sent_seq;
+    // Before `sent` a buffer is done when no op holds it; after it, only
+    // when the connection has stopped.
+    const uint64_t scan_end =
+        c.state != State::kOpen ? to_seq : std::min(to_seq, sent);
+    while (q < scan_end && bufs[q - base] != 0) ++q;
+    if (q >= scan_end) break;
+    // A run with one status: all sent, or all unsent.
+    const uint64_t run_end = q < sent ? std::min(scan_end, sent) : scan_end;
     uint64_t r = q + 1;
-    while (r < to_seq && releasable(r) && (r < c.sent_seq) == sent) ++r;
-    if (sent) {
-      ReleaseRange(conn_index, q - c.base_seq, r - c.base_seq,
-                   absl::OkStatus());
+    while (r < run_end && bufs[r - base] == 0) ++r;
+    if (q < sent) {
+      ReleaseRange(conn_index, q - base, r - base, absl::OkStatus());
     } else {
       const absl::Status status = c.error;
-      ReleaseRange(conn_index, q - c.base_seq, r - c.base_seq, status);
+      ReleaseRange(conn_index, q - base, r - base, status);
     }
     q = r;
   }
@@ -1178,7 +1179,7 @@ void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
   Connection& c = conns_[conn_index];
   const size_t n = j - i;
   for (size_t k = i; k < j; ++k) {
-    c.bufs[k].released = true;
+    c.bufs[k] = kReleased;
     c.queued_bytes -= c.iovs[k].iov_len;
   }
   c.held -= n;
@@ -1202,7 +1203,7 @@ void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
 }
 
 void Executor::Impl::Compact(Connection& c) {
-  while (c.front < c.bufs.size() && c.bufs[c.front].released &&
+  while (c.front < c.bufs.size() && c.bufs[c.front] == kReleased &&
          c.base_seq + c.front < c.sent_seq) {
     ++c.front;
   }
@@ -1276,7 +1277,7 @@ void Executor::Impl::Teardown() {
     Connection& c = conns_[i];
     if (!c.in_use) continue;
     for (size_t k = c.front; k < c.bufs.size(); ++k) {
-      if (conns_[i].bufs[k].released) continue;
+      if (conns_[i].bufs[k] == kReleased) continue;
       const uint64_t q = conns_[i].base_seq + k;
       ReleaseRange(
           i, k, k + 1,

@@ -82,9 +82,11 @@ class ExecutorFaultTest : public testing::Test {
 
   // Enqueues one buffer per size, filled with the connection's pattern.
   // Returns the buffers' tokens.
+  // With `batch_enqueue_` set, all of them in one batch Enqueue.
   std::vector<uint64_t> Send(ConnectionId id,
                              const std::vector<size_t>& sizes) {
     std::vector<uint64_t> tokens;
+    std::vector<iovec> iovs;
     std::string& expected = expected_[id.value];
     for (size_t size : sizes) {
       auto buffer = std::make_unique<std::vector<unsigned char>>(size);
@@ -93,14 +95,23 @@ class ExecutorFaultTest : public testing::Test {
       }
       expected.append(reinterpret_cast<const char*>(buffer->data()), size);
       const uint64_t token = ledger_.Expect(id, buffer->data(), size);
-      const absl::Status s =
-          executor_->Enqueue(id, buffer->data(), size, token);
-      EXPECT_TRUE(s.ok()) << s;
+      if (!batch_enqueue_) {
+        const absl::Status s =
+            executor_->Enqueue(id, buffer->data(), size, token);
+        EXPECT_TRUE(s.ok()) << s;
+      }
+      iovs.push_back({buffer->data(), size});
       buffers_[token] = std::move(buffer);
       tokens.push_back(token);
     }
+    if (batch_enqueue_) {
+      const absl::Status s = executor_->Enqueue(id, iovs, tokens);
+      EXPECT_TRUE(s.ok()) << s;
+    }
     return tokens;
   }
+
+  bool batch_enqueue_ = false;
 
   const unsigned char* Data(uint64_t token) { return buffers_[token]->data(); }
 
@@ -1019,6 +1030,7 @@ TEST_F(ExecutorFaultTest, RandomRecoverableFaultsNeverLoseReorderOrDuplicate) {
     fds_.clear();
     expected_.clear();
     if (iteration % 2 == 1) eo.on_release_batch = ledger_.batch_callback();
+    batch_enqueue_ = iteration % 4 >= 2;
     Make(ro, eo);
     ring_->set_hold_notifications(uniform(0, 1) == 1);
     std::vector<ConnectionId> conns;

@@ -564,15 +564,14 @@ absl::Status Executor::Impl::PrepareReady() {
     // No room in the submission queue: submit what is there and retry once.
     bool waited = false;
     absl::Status s = SubmitPending(0, 0, &waited);
-    if (!s.ok()) return s;
-    if (PrepareChain(index)) continue;
-    // Still no room (the submit was refused with -EBUSY): keep this and the
-    // remaining connections ready for the next call.
+    if (s.ok() && PrepareChain(index)) continue;
+    // Still no room (the submit was refused with -EBUSY), or the ring failed:
+    // keep this and the remaining connections ready for the next call.
     for (size_t j = i; j < batch.size(); ++j) {
       conns_[batch[j]].in_ready = false;
       MarkReady(batch[j]);
     }
-    break;
+    return s;
   }
   return absl::OkStatus();
 }

@@ -1,0 +1,137 @@
+#include "tools/cli_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace zcplan {
+namespace {
+
+absl::string_view FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+absl::Status Refuse(absl::string_view what, const std::string& path,
+                    absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " ", QuoteForMessage(path), ": ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path,
+                                            absl::string_view what,
+                                            uint64_t max_bytes) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    return Refuse(what, path,
+                  absl::StrCat("cannot open: ", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int error = errno;
+    close(fd);
+    return Refuse(what, path,
+                  absl::StrCat("cannot stat: ", std::strerror(error)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return Refuse(
+        what, path,
+        absl::StrCat("is ", FileKind(st.st_mode), "; give a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > max_bytes) {
+    close(fd);
+    return Refuse(what, path,
+                  absl::StrCat("is ", size, " bytes, above the limit of ",
+                               max_bytes, " bytes"));
+  }
+  // Regular files ignore O_NONBLOCK, but a caller that hands the descriptor
+  // on should get a plain one.
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return RegularFile{fd, size};
+}
+
+absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
+                                            absl::string_view what,
+                                            uint64_t max_bytes) {
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path, what, max_bytes);
+  if (!file.ok()) return file.status();
+  std::string text;
+  text.reserve(file->size);
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = read(file->fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      close(file->fd);
+      return Refuse(what, path,
+                    absl::StrCat("cannot read: ", std::strerror(error)));
+    }
+    if (n == 0) break;
+    if (text.size() + static_cast<size_t>(n) > max_bytes) {
+      close(file->fd);
+      return Refuse(what, path,
+                    absl::StrCat("grew above the limit of ", max_bytes,
+                                 " bytes while being read"));
+    }
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(file->fd);
+  return text;
+}
+
+std::string EscapeForMessage(absl::string_view text, size_t max_chars) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    std::string piece;
+    switch (ch) {
+      case '\n':
+        piece = "\\n";
+        break;
+      case '\t':
+        piece = "\\t";
+        break;
+      case '\r':
+        piece = "\\r";
+        break;
+      case '\\':
+        piece = "\\\\";
+        break;
+      default:
+        if (ch < 0x20 || ch >= 0x7f) {
+          piece = absl::StrFormat("\\x%02x", ch);
+        } else {
+          piece.assign(1, static_cast<char>(ch));
+        }
+    }
+    if (out.size() + piece.size() > max_chars) {
+      absl::StrAppend(&out, "...(", text.size(), " bytes)");
+      return out;
+    }
+    out += piece;
+  }
+  return out;
+}
+
+std::string QuoteForMessage(absl::string_view text) {
+  return absl::StrCat("'", EscapeForMessage(text), "'");
+}
+
+}  // namespace zcplan

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -39,18 +41,65 @@ constexpr uint64_t kPage = 4096;
 // before the connection is failed.
 constexpr uint32_t kMaxTransientInARow = 64;
 
+// -ENOMEM from zero-copy ops of this many chains in a row pauses zero-copy
+// on the connection for a number of chains, doubling from the first to the
+// most while -ENOMEM keeps coming back.
+constexpr uint32_t kEnomemPauseAfter = 2;
+constexpr uint32_t kFirstZcPauseChains = 16;
+constexpr uint32_t kMostZcPauseChains = 4096;
+
+// The payload that marks a release status "the kernel may still read it".
+constexpr absl::string_view kKernelMayStillReadUrl =
+    "type.zcplan/kernel-may-still-read";
+
 // What the kernel charges to RLIMIT_MEMLOCK for an unregistered zero-copy op
 // of `bytes` bytes: io_notif_account_mem charges (len >> PAGE_SHIFT) + 2
 // pages, at prep time, for every op of a chain at once.
 uint64_t MemlockCharge(uint64_t bytes) { return (bytes / kPage + 2) * kPage; }
 
-uint64_t DefaultNotificationCap() {
+std::string Kib(uint64_t bytes) { return absl::StrCat(bytes / 1024, " KiB"); }
+
+// The default cap: half of what RLIMIT_MEMLOCK leaves once the ring's own
+// memory and the registered buffers are charged (the kernel counts all of
+// them against the same limit), in whole pages.
+uint64_t DefaultNotificationCap(uint64_t ring_bytes, uint64_t registered_bytes,
+                                std::string* why) {
   rlimit limit{};
   if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 ||
       limit.rlim_cur == RLIM_INFINITY) {
+    *why = "65536 KiB: RLIMIT_MEMLOCK is unlimited";
     return uint64_t{64} << 20;
   }
-  return std::max<uint64_t>(limit.rlim_cur / 2, 4 * kPage);
+  const uint64_t used = ring_bytes + registered_bytes;
+  const uint64_t left = limit.rlim_cur > used ? limit.rlim_cur - used : 0;
+  const uint64_t cap = left / 2 / kPage * kPage;
+  *why = absl::StrCat(Kib(cap), ": half of what RLIMIT_MEMLOCK (",
+                      Kib(limit.rlim_cur), ") leaves after the ring (",
+                      Kib(ring_bytes), ") and registered buffers (",
+                      Kib(registered_bytes), ")");
+  if (cap < 3 * kPage) {
+    absl::StrAppend(why,
+                    "; under 3 pages, so zero-copy sends are not used (raise "
+                    "ulimit -l, or set max_bytes_awaiting_notification)");
+  }
+  return cap;
+}
+
+// Pages spanned by a region, as the kernel charges registered buffers.
+uint64_t PagesSpanned(const iovec& region) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(region.iov_base);
+  const uintptr_t first = begin / kPage;
+  const uintptr_t last = (begin + region.iov_len + kPage - 1) / kPage;
+  return (last - first) * kPage;
+}
+
+absl::Status KernelMayStillReadStatus(absl::string_view why) {
+  absl::Status status = absl::UnavailableError(absl::StrCat(
+      why,
+      "; the kernel may still read the buffer: do not reuse it until the "
+      "socket is reset and closed"));
+  status.SetPayload(kKernelMayStillReadUrl, absl::Cord("1"));
+  return status;
 }
 
 bool IsTransient(int err) {
@@ -58,6 +107,10 @@ bool IsTransient(int err) {
 }
 
 }  // namespace
+
+bool KernelMayStillRead(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kKernelMayStillReadUrl).has_value();
+}
 
 void SendStats::Add(const SendStats& o) {
   for (int i = 0; i < kNumOpKinds; ++i) ops[i] += o.ops[i];
@@ -74,10 +127,14 @@ void SendStats::Add(const SendStats& o) {
   stray_notifications += o.stray_notifications;
   fallbacks_enomem += o.fallbacks_enomem;
   fallbacks_unsupported += o.fallbacks_unsupported;
-  cap_waits += o.cap_waits;
+  cap_copies += o.cap_copies;
+  enomem_pauses += o.enomem_pauses;
+  chains_zc_paused += o.chains_zc_paused;
   buffers_enqueued += o.buffers_enqueued;
   buffers_released += o.buffers_released;
   buffers_released_failed += o.buffers_released_failed;
+  buffers_kernel_may_read += o.buffers_kernel_may_read;
+  connections_reset += o.connections_reset;
   bytes_enqueued += o.bytes_enqueued;
   bytes_awaiting_notification += o.bytes_awaiting_notification;
   peak_bytes_awaiting_notification += o.peak_bytes_awaiting_notification;
@@ -106,9 +163,13 @@ std::string FormatStats(const SendStats& s) {
   add("stray_notifications", s.stray_notifications);
   add("fallbacks_enomem", s.fallbacks_enomem);
   add("fallbacks_unsupported", s.fallbacks_unsupported);
-  add("cap_waits", s.cap_waits);
+  add("cap_copies", s.cap_copies);
+  add("enomem_pauses", s.enomem_pauses);
+  add("chains_zc_paused", s.chains_zc_paused);
   add("buffers_released", s.buffers_released);
   add("buffers_released_failed", s.buffers_released_failed);
+  add("buffers_kernel_may_read", s.buffers_kernel_may_read);
+  add("connections_reset", s.connections_reset);
   add("bytes_awaiting_notification", s.bytes_awaiting_notification);
   add("peak_bytes_awaiting_notification", s.peak_bytes_awaiting_notification);
   add("adaptive_disabled", s.adaptive_disabled);
@@ -119,12 +180,12 @@ class Executor::Impl {
  public:
   Impl(std::unique_ptr<Ring> ring, ExecutorOptions options)
       : ring_(std::move(ring)), options_(std::move(options)) {
-    cap_ = options_.max_bytes_awaiting_notification != 0
-               ? options_.max_bytes_awaiting_notification
-               : DefaultNotificationCap();
+    ChooseCap();
   }
 
-  ~Impl() { Teardown(); }
+  ~Impl() {
+    if (!shut_down_) (void)Shutdown(options_.teardown_timeout);
+  }
 
   absl::StatusOr<ConnectionId> Attach(int fd, const ConnectionOptions& opts);
   absl::Status Enqueue(ConnectionId id, const void* data, size_t length,
@@ -135,6 +196,8 @@ class Executor::Impl {
   absl::StatusOr<size_t> Poll(absl::Duration timeout);
   absl::Status Drain(absl::Duration timeout);
   absl::Status Close(ConnectionId id);
+  absl::Status Abort(ConnectionId id);
+  absl::Status Shutdown(absl::Duration timeout);
   bool Idle(ConnectionId id) const;
   absl::Status ConnectionError(ConnectionId id) const;
   bool ZeroCopyEnabled(ConnectionId id) const;
@@ -142,6 +205,7 @@ class Executor::Impl {
   RingStats stats() const;
   const RingFeatures& features() const { return ring_->features(); }
   uint64_t cap() const { return cap_; }
+  const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
 
  private:
@@ -163,6 +227,12 @@ class Executor::Impl {
     bool zc_enabled = false;
     uint32_t copied_in_a_row = 0;
     uint32_t transient_in_a_row = 0;
+    // -ENOMEM back-off: chains in a row whose zero-copy op got -ENOMEM, the
+    // chains still to send by copy, and the length of the next pause.
+    uint32_t enomem_in_a_row = 0;
+    uint32_t zc_pause_chains = 0;
+    uint32_t zc_pause_next = kFirstZcPauseChains;
+    std::pair<uint64_t, uint64_t> socket_key;  // st_dev, st_ino
 
     // Buffers from sequence number `base_seq` on; those before `front` are
     // released and wait for compaction.
@@ -185,7 +255,6 @@ class Executor::Impl {
     bool chain_broken = false;
     bool resume_pending = false;
     bool in_ready = false;
-    bool cap_waiting = false;
     bool cancel_sent = false;
 
     Plan plan;
@@ -260,7 +329,17 @@ class Executor::Impl {
   void Compact(Connection& c);
   void MaybeFree(uint32_t conn_index);
   void SendCancel(Connection& c);
-  void Teardown();
+  // Closes connection `index` (state, error, cancel, release of what the
+  // kernel does not hold); `error` is the status for an open connection.
+  void Stop(uint32_t index, absl::Status error);
+  // Resets connection `index`'s TCP connection; returns the kernel's result.
+  int Reset(uint32_t index);
+  // Polls until nothing is held or `deadline` passes.
+  void WaitUntilReleased(absl::Time deadline);
+  // FailedPrecondition when a SINGLE_ISSUER ring is bound to another thread.
+  absl::Status CheckThread(absl::string_view what) const;
+  bool OnRingThread() const;
+  void ChooseCap();
 
   uint32_t AllocSlot();
   void Charge(Connection& c, uint64_t bytes);
@@ -269,13 +348,19 @@ class Executor::Impl {
   std::unique_ptr<Ring> ring_;
   ExecutorOptions options_;
   uint64_t cap_ = 0;
+  std::string cap_description_;
+  uint64_t registered_bytes_ = 0;
+  bool shut_down_ = false;
+  // The thread a SINGLE_ISSUER ring is bound to (its first submit).
+  bool bound_ = false;
+  pid_t bound_tid_ = 0;
 
   std::vector<Connection> conns_;
   std::vector<uint32_t> free_conns_;
-  absl::flat_hash_map<int, uint32_t> fd_to_conn_;
+  // By socket (st_dev, st_ino), so a dup of an attached fd is recognized.
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint32_t> socket_to_conn_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> batch_;
-  std::vector<uint32_t> cap_waiters_;
 
   std::vector<OpSlot> slots_;
   uint32_t free_slot_ = UINT32_MAX;
@@ -315,7 +400,7 @@ const Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) const {
 
 void Executor::Impl::MarkReady(uint32_t index) {
   Connection& c = conns_[index];
-  if (c.in_ready || c.cap_waiting) return;
+  if (c.in_ready) return;
   c.in_ready = true;
   ready_.push_back(index);
 }
@@ -350,14 +435,34 @@ void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
 void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
   notif_bytes_ -= bytes;
   c.stats.bytes_awaiting_notification -= bytes;
-  if (!cap_waiters_.empty()) {
-    std::vector<uint32_t> waiters;
-    waiters.swap(cap_waiters_);
-    for (uint32_t w : waiters) {
-      conns_[w].cap_waiting = false;
-      MarkReady(w);
-    }
+}
+
+void Executor::Impl::ChooseCap() {
+  if (options_.max_bytes_awaiting_notification != 0) {
+    cap_ = options_.max_bytes_awaiting_notification;
+    cap_description_ =
+        absl::StrCat(Kib(cap_),
+                     ": set by ExecutorOptions::max_bytes_awaiting_"
+                     "notification");
+    return;
   }
+  cap_ = DefaultNotificationCap(ring_->features().memlock_bytes,
+                                registered_bytes_, &cap_description_);
+}
+
+bool Executor::Impl::OnRingThread() const {
+  return !bound_ || bound_tid_ == gettid();
+}
+
+absl::Status Executor::Impl::CheckThread(absl::string_view what) const {
+  if (OnRingThread()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " called on thread ", gettid(),
+      ", but this executor's ring is bound to thread ", bound_tid_,
+      ", the first that submitted to it (IORING_SETUP_SINGLE_ISSUER): call "
+      "it from that thread, or create the executor with "
+      "ExecutorOptions::defer_taskrun = false to use it from any one thread "
+      "at a time"));
 }
 
 // ---------------------------------------------------------------------------
@@ -368,6 +473,10 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
   if (in_callback_) {
     return absl::FailedPreconditionError(
         "Attach called from inside the release callback");
+  }
+  if (shut_down_) {
+    return absl::FailedPreconditionError(
+        "Attach called after Shutdown; the executor takes no more work");
   }
   if (fd < 0) {
     return absl::InvalidArgumentError(
@@ -413,10 +522,21 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     return absl::InvalidArgumentError(
         "max_queued_bytes is 0; it must be at least 1");
   }
-  if (auto it = fd_to_conn_.find(fd); it != fd_to_conn_.end()) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("fd ", fd, " is already attached as connection ",
-                     IdOf(it->second).value));
+        absl::StrCat("fd ", fd, ": fstat failed (", std::strerror(errno), ")"));
+  }
+  const std::pair<uint64_t, uint64_t> key(st.st_dev, st.st_ino);
+  if (auto it = socket_to_conn_.find(key); it != socket_to_conn_.end()) {
+    const Connection& other = conns_[it->second];
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd,
+        other.fd == fd ? " is already attached"
+                       : absl::StrCat(" is the socket of fd ", other.fd,
+                                      ", already attached"),
+        " as connection ", IdOf(it->second).value,
+        "; one socket takes one connection (two would interleave its bytes)"));
   }
   uint32_t index;
   if (!free_conns_.empty()) {
@@ -441,13 +561,18 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     // path is the same.
     c.zc_enabled = f.send_zc && f.sendmsg_zc;
   }
-  fd_to_conn_[fd] = index;
+  c.socket_key = key;
+  socket_to_conn_[key] = index;
   ++ring_stats_.connections_attached;
   return IdOf(index);
 }
 
 absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
                                      size_t length, uint64_t token) {
+  if (shut_down_) {
+    return absl::FailedPreconditionError(
+        "Enqueue called after Shutdown; the executor takes no more work");
+  }
   Connection* c = Find(id);
   if (c == nullptr) {
     return absl::NotFoundError(
@@ -473,10 +598,12 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
     return absl::FailedPreconditionError(absl::StrCat(
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
-  if (c->queued_bytes + length > c->options.max_queued_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "Enqueue: ", c->queued_bytes, " bytes queued plus ", length,
-        " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
+  // queued_bytes never exceeds the limit, so this cannot wrap.
+  if (length > c->options.max_queued_bytes - c->queued_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Enqueue: length ", length, " plus the ", c->queued_bytes,
+                     " bytes queued would exceed max_queued_bytes (",
+                     c->options.max_queued_bytes, ")"));
   }
   c->iovs.push_back(iovec{const_cast<void*>(data), length});
   c->bufs.push_back(0);
@@ -493,6 +620,10 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
 absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                      absl::Span<const iovec> buffers,
                                      absl::Span<const uint64_t> tokens) {
+  if (shut_down_) {
+    return absl::FailedPreconditionError(
+        "Enqueue called after Shutdown; the executor takes no more work");
+  }
   Connection* c = Find(id);
   if (c == nullptr) {
     return absl::NotFoundError(
@@ -503,7 +634,6 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                                    " buffers but ",
                                                    tokens.size(), " tokens"));
   }
-  uint64_t bytes = 0;
   for (size_t i = 0; i < buffers.size(); ++i) {
     const iovec& b = buffers[i];
     if (b.iov_base == nullptr || b.iov_len == 0 ||
@@ -513,7 +643,6 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                        b.iov_base == nullptr ? "null" : "set", ", length ",
                        b.iov_len, ") is not a buffer of 1..SSIZE_MAX bytes"));
     }
-    bytes += b.iov_len;
   }
   if (c->state == State::kClosed) {
     return absl::FailedPreconditionError(
@@ -523,11 +652,18 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
     return absl::FailedPreconditionError(absl::StrCat(
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
-  if (bytes > c->options.max_queued_bytes ||
-      c->queued_bytes > c->options.max_queued_bytes - bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "Enqueue: ", c->queued_bytes, " bytes queued plus ", bytes,
-        " would exceed max_queued_bytes (", c->options.max_queued_bytes, ")"));
+  // Summed against the room left, so the sum cannot wrap.
+  const uint64_t room = c->options.max_queued_bytes - c->queued_bytes;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    if (buffers[i].iov_len > room - bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "Enqueue: buffer ", i, " (length ", buffers[i].iov_len,
+          ") brings the batch past max_queued_bytes (",
+          c->options.max_queued_bytes, ", with ", c->queued_bytes,
+          " bytes queued and ", bytes, " before it in the batch)"));
+    }
+    bytes += buffers[i].iov_len;
   }
   if (buffers.empty()) return absl::OkStatus();
   c->iovs.insert(c->iovs.end(), buffers.begin(), buffers.end());
@@ -547,6 +683,7 @@ absl::Status Executor::Impl::Flush() {
     return absl::FailedPreconditionError(
         "Flush called from inside the release callback");
   }
+  if (absl::Status s = CheckThread("Flush"); !s.ok()) return s;
   absl::Status s = PrepareReady();
   if (!s.ok() || unsubmitted_ == 0) return s;
   bool waited = false;
@@ -593,6 +730,11 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
   ++ring_stats_.submit_calls;
   const int ret = ring_->SubmitAndWait(wait_nr, timeout_ns);
   *waited = wait_nr > 0;
+  if (!bound_ && ret != -EEXIST &&
+      (ring_->features().setup_flags & IORING_SETUP_SINGLE_ISSUER)) {
+    bound_ = true;
+    bound_tid_ = gettid();
+  }
   if (ret >= 0) {
     unsubmitted_ -= std::min<uint32_t>(unsubmitted_, ret);
     return absl::OkStatus();
@@ -612,6 +754,12 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
       ++ring_stats_.submit_busy;
       *waited = false;
       return absl::OkStatus();
+    case EEXIST:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "io_uring submit refused on thread ", gettid(),
+          " (EEXIST): the ring is bound to another thread "
+          "(IORING_SETUP_SINGLE_ISSUER); submit from that thread, or create "
+          "the executor with ExecutorOptions::defer_taskrun = false"));
     default:
       // The ring itself failed (not one operation): nothing the caller did.
       return absl::InternalError(
@@ -624,6 +772,7 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
     return absl::FailedPreconditionError(
         "Poll called from inside the release callback");
   }
+  if (absl::Status s = CheckThread("Poll"); !s.ok()) return s;
   absl::Status s = PrepareReady();
   if (!s.ok()) return s;
   size_t handled = ReapAndHandle();
@@ -645,6 +794,11 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
 }
 
 absl::Status Executor::Impl::Drain(absl::Duration timeout) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Drain called from inside the release callback");
+  }
+  if (absl::Status s = CheckThread("Drain"); !s.ok()) return s;
   const absl::Time deadline = absl::Now() + timeout;
   while (held_total_ > 0) {
     const absl::Duration left = deadline - absl::Now();
@@ -663,31 +817,165 @@ absl::Status Executor::Impl::Drain(absl::Duration timeout) {
   return absl::OkStatus();
 }
 
+void Executor::Impl::Stop(uint32_t index, absl::Status error) {
+  Connection& c = conns_[index];
+  if (c.state == State::kClosed) return;
+  if (c.state == State::kOpen) c.error = std::move(error);
+  // A failed connection keeps its failure as the release status.
+  c.state = State::kClosed;
+  if (c.slots_held > 0) SendCancel(c);
+  ReleaseEligible(index, c.base_seq + c.front, c.base_seq + c.iovs.size());
+  MaybeFree(index);
+}
+
+int Executor::Impl::Reset(uint32_t index) {
+  Connection& c = conns_[index];
+  ++c.stats.connections_reset;
+  return ring_->AbortConnection(c.fd);
+}
+
 absl::Status Executor::Impl::Close(ConnectionId id) {
   if (in_callback_) {
     return absl::FailedPreconditionError(
         "Close called from inside the release callback");
   }
+  if (absl::Status s = CheckThread("Close"); !s.ok()) return s;
+  Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  Stop(static_cast<uint32_t>(c - conns_.data()),
+       absl::CancelledError(
+           absl::StrCat("connection ", id.value, " was closed")));
+  bool waited = false;
+  if (unsubmitted_ > 0) return SubmitPending(0, 0, &waited);
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::Abort(ConnectionId id) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Abort called from inside the release callback");
+  }
+  if (absl::Status s = CheckThread("Abort"); !s.ok()) return s;
   Connection* c = Find(id);
   if (c == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("connection ", id.value, " is not attached"));
   }
   const uint32_t index = static_cast<uint32_t>(c - conns_.data());
-  if (c->state == State::kClosed) return absl::OkStatus();
-  if (c->state == State::kOpen) {
-    c->state = State::kClosed;
-    c->error = absl::CancelledError(
-        absl::StrCat("connection ", id.value, " was closed"));
-  } else {
-    c->state = State::kClosed;  // keep the failure as the release status
-  }
-  if (c->slots_held > 0) SendCancel(*c);
-  ReleaseEligible(index, c->base_seq + c->front, c->base_seq + c->iovs.size());
-  MaybeFree(index);
+  const int fd = c->fd;
+  // The reset first: its completions come in later Polls, by when the
+  // connection is closed with Aborted, the status its buffers get.
+  const int ret = Reset(index);
+  Stop(index, absl::AbortedError(
+                  absl::StrCat("connection ", id.value, " was aborted")));
   bool waited = false;
-  if (unsubmitted_ > 0) return SubmitPending(0, 0, &waited);
-  return absl::OkStatus();
+  absl::Status s = absl::OkStatus();
+  if (unsubmitted_ > 0) s = SubmitPending(0, 0, &waited);
+  if (ret < 0) {
+    return absl::InternalError(absl::StrCat(
+        "Abort: resetting fd ", fd, " failed: ", std::strerror(-ret),
+        "; the connection is closed, but buffers the kernel holds come back "
+        "only when the peer acknowledges them"));
+  }
+  return s;
+}
+
+void Executor::Impl::WaitUntilReleased(absl::Time deadline) {
+  while (held_total_ > 0) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return;
+    bool waited = false;
+    const int64_t ns =
+        absl::ToInt64Nanoseconds(std::min(left, absl::Milliseconds(50)));
+    if (!SubmitPending(slots_in_use_ > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
+                       &waited)
+             .ok()) {
+      return;
+    }
+    ReapAndHandle();
+  }
+}
+
+absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Shutdown called from inside the release callback");
+  }
+  if (shut_down_) return absl::OkStatus();
+  shut_down_ = true;
+  ready_.clear();
+  const absl::Time start = absl::Now();
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    if (!conns_[i].in_use) continue;
+    Stop(i, absl::AbortedError(
+                absl::StrCat("connection ", IdOf(i).value, " was shut down")));
+  }
+  // From a thread the ring is not bound to nothing can be submitted or
+  // waited for: straight to the end.
+  const bool can_wait = OnRingThread();
+  if (can_wait) {
+    WaitUntilReleased(start + timeout / 2);
+    bool reset = false;
+    for (uint32_t i = 0; i < conns_.size(); ++i) {
+      Connection& c = conns_[i];
+      if (c.in_use && c.options.reset_on_shutdown &&
+          (c.held > 0 || c.slots_held > 0)) {
+        (void)Reset(i);
+        reset = true;
+      }
+    }
+    if (reset) WaitUntilReleased(start + timeout);
+  }
+  // What the kernel still references is handed back as such, and the
+  // executor forgets the ops: later completions count as stray.
+  size_t left_buffers = 0;
+  uint64_t left_bytes = 0;
+  size_t left_connections = 0;
+  const absl::Status still_read = KernelMayStillReadStatus(absl::StrCat(
+      "the executor shut down before the kernel gave the buffer back (",
+      absl::FormatDuration(timeout), " allowed",
+      can_wait ? "" : ", none used: called off the ring's thread", ")"));
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    Connection& c = conns_[i];
+    if (!c.in_use || c.held == 0) continue;
+    ++left_connections;
+    for (size_t k = c.front; k < conns_[i].bufs.size(); ++k) {
+      if (conns_[i].bufs[k] == kReleased) continue;
+      size_t j = k + 1;
+      while (j < conns_[i].bufs.size() && conns_[i].bufs[j] != kReleased) ++j;
+      for (size_t q = k; q < j; ++q) left_bytes += conns_[i].iovs[q].iov_len;
+      left_buffers += j - k;
+      ReleaseRange(i, k, j, still_read);
+      k = j;
+    }
+  }
+  for (uint32_t s = 0; s < slots_.size(); ++s) {
+    OpSlot& slot = slots_[s];
+    if (!slot.in_use) continue;
+    Connection& c = conns_[slot.conn];
+    if (slot.charge > 0) Uncharge(c, slot.charge);
+    slot.in_use = false;
+    slot.generation = (slot.generation + 1) & kGenerationMask;
+    slot.next_free = free_slot_;
+    free_slot_ = s;
+    --slots_in_use_;
+    --c.slots_held;
+    c.chain_ops = 0;
+  }
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    if (conns_[i].in_use) MaybeFree(i);
+  }
+  if (left_buffers == 0) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "Shutdown: ", left_buffers, " buffer(s), ", left_bytes, " bytes, on ",
+      left_connections,
+      " connection(s) were still referenced by the kernel after ",
+      absl::FormatDuration(timeout),
+      " and were released as KernelMayStillRead: keep that memory until the "
+      "sockets are reset and closed"));
 }
 
 bool Executor::Impl::Idle(ConnectionId id) const {
@@ -737,6 +1025,14 @@ RingStats Executor::Impl::stats() const {
 }
 
 absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "RegisterBuffers called from inside the release callback");
+  }
+  if (shut_down_) {
+    return absl::FailedPreconditionError(
+        "RegisterBuffers called after Shutdown");
+  }
   if (!regions_.empty()) {
     return absl::FailedPreconditionError(
         "RegisterBuffers: buffers are already registered");
@@ -760,6 +1056,8 @@ absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
   }
   std::sort(regions_.begin(), regions_.end(),
             [](const Region& a, const Region& b) { return a.begin < b.begin; });
+  for (const iovec& region : regions) registered_bytes_ += PagesSpanned(region);
+  ChooseCap();
   return absl::OkStatus();
 }
 
@@ -805,6 +1103,11 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
   PlanOptions po = c.options.plan;
   po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
   if (!c.zc_enabled) po.zc_threshold = PlanOptions::kNever;
+  if (c.zc_pause_chains > 0 && po.zc_threshold != PlanOptions::kNever) {
+    --c.zc_pause_chains;
+    ++c.stats.chains_zc_paused;
+    po.zc_threshold = PlanOptions::kNever;
+  }
   const size_t start = c.sent_seq - c.base_seq;
   size_t count = c.iovs.size() - start;
   if (c.copy_until_seq > c.sent_seq) {
@@ -814,8 +1117,9 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
   absl::Span<const iovec> queue(c.iovs.data() + start, count);
 
   // Keep unregistered zero-copy bytes under the cap: submit the longest
-  // prefix that fits; with nothing that fits, wait for notifications if some
-  // are due, else plan smaller ops.
+  // prefix that fits; with nothing that fits, send by copy when other
+  // notifications hold the cap (they may never come: a peer that stopped
+  // reading), else (one op alone is above the cap) plan smaller ops.
   size_t take = 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::Status s = PlanChain(queue, c.sent_off, po, &c.plan);
@@ -836,13 +1140,9 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     }
     if (take > 0) break;
     if (notif_bytes_ > 0) {
-      ++c.stats.cap_waits;
-      c.cap_waiting = true;
-      cap_waiters_.push_back(index);
-      return true;
-    }
-    // One op alone is above the cap: make ops that fit, or copy.
-    if (cap_ >= 3 * kPage) {
+      ++c.stats.cap_copies;
+      po.zc_threshold = PlanOptions::kNever;
+    } else if (cap_ >= 3 * kPage) {
       po.max_bytes_per_op =
           std::min<uint64_t>(po.max_bytes_per_op, (cap_ / kPage - 2) * kPage);
     } else {
@@ -1038,6 +1338,14 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
       ++c.stats.fallbacks_enomem;
       c.copy_until_seq =
           std::max(c.copy_until_seq, slot.first_seq + slot.iov_count);
+      // Over and over: the memlock budget is taken (by other rings or
+      // processes of this user, say); stop trying for a while.
+      if (++c.enomem_in_a_row >= kEnomemPauseAfter) {
+        c.enomem_in_a_row = 0;
+        c.zc_pause_chains = c.zc_pause_next;
+        c.zc_pause_next = std::min(c.zc_pause_next * 2, kMostZcPauseChains);
+        ++c.stats.enomem_pauses;
+      }
     } else if (zc && (err == EOPNOTSUPP || err == EINVAL)) {
       ++c.stats.fallbacks_unsupported;
       c.zc_enabled = false;
@@ -1079,6 +1387,8 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
   c.transient_in_a_row = 0;
   if (zc) {
     c.stats.bytes_zero_copy += moved;
+    c.enomem_in_a_row = 0;
+    c.zc_pause_next = kFirstZcPauseChains;
   } else {
     c.stats.bytes_copied += moved;
   }
@@ -1185,8 +1495,13 @@ void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
   held_total_ -= n;
   // Sent buffers at the front need no scan in Compact.
   if (status.ok() && i == c.front) c.front = j;
-  (status.ok() ? c.stats.buffers_released : c.stats.buffers_released_failed) +=
-      n;
+  if (status.ok()) {
+    c.stats.buffers_released += n;
+  } else if (KernelMayStillRead(status)) {
+    c.stats.buffers_kernel_may_read += n;
+  } else {
+    c.stats.buffers_released_failed += n;
+  }
   const ConnectionId id = IdOf(conn_index);
   ++in_callback_;
   if (options_.on_release_batch) {
@@ -1227,7 +1542,7 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   closed_totals_.Add(c.stats);
   closed_totals_.bytes_awaiting_notification -=
       c.stats.bytes_awaiting_notification;
-  fd_to_conn_.erase(c.fd);
+  socket_to_conn_.erase(c.socket_key);
   c.in_use = false;
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
   c.iovs = {};
@@ -1246,46 +1561,6 @@ void Executor::Impl::SendCancel(Connection& c) {
   sqe->user_data = kInternalUserData;
   ++unsubmitted_;
   c.cancel_sent = true;
-}
-
-void Executor::Impl::Teardown() {
-  ready_.clear();
-  for (uint32_t i = 0; i < conns_.size(); ++i) {
-    Connection& c = conns_[i];
-    if (!c.in_use) continue;
-    if (c.state == State::kOpen) {
-      c.error = absl::AbortedError("the executor was destroyed");
-    }
-    c.state = State::kClosed;
-    c.cap_waiting = false;
-    if (c.slots_held > 0) SendCancel(c);
-    ReleaseEligible(i, c.base_seq + c.front, c.base_seq + c.iovs.size());
-    MaybeFree(i);
-  }
-  cap_waiters_.clear();
-  const absl::Time deadline = absl::Now() + options_.teardown_timeout;
-  while (slots_in_use_ > 0 && absl::Now() < deadline) {
-    bool waited = false;
-    const int64_t ns = absl::ToInt64Nanoseconds(
-        std::min(deadline - absl::Now(), absl::Milliseconds(50)));
-    if (!SubmitPending(1, std::max<int64_t>(ns, 0), &waited).ok()) break;
-    ReapAndHandle();
-  }
-  // Whatever the kernel still holds is abandoned with the ring.
-  for (uint32_t i = 0; i < conns_.size(); ++i) {
-    Connection& c = conns_[i];
-    if (!c.in_use) continue;
-    for (size_t k = c.front; k < c.bufs.size(); ++k) {
-      if (conns_[i].bufs[k] == kReleased) continue;
-      const uint64_t q = conns_[i].base_seq + k;
-      ReleaseRange(
-          i, k, k + 1,
-          q < conns_[i].sent_seq
-              ? absl::OkStatus()
-              : absl::AbortedError("the executor was destroyed before "
-                                   "the kernel finished with the buffer"));
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1347,6 +1622,10 @@ absl::Status Executor::Drain(absl::Duration timeout) {
   return impl_->Drain(timeout);
 }
 absl::Status Executor::Close(ConnectionId c) { return impl_->Close(c); }
+absl::Status Executor::Abort(ConnectionId c) { return impl_->Abort(c); }
+absl::Status Executor::Shutdown(absl::Duration timeout) {
+  return impl_->Shutdown(timeout);
+}
 bool Executor::Idle(ConnectionId c) const { return impl_->Idle(c); }
 absl::Status Executor::ConnectionError(ConnectionId c) const {
   return impl_->ConnectionError(c);
@@ -1361,6 +1640,9 @@ RingStats Executor::stats() const { return impl_->stats(); }
 const RingFeatures& Executor::features() const { return impl_->features(); }
 uint64_t Executor::max_bytes_awaiting_notification() const {
   return impl_->cap();
+}
+std::string Executor::DescribeNotificationCap() const {
+  return impl_->cap_description();
 }
 absl::Status Executor::RegisterBuffers(absl::Span<const iovec> regions) {
   return impl_->RegisterBuffers(regions);

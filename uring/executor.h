@@ -27,11 +27,33 @@
 // other connections are unaffected. Bad input returns an `absl::Status` and
 // changes nothing.
 //
-// Thread safety: an `Executor` is used from one thread (the ring is made with
-// IORING_SETUP_SINGLE_ISSUER where the kernel has it). The release callback
-// runs on that thread, inside `Poll`, `Close` or the destructor; from inside
-// it you may call `Enqueue` (any connection) and the read-only accessors, not
-// `Poll`, `Flush`, `Attach` or `Close`.
+// Ending: a zero-copy buffer stays referenced until the peer acknowledges its
+// bytes, so a peer that stops reading can hold it for ever; `Close` does not
+// change that (the bytes are already in the socket's send queue). Only
+// resetting the connection (`Abort`, or `Shutdown` for connections marked
+// `reset_on_shutdown`) makes the kernel drop them. `Shutdown` (and the
+// destructor, which calls it) waits a bounded time and then hands back what
+// the kernel still references with a status for which `KernelMayStillRead`
+// is true:
+//
+//   WARNING: a buffer released with `KernelMayStillRead(status)` may still be
+//   read by the kernel and sent to the peer. Do not reuse or free it until
+//   the socket has been reset and closed (SO_LINGER {1, 0}, then close; a
+//   plain close keeps sending from it) or the process exits.
+//
+// Thread safety: an `Executor` is used from one thread at a time. When the
+// ring is made with IORING_SETUP_SINGLE_ISSUER (the default where the kernel
+// has it) it is bound to the first thread that submits to it (`Flush`,
+// `Poll`, `Drain`, `Close`, `Abort`, `Shutdown`): build the executor on one
+// thread and run it on another if you like, but once it has run, every call
+// that submits must come from that thread (others fail with
+// FailedPrecondition naming both threads), and so should the destructor
+// (from another thread it cannot wait for the kernel, so it hands back what
+// is in flight as `KernelMayStillRead`). The release callback runs on that
+// thread, inside `Poll`, `Close`, `Abort`, `Shutdown` or the destructor; from
+// inside it you may call `Enqueue` (any connection) and the read-only
+// accessors, not `Poll`, `Flush`, `Drain`, `Attach`, `Close`, `Abort`,
+// `Shutdown` or `RegisterBuffers`.
 
 #ifndef ZCPLAN_URING_EXECUTOR_H_
 #define ZCPLAN_URING_EXECUTOR_H_
@@ -82,10 +104,17 @@ struct SendStats {
   uint64_t fallbacks_enomem = 0;       // zero-copy ops resent by copy: -ENOMEM
   uint64_t fallbacks_unsupported = 0;  // zero-copy turned off: -EOPNOTSUPP
                                        // or -EINVAL
-  uint64_t cap_waits = 0;  // chains held back by the notification-bytes cap
+  uint64_t cap_copies = 0;     // chains sent by copy: the notification-bytes
+                               // cap had no room for their zero-copy ops
+  uint64_t enomem_pauses = 0;  // times zero-copy was paused after repeated
+                               // -ENOMEM (the kernel's RLIMIT_MEMLOCK charge)
+  uint64_t chains_zc_paused = 0;  // chains sent by copy during such a pause
   uint64_t buffers_enqueued = 0;
   uint64_t buffers_released = 0;         // released as sent
   uint64_t buffers_released_failed = 0;  // released with an error
+  uint64_t buffers_kernel_may_read = 0;  // released by Shutdown while still
+                                         // referenced (KernelMayStillRead)
+  uint64_t connections_reset = 0;        // Abort, or reset by Shutdown
   uint64_t bytes_enqueued = 0;
   uint64_t bytes_awaiting_notification = 0;       // now
   uint64_t peak_bytes_awaiting_notification = 0;  // highest seen
@@ -110,8 +139,10 @@ struct RingStats {
 
 // The release callback: `token` is what was passed to `Enqueue`; `status` is
 // OK when every byte of the buffer was sent, else the error that stopped the
-// connection (or Cancelled for `Close`, Aborted for teardown). The status
-// reference is valid only during the call.
+// connection (Cancelled for `Close`, Aborted for `Abort` and `Shutdown`).
+// Whatever the status, the kernel no longer reads the buffer, except for a
+// status with `KernelMayStillRead(status)` (see the WARNING at the top). The
+// status reference is valid only during the call.
 using ReleaseCallback = std::function<void(
     ConnectionId connection, uint64_t token, const absl::Status& status)>;
 
@@ -145,6 +176,13 @@ struct ConnectionOptions {
   // kernel refuses zero-copy there (-EOPNOTSUPP); the executor then sends
   // by copy.
   bool allow_non_tcp = false;
+
+  // Lets `Shutdown` (and so the destructor) reset this connection, as
+  // `Abort` does, when it still holds buffers halfway through the shutdown
+  // timeout: the peer gets a TCP reset and loses what it had not received,
+  // and the memory comes back. Set it when the program owns the socket and
+  // would rather drop a stalled peer than leave buffers with the kernel.
+  bool reset_on_shutdown = false;
 };
 
 struct ExecutorOptions {
@@ -153,11 +191,15 @@ struct ExecutorOptions {
   uint32_t sq_entries = 256;
   uint32_t cq_factor = 8;
 
-  // Most bytes (counted as the pages the kernel charges) that unregistered
-  // zero-copy sends may hold awaiting notification, over the whole ring.
-  // Above it a chain waits for notifications, or when none are pending is cut
-  // to fit. 0 means half of RLIMIT_MEMLOCK (4 MiB with `ulimit -l` 8192),
-  // which leaves room for the ring itself and registered buffers.
+  // Most bytes (counted as the pages the kernel charges to RLIMIT_MEMLOCK)
+  // that unregistered zero-copy sends may hold awaiting notification, over
+  // the whole ring. A chain whose zero-copy ops find no room under it is
+  // sent by copy instead (`cap_copies`), so a peer that stops reading and
+  // holds its share of the cap never stalls the other connections; an op
+  // larger than the whole cap is cut to fit. 0 means half of what
+  // RLIMIT_MEMLOCK leaves after the ring itself and the registered buffers
+  // (recomputed by `RegisterBuffers`; `DescribeNotificationCap` shows the
+  // figures). When that is less than 3 pages zero-copy is not used.
   uint64_t max_bytes_awaiting_notification = 0;
 
   // Use IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN when the
@@ -173,8 +215,7 @@ struct ExecutorOptions {
   // `CopyOp::kSendmsg`.
   bool ignore_sigpipe = true;
 
-  // Teardown waits this long for in-flight sends and notifications before
-  // releasing what is left with Aborted.
+  // The destructor calls `Shutdown(teardown_timeout)` unless `Shutdown` ran.
   absl::Duration teardown_timeout = absl::Seconds(2);
 
   // Required, one of the two: called for every released buffer, or for
@@ -195,9 +236,8 @@ class Executor {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> CreateWithRing(
       std::unique_ptr<Ring> ring, ExecutorOptions options);
 
-  // Cancels what is in flight, waits up to `teardown_timeout` for
-  // completions and notifications, then releases every buffer still held
-  // (Aborted for those not fully sent). Does not close attached sockets.
+  // `Shutdown(teardown_timeout)` unless it has run. Does not close attached
+  // sockets.
   ~Executor();
 
   Executor(const Executor&) = delete;
@@ -206,8 +246,10 @@ class Executor {
   // Attaches a connected socket. The executor does not own `fd`: keep it open
   // until the connection is closed and `Idle`.
   // Errors: InvalidArgument for a bad fd, a socket that is not a connected
-  // TCP stream (see `allow_non_tcp`), invalid plan options, or an fd already
-  // attached.
+  // TCP stream (see `allow_non_tcp`), invalid plan options, or a socket
+  // already attached, by this fd or any other (a dup of it: two connections
+  // on one stream could reorder its bytes); FailedPrecondition after
+  // `Shutdown` or from inside the release callback.
   [[nodiscard]] absl::StatusOr<ConnectionId> Attach(
       int fd, const ConnectionOptions& options = ConnectionOptions());
 
@@ -217,7 +259,7 @@ class Executor {
   // Errors: InvalidArgument (null data, zero length, length above SSIZE_MAX),
   // NotFound (unknown connection), FailedPrecondition (closed, or in the
   // error state: the message carries the error), ResourceExhausted (over
-  // `max_queued_bytes`).
+  // `max_queued_bytes`, naming the bytes queued, the length and the limit).
   [[nodiscard]] absl::Status Enqueue(ConnectionId connection, const void* data,
                                      size_t length, uint64_t token);
 
@@ -250,7 +292,35 @@ class Executor {
   // once with Cancelled; ops in flight are cancelled and their buffers are
   // released as their completions and notifications arrive (in `Poll`).
   // Further calls with this id fail with NotFound once it is `Idle`.
+  // WARNING: zero-copy buffers already in the socket's send queue come back
+  // only when the peer acknowledges them; for a peer that stopped reading,
+  // use `Abort`.
   [[nodiscard]] absl::Status Close(ConnectionId connection);
+
+  // Closes the connection (as `Close`) and resets its TCP connection (the
+  // kernel sends RST and drops the socket's send queue, so every zero-copy
+  // buffer comes back at the next `Poll`, released with Aborted unless
+  // fully sent before). The socket stays open, the caller's, but is no longer
+  // connected; close it when the connection is `Idle`. For a peer that
+  // stopped reading. Errors: NotFound (unknown connection), Internal when
+  // the kernel refuses the reset (the connection is then closed anyway).
+  [[nodiscard]] absl::Status Abort(ConnectionId connection);
+
+  // Ends the executor's work within `timeout`, and hands back every buffer:
+  //   1. every connection is closed, as `Close`;
+  //   2. it polls until every buffer is released, for up to `timeout` / 2;
+  //   3. connections still holding buffers that set `reset_on_shutdown` are
+  //      reset, as `Abort`; it polls again until `timeout` has passed;
+  //   4. what the kernel still references then is released with a status
+  //      for which `KernelMayStillRead` is true (see the WARNING at the top).
+  // Returns OK when step 4 released nothing; otherwise Unavailable naming
+  // the buffers, bytes and connections left with the kernel. Afterwards the
+  // executor holds nothing: `Attach` and `Enqueue` fail with
+  // FailedPrecondition, `Poll` and `Drain` find no work, and completions the
+  // kernel posts later are ignored (counted as stray). Called from a thread
+  // other than the ring's (see Thread safety), it cannot wait and goes from
+  // step 1 to step 4 at once.
+  [[nodiscard]] absl::Status Shutdown(absl::Duration timeout);
 
   // True when the connection holds no buffer (nothing queued, in flight, or
   // awaiting a notification); also true for an unknown id.
@@ -268,15 +338,21 @@ class Executor {
   RingStats stats() const;
   const RingFeatures& features() const;
   uint64_t max_bytes_awaiting_notification() const;
+  // How the cap above was chosen, e.g. "2040 KiB: half of the 8 MiB
+  // RLIMIT_MEMLOCK less 28 KiB for the ring and 4 MiB of registered
+  // buffers", or "set by ExecutorOptions".
+  std::string DescribeNotificationCap() const;
 
   // Registers `regions` as the ring's fixed buffers (once per executor, before
   // or after attaching). A zero-copy op whose buffers all lie inside one region
   // then uses it: SEND_ZC with IORING_RECVSEND_FIXED_BUF, and SENDMSG_ZC with
   // it where the kernel supports that (`features().sendmsg_zc_fixed`).
   // The memory is pinned and charged to RLIMIT_MEMLOCK while the executor
-  // lives; keep it valid that long.
-  // Errors: FailedPrecondition if already registered, InvalidArgument for an
-  // empty or null region, the kernel's error otherwise.
+  // lives; keep it valid that long. A default notification cap is
+  // recomputed without the registered bytes.
+  // Errors: FailedPrecondition if already registered, after `Shutdown`, or
+  // from inside the release callback; InvalidArgument for an empty or null
+  // region; the kernel's error otherwise.
   [[nodiscard]] absl::Status RegisterBuffers(
       absl::Span<const struct iovec> regions);
 
@@ -288,6 +364,11 @@ class Executor {
 
 // "writev=3 sendmsg_zc=2 ..." plus the other non-zero counters, one line.
 std::string FormatStats(const SendStats& stats);
+
+// True when `status` is a release status that says the kernel may still read
+// the buffer (set by `Shutdown` and the destructor; see the WARNING at the
+// top). Never true for OK.
+bool KernelMayStillRead(const absl::Status& status);
 
 }  // namespace zcplan
 

@@ -27,12 +27,15 @@ class IoUringRing final : public Ring {
 
   absl::Status Init(const IoUringRingOptions& options) {
     // Most capable setup first; older kernels reject unknown flags with
-    // -EINVAL, so drop them one group at a time.
+    // -EINVAL, so drop them one group at a time. A SINGLE_ISSUER ring starts
+    // disabled (IORING_SETUP_R_DISABLED): the kernel binds it to the thread
+    // that enables it, which `SubmitAndWait` does on its first call, so the
+    // ring belongs to the thread that runs it, not the one that made it.
     const uint32_t base = IORING_SETUP_CQSIZE;
-    uint32_t attempts[3] = {base | IORING_SETUP_SUBMIT_ALL |
-                                IORING_SETUP_SINGLE_ISSUER |
-                                IORING_SETUP_DEFER_TASKRUN,
-                            base | IORING_SETUP_SUBMIT_ALL, base};
+    uint32_t attempts[3] = {
+        base | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+        base | IORING_SETUP_SUBMIT_ALL, base};
     int ret = -EINVAL;
     for (uint32_t flags : attempts) {
       if (!options.defer_taskrun && (flags & IORING_SETUP_DEFER_TASKRUN)) {
@@ -47,6 +50,7 @@ class IoUringRing final : public Ring {
         features_.setup_flags = flags;
         features_.sq_entries = params.sq_entries;
         features_.cq_entries = params.cq_entries;
+        features_.memlock_bytes = RingMemlockBytes(params);
         break;
       }
       if (ret != -EINVAL) break;
@@ -57,7 +61,21 @@ class IoUringRing final : public Ring {
                              options.sq_entries, ")"));
     }
     initialized_ = true;
-    Probe();
+    enabled_ = (features_.setup_flags & IORING_SETUP_R_DISABLED) == 0;
+    // Probing submits SQEs, which a disabled ring refuses: probe on a small
+    // ring of its own, or failing that (RLIMIT_MEMLOCK too low for a second
+    // ring) on this one, which then belongs to the creating thread.
+    io_uring probe_ring;
+    if (enabled_ || io_uring_queue_init(4, &probe_ring, 0) != 0) {
+      const int ret = Enable();
+      if (ret < 0) {
+        return absl::ErrnoToStatus(-ret, "IORING_REGISTER_ENABLE_RINGS");
+      }
+      Probe(&ring_);
+    } else {
+      Probe(&probe_ring);
+      io_uring_queue_exit(&probe_ring);
+    }
     return absl::OkStatus();
   }
 
@@ -72,6 +90,10 @@ class IoUringRing final : public Ring {
   }
 
   int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) override {
+    if (!enabled_) {
+      const int ret = Enable();
+      if (ret < 0) return ret;
+    }
     if (wait_nr == 0) return io_uring_submit_and_get_events(&ring_);
     if (timeout_ns < 0) return io_uring_submit_and_wait(&ring_, wait_nr);
     __kernel_timespec ts;
@@ -105,18 +127,51 @@ class IoUringRing final : public Ring {
                                      static_cast<unsigned>(buffers.size()));
   }
 
+  int AbortConnection(int fd) override {
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    return connect(fd, &unspec, sizeof(unspec)) == 0 ? 0 : -errno;
+  }
+
  private:
+  // Binds the ring to the calling thread and lets it take submissions.
+  int Enable() {
+    const int ret = io_uring_register(ring_.ring_fd,
+                                      IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+    if (ret == 0) enabled_ = true;
+    return ret;
+  }
+
+  // What the kernel charges for the ring's memory: the SQE array and the
+  // region holding both rings (one mapping with IORING_FEAT_SINGLE_MMAP),
+  // each rounded up to whole pages.
+  uint64_t RingMemlockBytes(const io_uring_params& params) const {
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    auto pages = [page](uint64_t bytes) {
+      return (bytes + page - 1) / page * page;
+    };
+    const uint64_t sqe_size =
+        (params.flags & IORING_SETUP_SQE128) ? 128 : sizeof(io_uring_sqe);
+    uint64_t rings = ring_.cq.ring_sz;
+    if (params.features & IORING_FEAT_SINGLE_MMAP) {
+      rings = std::max<uint64_t>(rings, ring_.sq.ring_sz);
+    } else {
+      rings = pages(rings) + pages(ring_.sq.ring_sz);
+    }
+    return pages(rings) + pages(uint64_t{params.sq_entries} * sqe_size);
+  }
+
   // Submits `sqe` (already prepared with kProbeUserData) and returns its
   // result, consuming a notification if one follows.
-  int RunProbe() {
+  int RunProbe(io_uring* ring) {
     int res = -ETIME;
     bool more = false;
     for (int round = 0; round < 2; ++round) {
       __kernel_timespec ts{1, 0};
       io_uring_cqe* cqe = nullptr;
-      int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
       if (ret < 0 && ret != -EINTR) return res;
-      while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe != nullptr) {
+      while (io_uring_peek_cqe(ring, &cqe) == 0 && cqe != nullptr) {
         if (cqe->user_data == kProbeUserData) {
           if (cqe->flags & IORING_CQE_F_NOTIF) {
             more = false;
@@ -125,7 +180,7 @@ class IoUringRing final : public Ring {
             more = (cqe->flags & IORING_CQE_F_MORE) != 0;
           }
         }
-        io_uring_cqe_seen(&ring_, cqe);
+        io_uring_cqe_seen(ring, cqe);
       }
       if (res != -ETIME && !more) break;
     }
@@ -135,8 +190,8 @@ class IoUringRing final : public Ring {
   // Finds what the kernel supports. Flags the kernel does not know are
   // rejected with -EINVAL when the SQE is prepared; a known flag gets as far
   // as the socket check, which fails with -EOPNOTSUPP on an AF_UNIX socket.
-  void Probe() {
-    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  void Probe(io_uring* ring) {
+    io_uring_probe* probe = io_uring_get_probe_ring(ring);
     if (probe != nullptr) {
       features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
       features_.sendmsg_zc =
@@ -150,23 +205,28 @@ class IoUringRing final : public Ring {
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
+    auto get_sqe = [ring]() {
+      io_uring_sqe* sqe = io_uring_get_sqe(ring);
+      if (sqe != nullptr) std::memset(sqe, 0, sizeof(*sqe));
+      return sqe;
+    };
     io_uring_sqe* sqe;
-    if (features_.send_zc && (sqe = GetSqe()) != nullptr) {
+    if (features_.send_zc && (sqe = get_sqe()) != nullptr) {
       io_uring_prep_send_zc(sqe, fds[0], &byte, 1, MSG_DONTWAIT,
                             IORING_SEND_ZC_REPORT_USAGE);
       sqe->user_data = kProbeUserData;
-      features_.zc_report_usage = RunProbe() != -EINVAL;
+      features_.zc_report_usage = RunProbe(ring) != -EINVAL;
     }
-    if (features_.sendmsg_zc && (sqe = GetSqe()) != nullptr) {
+    if (features_.sendmsg_zc && (sqe = get_sqe()) != nullptr) {
       io_uring_prep_sendmsg_zc(sqe, fds[0], &msg, MSG_DONTWAIT);
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->user_data = kProbeUserData;
-      features_.sendmsg_zc_fixed = RunProbe() != -EINVAL;
+      features_.sendmsg_zc_fixed = RunProbe(ring) != -EINVAL;
     }
-    if ((sqe = GetSqe()) != nullptr) {
+    if ((sqe = get_sqe()) != nullptr) {
       io_uring_prep_cancel_fd(sqe, fds[0], IORING_ASYNC_CANCEL_ALL);
       sqe->user_data = kProbeUserData;
-      features_.async_cancel_fd = RunProbe() != -EINVAL;
+      features_.async_cancel_fd = RunProbe(ring) != -EINVAL;
     }
     close(fds[0]);
     close(fds[1]);
@@ -174,6 +234,7 @@ class IoUringRing final : public Ring {
 
   io_uring ring_;
   bool initialized_ = false;
+  bool enabled_ = false;
   RingFeatures features_;
 };
 

@@ -17,7 +17,9 @@ struct IoUringRingOptions {
   uint32_t sq_entries = 256;
   uint32_t cq_entries = 2048;  // at least sq_entries
   // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN when the kernel
-  // has them (6.1+); the ring is then used only from the creating thread.
+  // has them (6.1+); the ring is then bound to the first thread that calls
+  // `SubmitAndWait` (it is made disabled and enabled there), and only that
+  // thread may submit to it.
   bool defer_taskrun = true;
 };
 

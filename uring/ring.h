@@ -10,7 +10,10 @@
 // executor writes (opcodes, MSG_WAITALL, IOSQE_IO_LINK, zero-copy flags) is
 // exactly what the fake checks.
 //
-// Thread safety: a `Ring` is used from one thread (the executor's).
+// Thread safety: a `Ring` is used from one thread at a time (the
+// executor's). A ring made with IORING_SETUP_SINGLE_ISSUER is bound to the
+// thread that first calls `SubmitAndWait`; from any other thread that call
+// then fails with -EEXIST.
 
 #ifndef ZCPLAN_URING_RING_H_
 #define ZCPLAN_URING_RING_H_
@@ -51,6 +54,9 @@ struct RingFeatures {
   uint32_t sq_entries = 0;
   uint32_t cq_entries = 0;
   uint32_t setup_flags = 0;  // IORING_SETUP_* flags the ring was made with
+  // Bytes of the ring's own memory (submission and completion queues) that
+  // the kernel charges to RLIMIT_MEMLOCK of a process without CAP_IPC_LOCK.
+  uint64_t memlock_bytes = 0;
 };
 
 class Ring {
@@ -83,6 +89,13 @@ class Ring {
   // Registers `buffers` as fixed buffers 0..n-1 (replacing none: call once).
   // Returns 0 or a negative errno.
   virtual int RegisterBuffers(absl::Span<const struct iovec> buffers) = 0;
+
+  // Resets the TCP connection of socket `fd` at once (connect with
+  // AF_UNSPEC: the kernel sends RST and purges the send queue, which ends
+  // the ops blocked on it and posts the notifications of every zero-copy
+  // send still queued). The descriptor stays open. Returns 0 or a negative
+  // errno.
+  virtual int AbortConnection(int fd) = 0;
 };
 
 }  // namespace zcplan

@@ -71,6 +71,26 @@ int FakeRing::RegisterBuffers(absl::Span<const struct iovec> buffers) {
   return 0;
 }
 
+int FakeRing::AbortConnection(int fd) {
+  Socket& s = socket(fd);
+  ++s.resets;
+  s.error = -ECONNRESET;
+  ResumeBlocked(fd);
+  for (size_t i = 0; i < held_.size();) {
+    if (log_[held_[i].log_index].fd == fd) {
+      DeliverNotification(i);
+    } else {
+      ++i;
+    }
+  }
+  return 0;
+}
+
+int FakeRing::resets(int fd) const {
+  auto it = sockets_.find(fd);
+  return it == sockets_.end() ? 0 : it->second.resets;
+}
+
 void FakeRing::AddFault(int fd, const FakeFault& fault) {
   socket(fd).faults.push_back(fault);
 }

@@ -141,6 +141,10 @@ class FakeRing : public Ring {
   int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) override;
   size_t Reap(absl::Span<Completion> out) override;
   int RegisterBuffers(absl::Span<const struct iovec> buffers) override;
+  // A reset: the socket's send queue is purged, so every held notification
+  // of an op on `fd` is posted (and checked) at once, blocked ops on it and
+  // every later op fail -ECONNRESET. Counted in `resets(fd)`.
+  int AbortConnection(int fd) override;
 
   // --- State a test sets -------------------------------------------------
 
@@ -190,6 +194,8 @@ class FakeRing : public Ring {
 
   // Bytes sent on `fd`, in order.
   const std::string& received(int fd) const;
+  // AbortConnection calls on `fd`.
+  int resets(int fd) const;
   // Every SQE submitted, in submission order.
   const std::vector<SqeRecord>& log() const { return log_; }
   // Problems found (see the file comment); empty when all is well.
@@ -252,6 +258,7 @@ class FakeRing : public Ring {
     bool zc_supported = true;
     bool copied = true;
     int64_t capacity = -1;
+    int resets = 0;
   };
 
   Socket& socket(int fd) { return sockets_[fd]; }
@@ -299,6 +306,31 @@ class FakeRing : public Ring {
   uint64_t notifications_posted_ = 0;
   uint64_t busy_returns_ = 0;
   uint64_t timeouts_ = 0;
+};
+
+// Lends a FakeRing to an executor (`Executor::CreateWithRing` takes
+// ownership of its ring), so that the fake outlives the executor: a test can
+// read what it saw after teardown and deliver notifications the kernel would
+// post after the executor is gone.
+class BorrowedRing : public Ring {
+ public:
+  explicit BorrowedRing(FakeRing* ring) : ring_(ring) {}
+  const RingFeatures& features() const override { return ring_->features(); }
+  uint32_t SqSpaceLeft() override { return ring_->SqSpaceLeft(); }
+  struct io_uring_sqe* GetSqe() override {
+    return ring_->GetSqe();
+  }
+  int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) override {
+    return ring_->SubmitAndWait(wait_nr, timeout_ns);
+  }
+  size_t Reap(absl::Span<Completion> out) override { return ring_->Reap(out); }
+  int RegisterBuffers(absl::Span<const struct iovec> buffers) override {
+    return ring_->RegisterBuffers(buffers);
+  }
+  int AbortConnection(int fd) override { return ring_->AbortConnection(fd); }
+
+ private:
+  FakeRing* ring_;
 };
 
 }  // namespace zcplan

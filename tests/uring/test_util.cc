@@ -126,7 +126,13 @@ ReleaseCallback TokenLedger::callback() {
           absl::StrCat("token ", token, " released on the wrong connection"));
     }
     e.status = status;
-    if (poison_ && e.data != nullptr) std::memset(e.data, 0xEE, e.length);
+    // A caller keeps memory the kernel may still read; everything else it
+    // may reuse at once, which the poison stands for.
+    if (KernelMayStillRead(status)) {
+      ++kernel_may_read_;
+    } else if (poison_ && e.data != nullptr) {
+      std::memset(e.data, 0xEE, e.length);
+    }
   };
 }
 

@@ -34,8 +34,10 @@ absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf = 0, int rcvbuf = 0);
 
 // Records releases; `callback()` is an `ExecutorOptions::on_release`.
 // Each buffer is registered with `Expect` before it is enqueued; the release
-// then overwrites ("poisons") the buffer's bytes when `poison` is set, so a
-// zero-copy send that still reads it shows up as corrupted data.
+// then overwrites ("poisons") the buffer's bytes when `poison` is set, as a
+// caller reusing it would, so a zero-copy send that still reads it shows up
+// as corrupted data. A release with `KernelMayStillRead(status)` is not
+// poisoned: the caller must keep that memory.
 class TokenLedger {
  public:
   struct Entry {
@@ -66,6 +68,8 @@ class TokenLedger {
   size_t expected() const { return entries_.size(); }
   // Releases with a non-OK status.
   size_t failed() const { return failed_; }
+  // Releases with `KernelMayStillRead(status)` (counted in `failed` too).
+  size_t kernel_may_read() const { return kernel_may_read_; }
   const Entry* Find(uint64_t token) const;
   std::vector<std::string> problems() const { return problems_; }
 
@@ -75,6 +79,7 @@ class TokenLedger {
   std::map<uint64_t, Entry> entries_;
   size_t released_ = 0;
   size_t failed_ = 0;
+  size_t kernel_may_read_ = 0;
   size_t batches_ = 0;
   std::vector<std::string> problems_;
 };

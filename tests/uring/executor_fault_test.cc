@@ -10,6 +10,7 @@
 // early shows up; a second chain on a socket with one in flight; SIGPIPE).
 
 #include <liburing.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1207,6 +1209,237 @@ TEST_F(ExecutorFaultTest, RandomRecoverableFaultsNeverLoseReorderOrDuplicate) {
     pairs_.clear();
     if (HasFailure()) break;
   }
+}
+
+}  // namespace
+}  // namespace zcplan
+
+namespace zcplan {
+namespace {
+
+// --- Trust under faults
+// --------------------------------------------------------
+
+// A's peer reads nothing: its zero-copy chain blocks holding most of the
+// ring's notification cap, and its notifications never come. B must not wait
+// for that room: it sends by copy and finishes.
+TEST_F(ExecutorFaultTest, StalledConnectionHoldingTheCapDoesNotStallOthers) {
+  ExecutorOptions eo;
+  eo.max_bytes_awaiting_notification = 256 * K;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId a = Attach(Options(0));
+  const ConnectionId b = Attach(Options(0));
+  ring_->SetCapacity(Fd(a), 0);
+  Send(a, {200 * K});
+  Pump(3);
+  ASSERT_GT(executor_->stats().totals.bytes_awaiting_notification, 128 * K);
+  std::vector<size_t> sizes(64, 64 * K);
+  Send(b, sizes);
+  for (int i = 0; i < 2000 && !executor_->Idle(b); ++i) {
+    ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  }
+  ASSERT_TRUE(executor_->Idle(b)) << "B waited on A's share of the cap";
+  ExpectExact(b);
+  const SendStats sb = *executor_->connection_stats(b);
+  EXPECT_GT(sb.cap_copies, 0u);
+  EXPECT_EQ(sb.bytes_copied + sb.bytes_zero_copy, 64 * 64 * K);
+  EXPECT_LE(executor_->stats().totals.peak_bytes_awaiting_notification,
+            256 * K);
+  EXPECT_FALSE(executor_->Idle(a));
+  ring_->SetCapacity(Fd(a), -1);
+  Pump();
+  ExpectExact(a);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, BatchByteSumThatWouldWrapIsRefused) {
+  Make();
+  ConnectionOptions o = Options();
+  o.max_queued_bytes = uint64_t{4} << 30;
+  const ConnectionId c = Attach(o);
+  static char byte;
+  const size_t huge = static_cast<size_t>(SSIZE_MAX);
+  const iovec bufs[] = {{&byte, huge}, {&byte, huge}, {&byte, 2}};
+  const uint64_t tokens[] = {1, 2, 3};
+  const absl::Status s = executor_->Enqueue(c, bufs, tokens);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "buffer 0")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "4294967296")) << s;
+  const SendStats st = *executor_->connection_stats(c);
+  EXPECT_EQ(st.bytes_enqueued, 0u);
+  EXPECT_EQ(st.buffers_enqueued, 0u);
+  EXPECT_TRUE(executor_->Idle(c));
+}
+
+TEST_F(ExecutorFaultTest, SingleEnqueueThatWouldWrapIsRefused) {
+  Make();
+  ConnectionOptions o = Options();
+  o.max_queued_bytes = ~uint64_t{0};
+  const ConnectionId c = Attach(o);
+  static char byte;
+  const size_t huge = static_cast<size_t>(SSIZE_MAX);
+  ledger_.Expect(c, nullptr, 0);  // tokens 1 and 2 come back at teardown
+  ledger_.Expect(c, nullptr, 0);
+  ASSERT_TRUE(executor_->Enqueue(c, &byte, huge, 1).ok());
+  ASSERT_TRUE(executor_->Enqueue(c, &byte, huge, 2).ok());
+  // 2 * SSIZE_MAX + 2 is 2^64: the sum would wrap to 0.
+  const absl::Status s = executor_->Enqueue(c, &byte, 2, 3);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "length 2")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "18446744073709551615")) << s;
+  EXPECT_EQ(executor_->connection_stats(c)->buffers_enqueued, 2u);
+  // Never sent (the fake would read the bytes): closed before any Poll.
+  ASSERT_TRUE(executor_->Close(c).ok());
+  EXPECT_EQ(ledger_.released(), 2u);
+}
+
+TEST_F(ExecutorFaultTest, DupOfAnAttachedSocketIsRefused) {
+  Make();
+  const ConnectionId c = Attach();
+  const int copy = dup(Fd(c));
+  ASSERT_GE(copy, 0);
+  absl::StatusOr<ConnectionId> again = executor_->Attach(copy, Options());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(
+      again.status().message(),
+      absl::StrCat("is the socket of fd ", Fd(c), ", already attached")))
+      << again.status();
+  EXPECT_EQ(executor_->Attach(Fd(c), Options()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Once the first connection is gone, the socket may be attached again.
+  ASSERT_TRUE(executor_->Close(c).ok());
+  absl::StatusOr<ConnectionId> later = executor_->Attach(copy, Options());
+  EXPECT_TRUE(later.ok()) << later.status();
+  close(copy);
+}
+
+TEST_F(ExecutorFaultTest, RegisterBuffersFromTheReleaseCallbackIsRefused) {
+  absl::Status from_callback = absl::OkStatus();
+  bool called = false;
+  ExecutorOptions eo;
+  Executor* executor = nullptr;
+  static char region[4096];
+  eo.on_release_batch = [&](ConnectionId, absl::Span<const uint64_t>,
+                            const absl::Status&) {
+    if (called) return;
+    called = true;
+    from_callback = executor->RegisterBuffers({iovec{region, sizeof(region)}});
+  };
+  Make(FakeRingOptions(), eo);
+  executor = executor_.get();
+  absl::StatusOr<TcpPair> pair = MakeTcpPair();
+  ASSERT_TRUE(pair.ok());
+  absl::StatusOr<ConnectionId> c = executor_->Attach(pair->client, Options());
+  ASSERT_TRUE(c.ok());
+  static char data[100];
+  ASSERT_TRUE(executor_->Enqueue(*c, data, sizeof(data), 1).ok());
+  for (int i = 0; i < 10 && !called; ++i) {
+    ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  }
+  ASSERT_TRUE(called);
+  EXPECT_EQ(from_callback.code(), absl::StatusCode::kFailedPrecondition)
+      << from_callback;
+  EXPECT_TRUE(ring_->registered_buffers().empty());
+  executor_.reset();
+}
+
+// -ENOMEM on every zero-copy op (the memlock budget taken by someone else):
+// after two in a row zero-copy pauses, for longer each time, so most chains
+// go straight by copy instead of failing and being resent.
+TEST_F(ExecutorFaultTest, RepeatedEnomemPausesZeroCopy) {
+  Make();
+  const ConnectionId c = Attach(Options(0));
+  for (int i = 0; i < 1000; ++i) {
+    FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+    f.more = false;
+    f.notify = false;
+    ring_->AddFault(Fd(c), f);
+  }
+  // One buffer, so one SEND_ZC, per chain.
+  for (int i = 0; i < 400; ++i) {
+    Send(c, {32 * K});
+    Pump();
+  }
+  ExpectExact(c);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  EXPECT_GE(s.enomem_pauses, 3u);
+  EXPECT_GT(s.chains_zc_paused, 300u);
+  EXPECT_LT(s.fallbacks_enomem, 20u) << FormatStats(s);
+  EXPECT_EQ(s.bytes_copied, 400 * 32 * K);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, ZeroCopySuccessEndsTheEnomemBackOff) {
+  Make();
+  const ConnectionId c = Attach(Options(0));
+  for (int i = 0; i < 2; ++i) {
+    FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+    f.more = false;
+    f.notify = false;
+    ring_->AddFault(Fd(c), f);
+  }
+  for (int i = 0; i < 40; ++i) {
+    Send(c, {32 * K});
+    Pump();
+  }
+  ExpectExact(c);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.enomem_pauses, 1u);
+  EXPECT_EQ(s.fallbacks_enomem, 2u);
+  EXPECT_GT(s.bytes_zero_copy, 0u) << "zero-copy resumed after the pause";
+}
+
+TEST_F(ExecutorFaultTest, DefaultCapLeavesRoomForTheRingAndRegisteredBuffers) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 1024 * K) {
+    GTEST_SKIP() << "RLIMIT_MEMLOCK is " << limit.rlim_cur
+                 << "; this test wants a finite limit of at least 1 MiB";
+  }
+  FakeRingOptions ro;
+  ro.features.memlock_bytes = 52 * K;
+  Make(ro);
+  const uint64_t limit_bytes = limit.rlim_cur;
+  EXPECT_EQ(executor_->max_bytes_awaiting_notification(),
+            (limit_bytes - 52 * K) / 2 / 4096 * 4096);
+  EXPECT_TRUE(absl::StrContains(executor_->DescribeNotificationCap(),
+                                "after the ring (52 KiB)"))
+      << executor_->DescribeNotificationCap();
+  static unsigned char region[256 * 1024] __attribute__((aligned(4096)));
+  ASSERT_TRUE(executor_->RegisterBuffers({iovec{region, sizeof(region)}}).ok());
+  EXPECT_EQ(executor_->max_bytes_awaiting_notification(),
+            (limit_bytes - 52 * K - 256 * K) / 2 / 4096 * 4096);
+  EXPECT_TRUE(absl::StrContains(executor_->DescribeNotificationCap(),
+                                "registered buffers (256 KiB)"))
+      << executor_->DescribeNotificationCap();
+}
+
+// A SINGLE_ISSUER ring is bound to the first thread that submits, which need
+// not be the one that built the executor; another thread then gets an error
+// that says what to do.
+TEST_F(ExecutorFaultTest, SingleIssuerRingBindsToTheFirstThreadThatSubmits) {
+  FakeRingOptions ro;
+  ro.features.setup_flags = IORING_SETUP_SINGLE_ISSUER;
+  Make(ro);
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  std::thread runner([&] {
+    for (int i = 0; i < 100 && !executor_->Idle(c); ++i) {
+      absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
+      EXPECT_TRUE(n.ok()) << n.status();
+    }
+  });
+  runner.join();
+  EXPECT_TRUE(executor_->Idle(c));
+  ExpectExact(c);
+  absl::StatusOr<size_t> here = executor_->Poll(absl::ZeroDuration());
+  EXPECT_EQ(here.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(here.status().message(), "bound to thread"))
+      << here.status();
+  EXPECT_TRUE(absl::StrContains(here.status().message(), "defer_taskrun"))
+      << here.status();
+  EXPECT_EQ(executor_->Flush().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -127,6 +127,7 @@ void SendStats::Add(const SendStats& o) {
   stray_notifications += o.stray_notifications;
   fallbacks_enomem += o.fallbacks_enomem;
   fallbacks_unsupported += o.fallbacks_unsupported;
+  cap_waits += o.cap_waits;
   cap_copies += o.cap_copies;
   enomem_pauses += o.enomem_pauses;
   chains_zc_paused += o.chains_zc_paused;
@@ -163,6 +164,7 @@ std::string FormatStats(const SendStats& s) {
   add("stray_notifications", s.stray_notifications);
   add("fallbacks_enomem", s.fallbacks_enomem);
   add("fallbacks_unsupported", s.fallbacks_unsupported);
+  add("cap_waits", s.cap_waits);
   add("cap_copies", s.cap_copies);
   add("enomem_pauses", s.enomem_pauses);
   add("chains_zc_paused", s.chains_zc_paused);
@@ -255,6 +257,7 @@ class Executor::Impl {
     bool chain_broken = false;
     bool resume_pending = false;
     bool in_ready = false;
+    bool cap_waiting = false;
     bool cancel_sent = false;
 
     Plan plan;
@@ -361,6 +364,7 @@ class Executor::Impl {
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint32_t> socket_to_conn_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> batch_;
+  std::vector<uint32_t> cap_waiters_;
 
   std::vector<OpSlot> slots_;
   uint32_t free_slot_ = UINT32_MAX;
@@ -400,7 +404,7 @@ const Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) const {
 
 void Executor::Impl::MarkReady(uint32_t index) {
   Connection& c = conns_[index];
-  if (c.in_ready) return;
+  if (c.in_ready || c.cap_waiting) return;
   c.in_ready = true;
   ready_.push_back(index);
 }
@@ -435,6 +439,14 @@ void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
 void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
   notif_bytes_ -= bytes;
   c.stats.bytes_awaiting_notification -= bytes;
+  if (!cap_waiters_.empty()) {
+    std::vector<uint32_t> waiters;
+    waiters.swap(cap_waiters_);
+    for (uint32_t w : waiters) {
+      conns_[w].cap_waiting = false;
+      MarkReady(w);
+    }
+  }
 }
 
 void Executor::Impl::ChooseCap() {
@@ -907,6 +919,8 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
   ready_.clear();
+  cap_waiters_.clear();
+  for (Connection& c : conns_) c.cap_waiting = false;
   const absl::Time start = absl::Now();
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     if (!conns_[i].in_use) continue;
@@ -1117,9 +1131,11 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
   absl::Span<const iovec> queue(c.iovs.data() + start, count);
 
   // Keep unregistered zero-copy bytes under the cap: submit the longest
-  // prefix that fits; with nothing that fits, send by copy when other
-  // notifications hold the cap (they may never come: a peer that stopped
-  // reading), else (one op alone is above the cap) plan smaller ops.
+  // prefix that fits. With nothing that fits: wait when this connection's
+  // own notifications are due (they free its room as its peer reads); send
+  // by copy when only other connections' hold the cap (they may never come:
+  // a peer that stopped reading must not stall the rest); with none due (one
+  // op alone is above the cap), plan smaller ops.
   size_t take = 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::Status s = PlanChain(queue, c.sent_off, po, &c.plan);
@@ -1139,6 +1155,12 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
       ++take;
     }
     if (take > 0) break;
+    if (c.stats.bytes_awaiting_notification > 0) {
+      ++c.stats.cap_waits;
+      c.cap_waiting = true;
+      cap_waiters_.push_back(index);
+      return true;
+    }
     if (notif_bytes_ > 0) {
       ++c.stats.cap_copies;
       po.zc_threshold = PlanOptions::kNever;

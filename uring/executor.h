@@ -104,8 +104,10 @@ struct SendStats {
   uint64_t fallbacks_enomem = 0;       // zero-copy ops resent by copy: -ENOMEM
   uint64_t fallbacks_unsupported = 0;  // zero-copy turned off: -EOPNOTSUPP
                                        // or -EINVAL
-  uint64_t cap_copies = 0;     // chains sent by copy: the notification-bytes
-                               // cap had no room for their zero-copy ops
+  uint64_t cap_waits = 0;      // chains held back by the notification-bytes
+                               // cap until this connection's own notifications
+  uint64_t cap_copies = 0;     // chains sent by copy: the cap was held by other
+                               // connections' zero-copy bytes
   uint64_t enomem_pauses = 0;  // times zero-copy was paused after repeated
                                // -ENOMEM (the kernel's RLIMIT_MEMLOCK charge)
   uint64_t chains_zc_paused = 0;  // chains sent by copy during such a pause
@@ -193,11 +195,12 @@ struct ExecutorOptions {
 
   // Most bytes (counted as the pages the kernel charges to RLIMIT_MEMLOCK)
   // that unregistered zero-copy sends may hold awaiting notification, over
-  // the whole ring. A chain whose zero-copy ops find no room under it is
-  // sent by copy instead (`cap_copies`), so a peer that stops reading and
-  // holds its share of the cap never stalls the other connections; an op
-  // larger than the whole cap is cut to fit. 0 means half of what
-  // RLIMIT_MEMLOCK leaves after the ring itself and the registered buffers
+  // the whole ring. A chain whose zero-copy ops find no room under it waits
+  // for the connection's own notifications if it has some due (`cap_waits`),
+  // and is sent by copy when the cap is held by others (`cap_copies`), so a
+  // peer that stops reading and holds the cap never stalls the other
+  // connections; an op larger than the whole cap is cut to fit. 0 means half of
+  // what RLIMIT_MEMLOCK leaves after the ring itself and the registered buffers
   // (recomputed by `RegisterBuffers`; `DescribeNotificationCap` shows the
   // figures). When that is less than 3 pages zero-copy is not used.
   uint64_t max_bytes_awaiting_notification = 0;

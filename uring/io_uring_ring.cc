@@ -61,29 +61,25 @@ class IoUringRing final : public Ring {
                              options.sq_entries, ")"));
     }
     initialized_ = true;
+    ProbeOpcodes();
+    // The flags need SQEs, which a disabled ring refuses: they are probed
+    // when the ring is enabled, on its first use. (Not on a second ring of
+    // its own: the kernel frees a ring's memory asynchronously, so its
+    // RLIMIT_MEMLOCK charge would linger into the first sends.)
     enabled_ = (features_.setup_flags & IORING_SETUP_R_DISABLED) == 0;
-    // Probing submits SQEs, which a disabled ring refuses: probe on a small
-    // ring of its own, or failing that (RLIMIT_MEMLOCK too low for a second
-    // ring) on this one, which then belongs to the creating thread.
-    io_uring probe_ring;
-    if (enabled_ || io_uring_queue_init(4, &probe_ring, 0) != 0) {
-      const int ret = Enable();
-      if (ret < 0) {
-        return absl::ErrnoToStatus(-ret, "IORING_REGISTER_ENABLE_RINGS");
-      }
-      Probe(&ring_);
-    } else {
-      Probe(&probe_ring);
-      io_uring_queue_exit(&probe_ring);
-    }
+    if (enabled_) ProbeFlags();
     return absl::OkStatus();
   }
 
   const RingFeatures& features() const override { return features_; }
 
-  uint32_t SqSpaceLeft() override { return io_uring_sq_space_left(&ring_); }
+  uint32_t SqSpaceLeft() override {
+    if (!enabled_ && Enable() < 0) return 0;
+    return io_uring_sq_space_left(&ring_);
+  }
 
   io_uring_sqe* GetSqe() override {
+    if (!enabled_ && Enable() < 0) return nullptr;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe != nullptr) std::memset(sqe, 0, sizeof(*sqe));
     return sqe;
@@ -134,12 +130,15 @@ class IoUringRing final : public Ring {
   }
 
  private:
-  // Binds the ring to the calling thread and lets it take submissions.
+  // Binds the ring to the calling thread, lets it take submissions, and
+  // probes what needs SQEs (nothing else is queued on a ring not yet used).
   int Enable() {
     const int ret = io_uring_register(ring_.ring_fd,
                                       IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
-    if (ret == 0) enabled_ = true;
-    return ret;
+    if (ret < 0) return ret;
+    enabled_ = true;
+    ProbeFlags();
+    return 0;
   }
 
   // What the kernel charges for the ring's memory: the SQE array and the
@@ -161,9 +160,10 @@ class IoUringRing final : public Ring {
     return pages(rings) + pages(uint64_t{params.sq_entries} * sqe_size);
   }
 
-  // Submits `sqe` (already prepared with kProbeUserData) and returns its
+  // Submits the probe SQE (prepared with kProbeUserData) and returns its
   // result, consuming a notification if one follows.
-  int RunProbe(io_uring* ring) {
+  int RunProbe() {
+    io_uring* ring = &ring_;
     int res = -ETIME;
     bool more = false;
     for (int round = 0; round < 2; ++round) {
@@ -187,17 +187,22 @@ class IoUringRing final : public Ring {
     return res;
   }
 
-  // Finds what the kernel supports. Flags the kernel does not know are
-  // rejected with -EINVAL when the SQE is prepared; a known flag gets as far
-  // as the socket check, which fails with -EOPNOTSUPP on an AF_UNIX socket.
-  void Probe(io_uring* ring) {
-    io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  // The opcodes, from IORING_REGISTER_PROBE (no SQE needed).
+  void ProbeOpcodes() {
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
     if (probe != nullptr) {
       features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
       features_.sendmsg_zc =
           io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC);
       io_uring_free_probe(probe);
     }
+  }
+
+  // The flags, by trying them. Flags the kernel does not know are rejected
+  // with -EINVAL when the SQE is prepared; a known flag gets as far as the
+  // socket check, which fails with -EOPNOTSUPP on an AF_UNIX socket.
+  void ProbeFlags() {
+    io_uring* ring = &ring_;
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return;
     char byte = 0;
@@ -215,18 +220,18 @@ class IoUringRing final : public Ring {
       io_uring_prep_send_zc(sqe, fds[0], &byte, 1, MSG_DONTWAIT,
                             IORING_SEND_ZC_REPORT_USAGE);
       sqe->user_data = kProbeUserData;
-      features_.zc_report_usage = RunProbe(ring) != -EINVAL;
+      features_.zc_report_usage = RunProbe() != -EINVAL;
     }
     if (features_.sendmsg_zc && (sqe = get_sqe()) != nullptr) {
       io_uring_prep_sendmsg_zc(sqe, fds[0], &msg, MSG_DONTWAIT);
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->user_data = kProbeUserData;
-      features_.sendmsg_zc_fixed = RunProbe(ring) != -EINVAL;
+      features_.sendmsg_zc_fixed = RunProbe() != -EINVAL;
     }
     if ((sqe = get_sqe()) != nullptr) {
       io_uring_prep_cancel_fd(sqe, fds[0], IORING_ASYNC_CANCEL_ALL);
       sqe->user_data = kProbeUserData;
-      features_.async_cancel_fd = RunProbe(ring) != -EINVAL;
+      features_.async_cancel_fd = RunProbe() != -EINVAL;
     }
     close(fds[0]);
     close(fds[1]);

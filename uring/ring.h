@@ -12,8 +12,8 @@
 //
 // Thread safety: a `Ring` is used from one thread at a time (the
 // executor's). A ring made with IORING_SETUP_SINGLE_ISSUER is bound to the
-// thread that first calls `SubmitAndWait`; from any other thread that call
-// then fails with -EEXIST.
+// thread that first calls `SqSpaceLeft`, `GetSqe` or `SubmitAndWait`; from
+// any other thread `SubmitAndWait` then fails with -EEXIST.
 
 #ifndef ZCPLAN_URING_RING_H_
 #define ZCPLAN_URING_RING_H_
@@ -43,14 +43,18 @@ struct Completion {
   uint32_t flags;  // IORING_CQE_F_MORE, IORING_CQE_F_NOTIF, ...
 };
 
-// What the kernel behind a ring supports, found once when the ring is made.
+// What the kernel behind a ring supports, found when the ring is made; the
+// three flags marked (*) need SQEs to probe, so on a SINGLE_ISSUER ring,
+// which is made disabled and enabled by the thread that first uses it, they
+// are found then (the first `SqSpaceLeft`, `GetSqe` or `SubmitAndWait`) and
+// read false before.
 struct RingFeatures {
   bool send_zc = false;           // IORING_OP_SEND_ZC
   bool sendmsg_zc = false;        // IORING_OP_SENDMSG_ZC
-  bool zc_report_usage = false;   // IORING_SEND_ZC_REPORT_USAGE (6.2+)
-  bool sendmsg_zc_fixed = false;  // IORING_RECVSEND_FIXED_BUF on SENDMSG_ZC
-                                  // (6.15+)
-  bool async_cancel_fd = false;   // IORING_ASYNC_CANCEL_FD | _ALL (5.19+)
+  bool zc_report_usage = false;   // (*) IORING_SEND_ZC_REPORT_USAGE (6.2+)
+  bool sendmsg_zc_fixed = false;  // (*) IORING_RECVSEND_FIXED_BUF on
+                                  // SENDMSG_ZC (6.15+)
+  bool async_cancel_fd = false;   // (*) IORING_ASYNC_CANCEL_FD | _ALL (5.19+)
   uint32_t sq_entries = 0;
   uint32_t cq_entries = 0;
   uint32_t setup_flags = 0;  // IORING_SETUP_* flags the ring was made with

@@ -141,6 +141,7 @@ class IoUringRingTest : public testing::Test {
       GTEST_SKIP() << IoUringSkipReason(ring.status());
     }
     ring_ = *std::move(ring);
+    ring_->SqSpaceLeft();  // enables the ring on this thread and probes it
   }
 
   // Skips unless the ring can do SEND_ZC with IORING_SEND_ZC_REPORT_USAGE.
@@ -162,6 +163,7 @@ class IoUringRingTest : public testing::Test {
   } while (0)
 
 TEST_F(IoUringRingTest, ProbesZeroCopyFeatures) {
+  // MakeRing used the ring once: a SINGLE_ISSUER ring probes its flags then.
   const RingFeatures& f = ring_->features();
   std::printf(
       "kernel %s: send_zc=%d sendmsg_zc=%d zc_report_usage=%d "

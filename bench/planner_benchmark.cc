@@ -25,7 +25,7 @@
 namespace zcplan {
 namespace {
 
-// The project's reference message (FIELD_NOTES section 3): 256 KiB, a 4 KiB
+// The project's reference message (planner/simulate.h): 256 KiB, a 4 KiB
 // header, two 64 KiB pieces at one and two thirds of the body, the rest of
 // the body split into n - 3 small pieces. Distinct, never-read addresses.
 std::vector<struct iovec> Message(size_t n) {

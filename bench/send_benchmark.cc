@@ -5,7 +5,7 @@
 //       --benchmark_format=json --benchmark_out=/tmp/send.json
 //   python3 bench/ratios.py /tmp/send.json
 //
-// Workload: the project's reference message (FIELD_NOTES section 3), 256 KiB:
+// Workload: the project's reference message (planner/simulate.h), 256 KiB:
 // a 4 KiB header, two 64 KiB pieces at one and two thirds of the body, the
 // rest of the body in n - 3 small pieces (n = 1: one 256 KiB buffer). Each
 // piece starts on its own 64-byte line with a gap before the next, so no two
@@ -637,7 +637,7 @@ void RunRaw(benchmark::State& state, CopyOp copy_op,
         const size_t i = cqe->user_data;
         if (cqe->flags & IORING_CQE_F_NOTIF) {
           // A cancelled zero-copy op can post one without having said
-          // F_MORE (FIELD_NOTES section 2): count only those announced.
+          // F_MORE (docs/kernel.md): count only those announced.
           if (awaiting_notif[i]) --notifs_pending;
           awaiting_notif[i] = false;
           continue;

@@ -1,6 +1,6 @@
 // Deterministic fault tests of the executor through the ring seam: a
 // state-based fake ring (fake_ring.h) runs the SQEs against in-memory sockets
-// and plays back each kernel behaviour of FIELD_NOTES.md section 2.
+// and plays back each kernel behaviour of docs/kernel.md.
 //
 // Every test checks the same three invariants besides its own: each socket
 // received exactly the bytes enqueued on it, in order (or a prefix of them for

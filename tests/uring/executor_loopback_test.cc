@@ -14,7 +14,7 @@
 // test's thread only; receiver threads only read sockets.
 //
 // Loopback always copies zero-copy data on the receiving side, so every
-// notification reports IORING_NOTIF_USAGE_ZC_COPIED (FIELD_NOTES.md, 2).
+// notification reports IORING_NOTIF_USAGE_ZC_COPIED (docs/kernel.md).
 
 #include <linux/capability.h>
 #include <linux/io_uring.h>

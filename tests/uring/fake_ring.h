@@ -11,7 +11,7 @@
 // reordered notifications, a small completion queue, injected submit
 // results. Every submitted SQE is logged with its decoded fields and outcome.
 //
-// Kernel behaviour modelled (see FIELD_NOTES.md section 2):
+// Kernel behaviour modelled (see docs/kernel.md):
 // - An op whose result is not the bytes it asked for breaks its link chain
 //   (writev always; send-family ops only with MSG_WAITALL, without it a short
 //   send counts as success and the chain goes on, leaving a hole). Every later

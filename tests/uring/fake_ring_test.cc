@@ -1,4 +1,4 @@
-// Tests of the fake ring's own model of the kernel (FIELD_NOTES.md section 2):
+// Tests of the fake ring's own model of the kernel (docs/kernel.md):
 // SQEs are prepared with liburing's prep helpers and run on a `FakeRing`
 // directly, without the executor, so a fake that drifts from the kernel it
 // stands in for shows up here and not as a confusing executor test result.
@@ -150,7 +150,7 @@ TEST(FakeRingTest, ShortWritevBreaksChainAndCancelsTheRest) {
   EXPECT_EQ(ring.received(kFd), "012");
   const std::vector<Completion> cqes = ReapAll(ring);
   // writev short, send and send_zc cancelled; the cancelled zero-copy op
-  // still gets a notification (FIELD_NOTES: measured on 6.18).
+  // still gets a notification (docs/kernel.md: measured on 6.18).
   ASSERT_EQ(cqes.size(), 4u) << Describe(cqes);
   EXPECT_EQ(cqes[0].user_data, 1u);
   EXPECT_EQ(cqes[0].res, 3);

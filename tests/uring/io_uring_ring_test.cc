@@ -1,5 +1,5 @@
 // Real io_uring through the `Ring` seam (uring/io_uring_ring.h), and the
-// kernel behaviours the executor is built on (FIELD_NOTES.md section 2),
+// kernel behaviours the executor is built on (docs/kernel.md),
 // checked on this machine's kernel over loopback TCP.
 //
 // Every test skips with the reason when io_uring is unavailable (e.g. the
@@ -462,7 +462,7 @@ TEST_F(IoUringRingTest, ShortWritevCancelsRestOfChain) {
 }
 
 // A failed op (writev on a socket shut down for writing: -EPIPE) cancels the
-// rest of its chain. Measured on 6.18 (matches FIELD_NOTES.md): a cancelled
+// rest of its chain. Measured on 6.18 (docs/kernel.md): a cancelled
 // zero-copy op posts -ECANCELED WITHOUT F_MORE and then STILL posts a
 // notification with the same user_data (with REPORT_USAGE, flagged as copied:
 // nothing was sent zero-copy). liburing issue 1462 reports error paths with

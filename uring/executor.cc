@@ -335,6 +335,9 @@ class Executor::Impl {
   // Closes connection `index` (state, error, cancel, release of what the
   // kernel does not hold); `error` is the status for an open connection.
   void Stop(uint32_t index, absl::Status error);
+  // The index of `id` for Close or Abort (`what`), after their checks.
+  absl::StatusOr<uint32_t> IndexForStop(ConnectionId id,
+                                        absl::string_view what);
   // Resets connection `index`'s TCP connection; returns the kernel's result.
   int Reset(uint32_t index);
   // Polls until nothing is held or `deadline` passes.
@@ -846,38 +849,36 @@ int Executor::Impl::Reset(uint32_t index) {
   return ring_->AbortConnection(c.fd);
 }
 
-absl::Status Executor::Impl::Close(ConnectionId id) {
+absl::StatusOr<uint32_t> Executor::Impl::IndexForStop(ConnectionId id,
+                                                      absl::string_view what) {
   if (in_callback_) {
     return absl::FailedPreconditionError(
-        "Close called from inside the release callback");
+        absl::StrCat(what, " called from inside the release callback"));
   }
-  if (absl::Status s = CheckThread("Close"); !s.ok()) return s;
+  if (absl::Status s = CheckThread(what); !s.ok()) return s;
   Connection* c = Find(id);
   if (c == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("connection ", id.value, " is not attached"));
   }
-  Stop(static_cast<uint32_t>(c - conns_.data()),
-       absl::CancelledError(
-           absl::StrCat("connection ", id.value, " was closed")));
+  return static_cast<uint32_t>(c - conns_.data());
+}
+
+absl::Status Executor::Impl::Close(ConnectionId id) {
+  absl::StatusOr<uint32_t> index = IndexForStop(id, "Close");
+  if (!index.ok()) return index.status();
+  Stop(*index, absl::CancelledError(
+                   absl::StrCat("connection ", id.value, " was closed")));
   bool waited = false;
   if (unsubmitted_ > 0) return SubmitPending(0, 0, &waited);
   return absl::OkStatus();
 }
 
 absl::Status Executor::Impl::Abort(ConnectionId id) {
-  if (in_callback_) {
-    return absl::FailedPreconditionError(
-        "Abort called from inside the release callback");
-  }
-  if (absl::Status s = CheckThread("Abort"); !s.ok()) return s;
-  Connection* c = Find(id);
-  if (c == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("connection ", id.value, " is not attached"));
-  }
-  const uint32_t index = static_cast<uint32_t>(c - conns_.data());
-  const int fd = c->fd;
+  absl::StatusOr<uint32_t> found = IndexForStop(id, "Abort");
+  if (!found.ok()) return found.status();
+  const uint32_t index = *found;
+  const int fd = conns_[index].fd;
   // The reset first: its completions come in later Polls, by when the
   // connection is closed with Aborted, the status its buffers get.
   const int ret = Reset(index);

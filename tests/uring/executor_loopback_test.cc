@@ -326,6 +326,16 @@ void ExpectCompleteStats(const SendStats& s, const Stream& stream) {
             ZeroCopyOps(s));
 }
 
+// For StartStalledAndLive: two zero-copy connections on the ring: `stalled`,
+// whose peer reads nothing, with `stalled_sizes` enqueued and polled for
+// `settle`, and `live`, with its stream made but not yet enqueued.
+struct StalledAndLive {
+  ConnectionId stalled, live;
+  Stream* stalled_stream = nullptr;
+  Stream* live_stream = nullptr;
+  TcpPair* live_pair = nullptr;
+};
+
 class ExecutorLoopbackTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -373,6 +383,38 @@ class ExecutorLoopbackTest : public testing::Test {
       absl::StatusOr<size_t> polled = executor_->Poll(absl::ZeroDuration());
       ASSERT_TRUE(polled.ok()) << polled.status();
     }
+  }
+
+  // Attaches two connections sending all zero-copy: `stalled`, whose peer
+  // reads nothing, with `stalled_sizes` (stream `first_id`) enqueued and
+  // polled for `settle`, and `live`, with `live_sizes` (stream `first_id` +
+  // 1) made but not enqueued.
+  StalledAndLive StartStalledAndLive(uint64_t first_id,
+                                     std::vector<size_t> stalled_sizes,
+                                     std::vector<size_t> live_sizes,
+                                     absl::Duration settle) {
+    StalledAndLive t;
+    TcpPair* stalled = NewPair();
+    t.live_pair = NewPair();
+    EXPECT_TRUE(stalled != nullptr && t.live_pair != nullptr);
+    if (stalled == nullptr || t.live_pair == nullptr) return t;
+    t.stalled_stream = &NewStream(first_id, std::move(stalled_sizes));
+    t.live_stream = &NewStream(first_id + 1, std::move(live_sizes));
+    ConnectionOptions o = Options(0, CopyOp::kWritev);
+    absl::StatusOr<ConnectionId> a = executor_->Attach(stalled->client, o);
+    absl::StatusOr<ConnectionId> b = executor_->Attach(t.live_pair->client, o);
+    EXPECT_TRUE(a.ok() && b.ok());
+    if (!a.ok() || !b.ok()) return t;
+    t.stalled = *a;
+    t.live = *b;
+    while (!t.stalled_stream->done()) {
+      EXPECT_TRUE(t.stalled_stream->EnqueueNext(*executor_, ledger_, *a).ok());
+    }
+    const absl::Time end = absl::Now() + settle;
+    while (absl::Now() < end) {
+      EXPECT_TRUE(executor_->Poll(absl::Milliseconds(20)).ok());
+    }
+    return t;
   }
 
   uint64_t BytesSent(ConnectionId id) const {
@@ -1465,31 +1507,26 @@ TEST_F(ExecutorLoopbackTest, ShutdownResetsAStalledPeerAndGetsEverythingBack) {
 TEST_F(ExecutorLoopbackTest, AbortGetsAStalledPeersBuffersBack) {
   MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
   if (!executor_->features().send_zc) GTEST_SKIP() << "no SEND_ZC here";
-  TcpPair* stalled = NewPair();
-  TcpPair* live = NewPair();
-  ASSERT_NE(stalled, nullptr);
-  ASSERT_NE(live, nullptr);
-  Stream& s1 = NewStream(903, std::vector<size_t>(32, 64 * K));
-  Stream& s2 = NewStream(904, std::vector<size_t>(32, 64 * K));
-  absl::StatusOr<ConnectionId> a =
-      executor_->Attach(stalled->client, AllZeroCopy());
-  absl::StatusOr<ConnectionId> b =
-      executor_->Attach(live->client, AllZeroCopy());
-  ASSERT_TRUE(a.ok() && b.ok());
-  while (!s1.done()) ASSERT_TRUE(s1.EnqueueNext(*executor_, ledger_, *a).ok());
-  PollFor(*executor_, absl::Milliseconds(200));
-  ASSERT_FALSE(executor_->Idle(*a));
-  ASSERT_TRUE(executor_->Abort(*a).ok());
+  StalledAndLive t = StartStalledAndLive(903, std::vector<size_t>(32, 64 * K),
+                                         std::vector<size_t>(32, 64 * K),
+                                         absl::Milliseconds(200));
+  if (HasFailure()) return;
+  Stream& s1 = *t.stalled_stream;
+  Stream& s2 = *t.live_stream;
+  const ConnectionId a = t.stalled, b = t.live;
+  TcpPair* live = t.live_pair;
+  ASSERT_FALSE(executor_->Idle(a));
+  ASSERT_TRUE(executor_->Abort(a).ok());
   const absl::Time deadline = absl::Now() + kStepTimeout;
-  while (!executor_->Idle(*a) && absl::Now() < deadline) {
+  while (!executor_->Idle(a) && absl::Now() < deadline) {
     ASSERT_TRUE(executor_->Poll(absl::Milliseconds(10)).ok());
   }
-  ASSERT_TRUE(executor_->Idle(*a));
+  ASSERT_TRUE(executor_->Idle(a));
   const ReleaseCounts counts = CountReleases(ledger_, s1);
   EXPECT_EQ(counts.ok + counts.other, s1.count());
   EXPECT_EQ(counts.kernel_may_read, 0u);
   Receiver receiver({{live->server, CheckFor(s2)}});
-  while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, *b).ok());
+  while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, b).ok());
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
   receiver.Join();
   EXPECT_EQ(receiver.check(0).received, s2.total());
@@ -1508,41 +1545,35 @@ TEST_F(ExecutorLoopbackTest, StalledPeerHoldingTheCapDoesNotStarveOthers) {
   eo.max_bytes_awaiting_notification = 4 * M;
   MAKE_EXECUTOR_OR_SKIP(eo);
   if (!executor_->features().send_zc) GTEST_SKIP() << "no SEND_ZC here";
-  TcpPair* stalled = NewPair();
-  TcpPair* live = NewPair();
-  ASSERT_NE(stalled, nullptr);
-  ASSERT_NE(live, nullptr);
-  Stream& s1 = NewStream(905, std::vector<size_t>(16, 1 * M));
-  Stream& s2 = NewStream(906, std::vector<size_t>(128, 64 * K));
-  absl::StatusOr<ConnectionId> a =
-      executor_->Attach(stalled->client, AllZeroCopy());
-  absl::StatusOr<ConnectionId> b =
-      executor_->Attach(live->client, AllZeroCopy());
-  ASSERT_TRUE(a.ok() && b.ok());
-  while (!s1.done()) ASSERT_TRUE(s1.EnqueueNext(*executor_, ledger_, *a).ok());
-  PollFor(*executor_, absl::Milliseconds(300));
+  StalledAndLive t = StartStalledAndLive(905, std::vector<size_t>(16, 1 * M),
+                                         std::vector<size_t>(128, 64 * K),
+                                         absl::Milliseconds(300));
+  if (HasFailure()) return;
+  Stream& s2 = *t.live_stream;
+  const ConnectionId a = t.stalled, b = t.live;
+  TcpPair* live = t.live_pair;
   const uint64_t held = executor_->stats().totals.bytes_awaiting_notification;
   ASSERT_GT(held, 3 * M) << "A should hold most of the 4 MiB cap";
 
   const absl::Time start = absl::Now();
   Receiver receiver({{live->server, CheckFor(s2)}});
-  while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, *b).ok());
+  while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, b).ok());
   const absl::Time deadline = absl::Now() + kStepTimeout;
-  while (!executor_->Idle(*b) && absl::Now() < deadline) {
+  while (!executor_->Idle(b) && absl::Now() < deadline) {
     ASSERT_TRUE(executor_->Poll(absl::Milliseconds(10)).ok());
   }
   const absl::Duration took = absl::Now() - start;
-  ASSERT_TRUE(executor_->Idle(*b))
-      << FormatStats(*executor_->connection_stats(*b));
+  ASSERT_TRUE(executor_->Idle(b))
+      << FormatStats(*executor_->connection_stats(b));
   receiver.Join();
   EXPECT_EQ(receiver.check(0).received, s2.total())
       << receiver.check(0).Describe();
   EXPECT_EQ(receiver.check(0).first_mismatch, -1);
-  const SendStats sb = *executor_->connection_stats(*b);
+  const SendStats sb = *executor_->connection_stats(b);
   EXPECT_GT(sb.cap_copies, 0u) << FormatStats(sb);
   EXPECT_GT(sb.bytes_copied, 0u);
   RecordProperty("b_seconds", absl::StrCat(absl::ToDoubleSeconds(took)));
-  ASSERT_TRUE(executor_->Abort(*a).ok());
+  ASSERT_TRUE(executor_->Abort(a).ok());
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
   EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
       << ledger_.CheckAllReleasedOnce();

@@ -11,11 +11,11 @@
 // next ops (short ops, zero-copy errors with and without F_MORE or a
 // notification, -EAGAIN after partial progress), submit results (-EINTR,
 // -EBUSY, -EAGAIN, rarely a ring failure), a slow reader, peer errors,
-// close. Then everything is lifted and the executor drained and destroyed,
-// or (when the input says so) destroyed with sends in flight. The release
-// callback may enqueue more and tries the calls it may not make. The decoder
-// is our own (gcc has no <fuzzer/FuzzedDataProvider.h>), so an input replays
-// the same under libFuzzer and under the replay driver.
+// close or abort (a reset). Then everything is lifted and the executor drained
+// and destroyed, or (when the input says so) destroyed with sends in flight.
+// The release callback may enqueue more and tries the calls it may not make.
+// The decoder is our own (gcc has no <fuzzer/FuzzedDataProvider.h>), so an
+// input replays the same under libFuzzer and under the replay driver.
 //
 // Checked; a failure prints what broke and aborts, which libFuzzer reports:
 // - every buffer released exactly once, on its connection (TokenLedger, which
@@ -259,7 +259,9 @@ class Harness {
   void InjectSubmitResult();
   void Capacity();
   void PeerError();
-  void Close();
+  // Close, or Abort (a reset: the fake fails the socket and posts what it
+  // held).
+  void Close(bool abort);
   void ZeroCopySupport();
 
   // A call that may submit: fails (Internal) exactly when it consumed an
@@ -411,8 +413,10 @@ void Harness::Act() {
     Capacity();
   } else if (op < 227) {
     PeerError();
+  } else if (op < 230) {
+    Close(/*abort=*/false);
   } else if (op < 232) {
-    Close();
+    Close(/*abort=*/true);
   } else if (op < 240) {
     Attach();
   } else if (op < 248) {
@@ -739,7 +743,7 @@ void Harness::PeerError() {
   fake_->SetSocketError(conns_[k].fd, in_.Pick(errors));
 }
 
-void Harness::Close() {
+void Harness::Close(bool abort) {
   const int k = PickConn();
   if (k < 0) return;
   Conn& c = conns_[k];
@@ -748,17 +752,18 @@ void Harness::Close() {
     Die(absl::StrCat("connection ", c.id.value, " vanished"));
   c.closed = true;
   const uint64_t calls = fake_->submit_calls();
-  const absl::Status s = ex_->Close(c.id);
+  const absl::Status s = abort ? ex_->Abort(c.id) : ex_->Close(c.id);
+  const char* what = abort ? "Abort" : "Close";
   if (gone) {
     if (s.code() != absl::StatusCode::kNotFound) {
-      Die(
-          absl::StrCat("Close of a closed, idle connection: want NotFound, "
-                       "got ",
+      Die(absl::StrCat(what,
+                       " of a closed, idle connection: want NotFound, got ",
                        s.ToString()));
     }
     return;
   }
-  CheckSubmitOutcome(s, calls, "Close");
+  if (abort) c.peer_error = true;  // the reset fails the socket
+  CheckSubmitOutcome(s, calls, what);
 }
 
 void Harness::ZeroCopySupport() {

@@ -4,11 +4,20 @@
 
 #include "uring/sweep.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "planner/planner.h"
@@ -118,6 +127,144 @@ TEST(RunSweepTest, RejectsBadOptionsNamingThem) {
   o.messages_in_flight = 0;
   EXPECT_TRUE(
       absl::StrContains(RunSweep(o).status().message(), "messages_in_flight"));
+  o.messages_in_flight = 1;
+  o.idle_timeout = absl::Seconds(-1);
+  EXPECT_TRUE(
+      absl::StrContains(RunSweep(o).status().message(), "idle_timeout"));
+}
+
+#define SKIP_IF_NO_IO_URING(status)                                      \
+  do {                                                                   \
+    if (absl::StrContains((status).message(), "io_uring unavailable")) { \
+      GTEST_SKIP() << (status);                                          \
+    }                                                                    \
+  } while (0)
+
+// A TCP listener on 127.0.0.1 with a small receive buffer, for a peer that
+// accepts and never reads.
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int rcvbuf = 64 << 10;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        listen(fd_, 4) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~Listener() {
+    if (accepted_ >= 0) close(accepted_);
+    close(fd_);
+  }
+  int port() const { return port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  // Accepts a connection already made (the connect has returned).
+  int Accept() {
+    accepted_ = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    return accepted_;
+  }
+  // Reads what arrived on the accepted connection until it ends; returns
+  // the errno that ended it (0 for an orderly end, ETIMEDOUT when nothing
+  // came for 10 s).
+  int DrainAccepted() {
+    std::vector<char> buffer(1 << 20);
+    for (;;) {
+      const ssize_t n = recv(accepted_, buffer.data(), buffer.size(), 0);
+      if (n > 0) continue;
+      if (n == 0) return 0;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return errno;
+      pollfd p = {accepted_, POLLIN, 0};
+      if (poll(&p, 1, 10000) <= 0) return ETIMEDOUT;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  int accepted_ = -1;
+  int port_ = 0;
+};
+
+TEST(SweepTest, StartConnectsBeforeRunning) {
+  Listener listener;
+  ASSERT_GT(listener.port(), 0);
+  SweepOptions o;
+  o.messages = {{4096}};
+  o.settings = {Setting(16384)};
+  o.peer = listener.address();
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_GE(listener.Accept(), 0) << "no connection before Run";
+  EXPECT_EQ((*sweep)->destination(), listener.address());
+  EXPECT_EQ((*sweep)->runs_done(), 0u);
+  EXPECT_EQ((*sweep)->runs_total(), 3u);
+
+  o.peer.clear();
+  sweep = Sweep::Start(o);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_TRUE(absl::StartsWith((*sweep)->destination(),
+                               "the receiver thread on 127.0.0.1:"))
+      << (*sweep)->destination();
+}
+
+TEST(SweepTest, IdlePeerEndsTheSweepAndIsReset) {
+  Listener listener;
+  ASSERT_GT(listener.port(), 0);
+  SweepOptions o;
+  // More than the socket buffers on both ends hold, so the sends stall.
+  o.messages = {{1 << 20}};
+  o.settings = {Setting(0)};
+  o.repetitions = 1;
+  o.run_time = absl::Seconds(30);
+  o.idle_timeout = absl::Milliseconds(300);
+  o.peer = listener.address();
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  ASSERT_GE(listener.Accept(), 0);
+  const absl::Status s = (*sweep)->Run();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "no progress for 300ms")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), listener.address())) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), " bytes outstanding")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "threshold 0, writev")) << s;
+  EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos);
+  EXPECT_EQ((*sweep)->runs_done(), 0u);
+  // Ending the sweep resets the stalled connection (which makes the kernel
+  // drop the zero-copy buffers it holds) rather than leaving it to drain.
+  sweep->reset();
+  EXPECT_EQ(listener.DrainAccepted(), ECONNRESET);
+}
+
+TEST(SweepTest, StopKeepsTheRunsDone) {
+  SweepOptions o;
+  o.messages = {{4096, 65536}};
+  o.settings = {Setting(0), Setting(16384), Setting(PlanOptions::kNever)};
+  o.repetitions = 2;
+  o.run_time = absl::Milliseconds(20);
+  size_t progress_calls = 0;
+  o.should_stop = [&] { return progress_calls > 0; };
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  const absl::Status s = (*sweep)->Run(
+      [&](size_t, size_t, const SweepPoint&) { ++progress_calls; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(progress_calls, 1u);
+  EXPECT_EQ((*sweep)->runs_done(), 1u);
+  const std::vector<SweepPoint>& points = (*sweep)->points();
+  ASSERT_EQ(points.size(), 3u);
+  ASSERT_EQ(points[0].runs.size(), 1u);
+  EXPECT_GT(points[0].runs[0].messages, 0u);
+  EXPECT_TRUE(points[1].runs.empty());
+  EXPECT_TRUE(points[2].runs.empty());
 }
 
 TEST(RunSweepTest, MeasuresEverySettingOnLoopback) {

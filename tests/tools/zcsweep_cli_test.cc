@@ -4,18 +4,14 @@
 
 #include "tools/zcsweep_cli.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <streambuf>
 #include <string>
 #include <thread>
 #include <utility>
@@ -26,10 +22,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "planner/cost.h"
+#include "tests/tools/shared_text.h"
+#include "tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {
@@ -292,50 +289,8 @@ TEST(ZcsweepTest, UnreachablePeerFailsWithExitOneBeforeTheHeader) {
             "zcsweep: cannot connect to 127.0.0.1:1: Connection refused\n");
 }
 
-// A TCP listener on 127.0.0.1 whose connections are accepted and never read
-// (with a small receive buffer, so that the sender stalls soon).
-class SilentPeer {
- public:
-  SilentPeer() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int rcvbuf = 64 << 10;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-        listen(fd_, 4) == 0 &&
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      address_ = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-    }
-    // Accepts what comes (the kernel completes the handshake anyway) and
-    // holds it until the end; shutdown() of the listener ends the accept.
-    thread_ = std::thread([this] {
-      for (;;) {
-        const int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return;
-        accepted_.push_back(fd);
-      }
-    });
-  }
-  ~SilentPeer() {
-    shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    for (int fd : accepted_) close(fd);
-    close(fd_);
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_ = -1;
-  std::string address_;
-  std::thread thread_;
-  std::vector<int> accepted_;
-};
-
 TEST(ZcsweepTest, IdlePeerEndsTheRunWithExitOneAndOneLine) {
-  SilentPeer peer;
+  SilentPeer peer(/*accept_in_background=*/true);
   ASSERT_FALSE(peer.address().empty());
   const Result r =
       Zcsweep({"--peer", peer.address(), "--split", "1M", "--thresholds",
@@ -353,49 +308,6 @@ TEST(ZcsweepTest, IdlePeerEndsTheRunWithExitOneAndOneLine) {
   EXPECT_TRUE(absl::StrContains(r.err, " bytes outstanding")) << r.err;
 }
 
-// A stream buffer that tests can watch from another thread while zcsweep
-// writes to it.
-class WatchedBuffer : public std::streambuf {
- public:
-  // Waits up to `timeout` until `text` has been written or `Finish` is
-  // called; true if `text` was written.
-  bool WaitFor(const std::string& text, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return finished_ || absl::StrContains(text_, text);
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&seen), timeout);
-    return absl::StrContains(text_, text);
-  }
-  void Finish() {
-    absl::MutexLock lock(&mu_);
-    finished_ = true;
-  }
-  std::string str() {
-    absl::MutexLock lock(&mu_);
-    return text_;
-  }
-
- protected:
-  int_type overflow(int_type ch) override {
-    if (ch != traits_type::eof()) {
-      const char c = static_cast<char>(ch);
-      xsputn(&c, 1);
-    }
-    return ch;
-  }
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    absl::MutexLock lock(&mu_);
-    text_.append(s, static_cast<size_t>(n));
-    return n;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::string text_ ABSL_GUARDED_BY(mu_);
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 // Runs zcsweep on a thread, sends `signal` to the process `delay` after its
 // stderr (`watch_err`) or stdout shows `when`, and returns the result. The
 // sweeps given run far longer than the wait, so the signal cannot come after
@@ -403,22 +315,22 @@ class WatchedBuffer : public std::streambuf {
 Result ZcsweepInterrupted(std::vector<std::string> args, int signal,
                           const std::string& when, bool watch_err,
                           absl::Duration delay = absl::ZeroDuration()) {
-  WatchedBuffer out_buffer, err_buffer;
+  SharedText out_buffer, err_buffer;
   std::ostream out(&out_buffer), err(&err_buffer);
   int code = -1;
   std::thread run([&] {
     code = RunZcsweep(args, out, err);
-    out_buffer.Finish();
-    err_buffer.Finish();
+    out_buffer.MarkDone();
+    err_buffer.MarkDone();
   });
-  WatchedBuffer& watched = watch_err ? err_buffer : out_buffer;
+  SharedText& watched = watch_err ? err_buffer : out_buffer;
   const bool seen = watched.WaitFor(when, absl::Seconds(30));
   if (seen) {
     absl::SleepFor(delay);
     kill(getpid(), signal);
   }
   run.join();
-  Result r = {code, out_buffer.str(), err_buffer.str()};
+  Result r = {code, out_buffer.text(), err_buffer.text()};
   if (!absl::StrContains(r.err, "io_uring unavailable")) {
     EXPECT_TRUE(seen) << "never saw '" << when << "'\n" << r.out << r.err;
   }
@@ -455,7 +367,7 @@ TEST(ZcsweepTest, SigintPrintsTheRunsDoneAndExits130) {
 
 TEST(ZcsweepTest, SigtermEndsAStalledRunWithExit143) {
   ASSERT_TRUE(HasDefaultAction(SIGTERM));
-  SilentPeer peer;
+  SilentPeer peer(/*accept_in_background=*/true);
   ASSERT_FALSE(peer.address().empty());
   const Result r = ZcsweepInterrupted(
       {"--peer", peer.address(), "--split", "1M", "--thresholds", "0",

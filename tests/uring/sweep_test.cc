@@ -4,12 +4,6 @@
 
 #include "uring/sweep.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <memory>
 #include <string>
@@ -17,10 +11,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "planner/planner.h"
+#include "tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {
@@ -140,60 +134,9 @@ TEST(RunSweepTest, RejectsBadOptionsNamingThem) {
     }                                                                    \
   } while (0)
 
-// A TCP listener on 127.0.0.1 with a small receive buffer, for a peer that
-// accepts and never reads.
-class Listener {
- public:
-  Listener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int rcvbuf = 64 << 10;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-        listen(fd_, 4) == 0 &&
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-      port_ = ntohs(addr.sin_port);
-    }
-  }
-  ~Listener() {
-    if (accepted_ >= 0) close(accepted_);
-    close(fd_);
-  }
-  int port() const { return port_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-  // Accepts a connection already made (the connect has returned).
-  int Accept() {
-    accepted_ = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    return accepted_;
-  }
-  // Reads what arrived on the accepted connection until it ends; returns
-  // the errno that ended it (0 for an orderly end, ETIMEDOUT when nothing
-  // came for 10 s).
-  int DrainAccepted() {
-    std::vector<char> buffer(1 << 20);
-    for (;;) {
-      const ssize_t n = recv(accepted_, buffer.data(), buffer.size(), 0);
-      if (n > 0) continue;
-      if (n == 0) return 0;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return errno;
-      pollfd p = {accepted_, POLLIN, 0};
-      if (poll(&p, 1, 10000) <= 0) return ETIMEDOUT;
-    }
-  }
-
- private:
-  int fd_ = -1;
-  int accepted_ = -1;
-  int port_ = 0;
-};
-
 TEST(SweepTest, StartConnectsBeforeRunning) {
-  Listener listener;
-  ASSERT_GT(listener.port(), 0);
+  SilentPeer listener;
+  ASSERT_FALSE(listener.address().empty());
   SweepOptions o;
   o.messages = {{4096}};
   o.settings = {Setting(16384)};
@@ -201,7 +144,7 @@ TEST(SweepTest, StartConnectsBeforeRunning) {
   absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
   if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
   ASSERT_TRUE(sweep.ok()) << sweep.status();
-  EXPECT_GE(listener.Accept(), 0) << "no connection before Run";
+  EXPECT_GE(listener.AcceptNow(), 0) << "no connection before Run";
   EXPECT_EQ((*sweep)->destination(), listener.address());
   EXPECT_EQ((*sweep)->runs_done(), 0u);
   EXPECT_EQ((*sweep)->runs_total(), 3u);
@@ -215,8 +158,8 @@ TEST(SweepTest, StartConnectsBeforeRunning) {
 }
 
 TEST(SweepTest, IdlePeerEndsTheSweepAndIsReset) {
-  Listener listener;
-  ASSERT_GT(listener.port(), 0);
+  SilentPeer listener;
+  ASSERT_FALSE(listener.address().empty());
   SweepOptions o;
   // More than the socket buffers on both ends hold, so the sends stall.
   o.messages = {{1 << 20}};
@@ -228,7 +171,7 @@ TEST(SweepTest, IdlePeerEndsTheSweepAndIsReset) {
   absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
   if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
   ASSERT_TRUE(sweep.ok()) << sweep.status();
-  ASSERT_GE(listener.Accept(), 0);
+  ASSERT_GE(listener.AcceptNow(), 0);
   const absl::Status s = (*sweep)->Run();
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "no progress for 300ms")) << s;

@@ -575,6 +575,10 @@ class StopSignals {
   struct sigaction old_[2];
 };
 
+const char* SignalName(int signal) {
+  return signal == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
 // The table of `points`; `recommended` marks a row (npos: none).
 void PrintTable(const Config& c, const std::vector<SweepPoint>& points,
                 const std::vector<PointSummary>& sums, size_t recommended,
@@ -613,8 +617,8 @@ int ReportInterrupted(const Config& c, const Sweep& sweep, int signal,
   }
   PrintTable(c, measured, sums, std::string::npos, out);
   out << std::flush;
-  err << "zcsweep: interrupted by " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
-      << " after " << sweep.runs_done() << " of " << sweep.runs_total()
+  err << "zcsweep: interrupted by " << SignalName(signal) << " after "
+      << sweep.runs_done() << " of " << sweep.runs_total()
       << " runs: the table above has the runs done; no files written\n";
   return kZcsweepInterruptedBase + signal;
 }
@@ -841,6 +845,10 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
     return kZcsweepBadInput;
   }
   SweepOptions so = MakeSweepOptions(c, workload->first);
+  if (absl::Status s = ValidateSweepOptions(so); !s.ok()) {
+    err << "zcsweep: " << Echo(s) << "\n";
+    return kZcsweepBadInput;
+  }
 
   const StopSignals signals;
   so.should_stop = [] { return StopSignals::received() != 0; };
@@ -849,8 +857,8 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
   absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(so);
   if (!sweep.ok()) {
     if (const int signal = StopSignals::received(); signal != 0) {
-      err << "zcsweep: interrupted by "
-          << (signal == SIGINT ? "SIGINT" : "SIGTERM") << " while connecting\n";
+      err << "zcsweep: interrupted by " << SignalName(signal)
+          << " while connecting\n";
       return kZcsweepInterruptedBase + signal;
     }
     err << "zcsweep: " << Echo(sweep.status()) << "\n";

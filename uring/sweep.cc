@@ -138,7 +138,16 @@ void KeepAliveForever(std::vector<std::unique_ptr<unsigned char[]>> storage) {
   }
 }
 
-absl::Status Validate(const SweepOptions& o) {
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
+
+absl::Status ValidateSweepOptions(const SweepOptions& o) {
   if (o.messages.empty()) {
     return absl::InvalidArgumentError("the workload has no message");
   }
@@ -181,15 +190,6 @@ absl::Status Validate(const SweepOptions& o) {
   }
   return absl::OkStatus();
 }
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-}  // namespace
 
 std::string DescribeSetting(const SweepSetting& s) {
   std::string out =
@@ -269,7 +269,7 @@ void Sweep::Impl::OnRelease(uint64_t token, const absl::Status& status) {
 }
 
 absl::Status Sweep::Impl::Start() {
-  if (absl::Status s = Validate(o_); !s.ok()) return s;
+  if (absl::Status s = ValidateSweepOptions(o_); !s.ok()) return s;
   ExecutorOptions eo;
   eo.sq_entries = o_.sq_entries;
   // The sweep ends every connection itself (resetting a stalled one) before

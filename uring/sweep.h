@@ -92,13 +92,18 @@ struct SweepPoint {
 using SweepProgress =
     std::function<void(size_t done, size_t total, const SweepPoint& point)>;
 
+// Checks `options` as `Sweep::Start` does first, without starting anything:
+// InvalidArgument for an empty workload, no settings, a bad setting (naming
+// it), bad counts or a negative idle timeout.
+[[nodiscard]] absl::Status ValidateSweepOptions(const SweepOptions& options);
+
 // A sweep in two steps, so that a caller learns whether the destination can
 // be reached before it reports anything: `Start` connects, `Run` measures.
 class Sweep {
  public:
-  // Validates `options`, makes the executor and connects to the peer (or
-  // starts the receiver thread). Errors: InvalidArgument for an empty
-  // workload, no settings, a bad setting (naming it) or bad counts;
+  // Validates `options` (`ValidateSweepOptions`), makes the executor and
+  // connects to the peer (or starts the receiver thread). Errors:
+  // InvalidArgument as `ValidateSweepOptions` or for a malformed peer;
   // Unavailable when io_uring or the peer cannot be reached.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sweep>> Start(
       SweepOptions options);

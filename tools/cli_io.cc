@@ -15,6 +15,7 @@ namespace zcplan {
 namespace {
 
 absl::string_view FileKind(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
   if (S_ISDIR(mode)) return "a directory";
   if (S_ISFIFO(mode)) return "a FIFO";
   if (S_ISCHR(mode)) return "a character device";
@@ -29,7 +30,83 @@ absl::Status Refuse(absl::string_view what, const std::string& path,
       absl::StrCat(what, " ", QuoteForMessage(path), ": ", why));
 }
 
+// The directory that holds `path`'s last component ("." for a bare name).
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// OK when `path` does not exist and its parent is a directory this process
+// may create entries in; `kind` is "file" or "directory".
+absl::Status CheckCreatable(const std::string& path, absl::string_view what,
+                            absl::string_view kind) {
+  const std::string parent = ParentOf(path);
+  struct stat st {};
+  if (stat(parent.c_str(), &st) != 0) {
+    return Refuse(
+        what, path,
+        absl::StrCat("cannot create ", kind, ": ", QuoteForMessage(parent),
+                     ": ", std::strerror(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Refuse(
+        what, path,
+        absl::StrCat("cannot create ", kind, ": ", QuoteForMessage(parent),
+                     " is ", FileKind(st.st_mode)));
+  }
+  if (access(parent.c_str(), W_OK | X_OK) != 0) {
+    return Refuse(
+        what, path,
+        absl::StrCat("cannot create ", kind, " in ", QuoteForMessage(parent),
+                     ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOutput(const std::string& path, absl::string_view what,
+                         bool directory) {
+  if (path.empty()) return Refuse(what, path, "empty path");
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return Refuse(what, path,
+                    absl::StrCat("cannot stat: ", std::strerror(errno)));
+    }
+    std::string name = path;
+    if (directory) {
+      while (name.size() > 1 && name.back() == '/') name.pop_back();
+    } else if (name.back() == '/') {
+      return Refuse(what, path, "names a directory; give a file");
+    }
+    return CheckCreatable(name, what, directory ? "directory" : "file");
+  }
+  if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    return Refuse(what, path,
+                  absl::StrCat("is ", FileKind(st.st_mode),
+                               directory ? "; give a directory"
+                                         : "; give a regular file or a new "
+                                           "name"));
+  }
+  if (access(path.c_str(), directory ? W_OK | X_OK : W_OK) != 0) {
+    return Refuse(what, path,
+                  absl::StrCat("cannot write", directory ? " into" : "", ": ",
+                               std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckOutputFile(const std::string& path, absl::string_view what) {
+  return CheckOutput(path, what, /*directory=*/false);
+}
+
+absl::Status CheckOutputDirectory(const std::string& path,
+                                  absl::string_view what) {
+  return CheckOutput(path, what, /*directory=*/true);
+}
 
 absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path,
                                             absl::string_view what,

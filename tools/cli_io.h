@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -50,6 +51,21 @@ struct RegularFile {
 // refused too.
 [[nodiscard]] absl::StatusOr<std::string> ReadRegularFile(
     const std::string& path, absl::string_view what, uint64_t max_bytes);
+
+// Checks, before a long run, that the run will be able to write a file at
+// `path`: it is not a directory, FIFO (whose open would block), device or
+// socket, and either it is an existing regular file open for writing, or it
+// does not exist and its parent directory does and can take a new file.
+// Nothing is created. Errors: InvalidArgument, one line as for
+// `OpenRegularFile`.
+[[nodiscard]] absl::Status CheckOutputFile(const std::string& path,
+                                           absl::string_view what);
+
+// The same for a directory the run will write files into: `path` is a
+// writable directory, or does not exist and its parent directory can take
+// it (the caller creates it).
+[[nodiscard]] absl::Status CheckOutputDirectory(const std::string& path,
+                                                absl::string_view what);
 
 // `text` made safe for a one-line message: printable ASCII kept, backslash
 // and control or non-ASCII bytes written as \n, \t, \\ or \xNN, and cut after

@@ -1,15 +1,18 @@
 #include "tools/zcsweep_cli.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +34,8 @@
 #include "planner/planner.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
+#include "tools/cli_io.h"
+#include "uring/net.h"
 #include "uring/sweep.h"
 
 namespace zcplan {
@@ -53,6 +58,7 @@ struct Config {
   absl::Duration time = absl::Milliseconds(300);
   uint32_t in_flight = 1;
   std::string peer;
+  absl::Duration idle_timeout = absl::Seconds(30);
   std::string out_dir = "zcsweep-out";
   std::string calibrate_path;
   bool progress = true;
@@ -62,24 +68,32 @@ absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Bad(
-        absl::StrCat("cannot read '", path, "': ", std::strerror(errno)));
+// A library error that may quote user input as it was given (the planner's
+// parsers do): escaped and capped for a one-line message.
+std::string Echo(const absl::Status& status) {
+  return EscapeForMessage(status.message(), 300);
+}
+
+// A host name or address as given in --peer: printable, no spaces, and no
+// longer than a DNS name can be.
+bool PlausibleHost(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (char ch : host) {
+    if (ch <= ' ' || ch > '~') return false;
   }
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  return true;
 }
 
 absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
   for (size_t i = 0; i < args.size(); ++i) {
     const absl::string_view arg = args[i];
     if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument '", arg,
-                              "': every input is a flag; see zcsweep --help"));
+      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
+                              ": every input is a flag; see zcsweep --help"));
     }
     const size_t eq = arg.find('=');
     const std::string name(arg.substr(2, eq - 2));
+    const std::string flag = EscapeForMessage(name, 40);
     if (name == "quiet") {
       if (eq != absl::string_view::npos) {
         return Bad("flag --quiet takes no value");
@@ -93,7 +107,7 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
       v = args[++i];
     } else {
-      return Bad(absl::StrCat("flag --", name, " needs a value"));
+      return Bad(absl::StrCat("flag --", flag, " needs a value"));
     }
     absl::Status s;
     if (name == "profile") {
@@ -110,7 +124,7 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       for (absl::string_view op : absl::StrSplit(v, ',')) {
         absl::StatusOr<CopyOp> parsed = ParseCopyOp(op);
         if (!parsed.ok()) {
-          s = parsed.status();
+          s = Bad(Echo(parsed.status()));
           break;
         }
         c.copy_ops.push_back(*parsed);
@@ -120,7 +134,7 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       if (gaps.ok()) {
         c.gaps = *gaps;
       } else {
-        s = gaps.status();
+        s = Bad(Echo(gaps.status()));
       }
     } else if (name == "adaptive") {
       if (v == "off") {
@@ -130,26 +144,37 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       } else if (v == "both") {
         c.adaptive = {false, true};
       } else {
-        s = Bad(absl::StrCat("bad value '", v, "' (off, on or both)"));
+        s = Bad(absl::StrCat("bad value ", QuoteForMessage(v),
+                             " (off, on or both)"));
       }
     } else if (name == "repetitions") {
       absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1000);
       if (n.ok()) c.repetitions = *n;
-      s = n.status();
+      if (!n.ok()) s = Bad(Echo(n.status()));
     } else if (name == "time") {
       if (!absl::ParseDuration(v, &c.time) || c.time <= absl::ZeroDuration() ||
           c.time > absl::Hours(1)) {
-        s = Bad(absl::StrCat("bad duration '", v,
-                             "': expected e.g. 300ms or 2s, up to 1h"));
+        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
+                             ": expected e.g. 300ms or 2s, up to 1h"));
+      }
+    } else if (name == "idle-timeout") {
+      if (!absl::ParseDuration(v, &c.idle_timeout) ||
+          c.idle_timeout < absl::ZeroDuration() ||
+          c.idle_timeout > absl::Hours(24)) {
+        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
+                             ": expected e.g. 30s, up to 24h, or 0 for none"));
       }
     } else if (name == "in-flight") {
       absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1024);
       if (n.ok()) c.in_flight = *n;
-      s = n.status();
+      if (!n.ok()) s = Bad(Echo(n.status()));
     } else if (name == "peer") {
-      if (v.rfind(':') == absl::string_view::npos || v.front() == ':' ||
-          v.back() == ':') {
-        s = Bad(absl::StrCat("bad address '", v, "': expected HOST:PORT"));
+      absl::StatusOr<std::pair<std::string, std::string>> hp =
+          SplitHostPort(std::string(v));
+      if (!hp.ok() || !PlausibleHost(hp->first)) {
+        s = Bad(absl::StrCat("bad address ", QuoteForMessage(v),
+                             ": expected HOST:PORT with a port 1..65535, "
+                             "e.g. 127.0.0.1:9000 or [::1]:9000"));
       }
       c.peer = std::string(v);
     } else if (name == "out") {
@@ -159,10 +184,10 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       if (v.empty()) s = Bad("empty path");
       c.calibrate_path = std::string(v);
     } else {
-      return Bad(
-          absl::StrCat("unknown flag '--", name, "'; see zcsweep --help"));
+      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
+                              "; see zcsweep --help"));
     }
-    if (!s.ok()) return Bad(absl::StrCat("--", name, ": ", s.message()));
+    if (!s.ok()) return Bad(absl::StrCat("--", flag, ": ", s.message()));
   }
   const int sources = c.has_profile + !c.trace_path.empty() + !c.split.empty();
   if (sources > 1) {
@@ -171,7 +196,7 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
   absl::StatusOr<std::vector<uint64_t>> thresholds =
       ParseThresholdList(c.thresholds_text);
   if (!thresholds.ok()) {
-    return Bad(absl::StrCat("--thresholds: ", thresholds.status().message()));
+    return Bad(absl::StrCat("--thresholds: ", Echo(thresholds.status())));
   }
   c.thresholds = *thresholds;
   return absl::OkStatus();
@@ -182,13 +207,13 @@ absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
 LoadWorkload(const Config& c) {
   std::vector<std::vector<uint64_t>> messages;
   if (!c.trace_path.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(c.trace_path);
-    if (!text.ok())
-      return Bad(absl::StrCat("--trace: ", text.status().message()));
+    absl::StatusOr<std::string> text =
+        ReadRegularFile(c.trace_path, "--trace", kMaxTraceFileBytes);
+    if (!text.ok()) return text.status();
     absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
     if (!trace.ok()) {
-      return Bad(absl::StrCat("--trace: ", c.trace_path, ": ",
-                              trace.status().message()));
+      return Bad(absl::StrCat("--trace ", QuoteForMessage(c.trace_path), ": ",
+                              Echo(trace.status())));
     }
     for (TraceBatch& b : *trace) {
       b.sizes.erase(std::remove(b.sizes.begin(), b.sizes.end(), 0),
@@ -196,17 +221,17 @@ LoadWorkload(const Config& c) {
       if (!b.sizes.empty()) messages.push_back(std::move(b.sizes));
     }
     if (messages.empty()) {
-      return Bad(
-          absl::StrCat("--trace: ", c.trace_path, ": every buffer is empty"));
+      return Bad(absl::StrCat("--trace ", QuoteForMessage(c.trace_path),
+                              ": every buffer is empty"));
     }
     return std::make_pair(
-        messages, absl::StrCat("trace ", c.trace_path, " (", messages.size(),
-                               " messages)"));
+        messages, absl::StrCat("trace ", EscapeForMessage(c.trace_path), " (",
+                               messages.size(), " messages)"));
   }
   if (!c.split.empty()) {
     absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(c.split);
     if (!sizes.ok()) {
-      return Bad(absl::StrCat("--split: ", sizes.status().message()));
+      return Bad(absl::StrCat("--split: ", Echo(sizes.status())));
     }
     sizes->erase(std::remove(sizes->begin(), sizes->end(), 0), sizes->end());
     if (sizes->empty()) return Bad("--split: every buffer is empty");
@@ -216,7 +241,7 @@ LoadWorkload(const Config& c) {
   absl::string_view profile = c.profile;
   if (absl::ConsumePrefix(&profile, "message:")) {
     absl::StatusOr<uint32_t> n = ParseCount(profile, 1, kMaxReferencePieces);
-    if (!n.ok()) return Bad(absl::StrCat("--profile: ", n.status().message()));
+    if (!n.ok()) return Bad(absl::StrCat("--profile: ", Echo(n.status())));
     absl::StatusOr<std::vector<uint64_t>> sizes = ReferenceMessageSizes(*n);
     if (!sizes.ok()) return sizes.status();
     messages.push_back(*sizes);
@@ -226,15 +251,16 @@ LoadWorkload(const Config& c) {
                      *n,
                      " pieces (4K header, two 64K pieces, the rest small)"));
   }
-  return Bad(absl::StrCat("--profile: unknown profile '", c.profile,
-                          "' (message:N, N = 1..", kMaxReferencePieces, ")"));
+  return Bad(absl::StrCat("--profile: unknown profile ",
+                          QuoteForMessage(c.profile), " (message:N, N = 1..",
+                          kMaxReferencePieces, ")"));
 }
 
 // A short name for the plot's title.
 std::string WorkloadName(const Config& c) {
   if (!c.trace_path.empty()) {
-    return absl::StrCat(
-        "trace ", c.trace_path.substr(c.trace_path.find_last_of('/') + 1));
+    return absl::StrCat("trace ", EscapeForMessage(c.trace_path.substr(
+                                      c.trace_path.find_last_of('/') + 1)));
   }
   if (!c.split.empty()) return absl::StrCat("split ", c.split);
   return c.profile;
@@ -278,10 +304,37 @@ PlanCost CountsPerMessage(const std::vector<std::vector<uint64_t>>& messages,
 std::string JsonString(absl::string_view s) {
   std::string out = "\"";
   for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      absl::StrAppendFormat(&out, "\\u%04x", ch);
+    } else {
+      out += ch;
+    }
   }
   return out + "\"";
+}
+
+// Text for an SVG text node.
+std::string XmlText(absl::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
 }
 
 std::string JsonThreshold(uint64_t t) {
@@ -327,7 +380,7 @@ std::string Svg(const std::vector<SweepPoint>& points,
       "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
       "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
-      kW, kTop + 2 * kPanelH + kGap + 70, kLeft, title);
+      kW, kTop + 2 * kPanelH + kGap + 70, kLeft, XmlText(title));
   struct Panel {
     const char* label;
     double PointSummary::*mid;
@@ -436,30 +489,42 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   f << text;
   f.close();
   if (!f) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot write ", QuoteForMessage(path), ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }
 
-int Run(const Config& c, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
-      workload = LoadWorkload(c);
-  if (!workload.ok()) {
-    err << "zcsweep: " << workload.status().message() << "\n";
-    return kZcsweepBadInput;
+// Every output is checked before the sweep, so that a bad --out or
+// --calibrate fails at once instead of after the whole sweep.
+absl::Status CheckOutputs(const Config& c) {
+  if (absl::Status s = CheckOutputDirectory(c.out_dir, "--out"); !s.ok()) {
+    return s;
   }
-  if (mkdir(c.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    err << "zcsweep: --out: cannot create '" << c.out_dir
-        << "': " << std::strerror(errno) << "\n";
-    return kZcsweepBadInput;
+  struct stat st {};
+  if (stat(c.out_dir.c_str(), &st) == 0) {  // files in an existing directory
+    for (const char* name : {"/sweep.csv", "/sweep.json", "/sweep.svg"}) {
+      if (absl::Status s = CheckOutputFile(c.out_dir + name, "--out");
+          !s.ok()) {
+        return s;
+      }
+    }
   }
+  if (!c.calibrate_path.empty()) {
+    return CheckOutputFile(c.calibrate_path, "--calibrate");
+  }
+  return absl::OkStatus();
+}
+
+SweepOptions MakeSweepOptions(const Config& c,
+                              std::vector<std::vector<uint64_t>> messages) {
   SweepOptions so;
-  so.messages = workload->first;
+  so.messages = std::move(messages);
   so.repetitions = c.repetitions;
   so.run_time = c.time;
   so.messages_in_flight = c.in_flight;
   so.peer = c.peer;
+  so.idle_timeout = c.idle_timeout;
   for (bool adaptive : c.adaptive) {
     for (uint64_t gap : c.gaps) {
       for (CopyOp op : c.copy_ops) {
@@ -474,53 +539,62 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
       }
     }
   }
-  uint64_t message_bytes = 0;
-  for (const auto& m : so.messages) {
-    for (uint64_t s : m) message_bytes += s;
-  }
-  out << "zcsweep: " << workload->second << "\n"
-      << "to " << (c.peer.empty() ? "a receiver thread on 127.0.0.1" : c.peer)
-      << "; " << so.settings.size() << " settings x " << c.repetitions
-      << " repetitions x " << absl::FormatDuration(c.time) << ", "
-      << c.in_flight << " message(s) in flight\n"
-      << std::flush;
+  return so;
+}
 
-  const absl::Time started = absl::Now();
-  absl::StatusOr<std::vector<SweepPoint>> points =
-      RunSweep(so, [&](size_t done, size_t total, const SweepPoint& point) {
-        if (!c.progress) return;
-        const SweepRun& r = point.runs.back();
-        const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
-        err << absl::StrFormat(
-            "[%d/%d] %s: %.0f MB/s, %.3f s/GB, %d messages (%.0f s left)\n",
-            done, total, DescribeSetting(point.setting),
-            r.bytes / r.seconds / 1e6, r.cpu_seconds / (r.bytes / 1e9),
-            r.messages, elapsed / done * (total - done));
-      });
-  if (!points.ok()) {
-    err << "zcsweep: " << points.status().message() << "\n";
-    return kZcsweepFailed;
-  }
-  std::vector<PointSummary> sums;
-  for (const SweepPoint& p : *points) sums.push_back(Summarize(p));
-  const Recommendation rec = Recommend(*points, sums);
+// SIGINT and SIGTERM, while an instance lives, only record the signal (the
+// sweep looks between polls); the dispositions before are restored after. A
+// signal the process ignored (nohup, a background job) stays ignored.
+volatile std::sig_atomic_t g_stop_signal = 0;
 
-  // The table.
+void OnStopSignal(int signal) { g_stop_signal = signal; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 2; ++i) {
+      sigaction(kSignals[i], &sa, &old_[i]);
+      if (old_[i].sa_handler == SIG_IGN)
+        sigaction(kSignals[i], &old_[i], nullptr);
+    }
+  }
+  ~StopSignals() {
+    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  static int received() { return g_stop_signal; }
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction old_[2];
+};
+
+const char* SignalName(int signal) {
+  return signal == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+// The table of `points`; `recommended` marks a row (npos: none).
+void PrintTable(const Config& c, const std::vector<SweepPoint>& points,
+                const std::vector<PointSummary>& sums, size_t recommended,
+                std::ostream& out) {
   out << "\n"
       << absl::StrFormat("%-34s %20s %22s %8s %7s %8s %7s\n", "setting",
                          "MB/s median (range)", "CPU s/GB median (range)",
                          "ops/msg", "zc", "copied", "short");
-  uint64_t notifications = 0, copied = 0;
-  for (size_t i = 0; i < points->size(); ++i) {
+  for (size_t i = 0; i < points.size(); ++i) {
     const PointSummary& s = sums[i];
-    notifications += s.notifications;
-    copied += s.copied_notifications;
     out << absl::StrFormat(
         "%-34s %7.0f (%5.0f..%5.0f) %8.3f (%5.3f..%5.3f) %8.1f %7s %8s %7d%s\n",
-        DescribeSetting((*points)[i].setting), s.mb_per_s, s.mb_per_s_min,
+        DescribeSetting(points[i].setting), s.mb_per_s, s.mb_per_s_min,
         s.mb_per_s_max, s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
         s.ops_per_message, Share(s.zero_copy_share), Share(s.copied_share),
-        s.short_sends, i == rec.index ? "  <- recommended" : "");
+        s.short_sends, i == recommended ? "  <- recommended" : "");
   }
   out << "(zc: share of bytes sent zero-copy; copied: share of notifications "
          "that said the kernel copied anyway; CPU: the sending thread, user + "
@@ -528,40 +602,70 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
       << (c.peer.empty() ? ", which on loopback includes the kernel's TCP "
                            "receive processing"
                          : "")
-      << ")\n\n";
-  out << "recommended: " << DescribeSetting((*points)[rec.index].setting)
-      << "\n  because: " << rec.reason << "\n";
-  if (c.repetitions < 2) {
-    out << "  note: with one repetition per setting the noise is not known; "
-           "use --repetitions 3 or more before trusting the recommendation\n";
-  }
-  if (notifications > 0 && copied == notifications) {
-    out << "\nwarning: every zero-copy notification (" << notifications
-        << ") said the kernel copied the data anyway (loopback, veth, or a "
-           "NIC without scatter-gather): these numbers say nothing about "
-           "zero-copy on real hardware. Run zcsweep --peer against a "
-           "receiver on another machine to tune for a real NIC.\n";
-  }
+      << ")\n";
+}
 
-  // Files.
-  std::string csv =
-      "threshold,copy_op,gap,adaptive,repetition,seconds,cpu_seconds,messages,"
-      "bytes,mb_per_s,cpu_s_per_gb,ops,bytes_copied,bytes_zero_copy,"
-      "short_sends,notifications,copied_notifications\n";
+// After SIGINT or SIGTERM: the runs done so far, and one line on `err`.
+int ReportInterrupted(const Config& c, const Sweep& sweep, int signal,
+                      std::ostream& out, std::ostream& err) {
+  std::vector<SweepPoint> measured;
+  std::vector<PointSummary> sums;
+  for (const SweepPoint& p : sweep.points()) {
+    if (p.runs.empty()) continue;
+    measured.push_back(p);
+    sums.push_back(Summarize(p));
+  }
+  PrintTable(c, measured, sums, std::string::npos, out);
+  out << std::flush;
+  err << "zcsweep: interrupted by " << SignalName(signal) << " after "
+      << sweep.runs_done() << " of " << sweep.runs_total()
+      << " runs: the table above has the runs done; no files written\n";
+  return kZcsweepInterruptedBase + signal;
+}
+
+std::string ResultsJson(const Config& c, absl::string_view workload,
+                        uint64_t message_bytes,
+                        const std::vector<SweepPoint>& points,
+                        const std::vector<PointSummary>& sums,
+                        const Recommendation& rec, bool all_copied) {
   std::string json = absl::StrCat(
-      "{\"workload\": ", JsonString(workload->second),
-      ", \"message_bytes\": ", message_bytes / so.messages.size(),
+      "{\"workload\": ", JsonString(workload),
+      ", \"message_bytes\": ", message_bytes,
       ", \"peer\": ", JsonString(c.peer.empty() ? "loopback" : c.peer),
       ", \"repetitions\": ", c.repetitions,
       ", \"run_seconds\": ", absl::ToDoubleSeconds(c.time),
       ", \"recommended\": ", rec.index,
       ", \"reason\": ", JsonString(rec.reason),
-      ", \"all_notifications_copied\": ",
-      notifications > 0 && copied == notifications ? "true" : "false",
+      ", \"all_notifications_copied\": ", all_copied ? "true" : "false",
       ",\n \"points\": [\n");
-  for (size_t i = 0; i < points->size(); ++i) {
-    const SweepPoint& p = (*points)[i];
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepPoint& p = points[i];
     const PointSummary& s = sums[i];
+    absl::StrAppend(
+        &json, "  {\"threshold\": ", JsonThreshold(p.setting.plan.zc_threshold),
+        ", \"copy_op\": \"", CopyOpName(p.setting.plan.copy_op),
+        "\", \"gap\": ", p.setting.plan.zc_gap_bytes,
+        ", \"adaptive\": ", p.setting.adaptive ? "true" : "false",
+        absl::StrFormat(", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
+                        "\"max\": %.1f}, \"cpu_s_per_gb\": {\"median\": %.4f, "
+                        "\"min\": %.4f, \"max\": %.4f}, \"ops_per_message\": "
+                        "%.2f, \"zero_copy_share\": %.4f, \"copied_share\": "
+                        "%.4f, \"short_sends\": %d, \"runs\": %d}",
+                        s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max,
+                        s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
+                        s.ops_per_message, s.zero_copy_share, s.copied_share,
+                        s.short_sends, p.runs.size()),
+        i + 1 < points.size() ? "," : "", "\n");
+  }
+  return json + " ]}\n";
+}
+
+std::string ResultsCsv(const std::vector<SweepPoint>& points) {
+  std::string csv =
+      "threshold,copy_op,gap,adaptive,repetition,seconds,cpu_seconds,messages,"
+      "bytes,mb_per_s,cpu_s_per_gb,ops,bytes_copied,bytes_zero_copy,"
+      "short_sends,notifications,copied_notifications\n";
+  for (const SweepPoint& p : points) {
     for (size_t k = 0; k < p.runs.size(); ++k) {
       const SweepRun& r = p.runs[k];
       uint64_t ops = 0;
@@ -581,117 +685,219 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
           ",", r.stats.short_sends, ",", r.stats.notifications, ",",
           r.stats.copied_notifications, "\n");
     }
-    absl::StrAppend(
-        &json, "  {\"threshold\": ", JsonThreshold(p.setting.plan.zc_threshold),
-        ", \"copy_op\": \"", CopyOpName(p.setting.plan.copy_op),
-        "\", \"gap\": ", p.setting.plan.zc_gap_bytes,
-        ", \"adaptive\": ", p.setting.adaptive ? "true" : "false",
-        absl::StrFormat(", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
-                        "\"max\": %.1f}, \"cpu_s_per_gb\": {\"median\": %.4f, "
-                        "\"min\": %.4f, \"max\": %.4f}, \"ops_per_message\": "
-                        "%.2f, \"zero_copy_share\": %.4f, \"copied_share\": "
-                        "%.4f, \"short_sends\": %d, \"runs\": %d}",
-                        s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max,
-                        s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
-                        s.ops_per_message, s.zero_copy_share, s.copied_share,
-                        s.short_sends, p.runs.size()),
-        i + 1 < points->size() ? "," : "", "\n");
   }
-  absl::StrAppend(&json, " ]}\n");
+  return csv;
+}
+
+// Fits the cost model to the measured CPU per message, writes the weights
+// to --calibrate and reports the fit.
+absl::Status Calibrate(const Config& c, const SweepOptions& so,
+                       absl::string_view workload,
+                       const std::vector<SweepPoint>& points,
+                       const std::vector<PointSummary>& sums,
+                       std::ostream& out) {
+  std::vector<CalibrationSample> samples;
+  std::vector<size_t> used;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepSetting& s = points[i].setting;
+    if (s.adaptive || sums[i].cpu_ns_per_message <= 0) continue;
+    PlanOptions po = s.plan;
+    po.max_ops_per_chain = std::min<uint32_t>(po.max_ops_per_chain, 256);
+    samples.push_back(
+        {CountsPerMessage(so.messages, po), sums[i].cpu_ns_per_message});
+    used.push_back(i);
+  }
+  absl::StatusOr<Calibration> cal = CalibrateWeights(samples);
+  if (!cal.ok()) {
+    return absl::Status(cal.status().code(),
+                        absl::StrCat("--calibrate: ", cal.status().message()));
+  }
+  std::vector<double> measured, fitted, defaults;
+  for (const CalibrationSample& s : samples) {
+    measured.push_back(s.measured);
+    fitted.push_back(WeighCounts(s.counts, cal->weights));
+    defaults.push_back(WeighCounts(s.counts, CostWeights()));
+  }
+  auto argmin = [](const std::vector<double>& v) {
+    return static_cast<size_t>(std::min_element(v.begin(), v.end()) -
+                               v.begin());
+  };
+  const std::string file = absl::StrCat(
+      "# zcplan cost weights (ns per unit), calibrated by zcsweep from ",
+      samples.size(), " settings of ", workload, " to ",
+      c.peer.empty() ? "loopback" : c.peer,
+      absl::StrFormat(
+          "\n# rms relative error %.1f%%; Kendall tau vs measured %.2f "
+          "(default weights: %.2f)\n",
+          cal->rms_relative_error * 100, KendallTau(fitted, measured),
+          KendallTau(defaults, measured)),
+      cal->unfitted.empty()
+          ? ""
+          : absl::StrCat("# not determined by this sweep (kept or 0): ",
+                         absl::StrJoin(cal->unfitted, ", "), "\n"),
+      "# use: zcplan simulate --weights FILE ...\n",
+      FormatCostWeights(cal->weights));
+  if (absl::Status s = WriteText(c.calibrate_path, file); !s.ok()) return s;
+  out << "\ncalibrated cost weights (ns per unit) written to "
+      << EscapeForMessage(c.calibrate_path) << ":\n";
+  // Rounded for reading; the file has the exact values.
+  for (absl::string_view line : absl::StrSplit(FormatCostWeights(cal->weights),
+                                               '\n', absl::SkipEmpty())) {
+    const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+    double value = 0;
+    if (words.size() == 2 && absl::SimpleAtod(words[1], &value)) {
+      out << absl::StrFormat("  %-16s %.4g\n", words[0], value);
+    } else {
+      out << "  " << line << "\n";
+    }
+  }
+  if (!cal->unfitted.empty()) {
+    out << "  not determined by this sweep: "
+        << absl::StrJoin(cal->unfitted, ", ") << "\n";
+  }
+  out << absl::StrFormat(
+      "model vs measurement over %d settings: rms relative error %.1f%%; "
+      "ranking agreement (Kendall tau, 1 = same order) %.2f calibrated, "
+      "%.2f with the default weights\n",
+      samples.size(), cal->rms_relative_error * 100,
+      KendallTau(fitted, measured), KendallTau(defaults, measured));
+  out << "cheapest by measurement: "
+      << DescribeSetting(points[used[argmin(measured)]].setting)
+      << "; by the calibrated model: "
+      << DescribeSetting(points[used[argmin(fitted)]].setting)
+      << "; by the default model: "
+      << DescribeSetting(points[used[argmin(defaults)]].setting) << "\n";
+  return absl::OkStatus();
+}
+
+// The table, the recommendation, the files and the calibration of a
+// finished sweep.
+int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
+           const std::vector<SweepPoint>& points, std::ostream& out,
+           std::ostream& err) {
+  std::vector<PointSummary> sums;
+  uint64_t notifications = 0, copied = 0;
+  for (const SweepPoint& p : points) {
+    sums.push_back(Summarize(p));
+    notifications += sums.back().notifications;
+    copied += sums.back().copied_notifications;
+  }
+  const bool all_copied = notifications > 0 && copied == notifications;
+  const Recommendation rec = Recommend(points, sums);
+  PrintTable(c, points, sums, rec.index, out);
+  out << "\nrecommended: " << DescribeSetting(points[rec.index].setting)
+      << "\n  because: " << rec.reason << "\n";
+  if (c.repetitions < 2) {
+    out << "  note: with one repetition per setting the noise is not known; "
+           "use --repetitions 3 or more before trusting the recommendation\n";
+  }
+  if (all_copied) {
+    out << "\nwarning: every zero-copy notification (" << notifications
+        << ") said the kernel copied the data anyway (loopback, veth, or a "
+           "NIC without scatter-gather): these numbers say nothing about "
+           "zero-copy on real hardware. Run zcsweep --peer against a "
+           "receiver on another machine to tune for a real NIC.\n";
+  }
+
+  uint64_t message_bytes = 0;
+  for (const auto& m : so.messages) {
+    for (uint64_t s : m) message_bytes += s;
+  }
   const std::string title = absl::StrCat("zcsweep: ", WorkloadName(c), " to ",
                                          c.peer.empty() ? "loopback" : c.peer);
   const std::string base = c.out_dir + "/sweep";
   for (const auto& [path, text] :
-       {std::make_pair(base + ".csv", csv),
-        std::make_pair(base + ".json", json),
+       {std::make_pair(base + ".csv", ResultsCsv(points)),
+        std::make_pair(
+            base + ".json",
+            ResultsJson(c, workload, message_bytes / so.messages.size(), points,
+                        sums, rec, all_copied)),
         std::make_pair(base + ".svg",
-                       Svg(*points, sums, c.thresholds, title, rec.index))}) {
+                       Svg(points, sums, c.thresholds, title, rec.index))}) {
     if (absl::Status s = WriteText(path, text); !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepFailed;
     }
   }
-  out << "\nwrote " << base << ".csv, " << base << ".json, " << base
+  const std::string shown = EscapeForMessage(base);
+  out << "\nwrote " << shown << ".csv, " << shown << ".json, " << shown
       << ".svg\n";
-
-  // Calibration: fit the cost model to the measured CPU per message.
   if (!c.calibrate_path.empty()) {
-    std::vector<CalibrationSample> samples;
-    std::vector<size_t> used;
-    for (size_t i = 0; i < points->size(); ++i) {
-      const SweepSetting& s = (*points)[i].setting;
-      if (s.adaptive || sums[i].cpu_ns_per_message <= 0) continue;
-      PlanOptions po = s.plan;
-      po.max_ops_per_chain = std::min<uint32_t>(po.max_ops_per_chain, 256);
-      samples.push_back(
-          {CountsPerMessage(so.messages, po), sums[i].cpu_ns_per_message});
-      used.push_back(i);
-    }
-    absl::StatusOr<Calibration> cal = CalibrateWeights(samples);
-    if (!cal.ok()) {
-      err << "zcsweep: --calibrate: " << cal.status().message() << "\n";
-      return kZcsweepFailed;
-    }
-    std::vector<double> measured, fitted, defaults;
-    for (const CalibrationSample& s : samples) {
-      measured.push_back(s.measured);
-      fitted.push_back(WeighCounts(s.counts, cal->weights));
-      defaults.push_back(WeighCounts(s.counts, CostWeights()));
-    }
-    auto argmin = [](const std::vector<double>& v) {
-      return static_cast<size_t>(std::min_element(v.begin(), v.end()) -
-                                 v.begin());
-    };
-    const std::string file = absl::StrCat(
-        "# zcplan cost weights (ns per unit), calibrated by zcsweep from ",
-        samples.size(), " settings of ", workload->second, " to ",
-        c.peer.empty() ? "loopback" : c.peer,
-        absl::StrFormat(
-            "\n# rms relative error %.1f%%; Kendall tau vs measured %.2f "
-            "(default weights: %.2f)\n",
-            cal->rms_relative_error * 100, KendallTau(fitted, measured),
-            KendallTau(defaults, measured)),
-        cal->unfitted.empty()
-            ? ""
-            : absl::StrCat("# not determined by this sweep (kept or 0): ",
-                           absl::StrJoin(cal->unfitted, ", "), "\n"),
-        "# use: zcplan simulate --weights FILE ...\n",
-        FormatCostWeights(cal->weights));
-    if (absl::Status s = WriteText(c.calibrate_path, file); !s.ok()) {
+    if (absl::Status s = Calibrate(c, so, workload, points, sums, out);
+        !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepFailed;
     }
-    out << "\ncalibrated cost weights (ns per unit) written to "
-        << c.calibrate_path << ":\n";
-    // Rounded for reading; the file has the exact values.
-    for (absl::string_view line : absl::StrSplit(
-             FormatCostWeights(cal->weights), '\n', absl::SkipEmpty())) {
-      const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
-      double value = 0;
-      if (words.size() == 2 && absl::SimpleAtod(words[1], &value)) {
-        out << absl::StrFormat("  %-16s %.4g\n", words[0], value);
-      } else {
-        out << "  " << line << "\n";
-      }
-    }
-    if (!cal->unfitted.empty()) {
-      out << "  not determined by this sweep: "
-          << absl::StrJoin(cal->unfitted, ", ") << "\n";
-    }
-    out << absl::StrFormat(
-        "model vs measurement over %d settings: rms relative error %.1f%%; "
-        "ranking agreement (Kendall tau, 1 = same order) %.2f calibrated, "
-        "%.2f with the default weights\n",
-        samples.size(), cal->rms_relative_error * 100,
-        KendallTau(fitted, measured), KendallTau(defaults, measured));
-    out << "cheapest by measurement: "
-        << DescribeSetting((*points)[used[argmin(measured)]].setting)
-        << "; by the calibrated model: "
-        << DescribeSetting((*points)[used[argmin(fitted)]].setting)
-        << "; by the default model: "
-        << DescribeSetting((*points)[used[argmin(defaults)]].setting) << "\n";
   }
   return kZcsweepOk;
+}
+
+int Run(const Config& c, std::ostream& out, std::ostream& err) {
+  // Everything the user gave is checked before anything starts.
+  absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
+      workload = LoadWorkload(c);
+  if (!workload.ok()) {
+    err << "zcsweep: " << workload.status().message() << "\n";
+    return kZcsweepBadInput;
+  }
+  if (absl::Status s = CheckOutputs(c); !s.ok()) {
+    err << "zcsweep: " << s.message() << "\n";
+    return kZcsweepBadInput;
+  }
+  SweepOptions so = MakeSweepOptions(c, workload->first);
+  if (absl::Status s = ValidateSweepOptions(so); !s.ok()) {
+    err << "zcsweep: " << Echo(s) << "\n";
+    return kZcsweepBadInput;
+  }
+
+  const StopSignals signals;
+  so.should_stop = [] { return StopSignals::received() != 0; };
+  // Connect (or start the receiver thread) before printing anything: an
+  // unreachable peer is one line on stderr.
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(so);
+  if (!sweep.ok()) {
+    if (const int signal = StopSignals::received(); signal != 0) {
+      err << "zcsweep: interrupted by " << SignalName(signal)
+          << " while connecting\n";
+      return kZcsweepInterruptedBase + signal;
+    }
+    err << "zcsweep: " << Echo(sweep.status()) << "\n";
+    return kZcsweepFailed;
+  }
+  // Checked above; made only once the destination is known to be reachable.
+  if (mkdir(c.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    err << "zcsweep: --out " << QuoteForMessage(c.out_dir)
+        << ": cannot create: " << std::strerror(errno) << "\n";
+    return kZcsweepFailed;
+  }
+  out << "zcsweep: " << workload->second << "\n"
+      << "to " << (*sweep)->destination() << "; " << so.settings.size()
+      << " settings x " << c.repetitions << " repetitions x "
+      << absl::FormatDuration(c.time) << ", " << c.in_flight
+      << " message(s) in flight\n"
+      << std::flush;
+
+  const absl::Time started = absl::Now();
+  const absl::Status run =
+      (*sweep)->Run([&](size_t done, size_t total, const SweepPoint& point) {
+        if (!c.progress) return;
+        const SweepRun& r = point.runs.back();
+        const double elapsed = absl::ToDoubleSeconds(absl::Now() - started);
+        err << absl::StrFormat(
+            "[%d/%d] %s: %.0f MB/s, %.3f s/GB, %d messages (%.0f s left)\n",
+            done, total, DescribeSetting(point.setting),
+            r.bytes / r.seconds / 1e6, r.cpu_seconds / (r.bytes / 1e9),
+            r.messages, elapsed / done * (total - done));
+      });
+  if (!run.ok()) {
+    if (const int signal = StopSignals::received();
+        signal != 0 && absl::IsCancelled(run)) {
+      return ReportInterrupted(c, **sweep, signal, out, err);
+    }
+    err << "zcsweep: " << Echo(run) << "\n";
+    return kZcsweepFailed;
+  }
+  return Report(c, so, workload->second, (*sweep)->points(), out, err);
 }
 
 }  // namespace
@@ -725,6 +931,9 @@ Sweep:
   --in-flight N        messages in flight [1]
   --peer HOST:PORT     send to this TCP receiver instead of a receiver thread
                        on 127.0.0.1 (one connection for the whole sweep)
+  --idle-timeout D     give up (exit 1) when for this long the peer
+                       acknowledges no byte and no buffer is released; 0: wait
+                       for ever [30s]
 
 Output:
   --out DIR            write DIR/sweep.csv (every run), DIR/sweep.json
@@ -734,8 +943,12 @@ Output:
                        zcplan simulate --weights FILE
   --quiet              no progress lines on stderr
 
+Every output is checked before the sweep starts. SIGINT or SIGTERM stops the
+sweep: the runs done so far are printed and the exit status is 130 or 143.
+
 Exit status: 0 on success; 1 when the sweep fails (io_uring unavailable, the
-peer unreachable, a send error); 2 on bad input.
+peer unreachable or idle, a send error); 2 on bad input; 130/143 when
+interrupted.
 )",
       kDefaultProfile, kDefaultThresholds);
 }

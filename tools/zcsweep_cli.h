@@ -13,7 +13,9 @@
 //
 // The measuring is `uring/sweep.h`; this is flags and formatting.
 //
-// Thread safety: `RunZcsweep` keeps no state between calls.
+// Thread safety: `RunZcsweep` keeps no state between calls. While it sweeps
+// it handles SIGINT and SIGTERM (process-wide; the previous dispositions are
+// restored before it returns), so do not run two at once.
 
 #ifndef ZCPLAN_TOOLS_ZCSWEEP_CLI_H_
 #define ZCPLAN_TOOLS_ZCSWEEP_CLI_H_
@@ -28,10 +30,17 @@ namespace zcplan {
 inline constexpr int kZcsweepOk = 0;
 inline constexpr int kZcsweepFailed = 1;    // the sweep could not run
 inline constexpr int kZcsweepBadInput = 2;  // bad command line
+// Stopped by a signal: 128 + the signal number (130 SIGINT, 143 SIGTERM).
+inline constexpr int kZcsweepInterruptedBase = 128;
 
 // Runs `zcsweep` with `args` (without argv[0]). Results go to `out`;
-// progress, warnings and errors to `err`. Bad input writes one line starting
-// "zcsweep: " to `err`, nothing to `out`, and returns kZcsweepBadInput.
+// progress, warnings and errors to `err`. Bad input (including an output
+// that cannot be written and a malformed --peer) writes one line starting
+// "zcsweep: " to `err`, nothing to `out`, and returns kZcsweepBadInput
+// before anything is started. A failure to reach io_uring or the peer is one
+// line and kZcsweepFailed, also before anything is printed on `out`. On
+// SIGINT or SIGTERM during the sweep, the runs done are printed and the
+// result is kZcsweepInterruptedBase + the signal.
 [[nodiscard]] int RunZcsweep(absl::Span<const std::string> args,
                              std::ostream& out, std::ostream& err);
 

@@ -106,5 +106,53 @@ TEST(CliIoTest, PathInErrorsIsEscaped) {
   EXPECT_EQ(std::string(text.status().message()).find('\n'), std::string::npos);
 }
 
+TEST(CliIoTest, OutputFileMayBeNewOrAnExistingRegularFile) {
+  EXPECT_TRUE(
+      CheckOutputFile(absl::StrCat(TempDir(), "/new-output"), "--out").ok());
+  EXPECT_TRUE(CheckOutputFile(WriteFile("old-output", "x"), "--out").ok());
+}
+
+TEST(CliIoTest, OutputFileRefusesADirectoryAFifoAndAMissingParent) {
+  absl::Status s = CheckOutputFile(TempDir(), "--calibrate");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("is a directory"));
+  EXPECT_THAT(s.message(), HasSubstr("--calibrate '"));
+
+  const std::string fifo = absl::StrCat(TempDir(), "/output-fifo");
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(CheckOutputFile(fifo, "--calibrate").message(),
+              HasSubstr("is a FIFO"));
+
+  s = CheckOutputFile("/nonexistent/dir/weights", "--calibrate");
+  EXPECT_THAT(s.message(), HasSubstr("'/nonexistent/dir'"));
+  EXPECT_THAT(s.message(), HasSubstr("No such file or directory"));
+  EXPECT_THAT(
+      CheckOutputFile(absl::StrCat(TempDir(), "/missing/"), "--out").message(),
+      HasSubstr("names a directory"));
+}
+
+TEST(CliIoTest, OutputDirectoryMayBeNewOrExistingButNotAFile) {
+  EXPECT_TRUE(CheckOutputDirectory(TempDir(), "--out").ok());
+  EXPECT_TRUE(
+      CheckOutputDirectory(absl::StrCat(TempDir(), "/new-dir/"), "--out").ok());
+  const absl::Status s =
+      CheckOutputDirectory(WriteFile("not-a-dir", "x"), "--out");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("is a regular file; give a directory"));
+  EXPECT_THAT(CheckOutputDirectory("/nonexistent/a/b", "--out").message(),
+              HasSubstr("cannot create directory: '/nonexistent/a'"));
+}
+
+TEST(CliIoTest, OutputChecksEscapeThePath) {
+  const absl::Status s = CheckOutputFile(
+      "/nonexistent/a\nb/\x01"
+      "c",
+      "--out");
+  EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos);
+  EXPECT_EQ(std::string(s.message()).find('\x01'), std::string::npos);
+  EXPECT_THAT(s.message(), HasSubstr("\\x01c"));
+}
+
 }  // namespace
 }  // namespace zcplan

@@ -4,18 +4,29 @@
 
 #include "tools/zcsweep_cli.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "planner/cost.h"
+#include "tests/tools/shared_text.h"
+#include "tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {
@@ -88,6 +99,103 @@ INSTANTIATE_TEST_SUITE_P(
         std::make_pair(std::vector<std::string>{"--out", "/proc/no/such/dir",
                                                 "--split", "4K"},
                        "'/proc/no/such/dir'")));
+
+void ExpectBadInput(const std::vector<std::string>& args,
+                    const std::string& expected) {
+  const Result r = Zcsweep(args);
+  EXPECT_EQ(r.code, kZcsweepBadInput) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcsweep: ")) << r.err.substr(0, 200);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1)
+      << r.err.substr(0, 200);
+  EXPECT_LT(r.err.size(), 600u) << r.err.substr(0, 200);
+  EXPECT_TRUE(absl::StrContains(r.err, expected)) << r.err.substr(0, 400);
+}
+
+// Inputs that are neither regular files nor bounded, bad peers, and outputs
+// that could not be written after the sweep: all refused before anything
+// starts.
+TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
+  const std::string dir = TempDir("bad-inputs");
+  mkdir(dir.c_str(), 0755);
+  const std::string fifo = dir + "/fifo";
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string huge = dir + "/huge.trace";  // sparse, over the limit
+  {
+    const int fd = open(huge.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, (off_t{1} << 30) + 1), 0);
+    close(fd);
+  }
+  const std::string file = dir + "/regular";
+  std::ofstream(file) << "x";
+  const std::string out_dir = dir + "/out";
+  mkdir(out_dir.c_str(), 0755);
+  mkdir((out_dir + "/sweep.json").c_str(), 0755);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--trace", dir}, "is a directory"},
+      {{"--trace", fifo}, "is a FIFO"},
+      {{"--trace", "/dev/zero"}, "is a character device"},
+      {{"--trace", huge}, "above the limit of 1073741824 bytes"},
+      {{"--peer", "a:b"}, "bad address 'a:b'"},
+      {{"--peer", "a:0"}, "bad address 'a:0'"},
+      {{"--peer", "a:65536"}, "bad address 'a:65536'"},
+      {{"--peer", ":80"}, "bad address ':80'"},
+      {{"--peer", "a\nb:80"}, "bad address 'a\\nb:80'"},
+      {{"--peer", "a b:80"}, "bad address 'a b:80'"},
+      {{"--idle-timeout", "-1s"}, "--idle-timeout: bad duration '-1s'"},
+      {{"--out", file, "--split", "4K"}, "is a regular file; give a directory"},
+      {{"--out", out_dir, "--split", "4K"},
+       "sweep.json': is a directory; give a regular file"},
+      {{"--out", dir + "/no/such", "--split", "4K"}, "cannot create directory"},
+      {{"--calibrate", dir, "--out", out_dir + "-ok"}, "is a directory"},
+      {{"--calibrate", dir + "/no/such/weights", "--out", out_dir + "-ok"},
+       "cannot create file"},
+      {{"--calibrate", fifo, "--out", out_dir + "-ok"}, "is a FIFO"},
+  };
+  for (const auto& [args, expected] : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectBadInput(args, expected);
+  }
+  struct stat st {};
+  EXPECT_NE(stat((out_dir + "-ok").c_str(), &st), 0)
+      << "nothing is created for bad input";
+}
+
+// A 5 MB token echoed in an error gives a short line, whatever flag it is.
+TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
+  const std::string huge(5 << 20, 'z');
+  const std::string dir = TempDir("huge-token");
+  mkdir(dir.c_str(), 0755);
+  const std::string trace = dir + "/bad.trace";
+  std::ofstream(trace) << "4K " << huge << "\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{huge}, "unexpected argument 'zzz"},
+      {{"--" + huge, "1"}, "unknown flag '--zzz"},
+      {{"--" + huge}, "flag --zzz"},
+      {{"--thresholds", huge}, "--thresholds: "},
+      {{"--split", huge}, "--split: "},
+      {{"--gaps", huge}, "--gaps: "},
+      {{"--copy-ops", huge}, "--copy-ops: "},
+      {{"--repetitions", huge}, "--repetitions: "},
+      {{"--in-flight", huge}, "--in-flight: "},
+      {{"--adaptive", huge}, "--adaptive: "},
+      {{"--time", huge}, "--time: "},
+      {{"--idle-timeout", huge}, "--idle-timeout: "},
+      {{"--profile", huge}, "--profile: "},
+      {{"--peer", huge + ":80"}, "--peer: bad address"},
+      {{"--trace", "/nonexistent/" + huge}, "--trace '/nonexistent/zzz"},
+      {{"--trace", trace}, "line 1: "},
+      {{"--out", "/nonexistent/" + huge}, "--out '/nonexistent/zzz"},
+      {{"--calibrate", "/nonexistent/" + huge}, "--calibrate '/nonexistent/"},
+      {{"--thresholds", "4K,\x01"}, "'\\x01'"},
+  };
+  for (const auto& [args, expected] : cases) {
+    SCOPED_TRACE(expected);
+    ExpectBadInput(args, expected);
+  }
+}
 
 TEST(ZcsweepTest, HelpGoesToOut) {
   const Result r = Zcsweep({"--help"});
@@ -171,12 +279,109 @@ TEST(ZcsweepTest, CalibrateWritesWeightsThePlannerReads) {
   EXPECT_TRUE(ValidateCostWeights(*parsed).ok());
 }
 
-TEST(ZcsweepTest, UnreachablePeerFailsWithExitOne) {
+TEST(ZcsweepTest, UnreachablePeerFailsWithExitOneBeforeTheHeader) {
   const Result r = Zcsweep(
       {"--peer", "127.0.0.1:1", "--split", "4K", "--out", TempDir("sweep3")});
   SKIP_IF_NO_IO_URING(r);
   EXPECT_EQ(r.code, kZcsweepFailed) << r.out;
-  EXPECT_TRUE(absl::StrContains(r.err, "cannot connect to 127.0.0.1:1"))
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "zcsweep: cannot connect to 127.0.0.1:1: Connection refused\n");
+}
+
+TEST(ZcsweepTest, IdlePeerEndsTheRunWithExitOneAndOneLine) {
+  SilentPeer peer(/*accept_in_background=*/true);
+  ASSERT_FALSE(peer.address().empty());
+  const Result r =
+      Zcsweep({"--peer", peer.address(), "--split", "1M", "--thresholds",
+               "0,never", "--repetitions", "1", "--time", "30s",
+               "--idle-timeout", "300ms", "--out", TempDir("sweep-idle")});
+  SKIP_IF_NO_IO_URING(r);
+  EXPECT_EQ(r.code, kZcsweepFailed) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "to " + peer.address())) << r.out;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.err,
+                               "zcsweep: threshold 0, writev: no "
+                               "progress for 300ms: " +
+                                   peer.address()))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, " bytes outstanding")) << r.err;
+}
+
+// Runs zcsweep on a thread, sends `signal` to the process `delay` after its
+// stderr (`watch_err`) or stdout shows `when`, and returns the result. The
+// sweeps given run far longer than the wait, so the signal cannot come after
+// zcsweep has restored the default action.
+Result ZcsweepInterrupted(std::vector<std::string> args, int signal,
+                          const std::string& when, bool watch_err,
+                          absl::Duration delay = absl::ZeroDuration()) {
+  SharedText out_buffer, err_buffer;
+  std::ostream out(&out_buffer), err(&err_buffer);
+  int code = -1;
+  std::thread run([&] {
+    code = RunZcsweep(args, out, err);
+    out_buffer.MarkDone();
+    err_buffer.MarkDone();
+  });
+  SharedText& watched = watch_err ? err_buffer : out_buffer;
+  const bool seen = watched.WaitFor(when, absl::Seconds(30));
+  if (seen) {
+    absl::SleepFor(delay);
+    kill(getpid(), signal);
+  }
+  run.join();
+  Result r = {code, out_buffer.text(), err_buffer.text()};
+  if (!absl::StrContains(r.err, "io_uring unavailable")) {
+    EXPECT_TRUE(seen) << "never saw '" << when << "'\n" << r.out << r.err;
+  }
+  return r;
+}
+
+bool HasDefaultAction(int signal) {
+  struct sigaction now = {};
+  sigaction(signal, nullptr, &now);
+  return now.sa_handler == SIG_DFL;
+}
+
+TEST(ZcsweepTest, SigintPrintsTheRunsDoneAndExits130) {
+  ASSERT_TRUE(HasDefaultAction(SIGINT));
+  const Result r = ZcsweepInterrupted(
+      {"--thresholds", "0,16K,never", "--repetitions", "50", "--time", "100ms",
+       "--split", "4K,64K", "--out", TempDir("sweep-int")},
+      SIGINT, "[1/150] ", /*watch_err=*/true);
+  SKIP_IF_NO_IO_URING(r);
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_TRUE(HasDefaultAction(SIGINT)) << "the handler is restored";
+  // The table has the runs done (at least the first), no recommendation.
+  EXPECT_TRUE(absl::StrContains(r.out, "\nthreshold 0, writev ")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "recommended")) << r.out;
+  const std::vector<std::string> lines =
+      absl::StrSplit(r.err, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(absl::StartsWith(lines.back(),
+                               "zcsweep: interrupted by SIGINT "
+                               "after "))
+      << lines.back();
+  EXPECT_TRUE(absl::StrContains(lines.back(), " of 150 runs")) << lines.back();
+}
+
+TEST(ZcsweepTest, SigtermEndsAStalledRunWithExit143) {
+  ASSERT_TRUE(HasDefaultAction(SIGTERM));
+  SilentPeer peer(/*accept_in_background=*/true);
+  ASSERT_FALSE(peer.address().empty());
+  const Result r = ZcsweepInterrupted(
+      {"--peer", peer.address(), "--split", "1M", "--thresholds", "0",
+       "--repetitions", "1", "--time", "30s", "--idle-timeout", "0", "--out",
+       TempDir("sweep-term")},
+      SIGTERM, "to " + peer.address(), /*watch_err=*/false,
+      // Time to fill the socket buffers and stall (the test holds without).
+      absl::Milliseconds(500));
+  SKIP_IF_NO_IO_URING(r);
+  EXPECT_EQ(r.code, 143) << r.err;
+  EXPECT_TRUE(HasDefaultAction(SIGTERM)) << "the handler is restored";
+  EXPECT_TRUE(absl::StrContains(r.err,
+                                "zcsweep: interrupted by SIGTERM after "
+                                "0 of 1 runs"))
       << r.err;
 }
 

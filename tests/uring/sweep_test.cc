@@ -4,6 +4,8 @@
 
 #include "uring/sweep.h"
 
+#include <cerrno>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "planner/planner.h"
+#include "tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {
@@ -118,6 +121,93 @@ TEST(RunSweepTest, RejectsBadOptionsNamingThem) {
   o.messages_in_flight = 0;
   EXPECT_TRUE(
       absl::StrContains(RunSweep(o).status().message(), "messages_in_flight"));
+  o.messages_in_flight = 1;
+  o.idle_timeout = absl::Seconds(-1);
+  EXPECT_TRUE(
+      absl::StrContains(RunSweep(o).status().message(), "idle_timeout"));
+}
+
+#define SKIP_IF_NO_IO_URING(status)                                      \
+  do {                                                                   \
+    if (absl::StrContains((status).message(), "io_uring unavailable")) { \
+      GTEST_SKIP() << (status);                                          \
+    }                                                                    \
+  } while (0)
+
+TEST(SweepTest, StartConnectsBeforeRunning) {
+  SilentPeer listener;
+  ASSERT_FALSE(listener.address().empty());
+  SweepOptions o;
+  o.messages = {{4096}};
+  o.settings = {Setting(16384)};
+  o.peer = listener.address();
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_GE(listener.AcceptNow(), 0) << "no connection before Run";
+  EXPECT_EQ((*sweep)->destination(), listener.address());
+  EXPECT_EQ((*sweep)->runs_done(), 0u);
+  EXPECT_EQ((*sweep)->runs_total(), 3u);
+
+  o.peer.clear();
+  sweep = Sweep::Start(o);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_TRUE(absl::StartsWith((*sweep)->destination(),
+                               "the receiver thread on 127.0.0.1:"))
+      << (*sweep)->destination();
+}
+
+TEST(SweepTest, IdlePeerEndsTheSweepAndIsReset) {
+  SilentPeer listener;
+  ASSERT_FALSE(listener.address().empty());
+  SweepOptions o;
+  // More than the socket buffers on both ends hold, so the sends stall.
+  o.messages = {{1 << 20}};
+  o.settings = {Setting(0)};
+  o.repetitions = 1;
+  o.run_time = absl::Seconds(30);
+  o.idle_timeout = absl::Milliseconds(300);
+  o.peer = listener.address();
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  ASSERT_GE(listener.AcceptNow(), 0);
+  const absl::Status s = (*sweep)->Run();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "no progress for 300ms")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), listener.address())) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), " bytes outstanding")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "threshold 0, writev")) << s;
+  EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos);
+  EXPECT_EQ((*sweep)->runs_done(), 0u);
+  // Ending the sweep resets the stalled connection (which makes the kernel
+  // drop the zero-copy buffers it holds) rather than leaving it to drain.
+  sweep->reset();
+  EXPECT_EQ(listener.DrainAccepted(), ECONNRESET);
+}
+
+TEST(SweepTest, StopKeepsTheRunsDone) {
+  SweepOptions o;
+  o.messages = {{4096, 65536}};
+  o.settings = {Setting(0), Setting(16384), Setting(PlanOptions::kNever)};
+  o.repetitions = 2;
+  o.run_time = absl::Milliseconds(20);
+  size_t progress_calls = 0;
+  o.should_stop = [&] { return progress_calls > 0; };
+  absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  if (!sweep.ok()) SKIP_IF_NO_IO_URING(sweep.status());
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  const absl::Status s = (*sweep)->Run(
+      [&](size_t, size_t, const SweepPoint&) { ++progress_calls; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(progress_calls, 1u);
+  EXPECT_EQ((*sweep)->runs_done(), 1u);
+  const std::vector<SweepPoint>& points = (*sweep)->points();
+  ASSERT_EQ(points.size(), 3u);
+  ASSERT_EQ(points[0].runs.size(), 1u);
+  EXPECT_GT(points[0].runs[0].messages, 0u);
+  EXPECT_TRUE(points[1].runs.empty());
+  EXPECT_TRUE(points[2].runs.empty());
 }
 
 TEST(RunSweepTest, MeasuresEverySettingOnLoopback) {

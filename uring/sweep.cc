@@ -468,14 +468,11 @@ absl::Status Sweep::Impl::Run(const SweepProgress& progress) {
 }
 
 void Sweep::Impl::Abandon() {
-  (void)executor_->Close(id_);  // cancels what is in flight
-  // Reset the connection: a close with SO_LINGER {1, 0} sends RST and purges
-  // the send queue, so the kernel drops its references to zero-copy memory
-  // and posts the notifications (once the cancelled ops have let go of the
-  // file). A stalled peer would otherwise hold them for as long as it likes.
-  const linger reset = {1, 0};
-  setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-  fd_.Reset();
+  // Reset the connection (Executor::Abort: RST, the send queue purged), so
+  // the kernel drops its references to zero-copy memory and posts the
+  // notifications. A stalled peer would otherwise hold them for as long as it
+  // likes.
+  (void)executor_->Abort(id_);
   const absl::Time deadline = absl::Now() + absl::Seconds(1);
   while (!executor_->Idle(id_) && absl::Now() < deadline) {
     if (!executor_->Poll(absl::Milliseconds(50)).ok()) break;

@@ -681,8 +681,7 @@ TEST_F(ExecutorFaultTest, CloseCancelsBlockedChainAndReleasesOnce) {
 // reusable, with any status; the notification that comes after the executor
 // is gone then finds the memory unchanged (the ledger poisons every buffer
 // released as reusable, so an early release is a violation here).
-TEST_F(ExecutorFaultTest,
-       TeardownNeverReleasesWhatTheKernelStillHoldsAsReusable) {
+TEST_F(ExecutorFaultTest, TeardownReleasesWhatTheKernelStillHoldsOnce) {
   Make();
   const ConnectionId c = Attach();
   ring_->set_hold_notifications(true);

@@ -12,10 +12,11 @@
 // notification, -EAGAIN after partial progress), submit results (-EINTR,
 // -EBUSY, -EAGAIN, rarely a ring failure), a slow reader, peer errors,
 // close or abort (a reset). Then everything is lifted and the executor drained
-// and destroyed, or (when the input says so) destroyed with sends in flight.
-// The release callback may enqueue more and tries the calls it may not make.
-// The decoder is our own (gcc has no <fuzzer/FuzzedDataProvider.h>), so an
-// input replays the same under libFuzzer and under the replay driver.
+// and destroyed, or (when the input says so) destroyed with sends in flight,
+// and then the kernel's late work is let run. The release callback may enqueue
+// more and tries the calls it may not make. The decoder is our own (gcc has no
+// <fuzzer/FuzzedDataProvider.h>), so an input replays the same under libFuzzer
+// and under the replay driver.
 //
 // Checked; a failure prints what broke and aborts, which libFuzzer reports:
 // - every buffer released exactly once, on its connection (TokenLedger, which

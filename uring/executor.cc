@@ -1048,6 +1048,7 @@ absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
     return absl::FailedPreconditionError(
         "RegisterBuffers called after Shutdown");
   }
+  if (absl::Status s = CheckThread("RegisterBuffers"); !s.ok()) return s;
   if (!regions_.empty()) {
     return absl::FailedPreconditionError(
         "RegisterBuffers: buffers are already registered");

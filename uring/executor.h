@@ -339,6 +339,9 @@ class Executor {
   [[nodiscard]] absl::StatusOr<SendStats> connection_stats(
       ConnectionId connection) const;
   RingStats stats() const;
+  // What the ring supports. On a SINGLE_ISSUER ring the flags that need SQEs
+  // to probe (marked in uring/ring.h) are known from the first Flush or Poll
+  // on the ring's thread, and read false before.
   const RingFeatures& features() const;
   uint64_t max_bytes_awaiting_notification() const;
   // How the cap above was chosen, e.g. "2040 KiB: half of the 8 MiB

@@ -706,6 +706,15 @@ absl::Status Executor::Impl::Flush() {
 }
 
 absl::Status Executor::Impl::PrepareReady() {
+  if (!bound_ &&
+      (ring_->features().setup_flags & IORING_SETUP_SINGLE_ISSUER) != 0) {
+    // A SINGLE_ISSUER ring is bound to the thread that first uses it; make
+    // that this one now (and learn what the ring probes then), not at the
+    // first chain.
+    ring_->SqSpaceLeft();
+    bound_ = true;
+    bound_tid_ = gettid();
+  }
   std::vector<uint32_t>& batch = batch_;
   batch.clear();
   batch.swap(ready_);

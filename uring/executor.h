@@ -43,8 +43,9 @@
 //
 // Thread safety: an `Executor` is used from one thread at a time. When the
 // ring is made with IORING_SETUP_SINGLE_ISSUER (the default where the kernel
-// has it) it is bound to the first thread that submits to it (`Flush`,
-// `Poll`, `Drain`, `Close`, `Abort`, `Shutdown`): build the executor on one
+// has it) it is bound to the first thread that uses it (`Flush`, `Poll`,
+// `Drain`, or `Close`, `Abort`, `Shutdown` with sends in flight, which need
+// an earlier `Flush` or `Poll` anyway): build the executor on one
 // thread and run it on another if you like, but once it has run, every call
 // that submits must come from that thread (others fail with
 // FailedPrecondition naming both threads), and so should the destructor
@@ -340,8 +341,8 @@ class Executor {
       ConnectionId connection) const;
   RingStats stats() const;
   // What the ring supports. On a SINGLE_ISSUER ring the flags that need SQEs
-  // to probe (marked in uring/ring.h) are known from the first Flush or Poll
-  // on the ring's thread, and read false before.
+  // to probe (marked in uring/ring.h) are known from the first Flush, Poll or
+  // Drain, which binds the ring to its thread, and read false before.
   const RingFeatures& features() const;
   uint64_t max_bytes_awaiting_notification() const;
   // How the cap above was chosen, e.g. "2040 KiB: half of the 8 MiB

@@ -613,7 +613,7 @@ absl::Status RunPlan(const Config& config, const Input& input,
   if (!s.ok()) {
     return Failed(absl::StrCat(
         s.message(),
-        input.is_trace() ? " (the trace file changed while being read?)" : "",
+        input.is_trace() ? "; the file changed after it was checked" : "",
         "; the output is incomplete"));
   }
   if (config.format == Format::kTable && batches > 1) {

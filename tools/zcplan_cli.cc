@@ -551,6 +551,14 @@ void WritePlanJson(const TraceBatch& batch, size_t index, const BatchPlan& plan,
   out << "]}\n";
 }
 
+// Bad input; over the work bound, also what to change.
+absl::Status BadInput(const absl::Status& s, Command command) {
+  if (!absl::IsResourceExhausted(s)) return Bad(s.message());
+  return Bad(
+      absl::StrCat(s.message(), "; ", CommandName(command),
+                   " fewer or smaller batches, or a larger --max-bytes"));
+}
+
 // Failures after output began: the trace changed between the check pass and
 // the output pass, or the output could not be written.
 absl::Status Failed(absl::string_view message) {
@@ -567,11 +575,7 @@ absl::Status RunPlan(const Config& config, const Input& input,
             return check.Add(batch, index);
           });
       !s.ok()) {
-    return Bad(absl::StrCat(
-        s.message(), absl::IsResourceExhausted(s)
-                         ? "; plan fewer or smaller batches, or a larger "
-                           "--max-bytes"
-                         : ""));
+    return BadInput(s, config.command);
   }
 
   if (config.format == Format::kTable) {
@@ -783,11 +787,7 @@ absl::Status RunSimulate(const Config& config, const Input& input,
             return sim->Add(batch, index);
           });
       !s.ok()) {
-    return Bad(absl::StrCat(
-        s.message(), absl::IsResourceExhausted(s)
-                         ? "; simulate fewer or smaller batches, or a larger "
-                           "--max-bytes"
-                         : ""));
+    return BadInput(s, config.command);
   }
   const std::string name =
       config.has_trace ? config.trace_path : "command line";

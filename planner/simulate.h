@@ -82,16 +82,16 @@ uint64_t MinOpsToSend(absl::Span<const uint64_t> sizes,
 // buffers on one side of the threshold (zero-length buffers neither start nor
 // end a run). Saturates at UINT64_MAX. Requires valid `options`.
 //
-// Why (see planner.cc): an op either carries exactly max_bytes_per_op bytes
-// (at most F of those) or ends at the end of a buffer, the next op starting
-// at a later one, because (1) the queue ends: once; (2) it holds
-// max_iovs_per_op iovecs: such ranges do not overlap, so at most
-// n / max_iovs_per_op; (3) the next non-empty buffer is of the other class:
-// where a run starts, at most R - 1; or (4) a chain began inside a buffer at
-// or above the threshold whose rest is below it (an op of max_bytes_per_op
-// bytes ended inside it), and the rest went alone into a copying op: at most
-// once per such buffer and per full op, so min(F, L). tests/planner checks
-// the bound against real plans of random queues and options.
+// Why (from the rules of PlanChain): an op either carries exactly
+// max_bytes_per_op bytes (at most F of those) or ends at the end of a buffer,
+// the next op starting at a later one, because (1) the queue ends: once; (2) it
+// holds max_iovs_per_op iovecs: such ranges do not overlap, so at most n /
+// max_iovs_per_op; (3) the next non-empty buffer is of the other class: where a
+// run starts, at most R - 1; or (4) a chain began inside a buffer at or above
+// the threshold whose rest is below it (an op of max_bytes_per_op bytes ended
+// inside it), and the rest went alone into a copying op: at most once per such
+// buffer and per full op, so min(F, L). tests/planner checks the bound against
+// real plans of random queues and options.
 uint64_t MaxOpsToSend(absl::Span<const uint64_t> sizes,
                       const PlanOptions& options);
 

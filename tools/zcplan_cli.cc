@@ -96,8 +96,8 @@ absl::Status SetCount(absl::string_view value, uint32_t* field) {
 absl::Status SetWeight(absl::string_view value, double CostWeights::*weight,
                        Config& c) {
   if (!absl::SimpleAtod(value, &(c.weights.*weight))) {
-    return Bad(absl::StrCat("bad weight '", value,
-                            "': expected a non-negative number"));
+    return Bad(absl::StrCat("bad weight ", QuoteForMessage(value),
+                            ": expected a non-negative number"));
   }
   c.weights_from_flags = true;
   return absl::OkStatus();
@@ -117,7 +117,8 @@ constexpr Flag kFlags[] = {
        } else if (v == "json") {
          c.format = Format::kJson;
        } else {
-         return Bad(absl::StrCat("unknown format '", v, "' (table or json)"));
+         return Bad(absl::StrCat("unknown format ", QuoteForMessage(v),
+                                 " (table or json)"));
        }
        return absl::OkStatus();
      }},
@@ -212,9 +213,9 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
       }
     }
     if (flag == nullptr || !absl::StartsWith(arg, "--")) {
-      return Bad(absl::StrCat("unknown flag '", arg.substr(0, eq), "' for '",
-                              CommandName(config.command),
-                              "'; see zcplan --help"));
+      return Bad(absl::StrCat(
+          "unknown flag ", QuoteForMessage(arg.substr(0, eq)), " for '",
+          CommandName(config.command), "'; see zcplan --help"));
     }
     absl::string_view value;
     if (eq != absl::string_view::npos) {
@@ -876,6 +877,28 @@ absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
   return config;
 }
 
+// One line of bounded length, whatever the arguments held: the tool quotes
+// what it echoes with QuoteForMessage, but planner/ messages quote sizes and
+// lines as given. Control bytes become \xNN (quoted text has none left, so
+// nothing is escaped twice), and the line is cut at kMaxErrorChars.
+constexpr size_t kMaxErrorChars = 2000;
+std::string OneLine(absl::string_view message) {
+  std::string line;
+  for (const char c : message) {
+    if (line.size() >= kMaxErrorChars) {
+      absl::StrAppend(&line, "...(", message.size(), " bytes)");
+      break;
+    }
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppendFormat(&line, "\\x%02x", u);
+    } else {
+      line.push_back(c);
+    }
+  }
+  return line;
+}
+
 }  // namespace
 
 std::string ZcplanUsage() {
@@ -987,12 +1010,7 @@ int RunZcplan(absl::Span<const std::string> args, std::ostream& out,
                                           : RunSimulate(*config, input, out);
   }
   if (s.ok()) return kZcplanOk;
-  // One line, whatever the arguments held.
-  std::string message(s.message());
-  std::replace_if(
-      message.begin(), message.end(),
-      [](char c) { return c == '\n' || c == '\r'; }, ' ');
-  err << "zcplan: " << message << "\n";
+  err << "zcplan: " << OneLine(s.message()) << "\n";
   return absl::IsAborted(s) ? kZcplanFailed : kZcplanBadInput;
 }
 

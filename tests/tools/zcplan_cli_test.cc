@@ -603,7 +603,9 @@ INSTANTIATE_TEST_SUITE_P(
         {{"simulate", "--per-zc-iov=-1", "4K"}, "CostWeights.per_zc_iov is -1"},
         {{"simulate", "--page-size=3000", "4K"},
          "CostWeights.page_size is 3000"},
-        {{"plan", "4K\n4K"}, "bad size '4K 4K'"},
+        {{"plan", "4K\n4K"}, "bad size '4K\\x0a4K'"},
+        {{"plan", "4K", std::string(5 << 20, '7') + "Q"}, "bad size '77777"},
+        {{"plan", "--format=x\x1by"}, "unknown format 'x\\x1by'"},
         {{"plan", "9223372036854775807"},
          "batch 1: the batch may take up to 4294975490 ops (with at most "
          "2147479552 bytes and 1024 iovecs per op), more than the limit of "
@@ -614,6 +616,17 @@ INSTANTIATE_TEST_SUITE_P(
          "most 1 bytes and 1024 iovecs per op), more than the limit of "
          "1048576 ops; simulate fewer or smaller batches"},
     }));
+
+TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLine) {
+  const Result r = Zcplan({"plan", std::string(5 << 20, '7') + "Q"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_LT(r.err.size(), 2100u);
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcplan: bad size '7777")) << r.err;
+  // The cut says how long the message was.
+  EXPECT_TRUE(absl::StrContains(r.err, "...(5242")) << r.err;
+  EXPECT_TRUE(absl::EndsWith(r.err, " bytes)\n")) << r.err;
+}
 
 TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
   const std::string empty = WriteTempFile("empty.trace", "# nothing\n\n");

@@ -54,7 +54,7 @@ inline constexpr uint32_t kMaxReferencePieces = 65536;
 //
 // One huge buffer takes many ops (at least its size / max_bytes_per_op, up to
 // about 2^32 for a size near SSIZE_MAX), so a caller that cannot trust the
-// sizes should bound the work: check MinOpsToSend up front, or count ops in
+// sizes should bound the work: check MaxOpsToSend up front, or count ops in
 // `on_chain` and return false at a limit.
 //
 // Returns the first planning error, if any; else OK, whether the whole queue
@@ -64,21 +64,70 @@ inline constexpr uint32_t kMaxReferencePieces = 65536;
     Plan* scratch, absl::FunctionRef<bool(const Plan&, size_t)> on_chain);
 
 // The fewest ops any plan of buffers of `sizes` can take under `options`:
-// the total bytes divided by max_bytes_per_op, rounded up. Planning them takes
-// at most this many ops plus one per buffer, so this bounds the work.
-// Saturates at UINT64_MAX. Requires valid `options`.
+// the total bytes divided by max_bytes_per_op, rounded up. A LOWER bound:
+// alternating small and large buffers take one op each, far more than this.
+// To bound work, use MaxOpsToSend. Saturates at UINT64_MAX. Requires valid
+// `options`.
 uint64_t MinOpsToSend(absl::Span<const uint64_t> sizes,
                       const PlanOptions& options);
 
-// The default limit on the ops of one pass over a trace (see CheckTraceWork):
-// about a second of planning.
+// An UPPER bound on the ops of planning all of a queue of buffers of `sizes`
+// under `options` (threshold included), chain after chain as ForEachChain
+// does, whatever max_ops_per_chain and zc_gap_bytes are:
+//
+//   F + min(F, L) + n / max_iovs_per_op + R
+//
+// F: the total bytes divided by max_bytes_per_op, rounded down; L: the
+// buffers at or above the threshold; n: all buffers; R: the runs of non-empty
+// buffers on one side of the threshold (zero-length buffers neither start nor
+// end a run). Saturates at UINT64_MAX. Requires valid `options`.
+//
+// Why (from the rules of PlanChain): an op either carries exactly
+// max_bytes_per_op bytes (at most F of those) or ends at the end of a buffer,
+// the next op starting at a later one, because (1) the queue ends: once; (2) it
+// holds max_iovs_per_op iovecs: such ranges do not overlap, so at most n /
+// max_iovs_per_op; (3) the next non-empty buffer is of the other class: where a
+// run starts, at most R - 1; or (4) a chain began inside a buffer at or above
+// the threshold whose rest is below it (an op of max_bytes_per_op bytes ended
+// inside it), and the rest went alone into a copying op: at most once per such
+// buffer and per full op, so min(F, L). tests/planner checks the bound against
+// real plans of random queues and options.
+uint64_t MaxOpsToSend(absl::Span<const uint64_t> sizes,
+                      const PlanOptions& options);
+
+// The default limit on the ops of one pass over a trace (see CheckTraceWork),
+// counted by MaxOpsToSend: about a second of planning and formatting.
 inline constexpr uint64_t kDefaultMaxTraceOps = uint64_t{1} << 20;
 
+// Sums MaxOpsToSend over the batches of a trace as they come, against a
+// limit, so that a trace read batch by batch is refused at the batch where
+// planning it could pass the limit, before any planning.
+class TraceWorkLimit {
+ public:
+  // Requires valid `options`.
+  TraceWorkLimit(const PlanOptions& options, uint64_t max_ops)
+      : options_(options), max_ops_(max_ops) {}
+
+  // Adds `batch`, the trace's `index`-th batch (0-based; named by position
+  // when its line is 0). Returns OK while the sum is at most the limit;
+  // otherwise ResourceExhausted naming the batch (its line, or "batch N"), the
+  // ops it may take up to here, max_bytes_per_op, max_iovs_per_op and the
+  // limit. Once it failed, it fails again for every further batch.
+  [[nodiscard]] absl::Status Add(const TraceBatch& batch, size_t index);
+
+  // The sum so far (saturating).
+  uint64_t ops() const { return ops_; }
+
+ private:
+  PlanOptions options_;
+  uint64_t max_ops_;
+  uint64_t ops_ = 0;
+};
+
 // Returns OK when planning every batch of `trace` once needs at most
-// `max_ops` ops by MinOpsToSend, summed over the batches. Otherwise returns
-// InvalidArgument naming the batch at which the sum passes the limit (its
-// line, or its 1-based position for line 0), the ops needed up to it,
-// max_bytes_per_op and the limit. Requires valid `options`.
+// `max_ops` ops by MaxOpsToSend (an upper bound), summed over the batches;
+// else the error of TraceWorkLimit::Add for the batch at which the sum passes
+// the limit. Requires valid `options`.
 [[nodiscard]] absl::Status CheckTraceWork(absl::Span<const TraceBatch> trace,
                                           const PlanOptions& options,
                                           uint64_t max_ops);
@@ -96,12 +145,52 @@ struct Simulation {
   size_t best = 0;  // Index of the lowest estimated cost (first on a tie).
 };
 
+// Plans a trace batch by batch under several thresholds and totals the cost
+// estimates, so that a trace of any length is simulated with the memory of
+// one batch. `Simulate` does the same for a trace already in memory.
+class Simulator {
+ public:
+  // Each threshold replaces `options.zc_threshold` for its pass; `max_ops`
+  // bounds the ops of each pass (see TraceWorkLimit). Errors:
+  // InvalidArgument for no thresholds, invalid options or weights.
+  [[nodiscard]] static absl::StatusOr<Simulator> Create(
+      absl::Span<const uint64_t> thresholds, const PlanOptions& options,
+      const CostWeights& weights, uint64_t max_ops = kDefaultMaxTraceOps);
+
+  // Checks the work of `batch`, the trace's `index`-th (0-based), under every
+  // threshold, then plans it under each. Errors: ResourceExhausted when a
+  // pass could pass `max_ops` ("threshold T: " and the TraceWorkLimit error;
+  // nothing of the batch is planned then), or a planning error naming the
+  // batch's line. After an error the totals are not to be used.
+  [[nodiscard]] absl::Status Add(const TraceBatch& batch, size_t index);
+
+  // The totals of the batches added so far; `best` is the lowest cost.
+  Simulation Result() const;
+
+  // The batches added so far.
+  uint64_t batches() const { return batches_; }
+
+ private:
+  Simulator(const PlanOptions& options, const CostWeights& weights)
+      : options_(options), weights_(weights) {}
+
+  PlanOptions options_;
+  CostWeights weights_;
+  std::vector<ThresholdResult> results_;
+  std::vector<TraceWorkLimit> limits_;  // One per threshold.
+  std::vector<struct iovec> queue_;     // Scratch, reused per batch.
+  Plan plan_;                           // Scratch, reused per chain.
+  uint64_t batches_ = 0;
+};
+
 // Plans every batch of `trace` once per threshold in `thresholds` (which
 // replaces `options.zc_threshold`), with `weights` for the cost. Before any
-// planning, checks `CheckTraceWork(trace, options, max_ops)`, so the work is
-// bounded by the number of thresholds times (`max_ops` plus the buffers).
-// Returns InvalidArgument for no thresholds, invalid options or weights, a
-// trace over `max_ops`, or a batch that cannot be planned (naming its line).
+// planning, checks the work of every pass with `CheckTraceWork(trace,
+// options with that threshold, max_ops)`, so the work is bounded by the
+// number of thresholds times `max_ops` ops. Returns InvalidArgument for no
+// thresholds, invalid options or weights, or a batch that cannot be planned
+// (naming its line); ResourceExhausted for a pass over `max_ops` ("threshold
+// T: " and the CheckTraceWork error).
 [[nodiscard]] absl::StatusOr<Simulation> Simulate(
     absl::Span<const TraceBatch> trace, absl::Span<const uint64_t> thresholds,
     const PlanOptions& options, const CostWeights& weights,

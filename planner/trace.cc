@@ -1,8 +1,10 @@
 #include "planner/trace.h"
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -22,9 +24,10 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   size_t digits = 0;
   while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
   if (digits == 0) {
-    return bad(text.empty() || text[0] != '-'
-                   ? "expected a number of bytes, e.g. 4096, 4K, 1M"
-                   : "sizes cannot be negative");
+    // "-4" is a negative size; "--gap" or "-x" is no number at all.
+    return bad(text.size() > 1 && text[0] == '-' && absl::ascii_isdigit(text[1])
+                   ? "sizes cannot be negative"
+                   : "expected a number of bytes, e.g. 4096, 4K, 1M");
   }
   int shift = 0;
   const absl::string_view suffix = text.substr(digits);
@@ -59,14 +62,28 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   return value << shift;
 }
 
-absl::StatusOr<std::vector<uint64_t>> ParseSizeList(absl::string_view text) {
-  std::vector<uint64_t> sizes;
+namespace {
+
+// Appends the sizes of a size list to `*sizes`; returns how many.
+absl::StatusOr<size_t> AppendSizeList(absl::string_view text,
+                                      std::vector<uint64_t>* sizes) {
+  size_t count = 0;
   for (absl::string_view field :
        absl::StrSplit(text, absl::ByAnyChar(", \t\r"), absl::SkipEmpty())) {
     absl::StatusOr<uint64_t> size = ParseSize(field);
     if (!size.ok()) return size.status();
-    sizes.push_back(*size);
+    sizes->push_back(*size);
+    ++count;
   }
+  return count;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint64_t>> ParseSizeList(absl::string_view text) {
+  std::vector<uint64_t> sizes;
+  absl::StatusOr<size_t> count = AppendSizeList(text, &sizes);
+  if (!count.ok()) return count.status();
   if (sizes.empty()) return absl::InvalidArgumentError("no sizes given");
   return sizes;
 }
@@ -147,22 +164,44 @@ absl::StatusOr<std::vector<uint64_t>> ParseThresholdList(
 
 absl::StatusOr<std::vector<TraceBatch>> ParseTrace(absl::string_view text) {
   std::vector<TraceBatch> batches;
-  int line_number = 0;
+  TraceParser parser;
+  TraceBatch batch;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_number;
-    line = line.substr(0, line.find('#'));
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
-    absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(line);
-    if (!sizes.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("line ", line_number, ": ", sizes.status().message()));
-    }
-    batches.push_back(TraceBatch{line_number, *std::move(sizes)});
+    absl::StatusOr<bool> got = parser.ParseLine(line, &batch);
+    if (!got.ok()) return got.status();
+    if (*got) batches.push_back(std::move(batch));
   }
-  if (batches.empty()) {
+  if (absl::Status s = parser.Finish(); !s.ok()) return s;
+  return batches;
+}
+
+absl::StatusOr<bool> TraceParser::ParseLine(absl::string_view line,
+                                            TraceBatch* batch) {
+  if (lines_ == std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line ", lines_, ": a trace may have at most ", lines_, " lines"));
+  }
+  ++lines_;
+  line = line.substr(0, line.find('#'));
+  if (absl::StripAsciiWhitespace(line).empty()) return false;
+  std::vector<uint64_t>& sizes = batch->sizes;
+  sizes.clear();
+  absl::StatusOr<size_t> count = AppendSizeList(line, &sizes);
+  if (!count.ok() || *count == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", lines_, ": ",
+                     count.ok() ? "no sizes given" : count.status().message()));
+  }
+  batch->line = lines_;
+  ++batches_;
+  return true;
+}
+
+absl::Status TraceParser::Finish() const {
+  if (batches_ == 0) {
     return absl::InvalidArgumentError("the trace holds no batch");
   }
-  return batches;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CopyOp> ParseCopyOp(absl::string_view text) {

@@ -79,9 +79,36 @@ struct TraceBatch {
                                                   uint32_t min, uint32_t max);
 
 // Parses a whole trace. Errors name the line ("line 7: ...").
-// A trace with no batch at all is an error.
+// A trace with no batch at all is an error. Holds the whole trace: for one
+// of unknown size, use TraceParser line by line.
 [[nodiscard]] absl::StatusOr<std::vector<TraceBatch>> ParseTrace(
     absl::string_view text);
+
+// Parses a trace one line at a time, so that a caller reading a trace of any
+// size holds only one line and one batch: feed it every line in order. The
+// reading stays with the caller. `ParseTrace(text)` is this over each line of
+// `text`, with the same batches and errors.
+class TraceParser {
+ public:
+  // Parses the next line of the trace (without its '\n'). For a line that
+  // holds a batch, sets `*batch` (reusing its capacity) and returns true;
+  // returns false for a blank or comment-only line, leaving `*batch` as it
+  // was. Errors: InvalidArgument "line N: ..." for a bad size, a line of
+  // separators only, or past INT_MAX lines; `*batch` is then unspecified.
+  [[nodiscard]] absl::StatusOr<bool> ParseLine(absl::string_view line,
+                                               TraceBatch* batch);
+
+  // OK when some line held a batch; else InvalidArgument "the trace holds no
+  // batch". Call after the last line.
+  [[nodiscard]] absl::Status Finish() const;
+
+  int lines() const { return lines_; }           // Lines fed so far.
+  uint64_t batches() const { return batches_; }  // Batches among them.
+
+ private:
+  int lines_ = 0;
+  uint64_t batches_ = 0;
+};
 
 }  // namespace zcplan
 

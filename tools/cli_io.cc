@@ -173,6 +173,62 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
   return text;
 }
 
+absl::StatusOr<bool> LineReader::Next(absl::string_view* line) {
+  constexpr size_t kChunk = 1 << 16;
+  size_t scanned = begin_;  // Where to look for the next '\n'.
+  for (;;) {
+    const void* found =
+        std::memchr(buffer_.data() + scanned, '\n', end_ - scanned);
+    if (found != nullptr) {
+      const size_t newline =
+          static_cast<size_t>(static_cast<const char*>(found) - buffer_.data());
+      if (newline - begin_ > max_line_bytes_) break;
+      *line = absl::string_view(buffer_).substr(begin_, newline - begin_);
+      begin_ = newline + 1;
+      ++lines_;
+      return true;
+    }
+    scanned = end_;
+    if (end_ - begin_ > max_line_bytes_) break;
+    if (eof_) {
+      if (begin_ == end_) return false;
+      *line = absl::string_view(buffer_).substr(begin_, end_ - begin_);
+      begin_ = end_;
+      ++lines_;
+      return true;
+    }
+    // Keep the unread part, then read behind it.
+    if (begin_ > 0) {
+      buffer_.erase(0, begin_);
+      end_ -= begin_;
+      scanned -= begin_;
+      begin_ = 0;
+    }
+    if (buffer_.size() < end_ + kChunk) buffer_.resize(end_ + kChunk);
+    ssize_t n;
+    do {
+      n = pread(fd_, &buffer_[end_], kChunk, static_cast<off_t>(offset_));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read: ", std::strerror(errno)));
+    }
+    if (n == 0) {
+      eof_ = true;
+      continue;
+    }
+    offset_ += static_cast<uint64_t>(n);
+    if (offset_ > max_bytes_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "grew above the limit of ", max_bytes_, " bytes while being read"));
+    }
+    end_ += static_cast<size_t>(n);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", lines_ + 1, " is longer than the limit of ",
+                   max_line_bytes_, " bytes"));
+}
+
 std::string EscapeForMessage(absl::string_view text, size_t max_chars) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {

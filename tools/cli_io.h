@@ -27,6 +27,10 @@ inline constexpr uint64_t kMaxTraceFileBytes = uint64_t{1} << 30;  // 1 GiB
 // The largest weights file (a dozen "name value" lines).
 inline constexpr uint64_t kMaxWeightsFileBytes = uint64_t{1} << 20;  // 1 MiB
 
+// The longest trace line the tools take (one batch: up to about 512K sizes),
+// so that reading a trace line by line holds at most this much.
+inline constexpr size_t kMaxTraceLineBytes = size_t{1} << 20;  // 1 MiB
+
 // An open regular file: the descriptor (owned by the caller, close it) and
 // its size when opened.
 struct RegularFile {
@@ -66,6 +70,39 @@ struct RegularFile {
 // it (the caller creates it).
 [[nodiscard]] absl::Status CheckOutputDirectory(const std::string& path,
                                                 absl::string_view what);
+
+// Reads the lines of an open file from its start, one at a time, holding at
+// most one line (and a read buffer), for inputs too large to hold whole.
+// It reads with pread from offset 0 and leaves the file position alone, so
+// several readers may go over one descriptor in turn (e.g. a check pass, then
+// an output pass). It does not own `fd`.
+class LineReader {
+ public:
+  // `max_bytes`: the most it reads in all (a file that grew past it is
+  // refused); `max_line_bytes`: the longest line, without its '\n'.
+  LineReader(int fd, uint64_t max_bytes, size_t max_line_bytes)
+      : fd_(fd), max_bytes_(max_bytes), max_line_bytes_(max_line_bytes) {}
+
+  // Sets `*line` to the next line without its '\n' (valid until the next
+  // call) and returns true; returns false at the end (a last line without a
+  // '\n' is still a line). Errors: InvalidArgument "cannot read: ...",
+  // "line N is longer than the limit of M bytes", "grew above the limit of
+  // N bytes while being read"; the caller adds which file.
+  [[nodiscard]] absl::StatusOr<bool> Next(absl::string_view* line);
+
+  uint64_t lines() const { return lines_; }  // Lines returned so far.
+
+ private:
+  int fd_;
+  uint64_t max_bytes_;
+  size_t max_line_bytes_;
+  std::string buffer_;  // Holds [begin_, end_) unread; grows to a line.
+  size_t begin_ = 0;
+  size_t end_ = 0;
+  uint64_t offset_ = 0;  // Of the file, next to read.
+  uint64_t lines_ = 0;
+  bool eof_ = false;
+};
 
 // `text` made safe for a one-line message: printable ASCII kept, backslash
 // and control or non-ASCII bytes written as \n, \t, \\ or \xNN, and cut after

@@ -1,14 +1,15 @@
 #include "tools/zcplan_cli.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <cerrno>
+#include <array>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "planner/cost.h"
@@ -24,6 +26,7 @@
 #include "planner/planner.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
+#include "tools/cli_io.h"
 
 namespace zcplan {
 namespace {
@@ -43,7 +46,8 @@ struct Config {
   std::string trace_path;
   std::vector<uint64_t> thresholds;  // Empty: kDefaultThresholds.
   Format format = Format::kTable;
-  std::vector<std::string> sizes;  // Positional arguments.
+  std::vector<std::string> sizes;        // Positional arguments.
+  size_t sizes_after_dashes = SIZE_MAX;  // Index of the first after '--'.
 };
 
 absl::Status Bad(absl::string_view message) {
@@ -61,29 +65,6 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
                             "': expected a whole number, e.g. 64"));
   }
   return value;
-}
-
-// `what` names the file in errors: "trace file", "weights file".
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     absl::string_view what) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    return Bad(absl::StrCat("cannot read ", what, " '", path,
-                            "': ", std::strerror(errno)));
-  }
-  std::string text;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
-    text.append(buffer, n);
-  }
-  const int error = std::ferror(file) ? errno : 0;
-  std::fclose(file);
-  if (error != 0) {
-    return Bad(absl::StrCat("cannot read ", what, " '", path,
-                            "': ", std::strerror(error)));
-  }
-  return text;
 }
 
 // --- Flags ------------------------------------------------------------------
@@ -115,8 +96,8 @@ absl::Status SetCount(absl::string_view value, uint32_t* field) {
 absl::Status SetWeight(absl::string_view value, double CostWeights::*weight,
                        Config& c) {
   if (!absl::SimpleAtod(value, &(c.weights.*weight))) {
-    return Bad(absl::StrCat("bad weight '", value,
-                            "': expected a non-negative number"));
+    return Bad(absl::StrCat("bad weight ", QuoteForMessage(value),
+                            ": expected a non-negative number"));
   }
   c.weights_from_flags = true;
   return absl::OkStatus();
@@ -136,7 +117,8 @@ constexpr Flag kFlags[] = {
        } else if (v == "json") {
          c.format = Format::kJson;
        } else {
-         return Bad(absl::StrCat("unknown format '", v, "' (table or json)"));
+         return Bad(absl::StrCat("unknown format ", QuoteForMessage(v),
+                                 " (table or json)"));
        }
        return absl::OkStatus();
      }},
@@ -218,6 +200,7 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
     }
     if (arg == "--") {
       flags_done = true;
+      config.sizes_after_dashes = config.sizes.size();
       continue;
     }
     const size_t eq = arg.find('=');
@@ -230,9 +213,9 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
       }
     }
     if (flag == nullptr || !absl::StartsWith(arg, "--")) {
-      return Bad(absl::StrCat("unknown flag '", arg.substr(0, eq), "' for '",
-                              CommandName(config.command),
-                              "'; see zcplan --help"));
+      return Bad(absl::StrCat(
+          "unknown flag ", QuoteForMessage(arg.substr(0, eq)), " for '",
+          CommandName(config.command), "'; see zcplan --help"));
     }
     absl::string_view value;
     if (eq != absl::string_view::npos) {
@@ -252,31 +235,95 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<TraceBatch>> LoadBatches(const Config& config) {
-  if (config.has_trace && !config.sizes.empty()) {
-    return Bad(absl::StrCat("give sizes or --trace, not both (got '",
-                            config.sizes[0], "' and --trace ",
-                            config.trace_path, ")"));
+// The batches to plan: the command line's sizes, or a trace file read line
+// by line (twice for `plan`: a check pass, then the output pass).
+class Input {
+ public:
+  Input() = default;
+  Input(const Input&) = delete;
+  Input& operator=(const Input&) = delete;
+  ~Input() {
+    if (fd_ >= 0) close(fd_);
   }
-  if (!config.has_trace) {
+
+  // Opens the trace file, or parses the command line's sizes.
+  absl::Status Open(const Config& config) {
+    if (config.has_trace && !config.sizes.empty()) {
+      return Bad(absl::StrCat("give sizes or --trace, not both (got ",
+                              QuoteForMessage(config.sizes[0]), " and --trace ",
+                              QuoteForMessage(config.trace_path), ")"));
+    }
+    if (config.has_trace) {
+      absl::StatusOr<RegularFile> file =
+          OpenRegularFile(config.trace_path, "trace file", kMaxTraceFileBytes);
+      if (!file.ok()) return file.status();
+      fd_ = file->fd;
+      name_ = absl::StrCat("trace file ", QuoteForMessage(config.trace_path));
+      return absl::OkStatus();
+    }
     if (config.sizes.empty()) {
       return Bad(absl::StrCat("no sizes given: use zcplan ",
                               CommandName(config.command),
                               " SIZE... or --trace FILE"));
     }
-    absl::StatusOr<std::vector<uint64_t>> sizes =
-        ParseSizeList(absl::StrJoin(config.sizes, " "));
-    if (!sizes.ok()) return sizes.status();
-    return std::vector<TraceBatch>{TraceBatch{0, *std::move(sizes)}};
+    std::vector<uint64_t>& sizes = command_line_.sizes;
+    for (size_t k = 0; k < config.sizes.size(); ++k) {
+      absl::StatusOr<std::vector<uint64_t>> some =
+          ParseSizeList(config.sizes[k]);
+      if (some.ok()) {
+        sizes.insert(sizes.end(), some->begin(), some->end());
+        continue;
+      }
+      if (k >= config.sizes_after_dashes && LooksLikeFlag(config.sizes[k])) {
+        return Bad(absl::StrCat(
+            "bad size ", QuoteForMessage(config.sizes[k]),
+            ": it comes after '--', which ends the flags, so it is taken as a "
+            "size; give flags before '--'"));
+      }
+      if (absl::StrContains(some.status().message(), "no sizes given")) {
+        continue;  // An argument of separators only, e.g. ",".
+      }
+      return some.status();
+    }
+    if (sizes.empty()) return Bad("no sizes given");
+    return absl::OkStatus();
   }
-  absl::StatusOr<std::string> text = ReadFile(config.trace_path, "trace file");
-  if (!text.ok()) return text.status();
-  absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
-  if (!trace.ok()) {
-    return Bad(absl::StrCat(config.trace_path, ": ", trace.status().message()));
+
+  bool is_trace() const { return fd_ >= 0; }
+
+  // Calls `fn(batch, index)` for each batch in order, stopping at the first
+  // error (of reading, parsing, or `fn`). Errors of the trace name it.
+  absl::Status ForEachBatch(
+      absl::FunctionRef<absl::Status(const TraceBatch&, size_t)> fn) const {
+    if (!is_trace()) return fn(command_line_, 0);
+    LineReader reader(fd_, kMaxTraceFileBytes, kMaxTraceLineBytes);
+    TraceParser parser;
+    TraceBatch batch;
+    absl::string_view line;
+    for (;;) {
+      absl::StatusOr<bool> more = reader.Next(&line);
+      if (!more.ok()) return Named(more.status());
+      if (!*more) break;
+      absl::StatusOr<bool> got = parser.ParseLine(line, &batch);
+      if (!got.ok()) return Named(got.status());
+      if (!*got) continue;
+      if (absl::Status s = fn(batch, parser.batches() - 1); !s.ok()) {
+        return Named(s);
+      }
+    }
+    if (absl::Status s = parser.Finish(); !s.ok()) return Named(s);
+    return absl::OkStatus();
   }
-  return trace;
-}
+
+ private:
+  absl::Status Named(const absl::Status& s) const {
+    return absl::Status(s.code(), absl::StrCat(name_, ": ", s.message()));
+  }
+
+  int fd_ = -1;
+  std::string name_;
+  TraceBatch command_line_;  // Line 0.
+};
 
 // --- Formatting -------------------------------------------------------------
 
@@ -313,6 +360,20 @@ std::string JsonString(absl::string_view s) {
   return out + "\"";
 }
 
+// One line of a table: each cell padded to its column's `width`, aligned by
+// `align` ('l' or 'r' per column), two spaces apart, trailing blanks cut.
+void AppendTableLine(absl::string_view align, absl::Span<const size_t> width,
+                     absl::string_view indent,
+                     absl::Span<const std::string> cells, std::string* out) {
+  std::string line(indent);
+  for (size_t c = 0; c < cells.size(); ++c) {
+    const std::string pad(width[c] - cells[c].size(), ' ');
+    if (c > 0) line += "  ";
+    line += align[c] == 'r' ? pad + cells[c] : cells[c] + pad;
+  }
+  absl::StrAppend(out, absl::StripTrailingAsciiWhitespace(line), "\n");
+}
+
 // Columns padded to their widest cell; `align` has one 'l' or 'r' per column.
 class TextTable {
  public:
@@ -330,13 +391,7 @@ class TextTable {
       }
     }
     for (const auto& row : rows_) {
-      std::string line(indent);
-      for (size_t c = 0; c < row.size(); ++c) {
-        const std::string pad(width[c] - row[c].size(), ' ');
-        if (c > 0) line += "  ";
-        line += align_[c] == 'r' ? pad + row[c] : row[c] + pad;
-      }
-      absl::StrAppend(out, absl::StripTrailingAsciiWhitespace(line), "\n");
+      AppendTableLine(align_, width, indent, row, out);
     }
   }
 
@@ -373,34 +428,38 @@ struct PlannedOp {
   size_t chain;
 };
 
+// One batch's plan, held while it is written out: its memory is that of one
+// batch, never of the whole trace.
 struct BatchPlan {
   std::vector<PlannedOp> ops;
   std::vector<std::string> chain_text;  // DescribeChain, one per chain.
   PlanCost counts;  // Only the counts are used: weights are not plan's topic.
 };
 
-absl::StatusOr<BatchPlan> PlanBatch(const TraceBatch& batch,
-                                    const PlanOptions& options, Plan* scratch) {
+absl::Status PlanBatch(const TraceBatch& batch, const PlanOptions& options,
+                       Plan* scratch, std::vector<struct iovec>* queue,
+                       BatchPlan* result) {
   const CostWeights weights;
-  const std::vector<struct iovec> queue =
-      MakeSyntheticQueue(batch.sizes, weights.page_size);
-  BatchPlan result;
+  *queue = MakeSyntheticQueue(batch.sizes, weights.page_size);
+  result->ops.clear();
+  result->chain_text.clear();
+  result->counts = PlanCost();
+  const absl::Span<const struct iovec> all = *queue;
   absl::Status s =
-      ForEachChain(queue, options, scratch, [&](const Plan& plan, size_t base) {
-        const auto chain_queue = absl::MakeConstSpan(queue).subspan(base);
+      ForEachChain(all, options, scratch, [&](const Plan& plan, size_t base) {
+        const auto chain_queue = all.subspan(base);
         for (Op op : plan.ops()) {
           op.first_iov += static_cast<uint32_t>(base);
-          result.ops.push_back({op, result.chain_text.size()});
+          result->ops.push_back({op, result->chain_text.size()});
         }
-        result.counts += EstimateCost(chain_queue, plan, weights);
-        result.chain_text.push_back(DescribeChain(chain_queue, plan));
+        result->counts += EstimateCost(chain_queue, plan, weights);
+        result->chain_text.push_back(DescribeChain(chain_queue, plan));
         return true;
       });
-  if (!s.ok()) {
-    if (batch.line == 0) return s;
+  if (!s.ok() && batch.line > 0) {
     return Bad(absl::StrCat("line ", batch.line, ": ", s.message()));
   }
-  return result;
+  return s;
 }
 
 std::string IovRange(const Op& op) {
@@ -414,88 +473,165 @@ uint64_t Sum(absl::Span<const uint64_t> sizes) {
   return sum;
 }
 
-void AppendPlanTable(const TraceBatch& batch, size_t index,
-                     const BatchPlan& plan, std::string* out) {
+constexpr absl::string_view kOpTableAlign = "rllrrrl";
+
+std::array<std::string, 7> OpRow(const PlannedOp& p) {
+  return {absl::StrCat(p.chain),
+          std::string(OpKindName(p.op.kind)),
+          IovRange(p.op),
+          absl::StrCat(p.op.offset),
+          HumanSize(p.op.bytes),
+          absl::StrCat(p.op.bytes),
+          p.op.linked ? "yes" : "no"};
+}
+
+// Writes the batch as it is planned: the text of one op at a time, so that a
+// batch of many ops never exists as one string.
+void WritePlanTable(const TraceBatch& batch, size_t index,
+                    const BatchPlan& plan, std::ostream& out) {
   const uint64_t bytes = Sum(batch.sizes);
-  absl::StrAppend(
-      out, "\nbatch ", index + 1,
+  std::string text = absl::StrCat(
+      "\nbatch ", index + 1,
       batch.line > 0 ? absl::StrCat(" (line ", batch.line, ")") : "", ": ",
       Count(batch.sizes.size(), "iovec"), ", ", SizeAndBytes(bytes), " -> ",
       Count(plan.ops.size(), "op"), " in ",
       Count(plan.chain_text.size(), "chain"), "\n");
   if (plan.ops.empty()) {
-    absl::StrAppend(out, "  nothing to send\n");
+    absl::StrAppend(&text, "  nothing to send\n");
+    out << text;
     return;
   }
   const size_t chains = plan.chain_text.size();
   for (size_t c = 0; c < chains; ++c) {
-    absl::StrAppend(out, "  ",
+    absl::StrAppend(&text, "  ",
                     chains > 1 ? absl::StrCat("chain ", c, ": ") : "",
                     plan.chain_text[c], "\n");
+    out << text;
+    text.clear();
   }
-  TextTable table("rllrrrl");
-  table.AddRow({"chain", "op", "iovecs", "offset", "bytes", "", "linked"});
+  const std::array<std::string, 7> header = {"chain", "op", "iovecs", "offset",
+                                             "bytes", "",   "linked"};
+  std::array<size_t, 7> width{};
+  for (size_t c = 0; c < width.size(); ++c) width[c] = header[c].size();
   for (const PlannedOp& p : plan.ops) {
-    table.AddRow({absl::StrCat(p.chain), std::string(OpKindName(p.op.kind)),
-                  IovRange(p.op), absl::StrCat(p.op.offset),
-                  HumanSize(p.op.bytes), absl::StrCat(p.op.bytes),
-                  p.op.linked ? "yes" : "no"});
+    const std::array<std::string, 7> row = OpRow(p);
+    for (size_t c = 0; c < width.size(); ++c) {
+      width[c] = std::max(width[c], row[c].size());
+    }
   }
-  out->append("\n");
-  table.AppendTo("  ", out);
+  text = "\n";
+  AppendTableLine(kOpTableAlign, width, "  ", header, &text);
+  out << text;
+  for (const PlannedOp& p : plan.ops) {
+    text.clear();
+    AppendTableLine(kOpTableAlign, width, "  ", OpRow(p), &text);
+    out << text;
+  }
 }
 
-void AppendPlanJson(const TraceBatch& batch, size_t index,
-                    const BatchPlan& plan, std::string* out) {
-  absl::StrAppend(out, "{\"batch\": ", index + 1);
-  if (batch.line > 0) absl::StrAppend(out, ", \"line\": ", batch.line);
-  absl::StrAppend(out, ", \"iovecs\": ", batch.sizes.size(),
+// One JSON Lines object per batch, written op by op.
+void WritePlanJson(const TraceBatch& batch, size_t index, const BatchPlan& plan,
+                   std::ostream& out) {
+  std::string text = absl::StrCat("{\"batch\": ", index + 1);
+  if (batch.line > 0) absl::StrAppend(&text, ", \"line\": ", batch.line);
+  absl::StrAppend(&text, ", \"iovecs\": ", batch.sizes.size(),
                   ", \"bytes\": ", Sum(batch.sizes),
                   ", \"chains\": ", plan.chain_text.size(), ", \"ops\": [");
+  out << text;
   for (size_t k = 0; k < plan.ops.size(); ++k) {
     const Op& op = plan.ops[k].op;
-    absl::StrAppend(out, k > 0 ? ", " : "", "{\"op\": \"", OpKindName(op.kind),
-                    "\", \"first_iov\": ", op.first_iov,
+    text.clear();
+    absl::StrAppend(&text, k > 0 ? ", " : "", "{\"op\": \"",
+                    OpKindName(op.kind), "\", \"first_iov\": ", op.first_iov,
                     ", \"iov_count\": ", op.iov_count,
                     ", \"offset\": ", op.offset, ", \"bytes\": ", op.bytes,
                     ", \"linked\": ", op.linked ? "true" : "false",
                     ", \"chain\": ", plan.ops[k].chain, "}");
+    out << text;
   }
-  absl::StrAppend(out, "]}\n");
+  out << "]}\n";
 }
 
-absl::StatusOr<std::string> RunPlan(const Config& config,
-                                    absl::Span<const TraceBatch> batches) {
-  std::string out;
-  if (config.format == Format::kTable) {
-    absl::StrAppend(&out, "options: ", DescribeOptions(config.options, true),
-                    "\n");
+// Bad input; over the work bound, also what to change.
+absl::Status BadInput(const absl::Status& s, Command command) {
+  if (!absl::IsResourceExhausted(s)) return Bad(s.message());
+  return Bad(
+      absl::StrCat(s.message(), "; ", CommandName(command),
+                   " fewer or smaller batches, or a larger --max-bytes"));
+}
+
+// Failures after output began: the trace changed between the check pass and
+// the output pass, or the output could not be written.
+absl::Status Failed(absl::string_view message) {
+  return absl::AbortedError(message);
+}
+
+// Checks the whole input first (every line parses, the work is bounded), so
+// that bad input prints nothing; then plans and writes batch by batch.
+absl::Status RunPlan(const Config& config, const Input& input,
+                     std::ostream& out) {
+  TraceWorkLimit check(config.options, kDefaultMaxTraceOps);
+  if (absl::Status s =
+          input.ForEachBatch([&](const TraceBatch& batch, size_t index) {
+            return check.Add(batch, index);
+          });
+      !s.ok()) {
+    return BadInput(s, config.command);
   }
+
+  if (config.format == Format::kTable) {
+    out << "options: " << DescribeOptions(config.options, true) << "\n";
+  }
+  TraceWorkLimit limit(config.options, kDefaultMaxTraceOps);
   Plan scratch;
+  std::vector<struct iovec> queue;
+  BatchPlan plan;
   PlanCost total;
+  size_t batches = 0;
   size_t chains = 0;
   uint64_t ops = 0;
-  for (size_t b = 0; b < batches.size(); ++b) {
-    absl::StatusOr<BatchPlan> plan =
-        PlanBatch(batches[b], config.options, &scratch);
-    if (!plan.ok()) return plan.status();
-    total += plan->counts;
-    chains += plan->chain_text.size();
-    ops += plan->ops.size();
-    if (config.format == Format::kJson) {
-      AppendPlanJson(batches[b], b, *plan, &out);
-    } else {
-      AppendPlanTable(batches[b], b, *plan, &out);
-    }
+  bool write_failed = false;
+  absl::Status s =
+      input.ForEachBatch([&](const TraceBatch& batch, size_t index) {
+        // The bound again: what is planned is what was checked, even if the
+        // file changed in between.
+        if (absl::Status s = limit.Add(batch, index); !s.ok()) return s;
+        if (absl::Status s =
+                PlanBatch(batch, config.options, &scratch, &queue, &plan);
+            !s.ok()) {
+          return s;
+        }
+        total += plan.counts;
+        chains += plan.chain_text.size();
+        ops += plan.ops.size();
+        ++batches;
+        if (config.format == Format::kJson) {
+          WritePlanJson(batch, index, plan, out);
+        } else {
+          WritePlanTable(batch, index, plan, out);
+        }
+        write_failed = !out;
+        return write_failed ? Failed("cannot write the output")
+                            : absl::OkStatus();
+      });
+  if (write_failed) return Failed("cannot write the output");
+  if (!s.ok()) {
+    return Failed(absl::StrCat(
+        s.message(),
+        input.is_trace() ? "; the file changed after it was checked" : "",
+        "; the output is incomplete"));
   }
-  if (config.format == Format::kTable && batches.size() > 1) {
-    absl::StrAppend(&out, "\ntotal: ", batches.size(), " batches, ", chains,
-                    " chains, ", ops, " ops (", OpCounts(total), "); copied ",
-                    HumanSize(total.bytes_copied), " in ", total.iovs_copied,
-                    " iovecs, zero-copy ", HumanSize(total.bytes_zero_copy),
-                    " in ", total.iovs_zero_copy, " iovecs\n");
+  if (config.format == Format::kTable && batches > 1) {
+    out << absl::StrCat("\ntotal: ", batches, " batches, ", chains, " chains, ",
+                        ops, " ops (", OpCounts(total), "); copied ",
+                        HumanSize(total.bytes_copied), " in ",
+                        total.iovs_copied, " iovecs, zero-copy ",
+                        HumanSize(total.bytes_zero_copy), " in ",
+                        total.iovs_zero_copy, " iovecs\n");
   }
-  return out;
+  out.flush();
+  if (!out) return Failed("cannot write the output");
+  return absl::OkStatus();
 }
 
 // --- simulate ---------------------------------------------------------------
@@ -634,82 +770,133 @@ void AppendSimulateJson(const Config& config, absl::string_view input,
                   JsonThreshold(sim.results[sim.best].threshold), "}\n");
 }
 
-absl::StatusOr<std::string> RunSimulate(const Config& config,
-                                        absl::Span<const TraceBatch> batches) {
+// One pass over the input, batch by batch; the output is a summary written
+// at the end, so bad input found on the way prints nothing.
+absl::Status RunSimulate(const Config& config, const Input& input,
+                         std::ostream& out) {
   std::vector<uint64_t> thresholds = config.thresholds;
   if (thresholds.empty()) thresholds = *ParseThresholdList(kDefaultThresholds);
-  absl::StatusOr<Simulation> sim =
-      Simulate(batches, thresholds, config.options, config.weights);
-  if (!sim.ok()) {
-    if (!config.has_trace) return sim.status();
-    return Bad(absl::StrCat(config.trace_path, ": ", sim.status().message()));
-  }
+  absl::StatusOr<Simulator> sim = Simulator::Create(
+      thresholds, config.options, config.weights, kDefaultMaxTraceOps);
+  if (!sim.ok()) return sim.status();
   size_t iovecs = 0;
   uint64_t bytes = 0;
-  for (const TraceBatch& batch : batches) {
-    iovecs += batch.sizes.size();
-    bytes += Sum(batch.sizes);
+  if (absl::Status s =
+          input.ForEachBatch([&](const TraceBatch& batch, size_t index) {
+            iovecs += batch.sizes.size();
+            bytes += Sum(batch.sizes);
+            return sim->Add(batch, index);
+          });
+      !s.ok()) {
+    return BadInput(s, config.command);
   }
-  const std::string input =
+  const std::string name =
       config.has_trace ? config.trace_path : "command line";
-  std::string out;
+  std::string text;
   if (config.format == Format::kJson) {
-    AppendSimulateJson(config, input, batches.size(), iovecs, bytes, *sim,
-                       &out);
+    AppendSimulateJson(config, name, sim->batches(), iovecs, bytes,
+                       sim->Result(), &text);
   } else {
-    AppendSimulateTable(config, input, batches.size(), iovecs, bytes, *sim,
-                        &out);
+    AppendSimulateTable(config, name, sim->batches(), iovecs, bytes,
+                        sim->Result(), &text);
   }
-  return out;
+  out << text;
+  out.flush();
+  if (!out) return Failed("cannot write the output");
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Run(absl::Span<const std::string> args) {
+// A weights file: regular, bounded, and naming at least one weight.
+absl::StatusOr<CostWeights> ReadWeights(const std::string& path) {
+  absl::StatusOr<std::string> text =
+      ReadRegularFile(path, "weights file", kMaxWeightsFileBytes);
+  if (!text.ok()) return text.status();
+  const std::string name = absl::StrCat("weights file ", QuoteForMessage(path));
+  absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
+  if (!weights.ok()) {
+    return Bad(absl::StrCat(name, ": ", weights.status().message()));
+  }
+  // ParseCostWeights keeps the defaults for what a file does not name; a file
+  // that names nothing is a mistake (an empty or truncated file), not a
+  // request for the defaults.
+  bool names_a_weight = false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = line.substr(0, line.find('#'));
+    names_a_weight |= !absl::StripAsciiWhitespace(line).empty();
+  }
+  if (!names_a_weight) {
+    return Bad(absl::StrCat(
+        name,
+        ": names no weight (it is empty or holds only comments); give "
+        "'name value' lines, as zcsweep --calibrate writes them"));
+  }
+  return weights;
+}
+
+// Parses and checks everything that can be checked before any output.
+absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
+                                   bool* help) {
+  *help = false;
   if (args.empty()) return Bad("no command given; see zcplan --help");
   const absl::string_view command = args[0];
-  if (command == "help" || IsHelp(command)) return ZcplanUsage();
   Config config;
+  if (command == "help" || IsHelp(command)) {
+    *help = true;
+    return config;
+  }
   if (command == "plan") {
     config.command = Command::kPlan;
   } else if (command == "simulate") {
     config.command = Command::kSimulate;
   } else {
-    return Bad(absl::StrCat("unknown command '", command,
-                            "' (plan, simulate or help)"));
+    return Bad(absl::StrCat("unknown command ", QuoteForMessage(command),
+                            " (plan, simulate or help)"));
   }
   const absl::Span<const std::string> rest = args.subspan(1);
   for (const std::string& arg : rest) {
     if (arg == "--") break;
-    if (IsHelp(arg)) return ZcplanUsage();
+    if (IsHelp(arg)) {
+      *help = true;
+      return config;
+    }
   }
   if (absl::Status s = ParseFlags(rest, config); !s.ok()) return s;
   if (!config.weights_path.empty()) {
     if (config.weights_from_flags) {
-      return Bad(absl::StrCat("give --weights ", config.weights_path,
+      return Bad(absl::StrCat("give --weights ",
+                              QuoteForMessage(config.weights_path),
                               " or --per-*/--page-size flags, not both"));
     }
-    absl::StatusOr<std::string> text =
-        ReadFile(config.weights_path, "weights file");
-    if (!text.ok())
-      return Bad(absl::StrCat("--weights: ", text.status().message()));
-    absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
+    absl::StatusOr<CostWeights> weights = ReadWeights(config.weights_path);
     if (!weights.ok()) {
-      return Bad(absl::StrCat("--weights: ", config.weights_path, ": ",
-                              weights.status().message()));
+      return Bad(absl::StrCat("--weights: ", weights.status().message()));
     }
     config.weights = *weights;
   }
   if (absl::Status s = ValidatePlanOptions(config.options); !s.ok()) return s;
-  absl::StatusOr<std::vector<TraceBatch>> batches = LoadBatches(config);
-  if (!batches.ok()) return batches.status();
-  if (absl::Status s =
-          CheckTraceWork(*batches, config.options, kDefaultMaxTraceOps);
-      !s.ok()) {
-    return Bad(absl::StrCat(config.has_trace ? config.trace_path + ": " : "",
-                            s.message(),
-                            "; use smaller sizes or a larger --max-bytes"));
+  return config;
+}
+
+// One line of bounded length, whatever the arguments held: the tool quotes
+// what it echoes with QuoteForMessage, but planner/ messages quote sizes and
+// lines as given. Control bytes become \xNN (quoted text has none left, so
+// nothing is escaped twice), and the line is cut at kMaxErrorChars.
+constexpr size_t kMaxErrorChars = 2000;
+std::string OneLine(absl::string_view message) {
+  std::string line;
+  for (const char c : message) {
+    if (line.size() >= kMaxErrorChars) {
+      absl::StrAppend(&line, "...(", message.size(), " bytes)");
+      break;
+    }
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppendFormat(&line, "\\x%02x", u);
+    } else {
+      line.push_back(c);
+    }
   }
-  return config.command == Command::kPlan ? RunPlan(config, *batches)
-                                          : RunSimulate(config, *batches);
+  return line;
 }
 
 }  // namespace
@@ -783,28 +970,48 @@ Output:
                     (one per threshold, "threshold" is a number or "never"),
                     "best_threshold"
 
+Limits (checked before any output):
+  --trace and --weights must name regular files: a directory, FIFO, device
+  or socket is refused at once. A trace file holds at most %s bytes
+  (1 GiB), each line at most %s bytes (1 MiB); a weights file at most
+  %s bytes (1 MiB), and it must name at least one weight. Planning may
+  take at most %s ops per pass over the input (plan: one pass; simulate:
+  one per threshold), counted by an upper bound: per batch, 2 per
+  --max-bytes of data, 1 per --max-iovs iovecs, and 1 per run of non-empty
+  iovecs on one side of the threshold.
+
+plan writes each batch as soon as it is planned, so memory stays that of one
+batch; it reads the trace file twice (a check pass, then the output pass).
+
 Exit status: 0 on success; 2 on bad input, with one line on stderr and
-nothing on stdout.
+nothing on stdout; 1 if the trace file changed between plan's two passes or
+the output could not be written (one line on stderr; the output is partial).
 )",
       FormatThreshold(d.zc_threshold), CopyOpName(d.copy_op), kMaxIovsPerOp,
       d.max_iovs_per_op, kMaxBytesPerOp, d.max_bytes_per_op, kMaxOpsPerChain,
-      d.max_ops_per_chain, d.zc_gap_bytes, kDefaultThresholds);
+      d.max_ops_per_chain, d.zc_gap_bytes, kDefaultThresholds,
+      absl::StrCat(kMaxTraceFileBytes), absl::StrCat(kMaxTraceLineBytes),
+      absl::StrCat(kMaxWeightsFileBytes), absl::StrCat(kDefaultMaxTraceOps));
 }
 
 int RunZcplan(absl::Span<const std::string> args, std::ostream& out,
               std::ostream& err) {
-  absl::StatusOr<std::string> output = Run(args);
-  if (!output.ok()) {
-    // One line, whatever the arguments held.
-    std::string message(output.status().message());
-    std::replace_if(
-        message.begin(), message.end(),
-        [](char c) { return c == '\n' || c == '\r'; }, ' ');
-    err << "zcplan: " << message << "\n";
-    return kZcplanBadInput;
+  bool help = false;
+  absl::StatusOr<Config> config = ParseConfig(args, &help);
+  absl::Status s = config.status();
+  if (s.ok() && help) {
+    out << ZcplanUsage();
+    return kZcplanOk;
   }
-  out << *output;
-  return kZcplanOk;
+  Input input;
+  if (s.ok()) s = input.Open(*config);
+  if (s.ok()) {
+    s = config->command == Command::kPlan ? RunPlan(*config, input, out)
+                                          : RunSimulate(*config, input, out);
+  }
+  if (s.ok()) return kZcplanOk;
+  err << "zcplan: " << OneLine(s.message()) << "\n";
+  return absl::IsAborted(s) ? kZcplanFailed : kZcplanBadInput;
 }
 
 }  // namespace zcplan

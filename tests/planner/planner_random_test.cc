@@ -11,17 +11,6 @@
 namespace zcplan::testing {
 namespace {
 
-class PrngSource : public ByteSource {
- public:
-  explicit PrngSource(uint64_t seed) : rng_(seed) {}
-  uint64_t Next(uint64_t bound) override {
-    return bound == 0 ? 0 : rng_() % bound;
-  }
-
- private:
-  std::mt19937_64 rng_;
-};
-
 // Plans each queue chain after chain (up to kMaxChains), checking each chain.
 TEST(PlannerRandomTest, EveryByteOnceInOrderWithinLimits) {
   constexpr int kQueues = 100000;

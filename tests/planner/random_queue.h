@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,18 @@ class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual uint64_t Next(uint64_t bound) = 0;  // In [0, bound).
+};
+
+// A ByteSource from a seeded PRNG, for randomized tests.
+class PrngSource : public ByteSource {
+ public:
+  explicit PrngSource(uint64_t seed) : rng_(seed) {}
+  uint64_t Next(uint64_t bound) override {
+    return bound == 0 ? 0 : rng_() % bound;
+  }
+
+ private:
+  std::mt19937_64 rng_;
 };
 
 struct Case {

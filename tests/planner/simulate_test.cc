@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/planner/random_queue.h"
 
 namespace zcplan {
 namespace {
@@ -116,23 +117,125 @@ TEST(SimulateTest, MinOpsToSendIsTheTotalOverTheByteLimitRoundedUp) {
             UINT64_MAX);
 }
 
+// Ops of planning all of `sizes` chain after chain, as the tools do.
+uint64_t OpsOfPlanning(const std::vector<uint64_t>& sizes,
+                       const PlanOptions& o) {
+  const auto q = MakeSyntheticQueue(sizes);
+  Plan scratch;
+  uint64_t ops = 0;
+  EXPECT_TRUE(ForEachChain(q, o, &scratch, [&](const Plan& p, size_t) {
+                ops += p.ops().size();
+                return true;
+              }).ok());
+  return ops;
+}
+
+TEST(SimulateTest, AlternatingSizesTakeOneOpEachFarAboveTheLowerBound) {
+  std::vector<uint64_t> sizes;
+  for (int k = 0; k < 5000; ++k) {
+    sizes.push_back(8);
+    sizes.push_back(20 * K);
+  }
+  const PlanOptions o;  // Threshold 16K.
+  EXPECT_EQ(OpsOfPlanning(sizes, o), 10000u);
+  EXPECT_EQ(MinOpsToSend(sizes, o), 1u);  // What the work check used to count.
+  // One per run, plus one per 1024 iovecs: within 0.1% here.
+  EXPECT_EQ(MaxOpsToSend(sizes, o), 10000u + 10000 / 1024);
+  // One copy run, coalesced 1024 iovecs to an op: the bound stays small.
+  PlanOptions never = o;
+  never.zc_threshold = PlanOptions::kNever;
+  EXPECT_EQ(OpsOfPlanning(sizes, never), 10u);
+  EXPECT_EQ(MaxOpsToSend(sizes, never), 10000 / 1024 + 1u);
+}
+
+TEST(SimulateTest, MaxOpsToSendCountsTheRestCopiedAloneAfterAChainBreak) {
+  // Chains of one op of 12 bytes: each 16-byte buffer (zero-copy) takes a
+  // full op, then the next chain starts 12 bytes into it, where the 4 bytes
+  // left are below the threshold and go alone by copy. Four ops where full
+  // ops, runs and iovec limits alone would allow only 2 + 1 = 3.
+  PlanOptions o;
+  o.zc_threshold = 16;
+  o.max_bytes_per_op = 12;
+  o.max_ops_per_chain = 1;
+  const std::vector<uint64_t> sizes = {16, 16};
+  EXPECT_EQ(OpsOfPlanning(sizes, o), 4u);
+  EXPECT_EQ(MaxOpsToSend(sizes, o), 2u + 2u + 0u + 1u);
+}
+
+TEST(SimulateTest, MaxOpsToSendIsNeverBelowTheOpsOfRandomPlans) {
+  testing::PrngSource src(20261201);
+  int checked = 0, exact = 0;
+  for (int q = 0; q < 15000; ++q) {
+    const testing::Case c = testing::DrawCase(src);
+    std::vector<uint64_t> sizes;
+    for (const struct iovec& v : c.queue) sizes.push_back(v.iov_len);
+    // Now and then a few buffers far above the byte limit.
+    if (src.Next(8) == 0 && !sizes.empty()) {
+      sizes[src.Next(sizes.size())] =
+          c.options.max_bytes_per_op * (1 + src.Next(20)) +
+          src.Next(c.options.max_bytes_per_op);
+    }
+    const uint64_t bound = MaxOpsToSend(sizes, c.options);
+    ASSERT_GE(bound, MinOpsToSend(sizes, c.options));
+    if (bound > 50000) continue;  // Planning is then bounded but slow.
+    const uint64_t ops = OpsOfPlanning(sizes, c.options);
+    ++checked;
+    exact += ops == bound;
+    ASSERT_LE(ops, bound) << "case " << q << ": "
+                          << testing::Describe(c, c.queue, 0, Plan());
+  }
+  EXPECT_GT(checked, 12000);
+  EXPECT_GT(exact, 500);  // The bound is often attained: it is not loose.
+}
+
+TEST(SimulateTest, MaxOpsToSendSaturates) {
+  PlanOptions o;
+  o.max_bytes_per_op = 1;
+  EXPECT_EQ(MaxOpsToSend({}, o), 0u);
+  EXPECT_EQ(MaxOpsToSend({0, 0}, o), 0u);
+  EXPECT_EQ(MaxOpsToSend({kMaxTraceSize, kMaxTraceSize, kMaxTraceSize}, o),
+            UINT64_MAX);
+}
+
 TEST(SimulateTest, CheckTraceWorkNamesTheBatchThatPassesTheLimit) {
   PlanOptions o;
   o.max_bytes_per_op = 1024;
+  // Each: 40 full ops, one for the rest of a zero-copy buffer after a chain
+  // break, one for its run: 42.
   const std::vector<TraceBatch> trace = {
       {3, {40 * K}}, {5, {40 * K}}, {9, {40 * K}}};
-  EXPECT_TRUE(CheckTraceWork(trace, o, 120).ok());
-  EXPECT_EQ(CheckTraceWork(trace, o, 100).message(),
-            "line 9: the batches up to here need at least 120 ops of at most "
-            "1024 bytes (max_bytes_per_op), more than the limit of 100 ops");
-  EXPECT_EQ(CheckTraceWork(trace, o, 39).message(),
-            "line 3: the batch needs at least 40 ops of at most 1024 bytes "
-            "(max_bytes_per_op), more than the limit of 39 ops");
+  EXPECT_TRUE(CheckTraceWork(trace, o, 126).ok());
+  const absl::Status over = CheckTraceWork(trace, o, 100);
+  EXPECT_TRUE(absl::IsResourceExhausted(over)) << over;
+  EXPECT_EQ(over.message(),
+            "line 9: the batches up to here may take up to 126 ops (with at "
+            "most 1024 bytes and 1024 iovecs per op), more than the limit of "
+            "100 ops");
+  EXPECT_EQ(CheckTraceWork(trace, o, 41).message(),
+            "line 3: the batch may take up to 42 ops (with at most 1024 bytes "
+            "and 1024 iovecs per op), more than the limit of 41 ops");
   // Batches not from a trace text are named by position.
   const std::vector<TraceBatch> unnamed = {{0, {K}}, {0, {kMaxTraceSize}}};
   EXPECT_THAT(CheckTraceWork(unnamed, o, kDefaultMaxTraceOps).message(),
-              HasSubstr("batch 2: the batches up to here need at least "));
+              HasSubstr("batch 2: the batches up to here may take up to "));
   EXPECT_TRUE(CheckTraceWork({}, o, 0).ok());
+}
+
+TEST(SimulateTest, TraceWorkLimitAddsBatchByBatchAndStaysFailed) {
+  PlanOptions o;
+  o.max_bytes_per_op = 1024;
+  TraceWorkLimit limit(o, 10);
+  EXPECT_TRUE(limit.Add({1, {4 * K}}, 0).ok());  // 4 + 0 + 1.
+  EXPECT_EQ(limit.ops(), 5u);
+  EXPECT_TRUE(limit.Add({2, {4 * K}}, 1).ok());
+  EXPECT_EQ(limit.ops(), 10u);
+  EXPECT_TRUE(limit.Add({3, {0, 0}}, 2).ok());  // Empty buffers: no op.
+  EXPECT_EQ(limit.ops(), 10u);
+  const absl::Status over = limit.Add({4, {1}}, 3);
+  EXPECT_TRUE(absl::IsResourceExhausted(over)) << over;
+  EXPECT_THAT(over.message(), HasSubstr("line 4: the batches up to here may "
+                                        "take up to 11 ops"));
+  EXPECT_FALSE(limit.Add({5, {0}}, 4).ok());  // Once over, always over.
 }
 
 TEST(SimulateTest, SimulateRefusesATraceOverItsOpLimitBeforePlanning) {
@@ -142,16 +245,68 @@ TEST(SimulateTest, SimulateRefusesATraceOverItsOpLimitBeforePlanning) {
   EXPECT_THAT(Simulate(trace, thresholds, PlanOptions(), CostWeights())
                   .status()
                   .message(),
-              HasSubstr("line 2: the batches up to here need at least "));
+              HasSubstr("threshold 16K: line 2: the batches up to here may "
+                        "take up to "));
   PlanOptions o;
   o.max_bytes_per_op = 1024;
   const std::vector<TraceBatch> small = {{7, {8 * K}}};
   EXPECT_THAT(
-      Simulate(small, thresholds, o, CostWeights(), 7).status().message(),
-      HasSubstr("line 7: the batch needs at least 8 ops"));
-  const auto sim = Simulate(small, thresholds, o, CostWeights(), 8);
+      Simulate(small, thresholds, o, CostWeights(), 8).status().message(),
+      HasSubstr("threshold 16K: line 7: the batch may take up to 9 ops"));
+  const auto sim = Simulate(small, thresholds, o, CostWeights(), 9);
   ASSERT_TRUE(sim.ok()) << sim.status();
   EXPECT_EQ(sim->results[0].cost.ops(), 8u);
+}
+
+TEST(SimulateTest, TheWorkOfEachThresholdIsCheckedOnItsOwn) {
+  // Alternating sizes: one op each at threshold 16K, but a single copying
+  // op when nothing goes zero-copy.
+  std::vector<uint64_t> sizes;
+  for (int k = 0; k < 50; ++k) {
+    sizes.push_back(8);
+    sizes.push_back(20 * K);
+  }
+  const std::vector<TraceBatch> trace = {{1, sizes}};
+  const uint64_t never[] = {PlanOptions::kNever};
+  EXPECT_TRUE(Simulate(trace, never, PlanOptions(), CostWeights(), 10).ok());
+  const uint64_t both[] = {PlanOptions::kNever, 16 * K};
+  EXPECT_THAT(
+      Simulate(trace, both, PlanOptions(), CostWeights(), 10)
+          .status()
+          .message(),
+      HasSubstr("threshold 16K: line 1: the batch may take up to 100 ops"));
+}
+
+TEST(SimulateTest, SimulatorBatchByBatchMatchesSimulate) {
+  std::vector<TraceBatch> trace;
+  for (int b = 0; b < 30; ++b) {
+    std::vector<uint64_t> sizes = {400, 64 * K};
+    for (int i = 0; i < b * 7; ++i) sizes.push_back(100 + 300 * i);
+    sizes.push_back(20 * K + b);
+    trace.push_back({b + 1, sizes});
+  }
+  const uint64_t thresholds[] = {0, 4 * K, 16 * K, PlanOptions::kNever};
+  const auto whole = Simulate(trace, thresholds, PlanOptions(), CostWeights());
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto sim = Simulator::Create(thresholds, PlanOptions(), CostWeights());
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  for (size_t b = 0; b < trace.size(); ++b) {
+    ASSERT_TRUE(sim->Add(trace[b], b).ok());
+  }
+  EXPECT_EQ(sim->batches(), 30u);
+  const Simulation streamed = sim->Result();
+  ASSERT_EQ(streamed.results.size(), whole->results.size());
+  EXPECT_EQ(streamed.best, whole->best);
+  for (size_t t = 0; t < streamed.results.size(); ++t) {
+    const ThresholdResult& a = streamed.results[t];
+    const ThresholdResult& b = whole->results[t];
+    EXPECT_EQ(a.threshold, b.threshold);
+    EXPECT_EQ(a.batches, b.batches);
+    EXPECT_EQ(a.chains, b.chains);
+    EXPECT_EQ(a.cost.ops_by_kind, b.cost.ops_by_kind);
+    EXPECT_EQ(a.cost.bytes_copied, b.cost.bytes_copied);
+    EXPECT_EQ(a.cost.cost, b.cost.cost);
+  }
 }
 
 TEST(SimulateTest, RanksThresholdsByEstimatedCost) {
@@ -240,7 +395,7 @@ TEST(ReferenceMessageTest, SixteenPiecesAsTheBenchmarksBuildThem) {
                                            64 * K, 9767, 9767, 9767, 9767}));
 }
 
-class ReferenceMessageShapeTest : public testing::TestWithParam<uint32_t> {};
+class ReferenceMessageShapeTest : public ::testing::TestWithParam<uint32_t> {};
 
 TEST_P(ReferenceMessageShapeTest, IsTheHeaderTwoLargePiecesAndEvenSmallOnes) {
   const uint32_t pieces = GetParam();
@@ -289,8 +444,8 @@ TEST_P(ReferenceMessageShapeTest, IsTheHeaderTwoLargePiecesAndEvenSmallOnes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PieceCounts, ReferenceMessageShapeTest,
-                         testing::Values(4, 5, 6, 7, 16, 64, 256, 1024, 2048,
-                                         kMaxReferencePieces));
+                         ::testing::Values(4, 5, 6, 7, 16, 64, 256, 1024, 2048,
+                                           kMaxReferencePieces));
 
 TEST(ReferenceMessageTest, EveryPieceCountSumsToTheMessage) {
   for (uint32_t pieces = 1; pieces <= 3000; ++pieces) {

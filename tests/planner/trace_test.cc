@@ -2,9 +2,13 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -28,6 +32,14 @@ TEST(TraceTest, RejectsBadSizesQuotingThem) {
               HasSubstr("bad size '12Q': unknown suffix"));
   EXPECT_THAT(ParseSize("-4").status().message(),
               HasSubstr("bad size '-4': sizes cannot be negative"));
+  // A flag where a size belongs is no number at all, not a negative one.
+  EXPECT_EQ(ParseSize("--threshold").status().message(),
+            "bad size '--threshold': expected a number of bytes, e.g. 4096, "
+            "4K, 1M");
+  EXPECT_THAT(ParseSize("-x").status().message(),
+              HasSubstr("expected a number"));
+  EXPECT_THAT(ParseSize("-").status().message(),
+              HasSubstr("expected a number"));
   EXPECT_THAT(ParseSize("K").status().message(),
               HasSubstr("expected a number"));
   EXPECT_THAT(ParseSize("").status().message(), HasSubstr("expected a number"));
@@ -67,6 +79,57 @@ TEST(TraceTest, TraceErrorsNameTheLine) {
               HasSubstr("line 3: bad size '3X'"));
   EXPECT_THAT(ParseTrace("# nothing\n\n").status().message(),
               HasSubstr("no batch"));
+}
+
+TEST(TraceTest, ParserLineByLineGivesTheBatchesOfParseTrace) {
+  const std::string text =
+      "# header\n4K 4K 16K  # trailing\n\n   \n1,2,3\r\n,,8\n";
+  const auto whole = ParseTrace(text);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  TraceParser parser;
+  TraceBatch batch;
+  std::vector<TraceBatch> got;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    const absl::StatusOr<bool> more = parser.ParseLine(line, &batch);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (*more) got.push_back(batch);
+  }
+  EXPECT_TRUE(parser.Finish().ok());
+  EXPECT_EQ(parser.lines(), 7);  // The empty piece after the last '\n' too.
+  EXPECT_EQ(parser.batches(), 3u);
+  ASSERT_EQ(got.size(), whole->size());
+  for (size_t b = 0; b < got.size(); ++b) {
+    EXPECT_EQ(got[b].line, (*whole)[b].line);
+    EXPECT_EQ(got[b].sizes, (*whole)[b].sizes);
+  }
+  EXPECT_THAT(got[2].sizes, ElementsAre(8));
+}
+
+TEST(TraceTest, ParserSkipsBlankLinesWithoutTouchingTheBatch) {
+  TraceParser parser;
+  TraceBatch batch{9, {1, 2}};
+  EXPECT_FALSE(*parser.ParseLine("   # only a comment", &batch));
+  EXPECT_FALSE(*parser.ParseLine("", &batch));
+  EXPECT_EQ(batch.line, 9);
+  EXPECT_THAT(batch.sizes, ElementsAre(1, 2));
+  EXPECT_EQ(parser.Finish().message(), "the trace holds no batch");
+  EXPECT_TRUE(*parser.ParseLine("64K", &batch));
+  EXPECT_EQ(batch.line, 3);
+  EXPECT_THAT(batch.sizes, ElementsAre(65536));  // Replaced, not appended.
+  EXPECT_TRUE(parser.Finish().ok());
+}
+
+TEST(TraceTest, ParserErrorsNameTheLine) {
+  TraceParser parser;
+  TraceBatch batch;
+  EXPECT_TRUE(*parser.ParseLine("1K", &batch));
+  EXPECT_EQ(parser.ParseLine("2K 3X", &batch).status().message(),
+            "line 2: bad size '3X': unknown suffix (use K, M or G)");
+  EXPECT_EQ(parser.ParseLine(" , ,", &batch).status().message(),
+            "line 3: no sizes given");
+  // Same as ParseTrace.
+  EXPECT_EQ(ParseTrace("1K\n , ,\n").status().message(),
+            "line 2: no sizes given");
 }
 
 TEST(TraceTest, FormatSizeUsesTheLargestSuffixThatDividesExactly) {

@@ -1,9 +1,19 @@
 #include "tools/zcplan_cli.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <sstream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -17,6 +27,7 @@
 #include "planner/cost.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
+#include "tools/cli_io.h"
 
 namespace zcplan {
 namespace {
@@ -561,7 +572,28 @@ INSTANTIATE_TEST_SUITE_P(
         {{"plan"}, "no sizes given"},
         {{"plan", "--threshold=4K"}, "no sizes given"},
         {{"plan", "--trace", "/nonexistent/x.trace"},
-         "cannot read trace file '/nonexistent/x.trace': No such file"},
+         "trace file '/nonexistent/x.trace': cannot open: No such file"},
+        {{"plan", "--trace", "/dev/zero"},
+         "trace file '/dev/zero': is a character device; give a regular "
+         "file"},
+        {{"plan", "--trace", "/"}, "trace file '/': is a directory"},
+        {{"simulate", "--trace", "/dev/null"},
+         "trace file '/dev/null': is a character device"},
+        {{"simulate", "--weights", "/dev/zero", "4K"},
+         "--weights: weights file '/dev/zero': is a character device; give a "
+         "regular file"},
+        {{"simulate", "--weights", "/", "4K"},
+         "--weights: weights file '/': is a directory"},
+        // '--' ends the flags: what follows is sizes, and a flag there is
+        // named as the bad size it is, not called negative.
+        {{"plan", "--", "--threshold", "4K"},
+         "bad size '--threshold': it comes after '--', which ends the flags, "
+         "so it is taken as a size; give flags before '--'"},
+        {{"plan", "4K", "--", "-x"}, "bad size '-x': it comes after '--'"},
+        {{"plan", "--", "-4"}, "bad size '-4': sizes cannot be negative"},
+        {{"plan", "-"}, "bad size '-': expected a number of bytes"},
+        {{"plan", "--threshold", "-x", "4K"},
+         "--threshold: bad size '-x': expected a number of bytes"},
         {{"simulate", "--thresholds=1K,abc", "4K"},
          "--thresholds: bad size 'abc'"},
         {{"simulate", "--thresholds=64K..1K", "4K"}, "bad range '64K..1K'"},
@@ -571,52 +603,71 @@ INSTANTIATE_TEST_SUITE_P(
         {{"simulate", "--per-zc-iov=-1", "4K"}, "CostWeights.per_zc_iov is -1"},
         {{"simulate", "--page-size=3000", "4K"},
          "CostWeights.page_size is 3000"},
-        {{"plan", "4K\n4K"}, "bad size '4K 4K'"},
+        {{"plan", "4K\n4K"}, "bad size '4K\\x0a4K'"},
+        {{"plan", "4K", std::string(5 << 20, '7') + "Q"}, "bad size '77777"},
+        {{"plan", "--format=x\x1by"}, "unknown format 'x\\x1by'"},
         {{"plan", "9223372036854775807"},
-         "batch 1: the batch needs at least 4294975489 ops of at most "
-         "2147479552 bytes (max_bytes_per_op), more than the limit of 1048576 "
-         "ops; use smaller sizes or a larger --max-bytes"},
+         "batch 1: the batch may take up to 4294975490 ops (with at most "
+         "2147479552 bytes and 1024 iovecs per op), more than the limit of "
+         "1048576 ops; plan fewer or smaller batches, or a larger "
+         "--max-bytes"},
         {{"simulate", "--max-bytes=1", "2M"},
-         "needs at least 2097152 ops of at most 1 bytes (max_bytes_per_op), "
-         "more than the limit of 1048576 ops"},
+         "threshold 1K: batch 1: the batch may take up to 2097154 ops (with at "
+         "most 1 bytes and 1024 iovecs per op), more than the limit of "
+         "1048576 ops; simulate fewer or smaller batches"},
     }));
+
+TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLine) {
+  const Result r = Zcplan({"plan", std::string(5 << 20, '7') + "Q"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_LT(r.err.size(), 2100u);
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcplan: bad size '7777")) << r.err;
+  // The cut says how long the message was.
+  EXPECT_TRUE(absl::StrContains(r.err, "...(5242")) << r.err;
+  EXPECT_TRUE(absl::EndsWith(r.err, " bytes)\n")) << r.err;
+}
 
 TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
   const std::string empty = WriteTempFile("empty.trace", "# nothing\n\n");
   const std::string bad_line =
       WriteTempFile("bad_line.trace", "4K 4K\n# ok\n16K 12Q\n");
   ExpectBadInput({"simulate", "--trace", empty},
-                 empty + ": the trace holds no batch");
+                 "trace file '" + empty + "': the trace holds no batch");
+  ExpectBadInput({"plan", "--trace", empty},
+                 "trace file '" + empty + "': the trace holds no batch");
   ExpectBadInput({"plan", "--trace", bad_line},
-                 bad_line + ": line 3: bad size '12Q'");
+                 "trace file '" + bad_line + "': line 3: bad size '12Q'");
+  ExpectBadInput({"simulate", "--trace", bad_line},
+                 "trace file '" + bad_line + "': line 3: bad size '12Q'");
   ExpectBadInput({"plan", "--trace", bad_line, "4K"},
                  "give sizes or --trace, not both");
   ExpectBadInput({"plan", "--trace", testing::TempDir()},
-                 "cannot read trace file");
+                 "': is a directory; give a regular file");
 }
 
 TEST(ZcplanBadWeightsTest, UnreadableOrMalformedWeightsFileExitsTwo) {
   ExpectBadInput({"simulate", "--weights", "/nonexistent/x.weights", "4K"},
-                 "--weights: cannot read weights file '/nonexistent/x.weights'"
-                 ": No such file");
+                 "--weights: weights file '/nonexistent/x.weights': cannot "
+                 "open: No such file");
   ExpectBadInput({"simulate", "--weights", testing::TempDir(), "4K"},
-                 "--weights: cannot read weights file");
+                 "': is a directory; give a regular file");
   const std::string unknown =
       WriteTempFile("unknown.weights", "# ok\nper_op 1\nper_bogus 2\n");
-  ExpectBadInput(
-      {"simulate", "--weights", unknown, "4K"},
-      "--weights: " + unknown + ": weights line 3: unknown weight 'per_bogus'");
+  ExpectBadInput({"simulate", "--weights", unknown, "4K"},
+                 "--weights: weights file '" + unknown +
+                     "': weights line 3: unknown weight 'per_bogus'");
   const std::string negative =
       WriteTempFile("negative.weights", "per_zc_iov -1\n");
   ExpectBadInput({"simulate", "--weights", negative, "4K"},
-                 negative + ": weights line 1: bad value '-1' for per_zc_iov");
+                 negative + "': weights line 1: bad value '-1' for per_zc_iov");
   const std::string twice =
       WriteTempFile("twice.weights", "per_op 1\n\nper_op 2\n");
   ExpectBadInput({"simulate", "--weights", twice, "4K"},
-                 twice + ": weights line 3: 'per_op' given twice");
+                 twice + "': weights line 3: 'per_op' given twice");
   const std::string page = WriteTempFile("page.weights", "page_size 3000\n");
   ExpectBadInput({"simulate", "--weights", page, "4K"},
-                 page + ": weights line 1: CostWeights.page_size is 3000");
+                 page + "': weights line 1: CostWeights.page_size is 3000");
   ExpectBadInput({"simulate", "--weights=", "4K"}, "--weights: empty path");
   ExpectBadInput({"plan", "--weights", page, "4K"},
                  "unknown flag '--weights' for 'plan'");
@@ -629,13 +680,244 @@ TEST(ZcplanBadWeightsTest, WeightsFileAndWeightFlagsAreNotBoth) {
            {"simulate", "--weights", path, "--per-op=1", "4K"},
            {"simulate", "--per-zc-iov=1", "--weights", path, "4K"},
            {"simulate", "--weights", path, "--page-size", "8K", "4K"}}) {
-    ExpectBadInput(args, "give --weights " + path +
-                             " or --per-*/--page-size flags, not both");
+    ExpectBadInput(args, "give --weights '" + path +
+                             "' or --per-*/--page-size flags, not both");
   }
   // Refused before the file is read: a missing file is not the complaint.
   ExpectBadInput(
       {"simulate", "--per-op=1", "--weights", "/nonexistent/w", "4K"},
       "not both");
+}
+
+TEST(ZcplanBadWeightsTest, WeightsFileThatNamesNoWeightExitsTwo) {
+  // ParseCostWeights alone takes these as "all defaults": a truncated or
+  // empty calibration would silently rank by the uncalibrated guesses.
+  const std::string empty = WriteTempFile("empty.weights", "");
+  ExpectBadInput({"simulate", "--weights", empty, "4K"},
+                 "--weights: weights file '" + empty +
+                     "': names no weight (it is empty or holds only comments)");
+  const std::string comments =
+      WriteTempFile("comments.weights", "# per_op 100\n\n   # nothing\n");
+  ExpectBadInput({"simulate", "--weights", comments, "4K"},
+                 "': names no weight (it is empty or holds only comments)");
+}
+
+// A path of `bytes` bytes that reads as zeros and takes no disk space.
+std::string SparseFile(const std::string& name, uint64_t bytes) {
+  const std::string path = testing::TempDir() + name;
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  EXPECT_GE(fd, 0) << path;
+  EXPECT_EQ(ftruncate(fd, static_cast<off_t>(bytes)), 0);
+  close(fd);
+  return path;
+}
+
+TEST(ZcplanInputFileTest, FilesAboveTheStatedLimitsExitTwoUnread) {
+  const std::string trace = SparseFile("huge.trace", kMaxTraceFileBytes + 1);
+  ExpectBadInput(
+      {"plan", "--trace", trace},
+      absl::StrCat("trace file '", trace, "': is ", kMaxTraceFileBytes + 1,
+                   " bytes, above the limit of ", kMaxTraceFileBytes,
+                   " bytes"));
+  ExpectBadInput({"simulate", "--trace", trace}, "above the limit");
+  const std::string weights =
+      SparseFile("huge.weights", kMaxWeightsFileBytes + 1);
+  ExpectBadInput(
+      {"simulate", "--weights", weights, "4K"},
+      absl::StrCat("weights file '", weights, "': is ",
+                   kMaxWeightsFileBytes + 1, " bytes, above the limit of ",
+                   kMaxWeightsFileBytes, " bytes"));
+  // The help states the limits that are enforced.
+  for (uint64_t limit : {kMaxTraceFileBytes, uint64_t{kMaxTraceLineBytes},
+                         kMaxWeightsFileBytes, kDefaultMaxTraceOps}) {
+    EXPECT_TRUE(absl::StrContains(ZcplanUsage(), absl::StrCat(" ", limit)))
+        << limit;
+  }
+}
+
+TEST(ZcplanInputFileTest, TraceLineAboveTheLineLimitExitsTwo) {
+  std::string text = "4K\n";
+  for (size_t k = 0; k < kMaxTraceLineBytes / 2 + 1; ++k) text += "1 ";
+  text += "\n";
+  const std::string path = WriteTempFile("long_line.trace", text);
+  for (const char* command : {"plan", "simulate"}) {
+    ExpectBadInput({command, "--trace", path},
+                   absl::StrCat("trace file '", path,
+                                "': line 2 is longer than the limit of ",
+                                kMaxTraceLineBytes, " bytes"));
+  }
+}
+
+// Runs zcplan on a FIFO that has no writer. Opening it for reading without
+// O_NONBLOCK would block until a writer comes: the run must refuse it at
+// once instead. If it does block, the wait below is bounded, the failure is
+// reported, and a writer is opened and closed to release the reader.
+TEST(ZcplanInputFileTest, FifoWithoutAWriterExitsTwoAndDoesNotHang) {
+  const std::string fifo = testing::TempDir() + "no_writer.fifo";
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"plan", "--trace", fifo},
+           {"simulate", "--trace", fifo},
+           {"simulate", "--weights", fifo, "4K"}}) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    std::future<Result> run =
+        std::async(std::launch::async, [&args] { return Zcplan(args); });
+    if (run.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+      ADD_FAILURE() << "zcplan blocked on a FIFO with no writer";
+      const int writer = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (writer >= 0) close(writer);
+    }
+    const Result r = run.get();
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(absl::StrContains(r.err, "': is a FIFO; give a regular file"))
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  unlink(fifo.c_str());
+}
+
+// Alternating small and large sizes take one op per buffer: far more than
+// the lower bound the work check used to count (total bytes / max bytes, 1 op
+// per batch here), so this trace of 1.1M ops used to be planned and printed
+// in full. The upper bound refuses it before any output.
+TEST(ZcplanWorkBoundTest, AlternatingSizesOverTheOpLimitExitTwo) {
+  std::string line;
+  for (int k = 0; k < 500; ++k) line += "8 20K ";
+  line += "\n";
+  std::string text;
+  for (int b = 0; b < 1100; ++b) text += line;  // 1.1M ops.
+  const std::string path = WriteTempFile("alternating.trace", text);
+  ExpectBadInput({"plan", "--trace", path},
+                 "line 1049: the batches up to here may take up to 1049000 "
+                 "ops (with at most 2147479552 bytes and 1024 iovecs per op), "
+                 "more than the limit of 1048576 ops");
+  ExpectBadInput({"plan", "--trace", path, "--format=json"},
+                 "more than the limit of 1048576 ops");
+  ExpectBadInput({"simulate", "--trace", path, "--thresholds=16K"},
+                 "threshold 16K: line 1049: the batches up to here may take "
+                 "up to 1049000 ops");
+  // Under threshold "never" all of it is one copy run per batch: few ops.
+  const Result never =
+      Zcplan({"simulate", "--trace", path, "--thresholds=never"});
+  EXPECT_EQ(never.code, 0) << never.err;
+}
+
+// Counts what reaches it: with no buffer of its own, each insertion into the
+// stream arrives as one call. Fails every write once `fail_after` bytes have
+// been taken, and calls `on_first_write` before taking the first.
+class RecordingBuf : public std::streambuf {
+ public:
+  explicit RecordingBuf(size_t fail_after = SIZE_MAX,
+                        std::function<void()> on_first_write = nullptr)
+      : fail_after_(fail_after), on_first_write_(std::move(on_first_write)) {}
+
+  size_t writes = 0;
+  size_t largest = 0;
+  size_t total = 0;
+  std::string text;
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (writes == 0 && on_first_write_) on_first_write_();
+    const size_t size = static_cast<size_t>(n);
+    if (total + size > fail_after_) return 0;
+    ++writes;
+    largest = std::max(largest, size);
+    total += size;
+    text.append(s, size);
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return 0;
+    const char ch = traits_type::to_char_type(c);
+    return xsputn(&ch, 1) == 1 ? c : traits_type::eof();
+  }
+
+ private:
+  size_t fail_after_;
+  std::function<void()> on_first_write_;
+};
+
+std::string ManyBatches(int batches) {
+  std::string text;
+  for (int b = 0; b < batches; ++b) {
+    text += absl::StrCat("4K 20K 8 64K ", b + 1, "\n");
+  }
+  return text;
+}
+
+TEST(ZcplanStreamingTest, PlanWritesBatchByBatchNotTheWholeOutputAtOnce) {
+  const std::string path = WriteTempFile("many.trace", ManyBatches(500));
+  for (const char* format : {"--format=table", "--format=json"}) {
+    SCOPED_TRACE(format);
+    RecordingBuf buf;
+    std::ostream out(&buf);
+    std::ostringstream err;
+    ASSERT_EQ(RunZcplan({"plan", "--trace", path, format}, out, err), kZcplanOk)
+        << err.str();
+    // Each batch is written as it is planned: no write holds more than a
+    // batch, so memory does not grow with the trace.
+    EXPECT_GE(buf.writes, 500u);
+    EXPECT_LT(buf.largest, 1000u) << "largest write " << buf.largest;
+    EXPECT_GT(buf.total, 500u * 100);
+    // The same bytes as the output collected in one string.
+    const Result whole = Zcplan({"plan", "--trace", path, format});
+    EXPECT_EQ(buf.text, whole.out);
+  }
+  // JSON stays JSON Lines: one complete object per batch.
+  const Result json = Zcplan({"plan", "--trace", path, "--format=json"});
+  const std::vector<std::string> lines = Lines(json.out);
+  ASSERT_EQ(lines.size(), 500u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_TRUE(absl::StartsWith(
+        lines[i], absl::StrCat("{\"batch\": ", i + 1, ", \"line\": ", i + 1,
+                               ", \"iovecs\": 5, ")))
+        << lines[i];
+    EXPECT_TRUE(absl::EndsWith(lines[i], "}]}")) << lines[i];
+    EXPECT_EQ(std::count(lines[i].begin(), lines[i].end(), '{'),
+              std::count(lines[i].begin(), lines[i].end(), '}'));
+  }
+}
+
+TEST(ZcplanStreamingTest, AFailingOutputStopsThePlanWithExitOne) {
+  const std::string path = WriteTempFile("stop.trace", ManyBatches(500));
+  RecordingBuf buf(/*fail_after=*/2000);
+  std::ostream out(&buf);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcplan({"plan", "--trace", path}, out, err), kZcplanFailed);
+  EXPECT_EQ(err.str(), "zcplan: cannot write the output\n");
+  EXPECT_LE(buf.total, 2000u);
+}
+
+TEST(ZcplanStreamingTest, TraceChangedBetweenCheckAndOutputExitsOne) {
+  // Larger than the reader's first read, so that the output pass reads the
+  // rest after the file was overwritten with lines that do not parse.
+  const std::string text = ManyBatches(20000);
+  ASSERT_GT(text.size(), 4u << 16);
+  const std::string path = WriteTempFile("changing.trace", text);
+  RecordingBuf buf(SIZE_MAX, [&] {
+    std::string bad;
+    while (bad.size() < text.size()) bad += "12Q\n";
+    std::ofstream(path, std::ios::binary | std::ios::in) << bad;
+  });
+  std::ostream out(&buf);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcplan({"plan", "--trace", path, "--format=json"}, out, err),
+            kZcplanFailed);
+  EXPECT_TRUE(
+      absl::StartsWith(err.str(), "zcplan: trace file '" + path + "': line "))
+      << err.str();
+  EXPECT_TRUE(absl::StrContains(
+      err.str(),
+      "bad size '12Q': unknown suffix (use K, M or G); the file changed "
+      "after it was checked; the output is incomplete\n"))
+      << err.str();
+  const std::string line = err.str();
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
+  EXPECT_GT(buf.total, 0u);
 }
 
 }  // namespace

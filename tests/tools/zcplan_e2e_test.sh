@@ -31,5 +31,34 @@ rc=$?
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "12Q: not one line: $(cat "$tmp/err")"
 grep -q "^zcplan: .*'12Q'" "$tmp/err" || fail "12Q: $(cat "$tmp/err")"
 
+# Inputs that are not regular files: exit 2 at once, one line, no stdout.
+# A FIFO with no writer would block a plain open() forever; `timeout` turns
+# such a hang into exit 124, a failure here, instead of a stuck test.
+fifo="$tmp/no_writer.fifo"
+rm -f "$fifo"
+mkfifo "$fifo" || fail "mkfifo $fifo"
+expect_refused() { # EXPECTED_TEXT ARGS...
+  local expected=$1
+  shift
+  timeout 30 "$zcplan" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  [ "$rc" -eq 2 ] || fail "$*: exited $rc (124 is a hang): $(cat "$tmp/err")"
+  [ ! -s "$tmp/out" ] || fail "$*: wrote to stdout"
+  [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$*: not one line: $(cat "$tmp/err")"
+  grep -qF -- "$expected" "$tmp/err" || fail "$*: $(cat "$tmp/err")"
+}
+expect_refused "trace file '$fifo': is a FIFO" plan --trace "$fifo"
+expect_refused "weights file '$fifo': is a FIFO" simulate --weights "$fifo" 4K
+expect_refused "trace file '/dev/zero': is a character device" \
+  plan --trace /dev/zero
+expect_refused "weights file '/dev/zero': is a character device" \
+  simulate --weights /dev/zero 4K
+expect_refused "trace file '$tmp': is a directory" simulate --trace "$tmp"
+: >"$tmp/empty.weights"
+expect_refused "names no weight" simulate --weights "$tmp/empty.weights" 4K
+expect_refused "bad size '--threshold': it comes after '--'" \
+  plan -- --threshold 4K
+rm -f "$fifo"
+
 [ "$failures" -eq 0 ] && echo PASS
 exit "$failures"

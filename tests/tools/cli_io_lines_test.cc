@@ -1,0 +1,126 @@
+// LineReader (tools/cli_io.h): a file's lines one at a time, bounded.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tools/cli_io.h"
+
+namespace zcplan {
+namespace {
+
+using ::testing::ElementsAre;
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path =
+      absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+// All lines, or the error, of one LineReader over `fd`.
+absl::StatusOr<std::vector<std::string>> ReadLines(int fd, uint64_t max_bytes,
+                                                   size_t max_line_bytes) {
+  LineReader reader(fd, max_bytes, max_line_bytes);
+  std::vector<std::string> lines;
+  absl::string_view line;
+  for (;;) {
+    absl::StatusOr<bool> more = reader.Next(&line);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    lines.emplace_back(line);
+  }
+  EXPECT_EQ(reader.lines(), lines.size());
+  return lines;
+}
+
+class LineReaderTest : public ::testing::Test {
+ protected:
+  int Open(const std::string& text) {
+    fd_ = open(WriteFile("lines", text).c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd_, 0);
+    return fd_;
+  }
+  void TearDown() override {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd_ = -1;
+};
+
+TEST_F(LineReaderTest, GivesEachLineWithoutItsNewline) {
+  const auto lines = ReadLines(Open("4K 1K\n\n# c\nlast"), 1000, 100);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  EXPECT_THAT(*lines, ElementsAre("4K 1K", "", "# c", "last"));
+  const auto none = ReadLines(Open(""), 1000, 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(LineReaderTest, LinesAcrossReadsMatchASplitOfTheWholeFile) {
+  std::string text;
+  for (int k = 0; k < 3000; ++k) {
+    text += std::string(static_cast<size_t>(k % 97) * 13, 'x') + "\n";
+  }
+  const std::vector<std::string> want = absl::StrSplit(text, '\n');
+  const auto lines = ReadLines(Open(text), text.size(), 2000);
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  // The split has an empty piece after the last '\n'; the reader does not.
+  EXPECT_EQ(*lines, std::vector<std::string>(want.begin(), want.end() - 1));
+}
+
+TEST_F(LineReaderTest, TwoReadersOverOneDescriptorReadTheSameLines) {
+  const int fd = Open("a\nb\nc\n");
+  const auto first = ReadLines(fd, 100, 10);
+  const auto second = ReadLines(fd, 100, 10);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_THAT(*second, ElementsAre("a", "b", "c"));
+  EXPECT_EQ(*first, *second);
+}
+
+TEST_F(LineReaderTest, RefusesALineAboveTheLimitNamingIt) {
+  const std::string ok(100, 'x');
+  const auto fits = ReadLines(Open("1\n" + ok + "\n" + ok), 1000, 100);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ(fits->size(), 3u);
+  EXPECT_EQ(
+      ReadLines(Open("1\n" + ok + "x\n2\n"), 1000, 100).status().message(),
+      "line 2 is longer than the limit of 100 bytes");
+  // Also for a last line without a newline, and one far longer than a read.
+  EXPECT_EQ(ReadLines(Open("1\n2\n" + ok + "x"), 1000, 100).status().message(),
+            "line 3 is longer than the limit of 100 bytes");
+  EXPECT_EQ(ReadLines(Open(std::string(1 << 20, 'y')), 2 << 20, 1000)
+                .status()
+                .message(),
+            "line 1 is longer than the limit of 1000 bytes");
+}
+
+TEST_F(LineReaderTest, RefusesMoreThanItsByteLimit) {
+  // The file is larger than the reader was told it may be (it grew after
+  // its size was checked, say).
+  EXPECT_EQ(ReadLines(Open("1\n2\n3\n"), 4, 100).status().message(),
+            "grew above the limit of 4 bytes while being read");
+  EXPECT_TRUE(ReadLines(Open("1\n2\n3\n"), 6, 100).ok());
+}
+
+TEST_F(LineReaderTest, ReportsAReadError) {
+  // A directory opens for reading but read() fails with EISDIR.
+  const char* dir = std::getenv("TEST_TMPDIR");
+  fd_ = open(dir != nullptr ? dir : "/tmp", O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd_, 0);
+  EXPECT_EQ(ReadLines(fd_, 100, 10).status().message(),
+            "cannot read: Is a directory");
+}
+
+}  // namespace
+}  // namespace zcplan

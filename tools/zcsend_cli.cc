@@ -1787,10 +1787,10 @@ Sizes take K, M or G suffixes (binary). Flags take their value as
 --flag=VALUE or --flag VALUE.
 
 Output: the sender prints the plan of the first message, then the bytes
-sent (accepted by the local kernel) and the throughput, the bytes the peer
-acknowledged (TCP_INFO), ops by kind, bytes copied vs zero-copy, short sends, resumed chains,
-notifications (and how many reported a copy), fallbacks and the peak bytes
-awaiting notification. The receiver's first line is "listening on ADDR:PORT";
+sent (what the local kernel accepted) with the throughput, the bytes the
+peer acknowledged (TCP_INFO), ops by kind, bytes copied vs zero-copy, short
+sends, resumed chains, notifications (and how many reported a copy),
+fallbacks and the peak bytes awaiting notification. The receiver's first line is "listening on ADDR:PORT";
 it ends with the bytes received, the throughput and the pattern result.
 
 SIGINT or SIGTERM while sending stops the run with the partial report.

@@ -13,7 +13,8 @@
 // data into buffers and formats results; the executor does the sending.
 //
 // Thread safety: `RunZcsend` keeps no state between calls; concurrent calls
-// are safe as long as their streams differ.
+// are safe as long as their streams differ. A sending call installs process-
+// wide SIGINT/SIGTERM handlers while it runs (see `RunZcsend`).
 
 #ifndef ZCPLAN_TOOLS_ZCSEND_CLI_H_
 #define ZCPLAN_TOOLS_ZCSEND_CLI_H_

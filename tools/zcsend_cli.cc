@@ -673,10 +673,10 @@ struct SendState {
   std::vector<Conn> conns;
   absl::Time last_release;
   std::string internal_error;  // a release the executor should not make
-  // Set while connections are abandoned: a release that is not OK from then
-  // on may mean the kernel still reads the buffer.
-  bool abandoning = false;
-  bool memory_unsafe = false;  // so the buffer memory must not be reused
+  // A buffer came back that the kernel may still read (the executor said
+  // so, or gave up on it at teardown): the buffer memory must never be
+  // reused or unmapped.
+  bool memory_unsafe = false;
 
   void OnRelease(ConnectionId id, uint64_t token, const absl::Status& status) {
     const uint64_t index = token >> kSeqBits;
@@ -701,7 +701,7 @@ struct SendState {
       c.released_ok += piece.length;
     } else {
       if (c.error.ok()) c.error = status;
-      if (abandoning) memory_unsafe = true;
+      if (KernelMayStillRead(status)) memory_unsafe = true;
     }
     while (!c.pieces.empty() && c.pieces.front().released) {
       c.tail = c.pieces.front().start + c.pieces.front().length;
@@ -991,6 +991,9 @@ bool SendRun::SetUp() {
   ConnectionOptions conn_options;
   conn_options.plan = config_.plan;
   conn_options.adaptive_zero_copy = config_.adaptive;
+  // zcsend owns its sockets and would rather drop a stalled peer than leave
+  // buffers with the kernel.
+  conn_options.reset_on_shutdown = true;
   state_.conns.resize(config_.connections);
   for (uint32_t i = 0; i < config_.connections; ++i) {
     Conn& c = state_.conns[i];
@@ -1157,21 +1160,15 @@ void SendRun::CloseConnections() {
   if (!abandon.empty()) Abandon(abandon);
 }
 
-// SO_LINGER {1, 0} makes the close reset the connection and drop its send
-// queue, which ends the kernel's use of the zero-copy buffers in it (their
-// notifications arrive). The shutdown first wakes any send waiting for room
-// with EPIPE, so that no op keeps the socket open past the close; Close
-// cancels the rest. What is still held after `kAbandonTimeout` is left to the
-// executor's teardown, and its memory is kept (`DestroyExecutor`).
+// Executor::Abort resets the connection (RST, its send queue dropped), which
+// ends the kernel's use of the zero-copy buffers in it: they come back, and
+// the peer sees an error rather than the end of a whole stream. The socket is
+// closed once nothing is held; what is still held after `kAbandonTimeout` is
+// left to `DestroyExecutor`.
 void SendRun::Abandon(const std::vector<size_t>& stalled) {
-  state_.abandoning = true;
-  const struct linger reset = {1, 0};
   for (size_t i : stalled) {
     Conn& c = state_.conns[i];
-    setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    shutdown(c.fd.get(), SHUT_RDWR);
-    (void)executor_->Close(c.id);  // fails only for a connection closed
-    c.fd.Reset();
+    (void)executor_->Abort(c.id);  // a refused reset still closes it
     c.abandoned = true;
   }
   PollUntilReleased(kAbandonTimeout);
@@ -1191,11 +1188,18 @@ void SendRun::PollUntilReleased(absl::Duration timeout) {
 bool SendRun::DestroyExecutor() {
   bool held = false;
   for (const Conn& c : state_.conns) held = held || !c.pieces.empty();
-  // What teardown releases now, with whatever status, may still be read by
-  // the kernel.
-  if (held) state_.abandoning = state_.memory_unsafe = true;
   held_at_teardown_ = held;
-  executor_.reset();
+  if (executor_ != nullptr) {
+    // Resets what still holds buffers (reset_on_shutdown); what the kernel
+    // keeps even then comes back as KernelMayStillRead.
+    (void)executor_->Shutdown(kAbandonTimeout);
+    executor_.reset();
+  }
+  for (Conn& c : state_.conns) c.fd.Reset();
+  // Memory the kernel may still read is never reused or unmapped; as the
+  // sweep does, a buffer not given back after the reset counts as such,
+  // whatever status teardown gave it.
+  if (held) state_.memory_unsafe = true;
   if (!state_.memory_unsafe) return false;
   region_.Leak();
   return true;
@@ -1296,8 +1300,8 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
     out_ << "note: kept " << HumanSize(region_.size())
          << " of buffer memory mapped until exit: "
          << (held_at_teardown_
-                 ? "the kernel had not given every buffer back"
-                 : "buffers of abandoned connections came back with errors")
+                 ? "the kernel had not given every buffer back after a reset"
+                 : "the executor said the kernel may still read some")
          << "; it is never reused\n";
   }
   out_ << std::flush;

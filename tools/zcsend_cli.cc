@@ -869,8 +869,10 @@ class ScopedStopSignals {
 // --- The send run ------------------------------------------------------------
 
 // What `--loopback` tells the sender while it runs.
+// What the caller tells the sender while it runs.
 struct SendControl {
   const std::atomic<bool>* peer_failed = nullptr;  // the receiver gave up
+  bool never_reset = false;  // ZcsendTestHooks::sender_never_resets
 };
 
 struct SendResult {
@@ -993,7 +995,7 @@ bool SendRun::SetUp() {
   conn_options.adaptive_zero_copy = config_.adaptive;
   // zcsend owns its sockets and would rather drop a stalled peer than leave
   // buffers with the kernel.
-  conn_options.reset_on_shutdown = true;
+  conn_options.reset_on_shutdown = !control_.never_reset;
   state_.conns.resize(config_.connections);
   for (uint32_t i = 0; i < config_.connections; ++i) {
     Conn& c = state_.conns[i];
@@ -1168,10 +1170,11 @@ void SendRun::CloseConnections() {
 void SendRun::Abandon(const std::vector<size_t>& stalled) {
   for (size_t i : stalled) {
     Conn& c = state_.conns[i];
-    (void)executor_->Abort(c.id);  // a refused reset still closes it
     c.abandoned = true;
+    if (control_.never_reset) continue;
+    (void)executor_->Abort(c.id);  // a refused reset still closes it
   }
-  PollUntilReleased(kAbandonTimeout);
+  if (!control_.never_reset) PollUntilReleased(kAbandonTimeout);
 }
 
 void SendRun::PollUntilReleased(absl::Duration timeout) {
@@ -1300,7 +1303,7 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
     out_ << "note: kept " << HumanSize(region_.size())
          << " of buffer memory mapped until exit: "
          << (held_at_teardown_
-                 ? "the kernel had not given every buffer back after a reset"
+                 ? "the kernel still held some of it at the end"
                  : "the executor said the kernel may still read some")
          << "; it is never reused\n";
   }
@@ -1703,6 +1706,7 @@ int RunLoopback(Config config, const SendJob& job, const ZcsendTestHooks& hooks,
   std::ostringstream sender_err;
   SendControl send_control;
   send_control.peer_failed = &receiver_failed;
+  send_control.never_reset = hooks.sender_never_resets;
   const SendResult sent = RunSend(config, job, send_control, out, sender_err);
   // A sender that failed has closed its connections; the flag stops a
   // receiver still waiting for connections that will not come.
@@ -1832,7 +1836,9 @@ int RunZcsendWithHooks(absl::Span<const std::string> args, std::ostream& out,
   absl::StatusOr<SendJob> job = PrepareSend(config);
   if (!job.ok()) return BadInput(job.status(), err);
   if (config.loopback) return RunLoopback(config, *job, hooks, out, err);
-  return RunSend(config, *job, SendControl(), out, err).code;
+  SendControl control;
+  control.never_reset = hooks.sender_never_resets;
+  return RunSend(config, *job, control, out, err).code;
 }
 
 }  // namespace zcplan

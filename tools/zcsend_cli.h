@@ -57,9 +57,15 @@ inline constexpr int kZcsendBadInput = 2;  // bad command line
 // The exit code of a sender ended by a signal is this plus the signal number.
 inline constexpr int kZcsendInterrupted = 128;
 
-// Faults injected by tests into zcsend's own `--loopback` receiver, to check
-// that the sender and the report handle them. A real run uses none.
+// Faults injected by tests, to check that zcsend handles them. A real run
+// uses none.
 struct ZcsendTestHooks {
+  // The sender abandons stalled connections without resetting them (no
+  // Executor::Abort, no reset_on_shutdown), so the executor's teardown hands
+  // their zero-copy buffers back as KernelMayStillRead: the memory must then
+  // be kept, untouched.
+  bool sender_never_resets = false;
+  // The rest are faults of zcsend's own `--loopback` receiver.
   // When > 0, the receiver's accept of its connection number
   // `receiver_accept_fails_at` (1-based) fails with `receiver_accept_errno`
   // instead (the connection stays in the backlog, as with EMFILE).

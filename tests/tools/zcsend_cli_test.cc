@@ -904,6 +904,49 @@ TEST(ZcsendFaultTest, IdleTimeoutEndsARunToAPeerThatDoesNotRead) {
   EXPECT_EQ(peer.DrainAccepted(), ECONNRESET);
 }
 
+// Buffers the kernel may still read after the run are never reused: here the
+// connection is not reset (a test hook), so the executor hands its zero-copy
+// buffers back as KernelMayStillRead and the kernel keeps sending from them
+// after zcsend returned. What the peer then reads must be the pattern.
+TEST(ZcsendFaultTest, MemoryTheKernelMayStillReadIsKept) {
+  SKIP_WITHOUT_IO_URING();
+  SilentPeer peer;
+  ASSERT_NE(peer.address(), "");
+  ZcsendTestHooks hooks;
+  hooks.sender_never_resets = true;
+  const Result r = ZcsendWithHooks(
+      {"--peer", peer.address(), "--bytes", "64M", "--threshold", "0",
+       "--adaptive", "off", "--idle-timeout", "300ms"},
+      hooks);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  if (absl::StrContains(r.out, "note: this kernel lacks")) {
+    GTEST_SKIP() << "no zero-copy send ops here";
+  }
+  EXPECT_TRUE(absl::StrContains(r.out, "\nnote: kept ")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "; it is never reused\n")) << r.out;
+  // Overwrite freshly mapped memory, as the next user of freed pages would.
+  std::vector<unsigned char> scratch(size_t{16} << 20, 0xAA);
+  const int fd = peer.AcceptNow();
+  ASSERT_GE(fd, 0);
+  std::string got;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0) {
+      got.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) break;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) <= 0) break;
+  }
+  ASSERT_GT(got.size(), 0u);
+  const size_t at = FindPatternMismatch(
+      0, absl::MakeConstSpan(reinterpret_cast<const unsigned char*>(got.data()),
+                             got.size()));
+  EXPECT_EQ(at, got.size()) << "of " << got.size() << " bytes";
+}
+
 std::atomic<int> g_test_handler_calls{0};
 extern "C" void CountSignal(int) { ++g_test_handler_calls; }
 

@@ -1529,6 +1529,7 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
     }
     if (control.stop != nullptr && control.stop->load()) {
       if (failure.empty()) failure = "stopped: the sender gave up";
+      end = absl::Now();
       break;
     }
     for (size_t k = 0; k < fds.size(); ++k) {
@@ -1606,7 +1607,8 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
       control.received->emplace_back(peers[i].address, peers[i].bytes);
     }
   }
-  const absl::Duration elapsed = end - start;
+  const absl::Duration elapsed =
+      accepted == 0 ? absl::ZeroDuration() : end - start;
   out << "received " << total << " bytes (" << HumanSize(total) << ") on "
       << Count(peers.size(), "connection") << " in "
       << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(elapsed)) << ": "

@@ -992,6 +992,31 @@ TEST_P(ZcsendSignalTest, StopsWithPartialReportAndRestoresTheHandler) {
   EXPECT_NE(LineStartingWith(r.out, "stats: "), "") << r.out;
 }
 
+// Under --loopback the signal stops the sender, which stops the receiver:
+// one error line (the sender's), and both partial reports.
+TEST(ZcsendSignalLoopbackTest, StopsBothSides) {
+  SKIP_WITHOUT_IO_URING();
+  struct sigaction mine = {};
+  struct sigaction saved = {};
+  mine.sa_handler = CountSignal;
+  sigemptyset(&mine.sa_mask);
+  ASSERT_EQ(sigaction(SIGINT, &mine, &saved), 0);
+  BackgroundRun run({"--loopback", "--bytes", "64G", "--idle-timeout", "20s"});
+  const bool started =
+      run.out().WaitFor("plan of the first message", absl::Seconds(30));
+  if (started) kill(getpid(), SIGINT);
+  EXPECT_TRUE(run.WaitDone(absl::Seconds(40)))
+      << "the signal did not stop the run";
+  const Result r = run.Join();
+  sigaction(SIGINT, &saved, nullptr);
+  EXPECT_TRUE(started) << r.err << r.out;
+  EXPECT_EQ(r.code, kZcsendInterrupted + SIGINT) << r.err;
+  EXPECT_EQ(r.err, "zcsend: stopped by SIGINT; the report above is partial\n");
+  const std::string received = LineStartingWith(r.out, "  received ");
+  EXPECT_NE(received, "") << r.out;
+  EXPECT_FALSE(absl::StrContains(received, " in -")) << received;
+}
+
 INSTANTIATE_TEST_SUITE_P(Signals, ZcsendSignalTest,
                          testing::Values(SIGINT, SIGTERM));
 

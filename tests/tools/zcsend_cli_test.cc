@@ -950,37 +950,65 @@ TEST(ZcsendFaultTest, MemoryTheKernelMayStillReadIsKept) {
 std::atomic<int> g_test_handler_calls{0};
 extern "C" void CountSignal(int) { ++g_test_handler_calls; }
 
+// Installs `CountSignal` for a signal, so that one sent outside a run cannot
+// kill the test, and puts the previous handler back on destruction.
+class TestHandler {
+ public:
+  explicit TestHandler(int signal_number) : signal_number_(signal_number) {
+    struct sigaction mine = {};
+    mine.sa_handler = CountSignal;
+    sigemptyset(&mine.sa_mask);
+    installed_ = sigaction(signal_number, &mine, &saved_) == 0;
+    g_test_handler_calls = 0;
+  }
+  ~TestHandler() {
+    if (installed_) sigaction(signal_number_, &saved_, nullptr);
+  }
+  TestHandler(const TestHandler&) = delete;
+  TestHandler& operator=(const TestHandler&) = delete;
+  bool installed() const { return installed_; }
+  // Whether the handler now installed is `CountSignal`.
+  bool InPlace() const {
+    struct sigaction now = {};
+    sigaction(signal_number_, nullptr, &now);
+    return now.sa_handler == &CountSignal;
+  }
+
+ private:
+  const int signal_number_;
+  struct sigaction saved_ = {};
+  bool installed_ = false;
+};
+
+// Waits for the run's header (printed once zcsend's handlers are in place),
+// then sends `signal_number` to the process. Returns whether it did.
+bool SignalOnceStarted(BackgroundRun& run, int signal_number) {
+  if (!run.out().WaitFor("plan of the first message", absl::Seconds(30))) {
+    return false;
+  }
+  kill(getpid(), signal_number);
+  EXPECT_TRUE(run.WaitDone(absl::Seconds(40)))
+      << "the signal did not stop the run";
+  return true;
+}
+
 class ZcsendSignalTest : public testing::TestWithParam<int> {};
 
 TEST_P(ZcsendSignalTest, StopsWithPartialReportAndRestoresTheHandler) {
   SKIP_WITHOUT_IO_URING();
   const int signal_number = GetParam();
   const char* const name = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
-  // A handler of the test's own, so a signal outside the run cannot kill the
-  // test, and to see that it is back afterwards.
-  struct sigaction mine = {};
-  struct sigaction saved = {};
-  mine.sa_handler = CountSignal;
-  sigemptyset(&mine.sa_mask);
-  ASSERT_EQ(sigaction(signal_number, &mine, &saved), 0);
-  g_test_handler_calls = 0;
+  TestHandler handler(signal_number);
+  ASSERT_TRUE(handler.installed());
   SilentPeer peer;
   ASSERT_NE(peer.address(), "");
   // The idle timeout only ends a run the signal did not stop.
   BackgroundRun run(
       {"--peer", peer.address(), "--bytes", "256M", "--idle-timeout", "20s"});
-  // The header is printed once the handlers are in place.
-  const bool started =
-      run.out().WaitFor("plan of the first message", absl::Seconds(30));
-  if (started) kill(getpid(), signal_number);
-  EXPECT_TRUE(run.WaitDone(absl::Seconds(40)))
-      << "the signal did not stop the run";
+  const bool started = SignalOnceStarted(run, signal_number);
   const Result r = run.Join();
-  struct sigaction after = {};
-  sigaction(signal_number, nullptr, &after);
-  sigaction(signal_number, &saved, nullptr);
   EXPECT_TRUE(started) << r.err << r.out;
-  EXPECT_EQ(after.sa_handler, &CountSignal) << "the handler was not restored";
+  EXPECT_TRUE(handler.InPlace()) << "the handler was not restored";
   EXPECT_EQ(g_test_handler_calls.load(), 0);
   EXPECT_EQ(r.code, kZcsendInterrupted + signal_number) << r.err;
   EXPECT_EQ(r.err, absl::StrCat("zcsend: stopped by ", name,
@@ -996,20 +1024,13 @@ TEST_P(ZcsendSignalTest, StopsWithPartialReportAndRestoresTheHandler) {
 // one error line (the sender's), and both partial reports.
 TEST(ZcsendSignalLoopbackTest, StopsBothSides) {
   SKIP_WITHOUT_IO_URING();
-  struct sigaction mine = {};
-  struct sigaction saved = {};
-  mine.sa_handler = CountSignal;
-  sigemptyset(&mine.sa_mask);
-  ASSERT_EQ(sigaction(SIGINT, &mine, &saved), 0);
+  TestHandler handler(SIGINT);
+  ASSERT_TRUE(handler.installed());
   BackgroundRun run({"--loopback", "--bytes", "64G", "--idle-timeout", "20s"});
-  const bool started =
-      run.out().WaitFor("plan of the first message", absl::Seconds(30));
-  if (started) kill(getpid(), SIGINT);
-  EXPECT_TRUE(run.WaitDone(absl::Seconds(40)))
-      << "the signal did not stop the run";
+  const bool started = SignalOnceStarted(run, SIGINT);
   const Result r = run.Join();
-  sigaction(SIGINT, &saved, nullptr);
   EXPECT_TRUE(started) << r.err << r.out;
+  EXPECT_TRUE(handler.InPlace()) << "the handler was not restored";
   EXPECT_EQ(r.code, kZcsendInterrupted + SIGINT) << r.err;
   EXPECT_EQ(r.err, "zcsend: stopped by SIGINT; the report above is partial\n");
   const std::string received = LineStartingWith(r.out, "  received ");

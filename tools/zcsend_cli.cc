@@ -2,21 +2,28 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -39,6 +46,7 @@
 #include "planner/planner.h"
 #include "planner/simulate.h"
 #include "planner/trace.h"
+#include "tools/cli_io.h"
 #include "uring/executor.h"
 #include "uring/net.h"
 
@@ -110,6 +118,18 @@ constexpr uint64_t kMaxRegisteredBytes = uint64_t{1} << 30;
 constexpr int kSeqBits = 44;
 constexpr absl::Duration kPollTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
+constexpr absl::Duration kDefaultIdleTimeout = absl::Seconds(30);
+// How long an abandoned run waits for the kernel to give buffers back, once
+// in each of its steps (see `Abandon`) and in the executor's teardown.
+constexpr absl::Duration kAbandonTimeout = absl::Seconds(1);
+// How long a finished run waits for the peer to acknowledge what was sent
+// before it reports what the peer acknowledged.
+constexpr absl::Duration kAckWait = absl::Seconds(1);
+// --file is read piece by piece as it is sent, so its size is not limited.
+constexpr uint64_t kMaxSendFileBytes = std::numeric_limits<uint64_t>::max();
+// The most characters of a library's error message (which may quote a
+// user's value) echoed in an error line.
+constexpr size_t kMaxMessageChars = 400;
 
 absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
@@ -165,6 +185,7 @@ struct Config {
   bool adaptive = true;
   bool registered = false;
   uint64_t max_in_flight = kDefaultMaxInFlight;
+  absl::Duration idle_timeout = kDefaultIdleTimeout;  // zero: none
   bool loopback = false;  // send to a receiver of our own on 127.0.0.1
   // Receiver.
   bool has_listen = false;
@@ -281,6 +302,17 @@ constexpr Flag kFlags[] = {
        }
        return absl::OkStatus();
      }},
+    {"idle-timeout", kSender, true,
+     [](absl::string_view v, Config& c) {
+       absl::Duration d;
+       if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
+           d == absl::InfiniteDuration()) {
+         return Bad(absl::StrCat("bad duration '", v,
+                                 "' (e.g. 30s, 500ms; 0 turns it off)"));
+       }
+       c.idle_timeout = d;
+       return absl::OkStatus();
+     }},
     {"loopback", kSender, false,
      [](absl::string_view, Config& c) {
        c.loopback = true;
@@ -330,8 +362,8 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
   for (size_t i = 0; i < args.size(); ++i) {
     const absl::string_view arg = args[i];
     if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument '", arg,
-                              "': every input is a flag; see zcsend --help"));
+      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
+                              ": every input is a flag; see zcsend --help"));
     }
     const size_t eq = arg.find('=');
     const absl::string_view name = arg.substr(2, eq - 2);
@@ -340,14 +372,15 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
       if (f.name == name) flag = &f;
     }
     if (flag == nullptr) {
-      return Bad(
-          absl::StrCat("unknown flag '--", name, "'; see zcsend --help"));
+      return Bad(absl::StrCat("unknown flag ",
+                              QuoteForMessage(absl::StrCat("--", name)),
+                              "; see zcsend --help"));
     }
     absl::string_view value;
     if (!flag->takes_value) {
       if (eq != absl::string_view::npos) {
-        return Bad(absl::StrCat("flag --", name, " takes no value (got '",
-                                arg.substr(eq + 1), "')"));
+        return Bad(absl::StrCat("flag --", name, " takes no value (got ",
+                                QuoteForMessage(arg.substr(eq + 1)), ")"));
       }
     } else if (eq != absl::string_view::npos) {
       value = arg.substr(eq + 1);
@@ -357,7 +390,9 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
       return Bad(absl::StrCat("flag --", name, " needs a value"));
     }
     if (absl::Status s = flag->set(value, config); !s.ok()) {
-      return Bad(absl::StrCat("--", name, ": ", s.message()));
+      // The message quotes the value as given: escape and cap it.
+      return Bad(absl::StrCat("--", name, ": ",
+                              EscapeForMessage(s.message(), kMaxMessageChars)));
     }
     config.given.emplace_back(std::string(name), flag->side);
   }
@@ -387,26 +422,46 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    return Bad(absl::StrCat("cannot read '", path, "': ", Errno(errno)));
+using Fd = UniqueFd;
+
+std::string FormatAddress(const struct sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const struct sockaddr_in&>(addr);
+    inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host));
+    return absl::StrCat(host, ":", ntohs(a.sin_port));
   }
-  std::string text;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
-    text.append(buffer, n);
+  if (addr.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const struct sockaddr_in6&>(addr);
+    inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host));
+    return absl::StrCat("[", host, "]:", ntohs(a.sin6_port));
   }
-  const int error = std::ferror(file) ? errno : 0;
-  std::fclose(file);
-  if (error != 0) {
-    return Bad(absl::StrCat("cannot read '", path, "': ", Errno(error)));
-  }
-  return text;
+  return "?";
 }
 
-using Fd = UniqueFd;
+std::string LocalAddress(int fd) {
+  struct sockaddr_storage local = {};
+  socklen_t length = sizeof(local);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&local), &length) !=
+      0) {
+    return "?";
+  }
+  return FormatAddress(local);
+}
+
+// The bytes of the stream the peer has acknowledged, from TCP_INFO; false
+// when the kernel does not say (not TCP, or a kernel before 4.1).
+bool ReadBytesAcked(int fd, uint64_t* acked) {
+  struct tcp_info info = {};
+  socklen_t length = sizeof(info);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+      length < offsetof(struct tcp_info, tcpi_bytes_acked) +
+                   sizeof(info.tcpi_bytes_acked)) {
+    return false;
+  }
+  *acked = info.tcpi_bytes_acked;
+  return true;
+}
 
 // --- Sender ------------------------------------------------------------------
 
@@ -423,11 +478,13 @@ struct SendJob {
 absl::Status CheckSendFlags(const Config& c) {
   if (c.has_file && c.has_bytes) {
     return Bad(absl::StrCat("give --file or --bytes, not both (got --file ",
-                            c.file, " and --bytes ", FormatSize(c.bytes), ")"));
+                            QuoteForMessage(c.file), " and --bytes ",
+                            FormatSize(c.bytes), ")"));
   }
   if (c.has_split && c.has_trace) {
     return Bad(absl::StrCat("give --split or --trace, not both (got --split ",
-                            c.split_text, " and --trace ", c.trace_path, ")"));
+                            QuoteForMessage(c.split_text), " and --trace ",
+                            QuoteForMessage(c.trace_path), ")"));
   }
   if (absl::Status s = ValidatePlanOptions(c.plan); !s.ok()) {
     return Bad(absl::StrCat("bad planner options: ", s.message()));
@@ -440,65 +497,72 @@ uint64_t RoundUpToPage(uint64_t n) {
   return (n + page - 1) / page * page;
 }
 
+// The buffer sizes of `sizes` (zeros dropped) into `job`, each checked
+// against --max-in-flight; `where` names them in errors.
+absl::Status AddPieces(const Config& c, absl::Span<const uint64_t> sizes,
+                       absl::string_view where, SendJob& job) {
+  for (uint64_t size : sizes) {
+    if (size > c.max_in_flight) {
+      return Bad(absl::StrCat(where, ": buffer ", FormatSize(size),
+                              " is larger than --max-in-flight ",
+                              FormatSize(c.max_in_flight),
+                              "; raise --max-in-flight"));
+    }
+    if (size > 0) job.pieces.push_back(size);
+  }
+  return absl::OkStatus();
+}
+
+// Everything the sender needs that can be wrong in the input, checked before
+// anything starts (no socket, thread or output yet).
 absl::StatusOr<SendJob> PrepareSend(const Config& c) {
   if (absl::Status s = CheckSendFlags(c); !s.ok()) return s;
   SendJob job;
   if (c.has_file) {
-    job.file.Reset(open(c.file.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat st;
-    if (job.file.get() < 0 || fstat(job.file.get(), &st) != 0) {
-      return Bad(
-          absl::StrCat("--file: cannot read '", c.file, "': ", Errno(errno)));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      return Bad(absl::StrCat("--file: '", c.file, "' is not a regular file"));
-    }
-    job.total = static_cast<uint64_t>(st.st_size);
+    absl::StatusOr<RegularFile> file =
+        OpenRegularFile(c.file, "--file", kMaxSendFileBytes);
+    if (!file.ok()) return file.status();
+    job.file.Reset(file->fd);
+    job.total = file->size;
   } else {
     job.total = c.bytes;
   }
-  std::string source = absl::StrCat("--split: '", c.split_text, "'");
+  std::string source = absl::StrCat("--split ", QuoteForMessage(c.split_text));
   if (c.has_trace) {
-    absl::StatusOr<std::string> text = ReadTextFile(c.trace_path);
-    if (!text.ok())
-      return Bad(absl::StrCat("--trace: ", text.status().message()));
+    absl::StatusOr<std::string> text =
+        ReadRegularFile(c.trace_path, "--trace", kMaxTraceFileBytes);
+    if (!text.ok()) return text.status();
+    source = absl::StrCat("--trace ", QuoteForMessage(c.trace_path));
     absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
     if (!trace.ok()) {
-      return Bad(absl::StrCat("--trace: ", c.trace_path, ": ",
-                              trace.status().message()));
+      return Bad(absl::StrCat(
+          source, ": ",
+          EscapeForMessage(trace.status().message(), kMaxMessageChars)));
     }
     job.first_message = (*trace)[0];
     for (const TraceBatch& batch : *trace) {
-      for (uint64_t size : batch.sizes) {
-        if (size > c.max_in_flight) {
-          return Bad(absl::StrCat(
-              "--trace: ", c.trace_path, ": line ", batch.line, ": buffer ",
-              FormatSize(size), " is larger than --max-in-flight ",
-              FormatSize(c.max_in_flight), "; raise --max-in-flight"));
-        }
-        if (size > 0) job.pieces.push_back(size);
+      if (absl::Status s = AddPieces(
+              c, batch.sizes, absl::StrCat(source, ": line ", batch.line), job);
+          !s.ok()) {
+        return s;
       }
     }
-    source = absl::StrCat("--trace: ", c.trace_path);
   } else {
     job.first_message.sizes =
         c.has_split ? c.split : *ParseSizeList(kDefaultSplit);
-    for (uint64_t size : job.first_message.sizes) {
-      if (size > c.max_in_flight) {
-        return Bad(absl::StrCat(source, ": buffer ", FormatSize(size),
-                                " is larger than --max-in-flight ",
-                                FormatSize(c.max_in_flight),
-                                "; raise --max-in-flight"));
-      }
-      if (size > 0) job.pieces.push_back(size);
+    if (absl::Status s = AddPieces(c, job.first_message.sizes, source, job);
+        !s.ok()) {
+      return s;
     }
   }
   if (job.pieces.empty()) {
     return Bad(absl::StrCat(source, ": every buffer size is 0"));
   }
   job.largest_piece = *std::max_element(job.pieces.begin(), job.pieces.end());
-  // Room for --max-in-flight bytes plus what a wrap at the end wastes.
-  job.ring_bytes = RoundUpToPage(c.max_in_flight + job.largest_piece);
+  // Room for --max-in-flight bytes plus what a wrap at the end wastes, and no
+  // more than the data: a ring that holds all of it never wraps.
+  job.ring_bytes = RoundUpToPage(std::max<uint64_t>(
+      1, std::min(c.max_in_flight + job.largest_piece, job.total)));
   if (c.registered && job.ring_bytes * c.connections > kMaxRegisteredBytes) {
     return Bad(absl::StrCat(
         "--registered: ", c.connections, " connections x ",
@@ -511,7 +575,7 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
   return job;
 }
 
-// Anonymous memory, unmapped on destruction.
+// Anonymous memory, unmapped on destruction unless leaked.
 class Region {
  public:
   static absl::StatusOr<Region> Map(uint64_t bytes) {
@@ -529,27 +593,35 @@ class Region {
   Region() = default;
   Region(Region&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)), size_(o.size_) {}
-  Region& operator=(Region&&) = delete;
+  Region& operator=(Region&& o) noexcept {
+    Region old(std::move(*this));
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = o.size_;
+    return *this;
+  }
   ~Region() {
     if (data_ != nullptr) munmap(data_, size_);
   }
   unsigned char* data() const { return data_; }
   uint64_t size() const { return size_; }
 
+  // Gives the memory up without unmapping it: for buffers the kernel may
+  // still read (a zero-copy send that was never confirmed done). Unmapping
+  // them would let the next mapping's contents go out on the wire; they stay
+  // mapped until the process exits. Deliberately leaks.
+  void Leak() { data_ = nullptr; }
+
  private:
   unsigned char* data_ = nullptr;
   uint64_t size_ = 0;
 };
-
-absl::StatusOr<Fd> Connect(const Config& c) {
-  return ConnectTcp(c.peer_host, c.peer_port);
-}
 
 // One connection's buffers: a ring of `capacity` bytes handed out in stream
 // order. A buffer's bytes are rewritten only after the executor released it.
 struct Conn {
   Fd fd;
   ConnectionId id;
+  std::string local;  // the local address, "HOST:PORT"
   unsigned char* ring = nullptr;
   uint64_t capacity = 0;
   // Logical positions in the ring: [tail, head) is held by `pieces`.
@@ -567,9 +639,31 @@ struct Conn {
   size_t next_piece = 0;     // index into SendJob::pieces
   uint64_t released_ok = 0;  // bytes released as sent
   absl::Status error;        // the first error on this connection
+  // Progress, for --idle-timeout.
+  uint64_t releases = 0;       // buffers released so far
+  uint64_t releases_seen = 0;  // `releases` when progress was last checked
+  bool acked_known = false;    // the kernel reports `acked`
+  uint64_t acked = 0;          // stream bytes the peer acknowledged
+  uint64_t acked_base = 0;     // TCP_INFO's count before any data (the SYN)
+  absl::Time last_progress;
+  bool abandoned = false;  // reset by `SendRun::Abandon`
 
   bool Done(uint64_t total) const {
     return pieces.empty() && (next_offset == total || !error.ok());
+  }
+  bool Complete(uint64_t total) const {
+    return pieces.empty() && next_offset == total && error.ok();
+  }
+  // Reads what the peer acknowledged; true when it grew.
+  bool UpdateAcked() {
+    uint64_t now = 0;
+    if (fd.get() < 0 || !ReadBytesAcked(fd.get(), &now)) return false;
+    acked_known = true;
+    // The count includes the SYN (and, after a shutdown, the FIN).
+    now = std::min(now - std::min(now, acked_base), next_offset);
+    if (now <= acked) return false;
+    acked = now;
+    return true;
   }
 };
 
@@ -579,6 +673,10 @@ struct SendState {
   std::vector<Conn> conns;
   absl::Time last_release;
   std::string internal_error;  // a release the executor should not make
+  // A buffer came back that the kernel may still read (the executor said
+  // so, or gave up on it at teardown): the buffer memory must never be
+  // reused or unmapped.
+  bool memory_unsafe = false;
 
   void OnRelease(ConnectionId id, uint64_t token, const absl::Status& status) {
     const uint64_t index = token >> kSeqBits;
@@ -598,10 +696,12 @@ struct SendState {
     Conn::Piece& piece = c.pieces[seq - c.first_seq];
     piece.released = true;
     c.unreleased -= piece.length;
+    ++c.releases;
     if (status.ok()) {
       c.released_ok += piece.length;
-    } else if (c.error.ok()) {
-      c.error = status;
+    } else {
+      if (c.error.ok()) c.error = status;
+      if (KernelMayStillRead(status)) memory_unsafe = true;
     }
     while (!c.pieces.empty() && c.pieces.front().released) {
       c.tail = c.pieces.front().start + c.pieces.front().length;
@@ -714,220 +814,588 @@ std::string OpCounts(const SendStats& s) {
                       Count(s.chains, "chain"), ")");
 }
 
-int RunSend(const Config& config, std::ostream& out, std::ostream& err) {
-  auto fail = [&err](absl::string_view message) {
-    err << "zcsend: " << message << "\n";
+// --- Signals -----------------------------------------------------------------
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void OnStopSignal(int signal_number) {
+  g_stop_signal = signal_number;
+}
+
+// While one lives, SIGINT and SIGTERM set a flag the send loop checks each
+// round instead of killing the process; the handlers found are restored when
+// the last one dies. Overlapping instances (concurrent sending `RunZcsend`
+// calls) share one installation.
+class ScopedStopSignals {
+ public:
+  ScopedStopSignals() {
+    std::lock_guard<std::mutex> lock(Mu());
+    if (Users()++ > 0) return;
+    g_stop_signal = 0;
+    struct sigaction action = {};
+    action.sa_handler = OnStopSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
+    sigaction(SIGINT, &action, &Saved()[0]);
+    sigaction(SIGTERM, &action, &Saved()[1]);
+  }
+  ~ScopedStopSignals() {
+    std::lock_guard<std::mutex> lock(Mu());
+    if (--Users() > 0) return;
+    sigaction(SIGINT, &Saved()[0], nullptr);
+    sigaction(SIGTERM, &Saved()[1], nullptr);
+  }
+  ScopedStopSignals(const ScopedStopSignals&) = delete;
+  ScopedStopSignals& operator=(const ScopedStopSignals&) = delete;
+
+  // The signal that arrived, or 0.
+  static int Pending() { return g_stop_signal; }
+
+ private:
+  static std::mutex& Mu() {
+    static std::mutex* const mu = new std::mutex;
+    return *mu;
+  }
+  static int& Users() {
+    static int users = 0;
+    return users;
+  }
+  static struct sigaction* Saved() {
+    static struct sigaction saved[2];
+    return saved;
+  }
+};
+
+// --- The send run ------------------------------------------------------------
+
+// What `--loopback` tells the sender while it runs.
+// What the caller tells the sender while it runs.
+struct SendControl {
+  const std::atomic<bool>* peer_failed = nullptr;  // the receiver gave up
+  bool never_reset = false;  // ZcsendTestHooks::sender_never_resets
+};
+
+struct SendResult {
+  int code = kZcsendFailed;
+  // The run ended because the receiver failed (`SendControl::peer_failed`):
+  // the receiver's error explains it, the sender printed none.
+  bool stopped_by_peer = false;
+  // Per connection: the local address and the bytes sent (released OK).
+  std::vector<std::pair<std::string, uint64_t>> sent;
+};
+
+// How the send loop ended.
+enum class Ending { kDone, kIdle, kSignal, kPeerFailed, kFailed };
+
+// One `zcsend --peer` run: sets up the executor and the connections, sends,
+// and ends every connection so that nothing waits on a peer forever.
+class SendRun {
+ public:
+  SendRun(const Config& config, const SendJob& job, SendControl control,
+          std::ostream& out, std::ostream& err)
+      : config_(config), job_(job), control_(control), out_(out), err_(err) {
+    state_.config = &config;
+    state_.job = &job;
+  }
+  SendRun(const SendRun&) = delete;
+  SendRun& operator=(const SendRun&) = delete;
+
+  SendResult Run();
+
+ private:
+  // Writes "zcsend: MESSAGE" on err; returns kZcsendFailed.
+  int Fail(absl::string_view message) {
+    err_ << "zcsend: " << message << "\n";
     return kZcsendFailed;
-  };
-  absl::StatusOr<SendJob> prepared = PrepareSend(config);
-  if (!prepared.ok()) return BadInput(prepared.status(), err);
-  const SendJob& job = *prepared;
+  }
+  bool PeerFailed() const {
+    return control_.peer_failed != nullptr && control_.peer_failed->load();
+  }
+  // The executor, the registered region and the connections; a failure is
+  // reported on err, or is the peer's (`stopped_by_peer_`).
+  bool SetUp();
+  void PrintHeader();
+  Ending Loop(std::string* message);
+  // The index of a connection without progress for --idle-timeout, if any.
+  std::optional<size_t> IdleConnection();
+  void AwaitAcks();
+  void CloseConnections();
+  void Abandon(const std::vector<size_t>& stalled);
+  void PollUntilReleased(absl::Duration timeout);
+  // Destroys the executor; returns whether the buffer memory was kept mapped
+  // because the kernel may still read it.
+  bool DestroyExecutor();
+  void PrintReport(absl::Duration elapsed, Ending ending);
+  std::string IdleMessage(size_t index) const;
 
+  const Config& config_;
+  const SendJob& job_;
+  const SendControl control_;
+  std::ostream& out_;
+  std::ostream& err_;
+  // Destroyed in reverse: the executor (which may still release buffers into
+  // `state_`) before the state and the memory the buffers live in.
+  Region region_;
+  SendState state_;
+  std::unique_ptr<Executor> executor_;
+  bool stopped_by_peer_ = false;
+  absl::Time last_idle_check_;
+  // Taken before the connections are closed, for the report.
+  RingStats ring_stats_;
+  std::vector<bool> zero_copy_on_;
+  uint64_t cap_ = 0;
+  RingFeatures features_;
+  bool memory_kept_ = false;
+  bool held_at_teardown_ = false;
+};
+
+bool SendRun::SetUp() {
   absl::StatusOr<Region> region =
-      Region::Map(job.ring_bytes * config.connections);
-  if (!region.ok()) return fail(region.status().message());
+      Region::Map(job_.ring_bytes * config_.connections);
+  if (!region.ok()) {
+    Fail(region.status().message());
+    return false;
+  }
+  region_ = *std::move(region);
 
-  SendState state;
-  state.config = &config;
-  state.job = &job;
   ExecutorOptions options;
-  options.on_release = [&state](ConnectionId id, uint64_t token,
-                                const absl::Status& status) {
-    state.OnRelease(id, token, status);
+  // An abandoned run resets its connections first (see `Abandon`): what the
+  // kernel has not given back a second later is kept, never reused.
+  options.teardown_timeout = kAbandonTimeout;
+  options.on_release = [this](ConnectionId id, uint64_t token,
+                              const absl::Status& status) {
+    state_.OnRelease(id, token, status);
   };
   absl::StatusOr<std::unique_ptr<Executor>> created =
       Executor::Create(std::move(options));
   if (!created.ok()) {
-    return fail(
-        absl::StrCat("io_uring unavailable: ", created.status().ToString(),
-                     " (is io_uring disabled by the "
-                     "kernel.io_uring_disabled sysctl or a seccomp "
-                     "filter, or is `ulimit -l` too low?)"));
+    Fail(absl::StrCat("io_uring unavailable: ", created.status().ToString(),
+                      " (is io_uring disabled by the "
+                      "kernel.io_uring_disabled sysctl or a seccomp "
+                      "filter, or is `ulimit -l` too low?)"));
+    return false;
   }
-  Executor& executor = **created;
-  const RingFeatures& features = executor.features();
+  executor_ = *std::move(created);
+  features_ = executor_->features();
 
-  if (config.registered) {
-    const struct iovec whole = {region->data(), region->size()};
-    if (absl::Status s = executor.RegisterBuffers({&whole, 1}); !s.ok()) {
-      return fail(
-          absl::StrCat("--registered: cannot register ",
-                       HumanSize(region->size()), " of buffers: ", s.ToString(),
-                       " (registered memory counts against `ulimit -l`; lower "
-                       "--max-in-flight or --connections)"));
+  if (config_.registered) {
+    const struct iovec whole = {region_.data(), region_.size()};
+    if (absl::Status s = executor_->RegisterBuffers({&whole, 1}); !s.ok()) {
+      Fail(absl::StrCat("--registered: cannot register ",
+                        HumanSize(region_.size()),
+                        " of buffers: ", s.ToString(),
+                        " (registered memory counts against `ulimit -l`; lower "
+                        "--max-in-flight or --connections)"));
+      return false;
     }
   }
 
   ConnectionOptions conn_options;
-  conn_options.plan = config.plan;
-  conn_options.adaptive_zero_copy = config.adaptive;
-  state.conns.resize(config.connections);
-  for (uint32_t i = 0; i < config.connections; ++i) {
-    Conn& c = state.conns[i];
-    absl::StatusOr<Fd> fd = Connect(config);
-    if (!fd.ok()) return fail(fd.status().message());
+  conn_options.plan = config_.plan;
+  conn_options.adaptive_zero_copy = config_.adaptive;
+  // zcsend owns its sockets and would rather drop a stalled peer than leave
+  // buffers with the kernel.
+  conn_options.reset_on_shutdown = !control_.never_reset;
+  state_.conns.resize(config_.connections);
+  for (uint32_t i = 0; i < config_.connections; ++i) {
+    Conn& c = state_.conns[i];
+    absl::StatusOr<Fd> fd = ConnectTcp(config_.peer_host, config_.peer_port);
+    if (!fd.ok() || PeerFailed()) {
+      stopped_by_peer_ = PeerFailed();
+      if (!stopped_by_peer_) Fail(fd.status().message());
+      return false;
+    }
     c.fd = *std::move(fd);
-    absl::StatusOr<ConnectionId> id = executor.Attach(c.fd.get(), conn_options);
+    c.local = LocalAddress(c.fd.get());
+    (void)ReadBytesAcked(c.fd.get(), &c.acked_base);
+    absl::StatusOr<ConnectionId> id =
+        executor_->Attach(c.fd.get(), conn_options);
     if (!id.ok()) {
-      return fail(absl::StrCat("cannot attach connection ", i + 1, ": ",
-                               id.status().ToString()));
+      Fail(absl::StrCat("cannot attach connection ", i + 1, ": ",
+                        id.status().ToString()));
+      return false;
     }
     c.id = *id;
-    c.ring = region->data() + i * job.ring_bytes;
-    c.capacity = job.ring_bytes;
+    c.ring = region_.data() + i * job_.ring_bytes;
+    c.capacity = job_.ring_bytes;
   }
+  return true;
+}
 
-  out << "zcsend: " << SizeAndBytes(job.total) << " of "
-      << (config.has_file ? absl::StrCat("'", config.file, "'")
-                          : std::string("pattern"))
-      << " on " << Count(config.connections, "connection") << " to "
-      << config.peer << "\n"
-      << "options: "
-      << (config.has_trace ? absl::StrCat("trace ", config.trace_path)
-                           : absl::StrCat("split ", config.split_text))
-      << ", threshold " << FormatThreshold(config.plan.zc_threshold)
-      << ", copy op " << CopyOpName(config.plan.copy_op) << ", gap "
-      << (config.plan.zc_gap_bytes == 0 ? "off"
-                                        : FormatSize(config.plan.zc_gap_bytes))
-      << ", adaptive " << (config.adaptive ? "on" : "off") << ", max in flight "
-      << FormatSize(config.max_in_flight) << " per connection, registered "
-      << (config.registered ? "on" : "off") << "\n"
-      << DescribeFirstMessage(config, job);
+void SendRun::PrintHeader() {
+  const Config& config = config_;
+  out_ << "zcsend: " << SizeAndBytes(job_.total) << " of "
+       << (config.has_file ? QuoteForMessage(config.file)
+                           : std::string("pattern"))
+       << " on " << Count(config.connections, "connection") << " to "
+       << EscapeForMessage(config.peer) << "\n"
+       << "options: "
+       << (config.has_trace
+               ? absl::StrCat("trace ", EscapeForMessage(config.trace_path))
+               : absl::StrCat("split ", config.split_text))
+       << ", threshold " << FormatThreshold(config.plan.zc_threshold)
+       << ", copy op " << CopyOpName(config.plan.copy_op) << ", gap "
+       << (config.plan.zc_gap_bytes == 0 ? "off"
+                                         : FormatSize(config.plan.zc_gap_bytes))
+       << ", adaptive " << (config.adaptive ? "on" : "off")
+       << ", max in flight " << FormatSize(config.max_in_flight)
+       << " per connection, registered " << (config.registered ? "on" : "off")
+       << ", idle timeout "
+       << (config.idle_timeout == absl::ZeroDuration()
+               ? std::string("off")
+               : absl::FormatDuration(config.idle_timeout))
+       << "\n"
+       << DescribeFirstMessage(config, job_);
+  const RingFeatures& features = features_;
   if (!features.send_zc || !features.sendmsg_zc) {
-    out << "note: this kernel lacks "
-        << (features.send_zc ? "IORING_OP_SENDMSG_ZC" : "IORING_OP_SEND_ZC")
-        << ": those ops are sent by copy\n";
+    out_ << "note: this kernel lacks "
+         << (features.send_zc ? "IORING_OP_SENDMSG_ZC" : "IORING_OP_SEND_ZC")
+         << ": those ops are sent by copy\n";
   }
-  out << std::flush;
+  out_ << std::flush;
+}
 
-  const absl::Time start = absl::Now();
-  state.last_release = start;
+Ending SendRun::Loop(std::string* message) {
   for (;;) {
     bool busy = false;
-    for (size_t i = 0; i < state.conns.size(); ++i) {
-      if (absl::Status s = TopUp(state, i, executor); !s.ok()) {
-        return fail(s.message());
-      }
-      if (!state.conns[i].Done(job.total)) busy = true;
-    }
-    if (!state.internal_error.empty()) return fail(state.internal_error);
-    if (!busy) break;
     bool all_failed_or_done = true;
-    for (const Conn& c : state.conns) {
-      if (c.error.ok() && !c.Done(job.total)) all_failed_or_done = false;
+    for (size_t i = 0; i < state_.conns.size(); ++i) {
+      if (absl::Status s = TopUp(state_, i, *executor_); !s.ok()) {
+        *message = std::string(s.message());
+        return Ending::kFailed;
+      }
+      const Conn& c = state_.conns[i];
+      if (!c.Done(job_.total)) busy = true;
+      if (c.error.ok() && !c.Done(job_.total)) all_failed_or_done = false;
     }
-    if (all_failed_or_done) break;  // Drain collects the failed buffers.
-    absl::StatusOr<size_t> polled = executor.Poll(kPollTimeout);
+    if (!state_.internal_error.empty()) {
+      *message = state_.internal_error;
+      return Ending::kFailed;
+    }
+    // Drain collects the failed connections' buffers.
+    if (!busy || all_failed_or_done) return Ending::kDone;
+    if (ScopedStopSignals::Pending() != 0) return Ending::kSignal;
+    if (PeerFailed()) return Ending::kPeerFailed;
+    if (std::optional<size_t> idle = IdleConnection(); idle.has_value()) {
+      *message = IdleMessage(*idle);
+      return Ending::kIdle;
+    }
+    absl::StatusOr<size_t> polled = executor_->Poll(kPollTimeout);
     if (!polled.ok()) {
-      return fail(absl::StrCat("io_uring: ", polled.status().ToString()));
+      *message = absl::StrCat("io_uring: ", polled.status().ToString());
+      return Ending::kFailed;
     }
   }
-  if (absl::Status s = executor.Drain(kDrainTimeout); !s.ok()) {
-    return fail(absl::StrCat("draining the executor: ", s.ToString()));
-  }
-  if (!state.internal_error.empty()) return fail(state.internal_error);
-  const absl::Duration elapsed = state.last_release - start;
+}
 
-  // Every byte is released: signal the end of the data, as any TCP
-  // receiver expects, then let go of the socket.
-  for (Conn& c : state.conns) {
-    if (c.error.ok() && shutdown(c.fd.get(), SHUT_WR) != 0) {
+std::optional<size_t> SendRun::IdleConnection() {
+  const absl::Time now = absl::Now();
+  // TCP_INFO is a system call per connection: a few times a second is enough.
+  if (now - last_idle_check_ < kPollTimeout / 2) return std::nullopt;
+  last_idle_check_ = now;
+  std::optional<size_t> idle;
+  for (size_t i = 0; i < state_.conns.size(); ++i) {
+    Conn& c = state_.conns[i];
+    if (c.Done(job_.total) || !c.error.ok()) continue;
+    const bool released = c.releases != c.releases_seen;
+    c.releases_seen = c.releases;
+    if (c.UpdateAcked() || released) {
+      c.last_progress = now;
+    } else if (!idle.has_value() &&
+               config_.idle_timeout > absl::ZeroDuration() &&
+               now - c.last_progress >= config_.idle_timeout) {
+      idle = i;
+    }
+  }
+  return idle;
+}
+
+std::string SendRun::IdleMessage(size_t index) const {
+  const Conn& c = state_.conns[index];
+  const uint64_t outstanding = c.next_offset - (c.acked_known ? c.acked : 0);
+  return absl::StrCat(
+      "connection ", index + 1, " of ", state_.conns.size(), " to ",
+      EscapeForMessage(config_.peer), " (from ", c.local,
+      "): no byte acknowledged by the peer and no buffer released for ",
+      absl::FormatDuration(config_.idle_timeout), " (--idle-timeout); ",
+      outstanding, " bytes outstanding (enqueued, not ",
+      c.acked_known ? "acknowledged by the peer" : "released", ")");
+}
+
+// Gives the peers a moment to acknowledge what the kernel accepted, so that
+// the report's "acknowledged" is the final count on a healthy connection.
+void SendRun::AwaitAcks() {
+  const absl::Time deadline = absl::Now() + kAckWait;
+  for (;;) {
+    bool all = true;
+    for (Conn& c : state_.conns) {
+      c.UpdateAcked();
+      if (c.acked_known && c.acked < c.released_ok) all = false;
+    }
+    if (all || absl::Now() >= deadline || ScopedStopSignals::Pending() != 0) {
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
+// Lets go of every connection. One that sent all its data gets a FIN, as
+// any TCP receiver expects; every other one is abandoned (reset), so that
+// its peer does not mistake a cut stream for a whole one.
+void SendRun::CloseConnections() {
+  std::vector<size_t> abandon;
+  for (size_t i = 0; i < state_.conns.size(); ++i) {
+    Conn& c = state_.conns[i];
+    if (c.fd.get() < 0) continue;
+    if (!c.Complete(job_.total)) {
+      abandon.push_back(i);
+      continue;
+    }
+    if (shutdown(c.fd.get(), SHUT_WR) != 0) {
       c.error = absl::ErrnoToStatus(errno, "shutdown(SHUT_WR)");
     }
-  }
-  const RingStats ring = executor.stats();
-  std::vector<bool> zero_copy_on;
-  for (Conn& c : state.conns) {
-    zero_copy_on.push_back(executor.ZeroCopyEnabled(c.id));
-    if (absl::Status s = executor.Close(c.id); !s.ok() && c.error.ok()) {
+    if (absl::Status s = executor_->Close(c.id); !s.ok() && c.error.ok()) {
       c.error = s;
     }
     c.fd.Reset();
   }
+  if (!abandon.empty()) Abandon(abandon);
+}
 
-  const SendStats& t = ring.totals;
+// Executor::Abort resets the connection (RST, its send queue dropped), which
+// ends the kernel's use of the zero-copy buffers in it: they come back, and
+// the peer sees an error rather than the end of a whole stream. The socket is
+// closed once nothing is held; what is still held after `kAbandonTimeout` is
+// left to `DestroyExecutor`.
+void SendRun::Abandon(const std::vector<size_t>& stalled) {
+  for (size_t i : stalled) {
+    Conn& c = state_.conns[i];
+    c.abandoned = true;
+    if (control_.never_reset) continue;
+    (void)executor_->Abort(c.id);  // a refused reset still closes it
+  }
+  if (!control_.never_reset) PollUntilReleased(kAbandonTimeout);
+}
+
+void SendRun::PollUntilReleased(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    bool held = false;
+    for (const Conn& c : state_.conns) held = held || !c.pieces.empty();
+    const absl::Duration left = deadline - absl::Now();
+    if (!held || left <= absl::ZeroDuration()) return;
+    if (!executor_->Poll(std::min(left, kPollTimeout)).ok()) return;
+  }
+}
+
+bool SendRun::DestroyExecutor() {
+  bool held = false;
+  for (const Conn& c : state_.conns) held = held || !c.pieces.empty();
+  held_at_teardown_ = held;
+  if (executor_ != nullptr) {
+    // Resets what still holds buffers (reset_on_shutdown); what the kernel
+    // keeps even then comes back as KernelMayStillRead.
+    (void)executor_->Shutdown(kAbandonTimeout);
+    executor_.reset();
+  }
+  for (Conn& c : state_.conns) c.fd.Reset();
+  // Memory the kernel may still read is never reused or unmapped; as the
+  // sweep does, a buffer not given back after the reset counts as such,
+  // whatever status teardown gave it.
+  if (held) state_.memory_unsafe = true;
+  if (!state_.memory_unsafe) return false;
+  region_.Leak();
+  return true;
+}
+
+absl::string_view EndingName(Ending ending, int signal_number) {
+  switch (ending) {
+    case Ending::kDone:
+      return "done";
+    case Ending::kIdle:
+      return "idle timeout";
+    case Ending::kSignal:
+      return signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+    case Ending::kPeerFailed:
+      return "the receiver failed";
+    case Ending::kFailed:
+      break;
+  }
+  return "an error";
+}
+
+void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
+  const Config& config = config_;
+  const SendStats& t = ring_stats_.totals;
   uint64_t sent = 0;
+  uint64_t acked = 0;
+  bool acked_known = true;
   int failed = 0;
-  for (const Conn& c : state.conns) {
+  for (const Conn& c : state_.conns) {
     sent += c.released_ok;
+    acked += c.acked;
+    acked_known = acked_known && c.acked_known;
     if (!c.error.ok()) ++failed;
   }
-  out << "sent " << SizeAndBytes(sent) << " on "
-      << Count(config.connections, "connection") << " in "
-      << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(elapsed)) << ": "
-      << Rate(sent, elapsed) << "\n";
-  if (config.connections > 1 || failed > 0) {
-    for (size_t i = 0; i < state.conns.size(); ++i) {
-      const Conn& c = state.conns[i];
-      out << "  connection " << i + 1 << ": " << SizeAndBytes(c.released_ok)
-          << ", zero-copy " << (zero_copy_on[i] ? "on" : "off")
-          << (c.error.ok() ? ""
-                           : absl::StrCat(", FAILED: ", c.error.ToString()))
-          << "\n";
+  if (ending != Ending::kDone) {
+    out_ << "stopped (" << EndingName(ending, ScopedStopSignals::Pending())
+         << "): the report is partial\n";
+  }
+  out_ << "sent " << SizeAndBytes(sent) << " on "
+       << Count(config.connections, "connection") << " in "
+       << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(elapsed)) << ": "
+       << Rate(sent, elapsed) << " (accepted by the local kernel)\n"
+       << "acknowledged by the peer: "
+       << (acked_known ? SizeAndBytes(acked)
+                       : std::string("unknown (no TCP_INFO from the kernel)"))
+       << "\n";
+  if (config.connections > 1 || failed > 0 || ending != Ending::kDone) {
+    for (size_t i = 0; i < state_.conns.size(); ++i) {
+      const Conn& c = state_.conns[i];
+      out_ << "  connection " << i + 1 << ": sent "
+           << SizeAndBytes(c.released_ok) << ", acknowledged "
+           << (c.acked_known ? SizeAndBytes(c.acked) : std::string("unknown"))
+           << ", zero-copy "
+           << (i < zero_copy_on_.size() && zero_copy_on_[i] ? "on" : "off");
+      if (c.abandoned) {
+        out_ << ", abandoned (reset) with "
+             << c.next_offset - (c.acked_known ? c.acked : c.released_ok)
+             << " bytes outstanding";
+      } else if (!c.error.ok()) {
+        out_ << ", FAILED: " << c.error.ToString();
+      }
+      out_ << "\n";
     }
   }
-  out << "ops: " << OpCounts(t) << "\n"
-      << "bytes: " << SizeAndBytes(t.bytes_copied) << " copied, "
-      << SizeAndBytes(t.bytes_zero_copy) << " zero-copy\n"
-      << "short sends " << t.short_sends << ", resumed chains "
-      << t.chains_resumed << ", cancelled ops " << t.cancelled_ops << "\n"
-      << "notifications " << t.notifications << ", of which copied "
-      << t.copied_notifications
-      << (features.zc_report_usage ? ""
-                                   : " (this kernel does not report copies)")
-      << "; fallbacks " << t.fallbacks_enomem + t.fallbacks_unsupported
-      << " (-ENOMEM " << t.fallbacks_enomem << ", unsupported "
-      << t.fallbacks_unsupported << "); adaptive turned zero-copy off on "
-      << t.adaptive_disabled << " of "
-      << Count(config.connections, "connection") << "\n"
-      << "peak awaiting notification: "
-      << SizeAndBytes(t.peak_bytes_awaiting_notification)
-      << (config.connections > 1 ? " (sum of per-connection peaks)" : "")
-      << ", cap " << SizeAndBytes(executor.max_bytes_awaiting_notification())
-      << "\n";
+  out_ << "ops: " << OpCounts(t) << "\n"
+       << "bytes: " << SizeAndBytes(t.bytes_copied) << " copied, "
+       << SizeAndBytes(t.bytes_zero_copy) << " zero-copy\n"
+       << "short sends " << t.short_sends << ", resumed chains "
+       << t.chains_resumed << ", cancelled ops " << t.cancelled_ops << "\n"
+       << "notifications " << t.notifications << ", of which copied "
+       << t.copied_notifications
+       << (features_.zc_report_usage ? ""
+                                     : " (this kernel does not report copies)")
+       << "; fallbacks " << t.fallbacks_enomem + t.fallbacks_unsupported
+       << " (-ENOMEM " << t.fallbacks_enomem << ", unsupported "
+       << t.fallbacks_unsupported << "); adaptive turned zero-copy off on "
+       << t.adaptive_disabled << " of "
+       << Count(config.connections, "connection") << "\n"
+       << "peak awaiting notification: "
+       << SizeAndBytes(t.peak_bytes_awaiting_notification)
+       << (config.connections > 1 ? " (sum of per-connection peaks)" : "")
+       << ", cap " << SizeAndBytes(cap_) << "\n";
   if (config.registered) {
-    out << "registered buffers: " << HumanSize(region->size()) << ", "
-        << (t.fixed_buffer_ops > 0
-                ? absl::StrCat(t.fixed_buffer_ops,
-                               " zero-copy ops used fixed buffers")
-                : std::string("no fixed-buffer op happened"))
-        << "\n";
+    out_ << "registered buffers: " << SizeAndBytes(region_.size()) << ", "
+         << (t.fixed_buffer_ops > 0
+                 ? absl::StrCat(t.fixed_buffer_ops,
+                                " zero-copy ops used fixed buffers")
+                 : std::string("no fixed-buffer op happened"))
+         << "\n";
   }
-  out << "stats: " << FormatStats(t) << "\n";
+  out_ << "stats: " << FormatStats(t) << "\n";
   if (t.notifications > 0 && t.copied_notifications == t.notifications) {
-    out << "warning: every notification (" << t.notifications
-        << ") reported that the kernel copied the data (loopback or veth?): "
-           "these numbers say nothing about zero-copy on real hardware\n";
+    out_ << "warning: every notification (" << t.notifications
+         << ") reported that the kernel copied the data (loopback or veth?): "
+            "these numbers say nothing about zero-copy on real hardware\n";
   }
-  out << std::flush;
+  if (memory_kept_) {
+    out_ << "note: kept " << HumanSize(region_.size())
+         << " of buffer memory mapped until exit: "
+         << (held_at_teardown_
+                 ? "the kernel still held some of it at the end"
+                 : "the executor said the kernel may still read some")
+         << "; it is never reused\n";
+  }
+  out_ << std::flush;
+}
 
-  for (size_t i = 0; i < state.conns.size(); ++i) {
-    const Conn& c = state.conns[i];
-    if (!c.error.ok()) {
-      err << "zcsend: connection " << i + 1 << " to " << config.peer
-          << " failed after " << c.released_ok
-          << " bytes: " << c.error.ToString() << "\n";
+SendResult SendRun::Run() {
+  SendResult result;
+  if (!SetUp()) {
+    result.stopped_by_peer = stopped_by_peer_;
+    if (executor_ != nullptr) CloseConnections();  // nothing was enqueued
+    DestroyExecutor();
+    return result;
+  }
+  ScopedStopSignals signals;
+  PrintHeader();
+  const absl::Time start = absl::Now();
+  state_.last_release = start;
+  last_idle_check_ = start;
+  for (Conn& c : state_.conns) c.last_progress = start;
+
+  std::string message;
+  Ending ending = Loop(&message);
+  if (ending == Ending::kDone) {
+    if (absl::Status s = executor_->Drain(kDrainTimeout); !s.ok()) {
+      ending = Ending::kFailed;
+      message = absl::StrCat("draining the executor: ", s.ToString());
+    } else if (!state_.internal_error.empty()) {
+      ending = Ending::kFailed;
+      message = state_.internal_error;
     }
   }
-  return failed > 0 ? kZcsendFailed : kZcsendOk;
+  // Whatever else went wrong, the receiver's failure is the cause.
+  stopped_by_peer_ = PeerFailed();
+  const absl::Duration elapsed =
+      (ending == Ending::kDone ? state_.last_release : absl::Now()) - start;
+  if (ending == Ending::kDone) {
+    AwaitAcks();
+  } else {
+    for (Conn& c : state_.conns) c.UpdateAcked();
+  }
+  for (const Conn& c : state_.conns) {
+    zero_copy_on_.push_back(executor_->ZeroCopyEnabled(c.id));
+  }
+  cap_ = executor_->max_bytes_awaiting_notification();
+  CloseConnections();
+  ring_stats_ = executor_->stats();
+  memory_kept_ = DestroyExecutor();
+  PrintReport(elapsed, ending);
+
+  result.stopped_by_peer = stopped_by_peer_;
+  int failed = 0;
+  for (const Conn& c : state_.conns) {
+    result.sent.emplace_back(c.local, c.released_ok);
+    if (!c.error.ok() && !c.abandoned) ++failed;
+  }
+  if (stopped_by_peer_) return result;  // kZcsendFailed, the receiver says
+  switch (ending) {
+    case Ending::kDone:
+      for (size_t i = 0; i < state_.conns.size(); ++i) {
+        const Conn& c = state_.conns[i];
+        if (c.error.ok()) continue;
+        err_ << "zcsend: connection " << i + 1 << " to "
+             << EscapeForMessage(config_.peer) << " failed after "
+             << c.released_ok << " bytes: " << c.error.ToString() << "\n";
+      }
+      result.code = failed > 0 ? kZcsendFailed : kZcsendOk;
+      break;
+    case Ending::kSignal: {
+      const int signal_number = ScopedStopSignals::Pending();
+      err_ << "zcsend: stopped by " << EndingName(ending, signal_number)
+           << "; the report above is partial\n";
+      result.code = kZcsendInterrupted + signal_number;
+      break;
+    }
+    case Ending::kIdle:
+    case Ending::kFailed:
+      result.code = Fail(message);
+      break;
+    case Ending::kPeerFailed:
+      break;
+  }
+  return result;
+}
+
+SendResult RunSend(const Config& config, const SendJob& job,
+                   SendControl control, std::ostream& out, std::ostream& err) {
+  SendRun run(config, job, control, out, err);
+  return run.Run();
 }
 
 // --- Receiver ----------------------------------------------------------------
-
-std::string FormatAddress(const struct sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (addr.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const struct sockaddr_in&>(addr);
-    inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host));
-    return absl::StrCat(host, ":", ntohs(a.sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const struct sockaddr_in6&>(addr);
-    inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host));
-    return absl::StrCat("[", host, "]:", ntohs(a.sin6_port));
-  }
-  return "?";
-}
 
 struct Peer {
   Fd fd;
@@ -952,9 +1420,21 @@ std::string OutPath(const Config& c, size_t i) {
   return c.connections == 1 ? c.out_path : absl::StrCat(c.out_path, ".", i + 1);
 }
 
-// With `listener` open (--loopback), receives on it instead of opening one.
+// What `--loopback` gives its receiver besides the listening socket.
+struct ListenControl {
+  Fd listener;                              // receive on this one
+  const std::atomic<bool>* stop = nullptr;  // the sender gave up: stop
+  ZcsendTestHooks hooks;
+  // Filled in: per connection accepted, the peer's address and the bytes.
+  std::vector<std::pair<std::string, uint64_t>>* received = nullptr;
+};
+
+// With `control.listener` open (--loopback), receives on it instead of
+// opening one.
 int RunListen(const Config& config, std::ostream& out, std::ostream& err,
-              Fd listener = Fd()) {
+              ListenControl control = ListenControl()) {
+  Fd listener = std::move(control.listener);
+  const ZcsendTestHooks& hooks = control.hooks;
   auto fail = [&err](absl::string_view message) {
     err << "zcsend: " << message << "\n";
     return kZcsendFailed;
@@ -966,9 +1446,10 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
       peers[i].out.Reset(
           open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
       if (peers[i].out.get() < 0) {
-        return BadInput(Bad(absl::StrCat("--out: cannot write '", path,
-                                         "': ", Errno(errno))),
-                        err);
+        return BadInput(
+            Bad(absl::StrCat("--out: cannot write ", QuoteForMessage(path),
+                             ": ", Errno(errno))),
+            err);
       }
     }
   }
@@ -982,8 +1463,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
     const std::string port = absl::StrCat(config.listen_port);
     if (int rc = getaddrinfo(config.bind.c_str(), port.c_str(), &hints, &list);
         rc != 0) {
-      return fail(absl::StrCat("--bind: cannot resolve '", config.bind,
-                               "': ", gai_strerror(rc)));
+      return fail(absl::StrCat("--bind: cannot resolve ",
+                               QuoteForMessage(config.bind), ": ",
+                               gai_strerror(rc)));
     }
     int error = 0;
     for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
@@ -1004,8 +1486,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
     }
     freeaddrinfo(list);
     if (listener.get() < 0) {
-      return fail(absl::StrCat("cannot listen on ", config.bind, ":", port,
-                               ": ", Errno(error)));
+      return fail(absl::StrCat("cannot listen on ",
+                               EscapeForMessage(config.bind), ":", port, ": ",
+                               Errno(error)));
     }
   }
   struct sockaddr_storage local = {};
@@ -1035,18 +1518,33 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
       fds.push_back({peers[i].fd.get(), POLLIN, 0});
       fd_peer.push_back(i);
     }
-    if (poll(fds.data(), fds.size(), -1) < 0) {
+    // With a stop flag, look at it every poll round.
+    const int timeout_ms =
+        control.stop == nullptr
+            ? -1
+            : static_cast<int>(absl::ToInt64Milliseconds(kPollTimeout));
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       return fail(absl::StrCat("poll: ", Errno(errno)));
+    }
+    if (control.stop != nullptr && control.stop->load()) {
+      if (failure.empty()) failure = "stopped: the sender gave up";
+      end = absl::Now();
+      break;
     }
     for (size_t k = 0; k < fds.size(); ++k) {
       if (fds[k].revents == 0) continue;
       if (fd_peer[k] == peers.size()) {
         struct sockaddr_storage from = {};
         socklen_t from_len = sizeof(from);
-        const int fd =
-            accept4(listener.get(), reinterpret_cast<struct sockaddr*>(&from),
-                    &from_len, SOCK_CLOEXEC);
+        int fd = -1;
+        if (hooks.receiver_accept_fails_at == accepted + 1) {
+          errno = hooks.receiver_accept_errno;
+        } else {
+          fd =
+              accept4(listener.get(), reinterpret_cast<struct sockaddr*>(&from),
+                      &from_len, SOCK_CLOEXEC);
+        }
         if (fd < 0) {
           if (errno == EINTR || errno == ECONNABORTED) continue;
           return fail(absl::StrCat("accept: ", Errno(errno)));
@@ -1089,6 +1587,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
             absl::StrCat("connection ", fd_peer[k] + 1, " from ", p.address,
                          ": ", Errno(errno), " after ", p.bytes, " bytes");
       }
+      if (n == 0 && fd_peer[k] == 0) {
+        p.bytes -= std::min(p.bytes, hooks.receiver_undercount_bytes);
+      }
       p.open = false;
       p.fd.Reset();
       --open_peers;
@@ -1100,8 +1601,14 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
   }
 
   uint64_t total = 0;
-  for (const Peer& p : peers) total += p.bytes;
-  const absl::Duration elapsed = end - start;
+  for (size_t i = 0; i < accepted; ++i) {
+    total += peers[i].bytes;
+    if (control.received != nullptr) {
+      control.received->emplace_back(peers[i].address, peers[i].bytes);
+    }
+  }
+  const absl::Duration elapsed =
+      accepted == 0 ? absl::ZeroDuration() : end - start;
   out << "received " << total << " bytes (" << HumanSize(total) << ") on "
       << Count(peers.size(), "connection") << " in "
       << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(elapsed)) << ": "
@@ -1126,9 +1633,35 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
   return kZcsendOk;
 }
 
+// The first connection whose byte count differs between the sender's
+// report and the receiver's (matched by address), as an error line, or "".
+std::string CompareCounts(
+    const std::vector<std::pair<std::string, uint64_t>>& sent,
+    const std::vector<std::pair<std::string, uint64_t>>& received) {
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const auto& [address, bytes] = sent[i];
+    const auto it =
+        std::find_if(received.begin(), received.end(),
+                     [&](const auto& r) { return r.first == address; });
+    if (it == received.end()) {
+      return absl::StrCat("connection ", i + 1, " (from ", address,
+                          "): the sender sent ", bytes,
+                          " bytes, the receiver never saw the connection");
+    }
+    if (it->second != bytes) {
+      return absl::StrCat("connection ", i + 1, " (from ", address,
+                          "): the sender sent ", bytes,
+                          " bytes, the receiver counted ", it->second);
+    }
+  }
+  return "";
+}
+
 // --loopback: a receiver (as --listen, checking the pattern when the data is
 // the generated pattern) on 127.0.0.1 in a thread, and the sender aimed at it.
-int RunLoopback(Config config, std::ostream& out, std::ostream& err) {
+// Each stops the other when it fails, and the byte counts are compared.
+int RunLoopback(Config config, const SendJob& job, const ZcsendTestHooks& hooks,
+                std::ostream& out, std::ostream& err) {
   Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   struct sockaddr_in addr = {};
   addr.sin_family = AF_INET;
@@ -1144,8 +1677,6 @@ int RunLoopback(Config config, std::ostream& out, std::ostream& err) {
     err << "zcsend: cannot listen on 127.0.0.1: " << Errno(errno) << "\n";
     return kZcsendFailed;
   }
-  // The same socket, to wake the receiver's accept if the sender gives up.
-  Fd wake(dup(listener.get()));
   Config receiver_config;
   receiver_config.has_listen = true;
   receiver_config.bind = "127.0.0.1";
@@ -1153,20 +1684,35 @@ int RunLoopback(Config config, std::ostream& out, std::ostream& err) {
   receiver_config.connections = config.connections;
   std::ostringstream receiver_out;
   std::ostringstream receiver_err;
+  std::atomic<bool> receiver_failed{false};
+  std::atomic<bool> sender_failed{false};
+  std::vector<std::pair<std::string, uint64_t>> received;
+  ListenControl control;
+  control.listener = std::move(listener);
+  control.stop = &sender_failed;
+  control.hooks = hooks;
+  control.received = &received;
   int receiver_rc = kZcsendFailed;
+  // When the receiver fails, its listener and accepted sockets close (the
+  // sender's connections are reset) and the flag stops the sender's loop.
   std::thread receiver([&] {
     receiver_rc = RunListen(receiver_config, receiver_out, receiver_err,
-                            std::move(listener));
+                            std::move(control));
+    if (receiver_rc != kZcsendOk) receiver_failed = true;
   });
   const std::string port = absl::StrCat(ntohs(addr.sin_port));
   config.has_peer = true;
   config.peer_host = "127.0.0.1";
   config.peer_port = port;
   config.peer = absl::StrCat("127.0.0.1:", port);
-  const int sender_rc = RunSend(config, out, err);
-  if (sender_rc != kZcsendOk && wake.get() >= 0) {
-    shutdown(wake.get(), SHUT_RDWR);
-  }
+  std::ostringstream sender_err;
+  SendControl send_control;
+  send_control.peer_failed = &receiver_failed;
+  send_control.never_reset = hooks.sender_never_resets;
+  const SendResult sent = RunSend(config, job, send_control, out, sender_err);
+  // A sender that failed has closed its connections; the flag stops a
+  // receiver still waiting for connections that will not come.
+  if (sent.code != kZcsendOk) sender_failed = true;
   receiver.join();
   out << "receiver on 127.0.0.1:" << port << ":\n";
   std::istringstream lines(receiver_out.str());
@@ -1174,8 +1720,25 @@ int RunLoopback(Config config, std::ostream& out, std::ostream& err) {
     out << "  " << line << "\n";
   }
   out << std::flush;
-  err << receiver_err.str();
-  return sender_rc != kZcsendOk ? sender_rc : receiver_rc;
+  // One side's failure makes the other fail too: report the cause.
+  if (sent.stopped_by_peer) {
+    err << receiver_err.str();
+    return kZcsendFailed;
+  }
+  if (sent.code != kZcsendOk) {
+    err << sender_err.str();
+    return sent.code;
+  }
+  if (receiver_rc != kZcsendOk) {
+    err << receiver_err.str();
+    return receiver_rc;
+  }
+  if (const std::string mismatch = CompareCounts(sent.sent, received);
+      !mismatch.empty()) {
+    err << "zcsend: byte count mismatch: " << mismatch << "\n";
+    return kZcsendFailed;
+  }
+  return kZcsendOk;
 }
 
 }  // namespace
@@ -1218,6 +1781,9 @@ Sender (--peer HOST:PORT, or --loopback):
                        [%s]
   --connections N      open N connections, each sends all the data; one ring
                        [1]
+  --idle-timeout DUR   end the run (exit 1) when a connection has had no byte
+                       acknowledged by the peer and no buffer released for
+                       DUR (30s, 500ms, ...; 0 is off) [30s]
 
 Receiver (--listen PORT, 0 for any free port):
   --bind ADDR          address to listen on [0.0.0.0]
@@ -1230,15 +1796,21 @@ Receiver (--listen PORT, 0 for any free port):
 Sizes take K, M or G suffixes (binary). Flags take their value as
 --flag=VALUE or --flag VALUE.
 
-Output: the sender prints the plan of the first message, then throughput,
-ops by kind, bytes copied vs zero-copy, short sends, resumed chains,
-notifications (and how many reported a copy), fallbacks and the peak bytes
-awaiting notification. The receiver's first line is "listening on ADDR:PORT";
+Output: the sender prints the plan of the first message, then the bytes
+sent (what the local kernel accepted) with the throughput, the bytes the
+peer acknowledged (TCP_INFO), ops by kind, bytes copied vs zero-copy, short
+sends, resumed chains, notifications (and how many reported a copy),
+fallbacks and the peak bytes awaiting notification. The receiver's first line is "listening on ADDR:PORT";
 it ends with the bytes received, the throughput and the pattern result.
 
+SIGINT or SIGTERM while sending stops the run with the partial report.
+With --loopback, a receiver that fails stops the sender, and the bytes each
+connection received must equal those sent.
+
 Exit status: 0 on success; 1 when the run fails (io_uring unavailable,
-connection error, a buffer released with an error, pattern mismatch);
-2 on bad input, with one line on stderr and nothing on stdout.
+connection error, idle timeout, a buffer released with an error, pattern or
+byte count mismatch); 2 on bad input, with one line on stderr and nothing on
+stdout; 130 or 143 when stopped by SIGINT or SIGTERM.
 )",
       FormatSize(kDefaultBytes), kDefaultSplit, FormatThreshold(d.zc_threshold),
       CopyOpName(d.copy_op), FormatSize(kDefaultMaxInFlight));
@@ -1246,6 +1818,11 @@ connection error, a buffer released with an error, pattern mismatch);
 
 int RunZcsend(absl::Span<const std::string> args, std::ostream& out,
               std::ostream& err) {
+  return RunZcsendWithHooks(args, out, err, ZcsendTestHooks());
+}
+
+int RunZcsendWithHooks(absl::Span<const std::string> args, std::ostream& out,
+                       std::ostream& err, const ZcsendTestHooks& hooks) {
   for (const std::string& arg : args) {
     if (IsHelp(arg)) {
       out << ZcsendUsage();
@@ -1256,9 +1833,14 @@ int RunZcsend(absl::Span<const std::string> args, std::ostream& out,
   if (absl::Status s = ParseFlags(args, config); !s.ok()) {
     return BadInput(s, err);
   }
-  if (config.loopback) return RunLoopback(config, out, err);
-  return config.has_peer ? RunSend(config, out, err)
-                         : RunListen(config, out, err);
+  if (config.has_listen) return RunListen(config, out, err);
+  // Everything about the input is checked before anything starts.
+  absl::StatusOr<SendJob> job = PrepareSend(config);
+  if (!job.ok()) return BadInput(job.status(), err);
+  if (config.loopback) return RunLoopback(config, *job, hooks, out, err);
+  SendControl control;
+  control.never_reset = hooks.sender_never_resets;
+  return RunSend(config, *job, control, out, err).code;
 }
 
 }  // namespace zcplan

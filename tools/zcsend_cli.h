@@ -13,7 +13,8 @@
 // data into buffers and formats results; the executor does the sending.
 //
 // Thread safety: `RunZcsend` keeps no state between calls; concurrent calls
-// are safe as long as their streams differ.
+// are safe as long as their streams differ. A sending call installs process-
+// wide SIGINT/SIGTERM handlers while it runs (see `RunZcsend`).
 
 #ifndef ZCPLAN_TOOLS_ZCSEND_CLI_H_
 #define ZCPLAN_TOOLS_ZCSEND_CLI_H_
@@ -42,8 +43,43 @@ inline constexpr int kZcsendBadInput = 2;  // bad command line
 // failure (io_uring unavailable, connection error, a buffer released with an
 // error, a pattern mismatch) is described on `err` and returns
 // kZcsendFailed.
+//
+// A sender ends with kZcsendFailed and one line on `err` naming the
+// connection (index and peer) and the bytes outstanding when no byte is
+// acknowledged by the peer and no buffer released for `--idle-timeout`. While
+// it sends, SIGINT and SIGTERM end the run with the partial report and
+// kZcsendInterrupted + the signal number (130, 143); the process's previous
+// handlers for them are restored before `RunZcsend` returns (the handlers are
+// process-wide: overlapping sending calls share them).
 [[nodiscard]] int RunZcsend(absl::Span<const std::string> args,
                             std::ostream& out, std::ostream& err);
+
+// The exit code of a sender ended by a signal is this plus the signal number.
+inline constexpr int kZcsendInterrupted = 128;
+
+// Faults injected by tests, to check that zcsend handles them. A real run
+// uses none.
+struct ZcsendTestHooks {
+  // The sender abandons stalled connections without resetting them (no
+  // Executor::Abort, no reset_on_shutdown), so the executor's teardown hands
+  // their zero-copy buffers back as KernelMayStillRead: the memory must then
+  // be kept, untouched.
+  bool sender_never_resets = false;
+  // The rest are faults of zcsend's own `--loopback` receiver.
+  // When > 0, the receiver's accept of its connection number
+  // `receiver_accept_fails_at` (1-based) fails with `receiver_accept_errno`
+  // instead (the connection stays in the backlog, as with EMFILE).
+  uint32_t receiver_accept_fails_at = 0;
+  int receiver_accept_errno = 0;
+  // The receiver counts this many bytes fewer on the first connection it
+  // accepted, as if the stream had been cut short.
+  uint64_t receiver_undercount_bytes = 0;
+};
+
+// `RunZcsend` with `hooks`.
+[[nodiscard]] int RunZcsendWithHooks(absl::Span<const std::string> args,
+                                     std::ostream& out, std::ostream& err,
+                                     const ZcsendTestHooks& hooks);
 
 // The text printed by `zcsend --help`.
 std::string ZcsendUsage();

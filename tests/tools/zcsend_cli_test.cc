@@ -5,12 +5,22 @@
 
 #include "tools/zcsend_cli.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
@@ -23,12 +33,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
+#include "tests/tools/shared_text.h"
+#include "tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {
@@ -92,49 +105,6 @@ uint64_t Stat(const std::map<std::string, uint64_t>& stats,
   const auto it = stats.find(name);
   return it == stats.end() ? 0 : it->second;
 }
-
-// A stream buffer one thread writes and another reads while it does.
-class SharedText : public std::streambuf {
- public:
-  std::string text() const {
-    absl::MutexLock lock(&mu_);
-    return text_;
-  }
-  void MarkDone() {
-    absl::MutexLock lock(&mu_);
-    done_ = true;
-  }
-  // Waits until the text contains `needle` or the writer is done or
-  // `timeout` passes; returns whether the text contains `needle`.
-  bool WaitFor(const std::string& needle, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    auto ready = [&] { return done_ || absl::StrContains(text_, needle); };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    return absl::StrContains(text_, needle);
-  }
-  bool WaitDone(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
-  }
-
- protected:
-  int_type overflow(int_type c) override {
-    if (traits_type::eq_int_type(c, traits_type::eof())) return 0;
-    absl::MutexLock lock(&mu_);
-    text_.push_back(traits_type::to_char_type(c));
-    return c;
-  }
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    absl::MutexLock lock(&mu_);
-    text_.append(s, static_cast<size_t>(n));
-    return n;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::string text_ ABSL_GUARDED_BY(mu_);
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-};
 
 // Opens and closes a TCP connection to 127.0.0.1:`port`.
 void Poke(int port) {
@@ -236,24 +206,31 @@ class ClosedPort {
   int port_ = 0;
 };
 
+// A TCP socket listening on a free port of 127.0.0.1 (stored in `port`), or
+// -1.
+int ListenOnLoopback(int backlog, int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0) return -1;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
 // A plain receiver: accepts one connection and reads it to the end.
 class PlainSink {
  public:
   PlainSink() {
-    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (listener_ < 0 ||
-        bind(listener_, reinterpret_cast<struct sockaddr*>(&addr),
-             sizeof(addr)) != 0 ||
-        listen(listener_, 1) != 0 ||
-        getsockname(listener_, reinterpret_cast<struct sockaddr*>(&addr),
-                    &len) != 0) {
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
+    listener_ = ListenOnLoopback(1, &port_);
+    if (listener_ < 0) return;
     thread_ = std::thread([this] {
       const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) return;
@@ -285,6 +262,67 @@ class PlainSink {
   std::string data_;
   std::thread thread_;
 };
+
+// `RunZcsendWithHooks` on a thread, its output readable while it runs.
+class BackgroundRun {
+ public:
+  explicit BackgroundRun(std::vector<std::string> args,
+                         ZcsendTestHooks hooks = ZcsendTestHooks()) {
+    thread_ = std::thread([this, args, hooks] {
+      std::ostream out(&out_);
+      std::ostream err(&err_);
+      code_ = RunZcsendWithHooks(args, out, err, hooks);
+      err_.MarkDone();
+      out_.MarkDone();
+    });
+  }
+  BackgroundRun(const BackgroundRun&) = delete;
+  BackgroundRun& operator=(const BackgroundRun&) = delete;
+  ~BackgroundRun() {
+    if (thread_.joinable()) thread_.join();
+  }
+  SharedText& out() { return out_; }
+  bool WaitDone(absl::Duration timeout) { return out_.WaitDone(timeout); }
+  Result Join() {
+    thread_.join();
+    return {code_, out_.text(), err_.text()};
+  }
+
+ private:
+  SharedText out_;
+  SharedText err_;
+  int code_ = -1;
+  std::thread thread_;
+};
+
+Result ZcsendWithHooks(const std::vector<std::string>& args,
+                       const ZcsendTestHooks& hooks) {
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = RunZcsendWithHooks(args, out, err, hooks);
+  return {code, out.str(), err.str()};
+}
+
+// `args` joined, escaped and capped, for a trace line.
+std::string EscapeArgs(const std::vector<std::string>& args) {
+  std::string joined = absl::StrJoin(args, " ");
+  if (joined.size() > 200) joined = joined.substr(0, 200) + "...";
+  std::string out;
+  for (char ch : joined) {
+    out += static_cast<unsigned char>(ch) < 0x20 ? '?' : ch;
+  }
+  return out;
+}
+
+size_t LineCount(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+std::string WriteTextFile(const std::string& name, const std::string& text) {
+  const std::string path = absl::StrCat(testing::TempDir(), "/", name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
 
 // Why io_uring sends cannot run here, or "" when they can: zcsend itself
 // says so before it connects (a refused connection means io_uring is fine).
@@ -427,7 +465,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"--peer", "127.0.0.1:9", "--connections", "1025"}, "1025"},
         BadCase{{"--peer", "127.0.0.1:9", "--file", "/nonexistent/zcsend"},
                 "'/nonexistent/zcsend'"},
-        BadCase{{"--peer", "127.0.0.1:9", "--file", "/"}, "not a regular file"},
+        BadCase{{"--peer", "127.0.0.1:9", "--file", "/"}, "is a directory"},
+        BadCase{{"--peer", "127.0.0.1:9", "--idle-timeout", "5"}, "'5'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--idle-timeout", "-1s"}, "'-1s'"},
+        BadCase{{"--listen", "0", "--idle-timeout", "1s"}, "--idle-timeout"},
         BadCase{{"--peer", "127.0.0.1:9", "--trace", "/nonexistent/t"},
                 "'/nonexistent/t'"},
         BadCase{{"--peer", "127.0.0.1:9", "--copy-op", "splice"}, "'splice'"},
@@ -472,7 +513,8 @@ TEST(ZcsendSendTest, PatternArrivesAndReportIsComplete) {
   EXPECT_TRUE(absl::StrContains(
       sent.out,
       "options: split 4K,4K,16K,32K,2K, threshold 16K, copy op writev, gap "
-      "off, adaptive on, max in flight 4M per connection, registered off\n"))
+      "off, adaptive on, max in flight 4M per connection, registered off, "
+      "idle timeout 30s\n"))
       << sent.out;
   EXPECT_TRUE(absl::StrContains(
       sent.out,
@@ -481,6 +523,14 @@ TEST(ZcsendSendTest, PatternArrivesAndReportIsComplete) {
       << sent.out;
   EXPECT_TRUE(absl::StartsWith(LineStartingWith(sent.out, "sent "),
                                "sent 8M (8388608 bytes) on 1 connection in "))
+      << sent.out;
+  // "sent" is what the local kernel took; the peer's acknowledgements are
+  // reported beside it (the receiver read everything).
+  EXPECT_TRUE(absl::EndsWith(LineStartingWith(sent.out, "sent "),
+                             " (accepted by the local kernel)"))
+      << sent.out;
+  EXPECT_EQ(LineStartingWith(sent.out, "acknowledged by the peer: "),
+            "acknowledged by the peer: 8M (8388608 bytes)")
       << sent.out;
   for (const char* prefix :
        {"ops: ", "bytes: ", "short sends ", "notifications ",
@@ -610,7 +660,8 @@ TEST(ZcsendSendTest, FourConnectionsEachCarryTheWholeStream) {
       << sent.out;
   for (int i = 1; i <= 4; ++i) {
     EXPECT_TRUE(absl::StrContains(
-        sent.out, absl::StrCat("  connection ", i, ": 4M (4194304 bytes), ")))
+        sent.out,
+        absl::StrCat("  connection ", i, ": sent 4M (4194304 bytes), ")))
         << sent.out;
   }
 }
@@ -705,6 +756,367 @@ TEST(ZcsendSendTest, ClosedPortFailsWithExitOne) {
       << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "refused")) << r.err;
   EXPECT_EQ(r.out, "");
+}
+
+// --- Bad input found after parsing: nothing starts
+// ----------------------------
+
+// Inputs that only a look at the files or at several flags together can
+// reject. Under --loopback they used to start the receiver first ("listening
+// on ..." on stdout, a second error line from its accept).
+TEST(ZcsendBadInputTest, InputErrorsAfterParsingStartNothing) {
+  const std::string dir = testing::TempDir();
+  const std::string data = WriteTextFile("zcsend_bad_data", "abc");
+  const std::string empty = WriteTextFile("zcsend_empty.trace", "");
+  const std::string comments =
+      WriteTextFile("zcsend_comments.trace", "# nothing\n\n   # here\n");
+  const std::string zeros = WriteTextFile("zcsend_zeros.trace", "0,0\n0\n");
+  const std::vector<std::vector<std::string>> cases = {
+      {"--split", "0"},
+      {"--split", "0,0"},
+      {"--file", "/dev/zero"},
+      {"--file", dir},
+      {"--file", dir + "/zcsend_missing_file"},
+      {"--file", data, "--bytes", "1M"},
+      {"--split", "5M"},
+      {"--trace", empty},
+      {"--trace", comments},
+      {"--trace", zeros},
+      {"--trace", "/dev/zero"},
+      {"--trace", dir},
+  };
+  for (const bool loopback : {true, false}) {
+    for (const std::vector<std::string>& c : cases) {
+      std::vector<std::string> args = {"--peer", "127.0.0.1:9"};
+      if (loopback) args = {"--loopback"};
+      args.insert(args.end(), c.begin(), c.end());
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      const Result r = Zcsend(args);
+      EXPECT_EQ(r.code, kZcsendBadInput) << r.err << r.out;
+      EXPECT_EQ(r.out, "");
+      EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+      EXPECT_TRUE(absl::StartsWith(r.err, "zcsend: ")) << r.err;
+    }
+  }
+}
+
+TEST(ZcsendBadInputTest, HugeOrControlValuesGiveOneShortLine) {
+  const std::string huge(size_t{5} << 20, '9');
+  const std::vector<std::vector<std::string>> cases = {
+      {huge},
+      {"--" + huge},
+      {"--peer", huge},
+      {"--peer", "127.0.0.1:9", "--bytes", huge},
+      {"--loopback", "--split", huge},
+      {"--loopback", "--file", "/" + huge},
+      {"--loopback", "--trace", "a\nb\x01\x7f"},
+      {"--loopback", "--adaptive", "x\ny"},
+      {"--loopback", "--idle-timeout", "1\n2"},
+      {"--loopback", "--registered=\r\n"},
+  };
+  for (const std::vector<std::string>& args : cases) {
+    SCOPED_TRACE(EscapeArgs(args));
+    const Result r = Zcsend(args);
+    EXPECT_EQ(r.code, kZcsendBadInput);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(LineCount(r.err), 1u);
+    EXPECT_LT(r.err.size(), 1000u);
+    EXPECT_TRUE(absl::EndsWith(r.err, "\n"));
+    EXPECT_TRUE(std::none_of(r.err.begin(), r.err.end() - 1, [](char ch) {
+      return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f;
+    })) << r.err.substr(0, 300);
+  }
+}
+
+// A FIFO never delivers: opening it for reading used to block until a writer
+// came.
+TEST(ZcsendBadInputTest, FifoIsRefusedWithoutBlocking) {
+  const std::string fifo = absl::StrCat(testing::TempDir(), "/zcsend.fifo");
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  for (const char* flag : {"--file", "--trace"}) {
+    for (const bool loopback : {true, false}) {
+      std::vector<std::string> args = {"--peer", "127.0.0.1:9"};
+      if (loopback) args = {"--loopback"};
+      args.push_back(flag);
+      args.push_back(fifo);
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      BackgroundRun run(args);
+      if (!run.WaitDone(absl::Seconds(10))) {
+        ADD_FAILURE() << "zcsend blocked on the FIFO";
+        // A writer lets a blocked open go on.
+        const int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) close(fd);
+      }
+      const Result r = run.Join();
+      EXPECT_EQ(r.code, kZcsendBadInput) << r.err;
+      EXPECT_EQ(r.out, "");
+      EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+      EXPECT_TRUE(absl::StrContains(r.err, "is a FIFO")) << r.err;
+    }
+  }
+  unlink(fifo.c_str());
+}
+
+// --- Faults: stalled peers, signals, a failing receiver
+// -----------------------
+
+TEST(ZcsendFaultTest, IdleTimeoutEndsARunToAPeerThatDoesNotRead) {
+  SKIP_WITHOUT_IO_URING();
+  // Its backlog holds the connections, accepted only at the end: a peer that
+  // never reads.
+  SilentPeer peer;
+  ASSERT_NE(peer.address(), "");
+  const Result r = Zcsend({"--peer", peer.address(), "--bytes", "256M",
+                           "--connections", "2", "--idle-timeout", "300ms"});
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+  EXPECT_TRUE(absl::StartsWith(
+      r.err, absl::StrCat("zcsend: connection 1 of 2 to ", peer.address(),
+                          " (from 127.0.0.1:")))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.err,
+      "no byte acknowledged by the peer and no buffer released for "
+      "300ms (--idle-timeout); "))
+      << r.err;
+  // The bytes outstanding: enqueued, not acknowledged; some, not all 256M
+  // (at most --max-in-flight held by the executor, plus what the kernel
+  // took and the peer did not acknowledge).
+  const size_t at = r.err.rfind("; ");
+  uint64_t outstanding = 0;
+  ASSERT_NE(at, std::string::npos);
+  const std::string tail = r.err.substr(at + 2);
+  ASSERT_TRUE(absl::SimpleAtoi(tail.substr(0, tail.find(' ')), &outstanding))
+      << r.err;
+  EXPECT_GT(outstanding, 0u);
+  EXPECT_LT(outstanding, uint64_t{256} << 20);
+  EXPECT_TRUE(absl::StrContains(r.err, " bytes outstanding (enqueued, not "))
+      << r.err;
+  // The partial report, and the connections were reset: the peer sees an
+  // error, not the end of a complete stream.
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "stopped (idle timeout): the report is partial\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, ", abandoned (reset) with ")) << r.out;
+  EXPECT_NE(LineStartingWith(r.out, "stats: "), "") << r.out;
+  ASSERT_GE(peer.AcceptNow(), 0);
+  EXPECT_EQ(peer.DrainAccepted(), ECONNRESET);
+}
+
+// Buffers the kernel may still read after the run are never reused: here the
+// connection is not reset (a test hook), so the executor hands its zero-copy
+// buffers back as KernelMayStillRead and the kernel keeps sending from them
+// after zcsend returned. What the peer then reads must be the pattern.
+TEST(ZcsendFaultTest, MemoryTheKernelMayStillReadIsKept) {
+  SKIP_WITHOUT_IO_URING();
+  SilentPeer peer;
+  ASSERT_NE(peer.address(), "");
+  ZcsendTestHooks hooks;
+  hooks.sender_never_resets = true;
+  const Result r = ZcsendWithHooks(
+      {"--peer", peer.address(), "--bytes", "64M", "--threshold", "0",
+       "--adaptive", "off", "--idle-timeout", "300ms"},
+      hooks);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  if (absl::StrContains(r.out, "note: this kernel lacks")) {
+    GTEST_SKIP() << "no zero-copy send ops here";
+  }
+  EXPECT_TRUE(absl::StrContains(r.out, "\nnote: kept ")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "; it is never reused\n")) << r.out;
+  // Overwrite freshly mapped memory, as the next user of freed pages would.
+  std::vector<unsigned char> scratch(size_t{16} << 20, 0xAA);
+  const int fd = peer.AcceptNow();
+  ASSERT_GE(fd, 0);
+  std::string got;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0) {
+      got.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) break;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) <= 0) break;
+  }
+  ASSERT_GT(got.size(), 0u);
+  const size_t at = FindPatternMismatch(
+      0, absl::MakeConstSpan(reinterpret_cast<const unsigned char*>(got.data()),
+                             got.size()));
+  EXPECT_EQ(at, got.size()) << "of " << got.size() << " bytes";
+}
+
+std::atomic<int> g_test_handler_calls{0};
+extern "C" void CountSignal(int) { ++g_test_handler_calls; }
+
+// Installs `CountSignal` for a signal, so that one sent outside a run cannot
+// kill the test, and puts the previous handler back on destruction.
+class TestHandler {
+ public:
+  explicit TestHandler(int signal_number) : signal_number_(signal_number) {
+    struct sigaction mine = {};
+    mine.sa_handler = CountSignal;
+    sigemptyset(&mine.sa_mask);
+    installed_ = sigaction(signal_number, &mine, &saved_) == 0;
+    g_test_handler_calls = 0;
+  }
+  ~TestHandler() {
+    if (installed_) sigaction(signal_number_, &saved_, nullptr);
+  }
+  TestHandler(const TestHandler&) = delete;
+  TestHandler& operator=(const TestHandler&) = delete;
+  bool installed() const { return installed_; }
+  // Whether the handler now installed is `CountSignal`.
+  bool InPlace() const {
+    struct sigaction now = {};
+    sigaction(signal_number_, nullptr, &now);
+    return now.sa_handler == &CountSignal;
+  }
+
+ private:
+  const int signal_number_;
+  struct sigaction saved_ = {};
+  bool installed_ = false;
+};
+
+// Waits for the run's header (printed once zcsend's handlers are in place),
+// then sends `signal_number` to the process. Returns whether it did.
+bool SignalOnceStarted(BackgroundRun& run, int signal_number) {
+  if (!run.out().WaitFor("plan of the first message", absl::Seconds(30))) {
+    return false;
+  }
+  kill(getpid(), signal_number);
+  EXPECT_TRUE(run.WaitDone(absl::Seconds(40)))
+      << "the signal did not stop the run";
+  return true;
+}
+
+class ZcsendSignalTest : public testing::TestWithParam<int> {};
+
+TEST_P(ZcsendSignalTest, StopsWithPartialReportAndRestoresTheHandler) {
+  SKIP_WITHOUT_IO_URING();
+  const int signal_number = GetParam();
+  const char* const name = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+  TestHandler handler(signal_number);
+  ASSERT_TRUE(handler.installed());
+  SilentPeer peer;
+  ASSERT_NE(peer.address(), "");
+  // The idle timeout only ends a run the signal did not stop.
+  BackgroundRun run(
+      {"--peer", peer.address(), "--bytes", "256M", "--idle-timeout", "20s"});
+  const bool started = SignalOnceStarted(run, signal_number);
+  const Result r = run.Join();
+  EXPECT_TRUE(started) << r.err << r.out;
+  EXPECT_TRUE(handler.InPlace()) << "the handler was not restored";
+  EXPECT_EQ(g_test_handler_calls.load(), 0);
+  EXPECT_EQ(r.code, kZcsendInterrupted + signal_number) << r.err;
+  EXPECT_EQ(r.err, absl::StrCat("zcsend: stopped by ", name,
+                                "; the report above is partial\n"));
+  EXPECT_TRUE(absl::StrContains(
+      r.out, absl::StrCat("stopped (", name, "): the report is partial\n")))
+      << r.out;
+  EXPECT_NE(LineStartingWith(r.out, "sent "), "") << r.out;
+  EXPECT_NE(LineStartingWith(r.out, "stats: "), "") << r.out;
+}
+
+// Under --loopback the signal stops the sender, which stops the receiver:
+// one error line (the sender's), and both partial reports.
+TEST(ZcsendSignalLoopbackTest, StopsBothSides) {
+  SKIP_WITHOUT_IO_URING();
+  TestHandler handler(SIGINT);
+  ASSERT_TRUE(handler.installed());
+  BackgroundRun run({"--loopback", "--bytes", "64G", "--idle-timeout", "20s"});
+  const bool started = SignalOnceStarted(run, SIGINT);
+  const Result r = run.Join();
+  EXPECT_TRUE(started) << r.err << r.out;
+  EXPECT_TRUE(handler.InPlace()) << "the handler was not restored";
+  EXPECT_EQ(r.code, kZcsendInterrupted + SIGINT) << r.err;
+  EXPECT_EQ(r.err, "zcsend: stopped by SIGINT; the report above is partial\n");
+  const std::string received = LineStartingWith(r.out, "  received ");
+  EXPECT_NE(received, "") << r.out;
+  EXPECT_FALSE(absl::StrContains(received, " in -")) << received;
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ZcsendSignalTest,
+                         testing::Values(SIGINT, SIGTERM));
+
+// The receiver thread of --loopback fails (as accept does with EMFILE): the
+// sender used to wait forever on connections nobody would read.
+TEST(ZcsendFaultTest, LoopbackReceiverFailureStopsTheSender) {
+  SKIP_WITHOUT_IO_URING();
+  ZcsendTestHooks hooks;
+  hooks.receiver_accept_fails_at = 2;
+  hooks.receiver_accept_errno = EMFILE;
+  // The idle timeout is only a backstop: without it a regression hangs.
+  const Result r = ZcsendWithHooks({"--loopback", "--connections", "4",
+                                    "--bytes", "256M", "--idle-timeout", "20s"},
+                                   hooks);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.out;
+  EXPECT_EQ(r.err, "zcsend: accept: Too many open files\n");
+  EXPECT_TRUE(absl::StrContains(r.out, "receiver on 127.0.0.1:")) << r.out;
+}
+
+// The same for real: too few descriptors for the sender's and the receiver's
+// ends of every connection. Whichever side runs out first, the run ends with
+// that error.
+TEST(ZcsendFaultTest, LoopbackOutOfDescriptorsFailsWithoutHanging) {
+  SKIP_WITHOUT_IO_URING();
+  int highest = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (struct dirent* e = readdir(d))
+      highest = std::max(highest, atoi(e->d_name));
+    closedir(d);
+  } else {
+    GTEST_SKIP() << "no /proc/self/fd";
+  }
+  struct rlimit saved = {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Room for the sender's 32 sockets and its ring, not for the receiver's 32.
+  struct rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(highest) + 1 + 48;
+  if (low.rlim_cur > saved.rlim_cur) GTEST_SKIP() << "RLIMIT_NOFILE is low";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  const Result r = Zcsend({"--loopback", "--connections", "32", "--bytes",
+                           "64M", "--idle-timeout", "20s"});
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err << r.out;
+  EXPECT_TRUE(absl::StartsWith(r.err, "zcsend: ")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "Too many open files")) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "--idle-timeout")) << r.err;
+}
+
+// --loopback compares what each connection received with what was sent.
+TEST(ZcsendFaultTest, LoopbackCatchesAShortStream) {
+  SKIP_WITHOUT_IO_URING();
+  ZcsendTestHooks hooks;
+  hooks.receiver_undercount_bytes = 100;
+  const Result r = ZcsendWithHooks({"--loopback", "--bytes", "1M"}, hooks);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err << r.out;
+  EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+  EXPECT_TRUE(absl::StartsWith(
+      r.err, "zcsend: byte count mismatch: connection 1 (from 127.0.0.1:"))
+      << r.err;
+  EXPECT_TRUE(absl::EndsWith(
+      r.err,
+      "): the sender sent 1048576 bytes, the receiver counted 1048476\n"))
+      << r.err;
+  // The pattern itself was fine: only the count tells.
+  EXPECT_TRUE(absl::StrContains(r.out, "  pattern: OK (1048476 bytes checked)"))
+      << r.out;
+}
+
+// --registered pins what is sent, not the whole --max-in-flight.
+TEST(ZcsendSendTest, RegisteredRegionIsSizedToTheData) {
+  SKIP_WITHOUT_IO_URING();
+  const Result r = Zcsend({"--loopback", "--bytes", "64K", "--connections", "2",
+                           "--registered", "--max-in-flight", "256M"});
+  EXPECT_EQ(r.code, kZcsendOk) << r.err;
+  EXPECT_TRUE(absl::StartsWith(LineStartingWith(r.out, "registered buffers: "),
+                               "registered buffers: 128K (131072 bytes), "))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "  pattern: OK (131072 bytes checked)"))
+      << r.out;
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 #   1. zcsend --peer sends a file to socat, which writes it out: cmp.
 #   2. zcsend --listen --check-pattern in the background, zcsend --peer sends
 #      the pattern to it: both exit 0, the receiver says OK.
+#   3. Inputs that never end or never deliver (/dev/zero, a FIFO) are refused
+#      at once (exit 2, one line, nothing on stdout), and --loopback with too
+#      few file descriptors for its receiver exits 1 with the error instead of
+#      hanging.
 # Skips (exit 0, "SKIP: reason") only when socat is missing or io_uring is
 # unavailable, as zcsend itself reports.
 # Usage: zcsend_e2e_test.sh PATH_TO_ZCSEND
@@ -153,6 +157,32 @@ else
   grep -qxF 'pattern: OK (8388608 bytes checked)' "$tmp/listen.out" ||
     fail "receiver: pattern not OK: $(cat "$tmp/listen.out")"
 fi
+
+# --- 3. hostile inputs and limits ----------------------------------------------
+
+mkfifo "$tmp/fifo"
+for args in "--trace /dev/zero" "--file /dev/zero" "--trace $tmp/fifo" \
+  "--file $tmp/fifo" "--file $tmp"; do
+  # shellcheck disable=SC2086 # split on purpose
+  timeout 20 "$zcsend" --loopback $args >"$tmp/bad.out" 2>"$tmp/bad.err"
+  rc=$?
+  [ "$rc" -eq 2 ] || fail "--loopback $args exited $rc, not 2: $(head -c 300 "$tmp/bad.err")"
+  [ ! -s "$tmp/bad.out" ] || fail "--loopback $args wrote to stdout: $(head -c 300 "$tmp/bad.out")"
+  [ "$(wc -l <"$tmp/bad.err")" -eq 1 ] ||
+    fail "--loopback $args: not one line on stderr: $(head -c 300 "$tmp/bad.err")"
+done
+
+# 200 connections need 400 descriptors besides the ring: the receiver's accept
+# (or the sender's socket) gets EMFILE.
+(
+  ulimit -n 256
+  exec timeout 60 "$zcsend" --loopback --connections 200 --bytes 64K \
+    >"$tmp/emfile.out" 2>"$tmp/emfile.err"
+)
+rc=$?
+[ "$rc" -eq 1 ] || fail "--loopback with ulimit -n 256 exited $rc, not 1: $(cat "$tmp/emfile.err")"
+grep -q '^zcsend: .*Too many open files' "$tmp/emfile.err" ||
+  fail "--loopback with ulimit -n 256: no EMFILE error: $(cat "$tmp/emfile.err")"
 
 [ "$failures" -eq 0 ] && echo PASS
 exit "$failures"

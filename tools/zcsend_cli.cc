@@ -945,6 +945,7 @@ class SendRun {
   std::vector<bool> zero_copy_on_;
   uint64_t cap_ = 0;
   RingFeatures features_;
+  std::string cap_description_;
   bool memory_kept_ = false;
   bool held_at_teardown_ = false;
 };
@@ -1284,7 +1285,13 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
        << "peak awaiting notification: "
        << SizeAndBytes(t.peak_bytes_awaiting_notification)
        << (config.connections > 1 ? " (sum of per-connection peaks)" : "")
-       << ", cap " << SizeAndBytes(cap_) << "\n";
+       << ", cap " << SizeAndBytes(cap_) << "\n"
+       << "cap: " << cap_description_ << "\n";
+  if (t.enomem_pauses > 0) {
+    out_ << "zero-copy paused " << t.enomem_pauses
+         << " time(s) after repeated -ENOMEM (locked memory taken), "
+         << t.chains_zc_paused << " chain(s) sent by copy meanwhile\n";
+  }
   if (config.registered) {
     out_ << "registered buffers: " << SizeAndBytes(region_.size()) << ", "
          << (t.fixed_buffer_ops > 0
@@ -1349,6 +1356,9 @@ SendResult SendRun::Run() {
     zero_copy_on_.push_back(executor_->ZeroCopyEnabled(c.id));
   }
   cap_ = executor_->max_bytes_awaiting_notification();
+  cap_description_ = executor_->DescribeNotificationCap();
+  // The flags a ring probes on first use are known now (uring/ring.h).
+  features_ = executor_->features();
   CloseConnections();
   ring_stats_ = executor_->stats();
   memory_kept_ = DestroyExecutor();

@@ -904,6 +904,68 @@ TEST(ZcsendFaultTest, IdleTimeoutEndsARunToAPeerThatDoesNotRead) {
   EXPECT_EQ(peer.DrainAccepted(), ECONNRESET);
 }
 
+// Two connections to one peer that reads only the second. The first one's
+// zero-copy bytes fill the executor's notification cap and are never
+// acknowledged; the second must still get its whole stream (by copy: the cap
+// is held by the other), and only the first is timed out. Before, the second
+// waited on the cap and its peer got nothing.
+TEST(ZcsendFaultTest, OnePeerNotReadingDoesNotStallTheOtherConnection) {
+  SKIP_WITHOUT_IO_URING();
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  constexpr uint64_t kBytes = 8 << 20;
+  std::atomic<uint64_t> read_bytes{0};
+  std::atomic<int64_t> mismatch{-1};
+  int stalled = -1;
+  std::thread peer([&] {
+    // The first connection is accepted and never read; the second is read
+    // to its end and checked against the pattern.
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    int live = -1;
+    for (int accepted = 0; accepted < 2 && absl::Now() < deadline;) {
+      pollfd pfd = {listener, POLLIN, 0};
+      if (poll(&pfd, 1, 100) <= 0) continue;
+      const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      (accepted++ == 0 ? stalled : live) = fd;
+    }
+    if (live < 0) return;
+    std::vector<unsigned char> buf(256 << 10);
+    while (absl::Now() < deadline) {
+      pollfd pfd = {live, POLLIN, 0};
+      if (poll(&pfd, 1, 100) <= 0) continue;
+      const ssize_t n = recv(live, buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      const uint64_t at = read_bytes;
+      const size_t bad = FindPatternMismatch(
+          at, absl::MakeConstSpan(buf.data(), static_cast<size_t>(n)));
+      if (bad < static_cast<size_t>(n) && mismatch < 0) mismatch = at + bad;
+      read_bytes += static_cast<uint64_t>(n);
+    }
+    close(live);
+  });
+  const Result r =
+      Zcsend({"--peer", address, "--bytes", "8M", "--connections", "2",
+              "--threshold", "0", "--adaptive", "off", "--idle-timeout", "2s"});
+  peer.join();
+  if (stalled >= 0) close(stalled);
+  close(listener);
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "connection 1 of 2")) << r.err;
+  EXPECT_EQ(read_bytes.load(), kBytes) << r.out;
+  EXPECT_EQ(mismatch.load(), -1);
+  EXPECT_TRUE(absl::StrContains(r.out, "connection 2: sent 8M")) << r.out;
+}
+
 // Buffers the kernel may still read after the run are never reused: here the
 // connection is not reset (a test hook), so the executor hands its zero-copy
 // buffers back as KernelMayStillRead and the kernel keeps sending from them

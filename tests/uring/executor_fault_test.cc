@@ -116,6 +116,20 @@ class ExecutorFaultTest : public testing::Test {
 
   bool batch_enqueue_ = false;
 
+  // The next `faults` SEND_ZC ops on `c` fail -ENOMEM (no F_MORE, no
+  // notification), as the kernel's memlock charge makes them; then `chains`
+  // chains of one 32 KiB buffer, so one SEND_ZC each, go out, each drained.
+  void SendEnomemChains(ConnectionId c, int faults, int chains) {
+    FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+    f.more = false;
+    f.notify = false;
+    for (int i = 0; i < faults; ++i) ring_->AddFault(Fd(c), f);
+    for (int i = 0; i < chains; ++i) {
+      Send(c, {32 * K});
+      Pump();
+    }
+  }
+
   const unsigned char* Data(uint64_t token) { return buffers_[token]->data(); }
 
   // Polls (without blocking: the fake never waits) until every connection is
@@ -1348,17 +1362,7 @@ TEST_F(ExecutorFaultTest, RegisterBuffersFromTheReleaseCallbackIsRefused) {
 TEST_F(ExecutorFaultTest, RepeatedEnomemPausesZeroCopy) {
   Make();
   const ConnectionId c = Attach(Options(0));
-  for (int i = 0; i < 1000; ++i) {
-    FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
-    f.more = false;
-    f.notify = false;
-    ring_->AddFault(Fd(c), f);
-  }
-  // One buffer, so one SEND_ZC, per chain.
-  for (int i = 0; i < 400; ++i) {
-    Send(c, {32 * K});
-    Pump();
-  }
+  SendEnomemChains(c, /*faults=*/1000, /*chains=*/400);
   ExpectExact(c);
   const SendStats s = *executor_->connection_stats(c);
   EXPECT_TRUE(executor_->ConnectionError(c).ok());
@@ -1372,16 +1376,7 @@ TEST_F(ExecutorFaultTest, RepeatedEnomemPausesZeroCopy) {
 TEST_F(ExecutorFaultTest, ZeroCopySuccessEndsTheEnomemBackOff) {
   Make();
   const ConnectionId c = Attach(Options(0));
-  for (int i = 0; i < 2; ++i) {
-    FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
-    f.more = false;
-    f.notify = false;
-    ring_->AddFault(Fd(c), f);
-  }
-  for (int i = 0; i < 40; ++i) {
-    Send(c, {32 * K});
-    Pump();
-  }
+  SendEnomemChains(c, /*faults=*/2, /*chains=*/40);
   ExpectExact(c);
   const SendStats s = *executor_->connection_stats(c);
   EXPECT_EQ(s.enomem_pauses, 1u);

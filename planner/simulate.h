@@ -36,7 +36,7 @@ namespace zcplan {
 std::vector<struct iovec> MakeSyntheticQueue(absl::Span<const uint64_t> sizes,
                                              uint64_t page_size = 4096);
 
-// The project's reference message (FIELD_NOTES section 3), 256 KiB in
+// The project's reference message (the shape of an HTTP response), 256 KiB in
 // `pieces` buffers: for 4 or more, a 4 KiB header, two 64 KiB pieces at one
 // and two thirds of the body, and the rest of the body split evenly into
 // `pieces - 3` small ones; for 1, one 256 KiB buffer; for 2 or 3, the header

@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -359,7 +360,8 @@ class Executor::Impl {
   bool shut_down_ = false;
   // The thread a SINGLE_ISSUER ring is bound to (its first submit).
   bool bound_ = false;
-  pid_t bound_tid_ = 0;
+  pthread_t bound_thread_{};
+  pid_t bound_tid_ = 0;  // for messages
 
   std::vector<Connection> conns_;
   std::vector<uint32_t> free_conns_;
@@ -466,7 +468,8 @@ void Executor::Impl::ChooseCap() {
 }
 
 bool Executor::Impl::OnRingThread() const {
-  return !bound_ || bound_tid_ == gettid();
+  // pthread_self is cheap (every Poll checks) and right after fork.
+  return !bound_ || pthread_equal(bound_thread_, pthread_self()) != 0;
 }
 
 absl::Status Executor::Impl::CheckThread(absl::string_view what) const {
@@ -713,6 +716,7 @@ absl::Status Executor::Impl::PrepareReady() {
     // first chain.
     ring_->SqSpaceLeft();
     bound_ = true;
+    bound_thread_ = pthread_self();
     bound_tid_ = gettid();
   }
   std::vector<uint32_t>& batch = batch_;
@@ -757,6 +761,7 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
   if (!bound_ && ret != -EEXIST &&
       (ring_->features().setup_flags & IORING_SETUP_SINGLE_ISSUER)) {
     bound_ = true;
+    bound_thread_ = pthread_self();
     bound_tid_ = gettid();
   }
   if (ret >= 0) {

@@ -98,7 +98,7 @@ absl::Status KernelMayStillReadStatus(absl::string_view why) {
   absl::Status status = absl::UnavailableError(absl::StrCat(
       why,
       "; the kernel may still read the buffer: do not reuse it until the "
-      "socket is reset and closed"));
+      "executor is destroyed and the socket reset (SO_LINGER 0) and closed"));
   status.SetPayload(kKernelMayStillReadUrl, absl::Cord("1"));
   return status;
 }
@@ -260,6 +260,7 @@ class Executor::Impl {
     bool in_ready = false;
     bool cap_waiting = false;
     bool cancel_sent = false;
+    bool cancel_due = false;
 
     Plan plan;
     std::vector<iovec> chain_iovs;
@@ -332,7 +333,14 @@ class Executor::Impl {
                     const absl::Status& status);
   void Compact(Connection& c);
   void MaybeFree(uint32_t conn_index);
-  void SendCancel(Connection& c);
+  // Cancels what connection `index` has in flight: one cancel by fd, or one
+  // per op where the kernel lacks that. With no room in the submission
+  // queue it is marked due and retried by `RetryCancels`.
+  void SendCancel(uint32_t index);
+  void RetryCancels();
+  // Turns the SQEs of connection `index` that were never submitted into
+  // NOPs and ends their ops: the kernel never saw those buffers.
+  void UndoUnsubmitted(uint32_t index);
   // Closes connection `index` (state, error, cancel, release of what the
   // kernel does not hold); `error` is the status for an open connection.
   void Stop(uint32_t index, absl::Status error);
@@ -369,7 +377,8 @@ class Executor::Impl {
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint32_t> socket_to_conn_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> batch_;
-  std::vector<uint32_t> cap_waiters_;
+  // Connections whose cancel found no free SQE; retried before each submit.
+  std::vector<uint32_t> cancels_due_;
 
   std::vector<OpSlot> slots_;
   uint32_t free_slot_ = UINT32_MAX;
@@ -382,7 +391,13 @@ class Executor::Impl {
   uint64_t notif_bytes_ = 0;
   uint64_t peak_notif_bytes_ = 0;
   size_t held_total_ = 0;
-  uint32_t unsubmitted_ = 0;
+  // SQEs obtained since the last submit that took them, in order: the
+  // kernel has not seen these, so a stopped connection's can be undone.
+  std::vector<io_uring_sqe*> pending_sqes_;
+  // Connections with zero-copy bytes awaiting notification (for the cap's
+  // fair share).
+  uint32_t zc_holders_ = 0;
+  absl::Status shutdown_status_;
   int in_callback_ = 0;
 
   SendStats closed_totals_;  // connections already freed
@@ -433,6 +448,7 @@ uint32_t Executor::Impl::AllocSlot() {
 }
 
 void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
+  if (c.stats.bytes_awaiting_notification == 0 && bytes > 0) ++zc_holders_;
   notif_bytes_ += bytes;
   peak_notif_bytes_ = std::max(peak_notif_bytes_, notif_bytes_);
   c.stats.bytes_awaiting_notification += bytes;
@@ -444,13 +460,11 @@ void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
 void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
   notif_bytes_ -= bytes;
   c.stats.bytes_awaiting_notification -= bytes;
-  if (!cap_waiters_.empty()) {
-    std::vector<uint32_t> waiters;
-    waiters.swap(cap_waiters_);
-    for (uint32_t w : waiters) {
-      conns_[w].cap_waiting = false;
-      MarkReady(w);
-    }
+  if (c.stats.bytes_awaiting_notification == 0 && bytes > 0) --zc_holders_;
+  // A connection waits on the cap only for its own notifications.
+  if (c.cap_waiting) {
+    c.cap_waiting = false;
+    MarkReady(static_cast<uint32_t>(&c - conns_.data()));
   }
 }
 
@@ -540,12 +554,21 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     return absl::InvalidArgumentError(
         "max_queued_bytes is 0; it must be at least 1");
   }
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fd ", fd, ": fstat failed (", std::strerror(errno), ")"));
+  // The socket's identity, whatever fd reaches it: its cookie (64 bits,
+  // never reused; 4.12+), else its inode (which can wrap on a busy host).
+  std::pair<uint64_t, uint64_t> key;
+  uint64_t cookie = 0;
+  len = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0) {
+    key = {~uint64_t{0}, cookie};
+  } else {
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fd ", fd, ": fstat failed (", std::strerror(errno), ")"));
+    }
+    key = {st.st_dev, st.st_ino};
   }
-  const std::pair<uint64_t, uint64_t> key(st.st_dev, st.st_ino);
   if (auto it = socket_to_conn_.find(key); it != socket_to_conn_.end()) {
     const Connection& other = conns_[it->second];
     return absl::InvalidArgumentError(absl::StrCat(
@@ -702,13 +725,15 @@ absl::Status Executor::Impl::Flush() {
         "Flush called from inside the release callback");
   }
   if (absl::Status s = CheckThread("Flush"); !s.ok()) return s;
+  if (shut_down_) return absl::OkStatus();
   absl::Status s = PrepareReady();
-  if (!s.ok() || unsubmitted_ == 0) return s;
+  if (!s.ok() || pending_sqes_.empty()) return s;
   bool waited = false;
   return SubmitPending(0, 0, &waited);
 }
 
 absl::Status Executor::Impl::PrepareReady() {
+  if (!cancels_due_.empty()) RetryCancels();
   if (!bound_ &&
       (ring_->features().setup_flags & IORING_SETUP_SINGLE_ISSUER) != 0) {
     // A SINGLE_ISSUER ring is bound to the thread that first uses it; make
@@ -765,13 +790,16 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
     bound_tid_ = gettid();
   }
   if (ret >= 0) {
-    unsubmitted_ -= std::min<uint32_t>(unsubmitted_, ret);
+    pending_sqes_.erase(
+        pending_sqes_.begin(),
+        pending_sqes_.begin() +
+            std::min<size_t>(pending_sqes_.size(), static_cast<size_t>(ret)));
     return absl::OkStatus();
   }
   switch (-ret) {
     case ETIME:
       // A timeout with a wait also means the submission went through.
-      if (wait_nr > 0) unsubmitted_ = 0;
+      if (wait_nr > 0) pending_sqes_.clear();
       return absl::OkStatus();
     case EINTR:
       ++ring_stats_.wait_interrupted;
@@ -802,10 +830,13 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
         "Poll called from inside the release callback");
   }
   if (absl::Status s = CheckThread("Poll"); !s.ok()) return s;
+  // After Shutdown nothing is submitted (what is left in the submission
+  // queue is NOPs); late completions are only counted.
+  if (shut_down_) return ReapAndHandle();
   absl::Status s = PrepareReady();
   if (!s.ok()) return s;
   size_t handled = ReapAndHandle();
-  if (handled == 0 && (slots_in_use_ > 0 || unsubmitted_ > 0)) {
+  if (handled == 0 && (slots_in_use_ > 0 || !pending_sqes_.empty())) {
     // One system call submits the new chains and waits for completions.
     const int64_t ns =
         timeout == absl::InfiniteDuration()
@@ -839,7 +870,7 @@ absl::Status Executor::Impl::Drain(absl::Duration timeout) {
     }
     absl::StatusOr<size_t> n = Poll(std::min(left, absl::Milliseconds(100)));
     if (!n.ok()) return n.status();
-    if (*n == 0 && slots_in_use_ == 0 && unsubmitted_ == 0) {
+    if (*n == 0 && slots_in_use_ == 0 && pending_sqes_.empty()) {
       absl::SleepFor(absl::Milliseconds(1));
     }
   }
@@ -852,15 +883,19 @@ void Executor::Impl::Stop(uint32_t index, absl::Status error) {
   if (c.state == State::kOpen) c.error = std::move(error);
   // A failed connection keeps its failure as the release status.
   c.state = State::kClosed;
-  if (c.slots_held > 0) SendCancel(c);
+  c.cap_waiting = false;
+  UndoUnsubmitted(index);
+  if (conns_[index].in_use && conns_[index].slots_held > 0) SendCancel(index);
+  if (!conns_[index].in_use) return;  // UndoUnsubmitted freed it
   ReleaseEligible(index, c.base_seq + c.front, c.base_seq + c.iovs.size());
   MaybeFree(index);
 }
 
 int Executor::Impl::Reset(uint32_t index) {
   Connection& c = conns_[index];
-  ++c.stats.connections_reset;
-  return ring_->AbortConnection(c.fd);
+  const int ret = ring_->AbortConnection(c.fd);
+  if (ret == 0) ++c.stats.connections_reset;
+  return ret;
 }
 
 absl::StatusOr<uint32_t> Executor::Impl::IndexForStop(ConnectionId id,
@@ -884,7 +919,7 @@ absl::Status Executor::Impl::Close(ConnectionId id) {
   Stop(*index, absl::CancelledError(
                    absl::StrCat("connection ", id.value, " was closed")));
   bool waited = false;
-  if (unsubmitted_ > 0) return SubmitPending(0, 0, &waited);
+  if (!pending_sqes_.empty()) return SubmitPending(0, 0, &waited);
   return absl::OkStatus();
 }
 
@@ -900,7 +935,7 @@ absl::Status Executor::Impl::Abort(ConnectionId id) {
                   absl::StrCat("connection ", id.value, " was aborted")));
   bool waited = false;
   absl::Status s = absl::OkStatus();
-  if (unsubmitted_ > 0) s = SubmitPending(0, 0, &waited);
+  if (!pending_sqes_.empty()) s = SubmitPending(0, 0, &waited);
   if (ret < 0) {
     return absl::InternalError(absl::StrCat(
         "Abort: resetting fd ", fd, " failed: ", std::strerror(-ret),
@@ -912,6 +947,7 @@ absl::Status Executor::Impl::Abort(ConnectionId id) {
 
 void Executor::Impl::WaitUntilReleased(absl::Time deadline) {
   while (held_total_ > 0) {
+    if (!cancels_due_.empty()) RetryCancels();
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return;
     bool waited = false;
@@ -931,11 +967,9 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
     return absl::FailedPreconditionError(
         "Shutdown called from inside the release callback");
   }
-  if (shut_down_) return absl::OkStatus();
+  if (shut_down_) return shutdown_status_;
   shut_down_ = true;
   ready_.clear();
-  cap_waiters_.clear();
-  for (Connection& c : conns_) c.cap_waiting = false;
   const absl::Time start = absl::Now();
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     if (!conns_[i].in_use) continue;
@@ -945,19 +979,17 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   // From a thread the ring is not bound to nothing can be submitted or
   // waited for: straight to the end.
   const bool can_wait = OnRingThread();
-  if (can_wait) {
-    WaitUntilReleased(start + timeout / 2);
-    bool reset = false;
-    for (uint32_t i = 0; i < conns_.size(); ++i) {
-      Connection& c = conns_[i];
-      if (c.in_use && c.options.reset_on_shutdown &&
-          (c.held > 0 || c.slots_held > 0)) {
-        (void)Reset(i);
-        reset = true;
-      }
+  if (can_wait) WaitUntilReleased(start + timeout / 2);
+  // A reset is a plain socket call, so it helps even off the ring's thread
+  // (the kernel lets go of the memory; only the notifications go unread).
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    Connection& c = conns_[i];
+    if (c.in_use && c.options.reset_on_shutdown &&
+        (c.held > 0 || c.slots_held > 0)) {
+      (void)Reset(i);
     }
-    if (reset) WaitUntilReleased(start + timeout);
   }
+  if (can_wait) WaitUntilReleased(start + timeout);
   // What the kernel still references is handed back as such, and the
   // executor forgets the ops: later completions count as stray.
   size_t left_buffers = 0;
@@ -997,14 +1029,23 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     if (conns_[i].in_use) MaybeFree(i);
   }
-  if (left_buffers == 0) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(
-      "Shutdown: ", left_buffers, " buffer(s), ", left_bytes, " bytes, on ",
-      left_connections,
-      " connection(s) were still referenced by the kernel after ",
-      absl::FormatDuration(timeout),
-      " and were released as KernelMayStillRead: keep that memory until the "
-      "sockets are reset and closed"));
+  cancels_due_.clear();
+  // Whatever is still queued and unsubmitted refers to forgotten ops (or to
+  // sockets the caller may close and reuse): make it inert.
+  for (io_uring_sqe* sqe : pending_sqes_) {
+    io_uring_prep_nop(sqe);
+    sqe->user_data = kInternalUserData;
+  }
+  if (left_buffers == 0) return shutdown_status_ = absl::OkStatus();
+  return shutdown_status_ = absl::UnavailableError(absl::StrCat(
+             "Shutdown: ", left_buffers, " buffer(s), ", left_bytes,
+             " bytes, on ", left_connections,
+             " connection(s) were still referenced by the kernel after ",
+             absl::FormatDuration(timeout),
+             " and were released as KernelMayStillRead: keep that memory until "
+             "the "
+             "executor is destroyed and the sockets reset (SO_LINGER 0) and "
+             "closed"));
 }
 
 bool Executor::Impl::Idle(ConnectionId id) const {
@@ -1132,7 +1173,7 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
 
   PlanOptions po = c.options.plan;
   po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
-  if (!c.zc_enabled) po.zc_threshold = PlanOptions::kNever;
+  if (!c.zc_enabled || cap_ < 3 * kPage) po.zc_threshold = PlanOptions::kNever;
   if (c.zc_pause_chains > 0 && po.zc_threshold != PlanOptions::kNever) {
     --c.zc_pause_chains;
     ++c.stats.chains_zc_paused;
@@ -1171,10 +1212,15 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
       ++take;
     }
     if (take > 0) break;
-    if (c.stats.bytes_awaiting_notification > 0) {
+    // Wait for its own notifications only while it holds at least its share
+    // (the mean over the connections holding any) of what is awaiting
+    // notification: then its own peer's progress makes the room. Below
+    // that, others hold the room (perhaps a peer that stopped reading), so
+    // copy.
+    const uint64_t own = c.stats.bytes_awaiting_notification;
+    if (own > 0 && own * std::max<uint32_t>(zc_holders_, 1) >= notif_bytes_) {
       ++c.stats.cap_waits;
       c.cap_waiting = true;
-      cap_waiters_.push_back(index);
       return true;
     }
     if (notif_bytes_ > 0) {
@@ -1220,7 +1266,7 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     }
     ++c.slots_held;
     ++c.chain_ops;
-    ++unsubmitted_;
+    pending_sqes_.push_back(sqe);
     ++c.stats.ops[static_cast<int>(ops[i].kind)];
   }
   ++c.stats.chains;
@@ -1583,22 +1629,84 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   socket_to_conn_.erase(c.socket_key);
   c.in_use = false;
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
-  c.iovs = {};
-  c.bufs = {};
-  c.tokens = {};
-  c.chain_iovs = {};
-  c.chain_msgs = {};
+  // Swapped out, not cleared: a freed connection keeps no queue memory.
+  std::vector<iovec>().swap(c.iovs);
+  std::vector<Buffer>().swap(c.bufs);
+  std::vector<uint64_t>().swap(c.tokens);
+  std::vector<iovec>().swap(c.chain_iovs);
+  std::vector<msghdr>().swap(c.chain_msgs);
   free_conns_.push_back(conn_index);
 }
 
-void Executor::Impl::SendCancel(Connection& c) {
-  if (c.cancel_sent || !ring_->features().async_cancel_fd) return;
-  io_uring_sqe* sqe = ring_->GetSqe();
-  if (sqe == nullptr) return;
-  io_uring_prep_cancel_fd(sqe, c.fd, IORING_ASYNC_CANCEL_ALL);
-  sqe->user_data = kInternalUserData;
-  ++unsubmitted_;
+void Executor::Impl::SendCancel(uint32_t index) {
+  Connection& c = conns_[index];
+  if (c.cancel_sent) return;
+  // By fd where the kernel can (5.19+), else each op in flight by user_data.
+  std::vector<uint64_t> targets;
+  if (!ring_->features().async_cancel_fd) {
+    for (uint32_t i = 0; i < slots_.size(); ++i) {
+      const OpSlot& slot = slots_[i];
+      if (slot.in_use && slot.conn == index && !slot.send_done) {
+        targets.push_back((uint64_t{slot.generation & kGenerationMask} << 32) |
+                          i);
+      }
+    }
+    if (targets.empty()) return;  // only notifications are outstanding
+  }
+  const size_t needed = targets.empty() ? 1 : targets.size();
+  if (ring_->SqSpaceLeft() < needed) {
+    if (!c.cancel_due) {
+      c.cancel_due = true;
+      cancels_due_.push_back(index);
+    }
+    return;
+  }
+  for (size_t k = 0; k < needed; ++k) {
+    io_uring_sqe* sqe = ring_->GetSqe();
+    if (targets.empty()) {
+      io_uring_prep_cancel_fd(sqe, c.fd, IORING_ASYNC_CANCEL_ALL);
+    } else {
+      io_uring_prep_cancel64(sqe, targets[k], 0);
+    }
+    sqe->user_data = kInternalUserData;
+    pending_sqes_.push_back(sqe);
+  }
   c.cancel_sent = true;
+  c.cancel_due = false;
+}
+
+void Executor::Impl::RetryCancels() {
+  std::vector<uint32_t> due;
+  due.swap(cancels_due_);
+  for (uint32_t index : due) {
+    Connection& c = conns_[index];
+    c.cancel_due = false;
+    if (c.in_use && c.state == State::kClosed && c.slots_held > 0) {
+      SendCancel(index);
+    }
+  }
+}
+
+void Executor::Impl::UndoUnsubmitted(uint32_t index) {
+  std::vector<uint32_t> undone;
+  for (io_uring_sqe* sqe : pending_sqes_) {
+    const uint64_t user_data = sqe->user_data;
+    if (user_data & kInternalUserData) continue;
+    const uint32_t slot = static_cast<uint32_t>(user_data);
+    if (slot >= slots_.size() || !slots_[slot].in_use ||
+        slots_[slot].conn != index) {
+      continue;
+    }
+    io_uring_prep_nop(sqe);
+    sqe->user_data = kInternalUserData;
+    undone.push_back(slot);
+  }
+  for (uint32_t slot : undone) {
+    // Sent nothing: the stream position stays, the buffers come back with
+    // the connection's status.
+    --conns_[index].chain_ops;
+    FinishSlot(slot);
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -38,8 +38,11 @@
 //
 //   WARNING: a buffer released with `KernelMayStillRead(status)` may still be
 //   read by the kernel and sent to the peer. Do not reuse or free it until
-//   the socket has been reset and closed (SO_LINGER {1, 0}, then close; a
-//   plain close keeps sending from it) or the process exits.
+//   the executor is destroyed and the socket reset (SO_LINGER {1, 0}, then
+//   close; a plain close keeps sending from it, and while the executor lives
+//   an op in flight keeps the socket open), or the process exits.
+//
+//   WARNING: do not destroy the executor from inside its release callback.
 //
 // Thread safety: an `Executor` is used from one thread at a time. When the
 // ring is made with IORING_SETUP_SINGLE_ISSUER (the default where the kernel
@@ -197,10 +200,12 @@ struct ExecutorOptions {
   // Most bytes (counted as the pages the kernel charges to RLIMIT_MEMLOCK)
   // that unregistered zero-copy sends may hold awaiting notification, over
   // the whole ring. A chain whose zero-copy ops find no room under it waits
-  // for the connection's own notifications if it has some due (`cap_waits`),
-  // and is sent by copy when the cap is held by others (`cap_copies`), so a
-  // peer that stops reading and holds the cap never stalls the other
-  // connections; an op larger than the whole cap is cut to fit. 0 means half of
+  // for the connection's own notifications while it holds at least its share
+  // of the bytes awaiting notification (the mean over the connections that
+  // hold some; `cap_waits`), and is sent by copy when others hold the room
+  // (`cap_copies`), so a peer that stops reading and holds the cap never
+  // slows the other connections; an op larger than the whole cap is cut to
+  // fit. 0 means half of
   // what RLIMIT_MEMLOCK leaves after the ring itself and the registered buffers
   // (recomputed by `RegisterBuffers`; `DescribeNotificationCap` shows the
   // figures). When that is less than 3 pages zero-copy is not used.
@@ -303,11 +308,13 @@ class Executor {
 
   // Closes the connection (as `Close`) and resets its TCP connection (the
   // kernel sends RST and drops the socket's send queue, so every zero-copy
-  // buffer comes back at the next `Poll`, released with Aborted unless
-  // fully sent before). The socket stays open, the caller's, but is no longer
-  // connected; close it when the connection is `Idle`. For a peer that
-  // stopped reading. Errors: NotFound (unknown connection), Internal when
-  // the kernel refuses the reset (the connection is then closed anyway).
+  // buffer comes back at the next `Poll`, released with Aborted, or with the
+  // status of an earlier `Close` or failure, unless fully sent before). OK
+  // means the local kernel had taken the bytes; a reset loses what the peer
+  // had not yet received. The socket stays open, the caller's, but is no
+  // longer connected; close it when the connection is `Idle`. For a peer
+  // that stopped reading. Errors: NotFound (unknown connection), Internal
+  // when the kernel refuses the reset (the connection is then closed anyway).
   [[nodiscard]] absl::Status Abort(ConnectionId connection);
 
   // Ends the executor's work within `timeout`, and hands back every buffer:
@@ -318,12 +325,13 @@ class Executor {
   //   4. what the kernel still references then is released with a status
   //      for which `KernelMayStillRead` is true (see the WARNING at the top).
   // Returns OK when step 4 released nothing; otherwise Unavailable naming
-  // the buffers, bytes and connections left with the kernel. Afterwards the
-  // executor holds nothing: `Attach` and `Enqueue` fail with
-  // FailedPrecondition, `Poll` and `Drain` find no work, and completions the
-  // kernel posts later are ignored (counted as stray). Called from a thread
-  // other than the ring's (see Thread safety), it cannot wait and goes from
-  // step 1 to step 4 at once.
+  // the buffers, bytes and connections left with the kernel; a second call
+  // returns the first one's result. Afterwards the executor holds nothing:
+  // `Attach` and `Enqueue` fail with FailedPrecondition, `Flush`, `Poll` and
+  // `Drain` submit nothing, and completions the kernel posts later are
+  // ignored (counted as stray). Called from a thread other than the ring's
+  // (see Thread safety), it cannot wait: it resets the marked connections
+  // and goes to step 4 at once.
   [[nodiscard]] absl::Status Shutdown(absl::Duration timeout);
 
   // True when the connection holds no buffer (nothing queued, in flight, or

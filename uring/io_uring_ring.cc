@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -137,6 +138,7 @@ class IoUringRing final : public Ring {
                                       IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
     if (ret < 0) return ret;
     enabled_ = true;
+    features_.setup_flags &= ~IORING_SETUP_R_DISABLED;  // enabled now
     ProbeFlags();
     return 0;
   }
@@ -162,15 +164,33 @@ class IoUringRing final : public Ring {
 
   // Submits the probe SQE (prepared with kProbeUserData) and returns its
   // result, consuming a notification if one follows.
+  // Whether the kernel took the flag the probe SQE `sqe` tries: it did
+  // unless it refused the SQE with -EINVAL. No answer (the submit failed,
+  // or nothing came within the wait) counts as not supported, and an SQE
+  // the submit left queued is made a NOP, so nothing later sends it.
+  bool Accepted(io_uring_sqe* sqe) {
+    const int res = RunProbe();
+    if (res == kNoAnswer) {
+      io_uring_prep_nop(sqe);
+      sqe->user_data = kProbeUserData;
+      return false;
+    }
+    return res != -EINVAL;
+  }
+
+  static constexpr int kNoAnswer = INT32_MIN;
+
   int RunProbe() {
     io_uring* ring = &ring_;
-    int res = -ETIME;
+    int res = kNoAnswer;
     bool more = false;
     for (int round = 0; round < 2; ++round) {
-      __kernel_timespec ts{1, 0};
+      // The probes run on an AF_UNIX socket with MSG_DONTWAIT: they complete
+      // at once; the wait only bounds a kernel that misbehaves.
+      __kernel_timespec ts{0, 200 * 1000 * 1000};
       io_uring_cqe* cqe = nullptr;
       int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
-      if (ret < 0 && ret != -EINTR) return res;
+      if (ret < 0 && ret != -EINTR && ret != -ETIME) return res;
       while (io_uring_peek_cqe(ring, &cqe) == 0 && cqe != nullptr) {
         if (cqe->user_data == kProbeUserData) {
           if (cqe->flags & IORING_CQE_F_NOTIF) {
@@ -182,7 +202,7 @@ class IoUringRing final : public Ring {
         }
         io_uring_cqe_seen(ring, cqe);
       }
-      if (res != -ETIME && !more) break;
+      if (res != kNoAnswer && !more) break;
     }
     return res;
   }
@@ -220,18 +240,18 @@ class IoUringRing final : public Ring {
       io_uring_prep_send_zc(sqe, fds[0], &byte, 1, MSG_DONTWAIT,
                             IORING_SEND_ZC_REPORT_USAGE);
       sqe->user_data = kProbeUserData;
-      features_.zc_report_usage = RunProbe() != -EINVAL;
+      features_.zc_report_usage = Accepted(sqe);
     }
     if (features_.sendmsg_zc && (sqe = get_sqe()) != nullptr) {
       io_uring_prep_sendmsg_zc(sqe, fds[0], &msg, MSG_DONTWAIT);
       sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
       sqe->user_data = kProbeUserData;
-      features_.sendmsg_zc_fixed = RunProbe() != -EINVAL;
+      features_.sendmsg_zc_fixed = Accepted(sqe);
     }
     if ((sqe = get_sqe()) != nullptr) {
       io_uring_prep_cancel_fd(sqe, fds[0], IORING_ASYNC_CANCEL_ALL);
       sqe->user_data = kProbeUserData;
-      features_.async_cancel_fd = RunProbe() != -EINVAL;
+      features_.async_cancel_fd = Accepted(sqe);
     }
     close(fds[0]);
     close(fds[1]);

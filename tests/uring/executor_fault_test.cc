@@ -727,10 +727,10 @@ TEST_F(ExecutorFaultTest, ShutdownWaitsForLateNotificationsThenReportsOk) {
   const std::vector<uint64_t> tokens = Send(c, kExample);
   Pump(5);
   ASSERT_EQ(ring_->held_notifications().size(), 1u);
-  // The notification comes while Shutdown waits (the fake posts it at the
-  // next submit).
-  ring_->DeliverAllNotifications();
-  EXPECT_TRUE(executor_->Shutdown(absl::Seconds(5)).ok());
+  // The notification comes while Shutdown waits: at its 50th submit from
+  // now, so a Shutdown that does not keep waiting misses it.
+  ring_->DeliverHeldAfterSubmits(50);
+  EXPECT_TRUE(executor_->Shutdown(absl::Seconds(60)).ok());
   for (uint64_t t : tokens) {
     EXPECT_TRUE(ledger_.Find(t)->status.ok()) << ledger_.Find(t)->status;
   }
@@ -1377,11 +1377,18 @@ TEST_F(ExecutorFaultTest, ZeroCopySuccessEndsTheEnomemBackOff) {
   Make();
   const ConnectionId c = Attach(Options(0));
   SendEnomemChains(c, /*faults=*/2, /*chains=*/40);
+  const SendStats first = *executor_->connection_stats(c);
+  EXPECT_EQ(first.enomem_pauses, 1u);
+  EXPECT_EQ(first.fallbacks_enomem, 2u);
+  EXPECT_EQ(first.chains_zc_paused, 16u);
+  EXPECT_GT(first.bytes_zero_copy, 0u) << "zero-copy resumed after the pause";
+  // A zero-copy send went through since: the next pause is the first
+  // length again (16 chains), not double (32).
+  SendEnomemChains(c, /*faults=*/2, /*chains=*/40);
   ExpectExact(c);
   const SendStats s = *executor_->connection_stats(c);
-  EXPECT_EQ(s.enomem_pauses, 1u);
-  EXPECT_EQ(s.fallbacks_enomem, 2u);
-  EXPECT_GT(s.bytes_zero_copy, 0u) << "zero-copy resumed after the pause";
+  EXPECT_EQ(s.enomem_pauses, 2u);
+  EXPECT_EQ(s.chains_zc_paused, 32u);
 }
 
 TEST_F(ExecutorFaultTest, DefaultCapLeavesRoomForTheRingAndRegisteredBuffers) {
@@ -1434,6 +1441,144 @@ TEST_F(ExecutorFaultTest, SingleIssuerRingBindsToTheFirstThreadThatSubmits) {
   EXPECT_TRUE(absl::StrContains(here.status().message(), "defer_taskrun"))
       << here.status();
   EXPECT_EQ(executor_->Flush().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Shutdown could not submit the chain (-EBUSY, zero timeout). Its SQEs are
+// still in the ring: they must never reach the kernel once the executor has
+// given their buffers back and forgotten the connection.
+TEST_F(ExecutorFaultTest, NothingUnsubmittedGoesOutAfterShutdown) {
+  Make();
+  const ConnectionId c = Attach(Options(PlanOptions::kNever, CopyOp::kWritev));
+  const std::vector<uint64_t> tokens = Send(c, {4 * K, 4 * K, 4 * K});
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  EXPECT_TRUE(executor_->Shutdown(absl::ZeroDuration()).ok())
+      << "the kernel never had those buffers";
+  for (uint64_t t : tokens) {
+    EXPECT_TRUE(absl::IsAborted(ledger_.Find(t)->status))
+        << ledger_.Find(t)->status;
+  }
+  EXPECT_EQ(executor_->stats().connections_open, 0u);
+  const size_t logged = ring_->log().size();
+  ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  EXPECT_EQ(ring_->log().size(), logged) << "Poll after Shutdown submitted";
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+}
+
+// Close of a connection whose chain was prepared but not yet submitted (the
+// submit was refused): its buffers come back at once, Cancelled, and the
+// SQEs go out as NOPs, sending nothing.
+TEST_F(ExecutorFaultTest, CloseUndoesAChainNotYetSubmitted) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  const std::vector<uint64_t> tokens = Send(c, kExample);
+  Send(other, kExample);
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  for (uint64_t t : tokens) {
+    EXPECT_EQ(Releases(t), 1);
+    EXPECT_TRUE(absl::IsCancelled(ledger_.Find(t)->status));
+  }
+  Pump();
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+  ExpectExact(other);
+  CheckNoViolations();
+}
+
+// Close with the submission queue full: the cancel finds no SQE; it must be
+// sent later, or the chain blocked on a peer that reads nothing is never
+// cancelled and Close never ends.
+TEST_F(ExecutorFaultTest, CloseCancelsEvenWhenTheQueueWasFull) {
+  FakeRingOptions ro;
+  ro.sq_entries = 2;
+  Make(ro);
+  const ConnectionId a = Attach();
+  const ConnectionId b = Attach();
+  const ConnectionId d = Attach();
+  ring_->SetCapacity(Fd(a), 0);
+  Send(a, {4 * K});
+  Pump(3);
+  ASSERT_EQ(ring_->blocked_ops(), 1u);
+  Send(b, {4 * K});
+  Send(d, {4 * K});
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_EQ(ring_->SqSpaceLeft(), 0u);
+  ASSERT_TRUE(executor_->Close(a).ok());
+  Pump();
+  ExpectExact(b);
+  ExpectExact(d);
+  EXPECT_EQ(ring_->blocked_ops(), 0u)
+      << "the blocked chain was never cancelled";
+  EXPECT_TRUE(executor_->Idle(a));
+}
+
+// Without IORING_ASYNC_CANCEL_FD (or where its probe failed) Close cancels
+// each op in flight by its user_data.
+TEST_F(ExecutorFaultTest, CloseCancelsByUserDataWithoutCancelByFd) {
+  FakeRingOptions ro;
+  ro.features.async_cancel_fd = false;
+  Make(ro);
+  const ConnectionId c = Attach();
+  ring_->SetCapacity(Fd(c), 0);
+  Send(c, kExample);
+  Pump(3);
+  ASSERT_GT(ring_->blocked_ops(), 0u);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  Pump();
+  EXPECT_EQ(ring_->blocked_ops(), 0u);
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_GT(ring_->ops_executed(IORING_OP_ASYNC_CANCEL), 0u);
+  CheckNoViolations();
+}
+
+// B's first zero-copy op fits in the little room a stalled A leaves under the
+// cap, and B's notifications are slow. B must not then wait for them: it
+// holds less than its fair share, so it copies and finishes its stream while
+// its own notification is still due.
+TEST_F(ExecutorFaultTest, SmallShareOfTheCapDoesNotMakeAConnectionWait) {
+  ExecutorOptions eo;
+  eo.max_bytes_awaiting_notification = 256 * K;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId a = Attach(Options(0));
+  const ConnectionId b = Attach(Options(0));
+  ring_->SetCapacity(Fd(a), 0);
+  Send(a, {180 * K});
+  Pump(3);
+  ring_->set_hold_notifications(true);
+  std::vector<size_t> sizes(64, 32 * K);
+  Send(b, sizes);
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  }
+  EXPECT_EQ(ring_->received(Fd(b)).size(), 64 * 32 * K)
+      << FormatStats(*executor_->connection_stats(b));
+  EXPECT_EQ(executor_->connection_stats(b)->cap_waits, 0u);
+  EXPECT_GT(executor_->connection_stats(b)->cap_copies, 0u);
+  ring_->SetCapacity(Fd(a), -1);
+  ring_->set_hold_notifications(false);
+  ring_->DeliverAllNotifications();
+  Pump();
+  ExpectExact(a);
+  ExpectExact(b);
+  CheckNoViolations();
+}
+
+TEST_F(ExecutorFaultTest, SecondShutdownReturnsTheFirstResult) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  Send(c, kExample);
+  Pump(5);
+  const absl::Status first = executor_->Shutdown(absl::ZeroDuration());
+  EXPECT_EQ(first.code(), absl::StatusCode::kUnavailable) << first;
+  EXPECT_EQ(executor_->Shutdown(absl::ZeroDuration()), first);
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
 }
 
 }  // namespace

@@ -532,6 +532,11 @@ void FakeRing::ResumeBlocked(int fd) {
 int FakeRing::SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) {
   (void)timeout_ns;  // Nothing ever waits: see the file comment.
   ++submit_calls_;
+  if (deliver_held_at_submit_ != 0 &&
+      submit_calls_ >= deliver_held_at_submit_) {
+    deliver_held_at_submit_ = 0;
+    DeliverAllNotifications();
+  }
   if (!injected_results_.empty()) {
     const int result = injected_results_.front();
     injected_results_.pop_front();

@@ -189,6 +189,11 @@ class FakeRing : public Ring {
   void DeliverNotification(size_t i);
   // Posts every held notification, oldest first or newest first.
   void DeliverAllNotifications(bool reverse = false);
+  // Posts every held notification at the `n`th `SubmitAndWait` call from
+  // now (a kernel whose notifications come while the caller waits).
+  void DeliverHeldAfterSubmits(uint64_t n) {
+    deliver_held_at_submit_ = submit_calls_ + n;
+  }
 
   // --- What a test reads ---------------------------------------------------
 
@@ -293,6 +298,7 @@ class FakeRing : public Ring {
   std::vector<SqeRecord> log_;
   std::deque<Chain> blocked_;  // chains waiting for capacity, oldest first
   bool hold_notifications_ = false;
+  uint64_t deliver_held_at_submit_ = 0;  // 0: never
   std::vector<Notification> held_;
   uint64_t zc_bytes_pending_ = 0;
   std::vector<std::string> violations_;

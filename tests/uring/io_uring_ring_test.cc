@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -161,6 +162,42 @@ class IoUringRingTest : public testing::Test {
                    << ((report_usage) ? " with REPORT_USAGE" : "");    \
     }                                                                  \
   } while (0)
+
+// A SINGLE_ISSUER ring is made disabled: registering buffers works on it
+// from the creating thread, the first thread that uses it binds it, and the
+// kernel then refuses submissions from any other thread with -EEXIST.
+TEST_F(IoUringRingTest, SingleIssuerRingBindsToTheThreadThatFirstUsesIt) {
+  absl::StatusOr<std::unique_ptr<Ring>> made =
+      MakeIoUringRing(IoUringRingOptions());
+  ASSERT_TRUE(made.ok()) << made.status();
+  Ring& ring = **made;
+  if ((ring.features().setup_flags & IORING_SETUP_SINGLE_ISSUER) == 0) {
+    GTEST_SKIP() << "kernel " << KernelRelease()
+                 << " has no IORING_SETUP_SINGLE_ISSUER";
+  }
+  EXPECT_NE(ring.features().setup_flags & IORING_SETUP_R_DISABLED, 0u)
+      << "made disabled";
+  static char region[4096] __attribute__((aligned(4096)));
+  const iovec whole = {region, sizeof(region)};
+  EXPECT_EQ(ring.RegisterBuffers({&whole, 1}), 0) << "before it is enabled";
+  int in_thread = -1;
+  std::thread runner([&] {
+    io_uring_sqe* sqe = ring.GetSqe();  // enables and binds
+    if (sqe == nullptr) return;
+    io_uring_prep_nop(sqe);
+    sqe->user_data = 1;
+    in_thread = ring.SubmitAndWait(1, 1000 * 1000 * 1000);
+    Completion c[4];
+    ring.Reap(c);
+  });
+  runner.join();
+  EXPECT_EQ(in_thread, 1);
+  EXPECT_EQ(ring.features().setup_flags & IORING_SETUP_R_DISABLED, 0u);
+  io_uring_sqe* sqe = ring.GetSqe();
+  ASSERT_NE(sqe, nullptr);
+  io_uring_prep_nop(sqe);
+  EXPECT_EQ(ring.SubmitAndWait(0, 0), -EEXIST) << "another thread";
+}
 
 TEST_F(IoUringRingTest, ProbesZeroCopyFeatures) {
   // MakeRing used the ring once: a SINGLE_ISSUER ring probes its flags then.

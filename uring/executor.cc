@@ -207,6 +207,7 @@ class Executor::Impl {
   absl::StatusOr<SendStats> connection_stats(ConnectionId id) const;
   RingStats stats() const;
   const RingFeatures& features() const { return ring_->features(); }
+  int ring_fd() const { return ring_->fd(); }
   uint64_t cap() const { return cap_; }
   const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
@@ -1763,6 +1764,10 @@ absl::Status Executor::Enqueue(ConnectionId c, absl::Span<const iovec> buffers,
 absl::Status Executor::Flush() { return impl_->Flush(); }
 absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {
   return impl_->Poll(timeout);
+}
+int Executor::ring_fd() const { return impl_->ring_fd(); }
+absl::StatusOr<size_t> Executor::HandleReady() {
+  return impl_->Poll(absl::ZeroDuration());
 }
 absl::Status Executor::Drain(absl::Duration timeout) {
   return impl_->Drain(timeout);

@@ -293,6 +293,24 @@ class Executor {
   // Errors: Internal when the ring itself fails.
   [[nodiscard]] absl::StatusOr<size_t> Poll(absl::Duration timeout);
 
+  // For a program with an epoll (or poll) loop of its own: watch `ring_fd()`
+  // for readability, and call `HandleReady` when it is readable and after
+  // enqueueing (to start the sends). It may stay readable after a call that
+  // found work; level-triggered epoll then calls again.
+  // WARNING: this needs an executor made with
+  // `ExecutorOptions::defer_taskrun = false`. On a DEFER_TASKRUN ring the
+  // kernel queues completions as work for the ring's thread and does not
+  // wake a blocked epoll_wait for them (measured on 6.18: an epoll loop
+  // driven by this fd alone hung; docs/kernel.md), so they would sit
+  // unnoticed until something else woke the loop.
+  // -1 for a ring without a file descriptor (a test fake).
+  int ring_fd() const;
+
+  // `Poll` that never waits: submits the chains that are ready, enters the
+  // ring to run deferred work, handles every completion available and
+  // submits what they unblocked. Returns the number of completions handled.
+  [[nodiscard]] absl::StatusOr<size_t> HandleReady();
+
   // Polls until every buffer on every connection has been released, or
   // `timeout` passes (DeadlineExceeded).
   [[nodiscard]] absl::Status Drain(absl::Duration timeout);

@@ -124,6 +124,8 @@ class IoUringRing final : public Ring {
                                      static_cast<unsigned>(buffers.size()));
   }
 
+  int fd() const override { return ring_.ring_fd; }
+
   int AbortConnection(int fd) override {
     sockaddr unspec{};
     unspec.sa_family = AF_UNSPEC;

@@ -100,6 +100,11 @@ class Ring {
   // send still queued). The descriptor stays open. Returns 0 or a negative
   // errno.
   virtual int AbortConnection(int fd) = 0;
+
+  // The ring's file descriptor, for a reactor to watch (readable while
+  // completions or deferred completion work wait), or -1 when there is none
+  // (a fake).
+  virtual int fd() const = 0;
 };
 
 }  // namespace zcplan

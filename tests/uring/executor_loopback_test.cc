@@ -18,8 +18,10 @@
 
 #include <linux/capability.h>
 #include <linux/io_uring.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1610,6 +1612,104 @@ TEST_F(ExecutorLoopbackTest, ExecutorBuiltOnOneThreadRunsOnAnother) {
   // Destroyed on the wrong thread: nothing is held, nothing to wait for.
   executor_.reset();
   EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok());
+}
+
+// ---------------------------------------------------------------------------
+// 10. Beside a reactor: an epoll loop watches the executor's ring fd and a
+// listening socket, accepts connections, attaches them and sends each a
+// zero-copy stream (threshold 0, adaptive off, so notifications come too),
+// calling only HandleReady, never Poll with a wait. Every stream must arrive
+// exact, and every buffer come back, with the loop woken by the fd alone.
+TEST_F(ExecutorLoopbackTest, EpollLoopDrivesTheExecutorThroughItsRingFd) {
+  // With DEFER_TASKRUN this loop hangs: the kernel does not wake epoll for
+  // deferred completions (executor.h, ring_fd).
+  ExecutorOptions eo;
+  eo.defer_taskrun = false;
+  MAKE_EXECUTOR_OR_SKIP(eo);
+  ASSERT_GE(executor_->ring_fd(), 0);
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(listen(listener, 16), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  constexpr int kConnections = 4;
+  std::vector<int> clients;
+  std::vector<std::pair<int, StreamCheck>> checks;
+  for (int i = 0; i < kConnections; ++i) {
+    Stream& stream =
+        NewStream(1000 + i, std::vector<size_t>(64, (i + 1) * 16 * K));
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    clients.push_back(fd);
+    checks.push_back({fd, CheckFor(stream)});
+  }
+  Receiver receiver(checks);
+
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  ASSERT_GE(ep, 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = executor_->ring_fd();
+  ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, executor_->ring_fd(), &ev), 0);
+  ev.data.fd = listener;
+  ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev), 0);
+  std::vector<int> accepted;
+  std::vector<ConnectionId> ids;
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  bool all_idle = false;
+  size_t ring_wakeups = 0;
+  while (!all_idle && absl::Now() < deadline) {
+    epoll_event events[4];
+    const int n = epoll_wait(ep, events, 4, 100);
+    for (int k = 0; k < n; ++k) {
+      if (events[k].data.fd == listener) {
+        const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        accepted.push_back(fd);
+        absl::StatusOr<ConnectionId> id = executor_->Attach(fd, AllZeroCopy());
+        ASSERT_TRUE(id.ok()) << id.status();
+        ids.push_back(*id);
+        // Streams go to the accepted connections in accept order, which
+        // is connect order on one listener.
+        Stream& stream = *streams_[ids.size() - 1];
+        while (!stream.done()) {
+          ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
+        }
+      } else {
+        ++ring_wakeups;
+      }
+    }
+    // After a wake-up of either kind (new data to start, or completions).
+    if (n > 0) {
+      ASSERT_TRUE(executor_->HandleReady().ok());
+    }
+    all_idle = ids.size() == kConnections;
+    for (ConnectionId id : ids) all_idle = all_idle && executor_->Idle(id);
+  }
+  close(ep);
+  EXPECT_TRUE(all_idle) << FormatStats(executor_->stats().totals);
+  EXPECT_GT(ring_wakeups, 0u);
+  for (int fd : accepted) shutdown(fd, SHUT_WR);
+  receiver.Join();
+  for (int i = 0; i < kConnections; ++i) {
+    EXPECT_EQ(receiver.check(i).received, streams_[i]->total())
+        << receiver.check(i).Describe();
+    EXPECT_EQ(receiver.check(i).first_mismatch, -1);
+  }
+  const SendStats totals = executor_->stats().totals;
+  if (executor_->features().send_zc) {
+    EXPECT_GT(totals.notifications, 0u) << FormatStats(totals);
+  }
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  for (ConnectionId id : ids) (void)executor_->Close(id);
+  for (int fd : accepted) close(fd);
+  for (int fd : clients) close(fd);
+  close(listener);
 }
 
 }  // namespace

@@ -145,6 +145,7 @@ class FakeRing : public Ring {
   // of an op on `fd` is posted (and checked) at once, blocked ops on it and
   // every later op fail -ECONNRESET. Counted in `resets(fd)`.
   int AbortConnection(int fd) override;
+  int fd() const override { return -1; }
 
   // --- State a test sets -------------------------------------------------
 
@@ -334,6 +335,7 @@ class BorrowedRing : public Ring {
     return ring_->RegisterBuffers(buffers);
   }
   int AbortConnection(int fd) override { return ring_->AbortConnection(fd); }
+  int fd() const override { return ring_->fd(); }
 
  private:
   FakeRing* ring_;

@@ -207,7 +207,8 @@ class Executor::Impl {
   absl::StatusOr<SendStats> connection_stats(ConnectionId id) const;
   RingStats stats() const;
   const RingFeatures& features() const { return ring_->features(); }
-  int ring_fd() const { return ring_->fd(); }
+  absl::StatusOr<int> WatchFd();
+  absl::StatusOr<size_t> HandleReady();
   uint64_t cap() const { return cap_; }
   const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
@@ -851,6 +852,48 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
   // Chains that the completions unblocked go out now, not at the next Poll.
   s = Flush();
   if (!s.ok()) return s;
+  return handled;
+}
+
+absl::StatusOr<int> Executor::Impl::WatchFd() {
+  if (absl::Status s = CheckThread("WatchFd"); !s.ok()) return s;
+  const int fd = ring_->WatchFd();
+  if (fd == -ENOTSUP) {
+    return absl::FailedPreconditionError(
+        "WatchFd: this ring has no file descriptor to watch");
+  }
+  if (fd < 0) return absl::ErrnoToStatus(-fd, "WatchFd");
+  return fd;
+}
+
+absl::StatusOr<size_t> Executor::Impl::HandleReady() {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "HandleReady called from inside the release callback");
+  }
+  if (absl::Status s = CheckThread("HandleReady"); !s.ok()) return s;
+  if (shut_down_) return ReapAndHandle();
+  // Cleared first: completion work queued from here on signals it again.
+  ring_->DrainWatchFd();
+  size_t handled = 0;
+  // Each round enters the ring (which runs all the deferred work and
+  // submits new chains) and handles what that posted; the chains those
+  // completions unblock go out in the next round. Bounded: what is left
+  // after the last round is signalled again, so the caller comes back.
+  for (int round = 0; round < 4; ++round) {
+    absl::Status s = PrepareReady();
+    if (!s.ok()) return s;
+    bool waited = false;
+    s = SubmitPending(0, 0, &waited);
+    if (!s.ok()) return s;
+    const size_t n = ReapAndHandle();
+    handled += n;
+    if (n == 0 && ready_.empty()) break;
+  }
+  if (!pending_sqes_.empty() || !ready_.empty()) {
+    absl::Status s = Flush();
+    if (!s.ok()) return s;
+  }
   return handled;
 }
 
@@ -1765,10 +1808,8 @@ absl::Status Executor::Flush() { return impl_->Flush(); }
 absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {
   return impl_->Poll(timeout);
 }
-int Executor::ring_fd() const { return impl_->ring_fd(); }
-absl::StatusOr<size_t> Executor::HandleReady() {
-  return impl_->Poll(absl::ZeroDuration());
-}
+absl::StatusOr<int> Executor::WatchFd() { return impl_->WatchFd(); }
+absl::StatusOr<size_t> Executor::HandleReady() { return impl_->HandleReady(); }
 absl::Status Executor::Drain(absl::Duration timeout) {
   return impl_->Drain(timeout);
 }

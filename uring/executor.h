@@ -293,22 +293,23 @@ class Executor {
   // Errors: Internal when the ring itself fails.
   [[nodiscard]] absl::StatusOr<size_t> Poll(absl::Duration timeout);
 
-  // For a program with an epoll (or poll) loop of its own: watch `ring_fd()`
-  // for readability, and call `HandleReady` when it is readable and after
-  // enqueueing (to start the sends). It may stay readable after a call that
-  // found work; level-triggered epoll then calls again.
-  // WARNING: this needs an executor made with
-  // `ExecutorOptions::defer_taskrun = false`. On a DEFER_TASKRUN ring the
-  // kernel queues completions as work for the ring's thread and does not
-  // wake a blocked epoll_wait for them (measured on 6.18: an epoll loop
-  // driven by this fd alone hung; docs/kernel.md), so they would sit
-  // unnoticed until something else woke the loop.
-  // -1 for a ring without a file descriptor (a test fake).
-  int ring_fd() const;
+  // For a program with an epoll (or poll) loop of its own: watch the fd
+  // `WatchFd` returns for readability, and call `HandleReady` when it is
+  // readable and after enqueueing (to start the sends). It is the ring's fd,
+  // or on a DEFER_TASKRUN ring (the default) an eventfd registered with it:
+  // the kernel does not wake pollers of such a ring's fd when it queues
+  // completions (measured on 6.18, docs/kernel.md), but it does signal the
+  // eventfd. Made on the first call, which must come from the ring's thread
+  // once the executor has run (see Thread safety); the executor owns the fd.
+  // Errors: FailedPrecondition for a ring without a file descriptor (a test
+  // fake), the kernel's error otherwise.
+  [[nodiscard]] absl::StatusOr<int> WatchFd();
 
-  // `Poll` that never waits: submits the chains that are ready, enters the
-  // ring to run deferred work, handles every completion available and
-  // submits what they unblocked. Returns the number of completions handled.
+  // `Poll` that never waits, for use with `WatchFd`: clears the fd's
+  // readiness, submits the chains that are ready, enters the ring to run the
+  // completion work the kernel deferred, handles every completion available
+  // and submits what they unblocked. Returns the number of completions
+  // handled. Completions that come later make the fd readable again.
   [[nodiscard]] absl::StatusOr<size_t> HandleReady();
 
   // Polls until every buffer on every connection has been released, or

@@ -1,6 +1,7 @@
 #include "uring/io_uring_ring.h"
 
 #include <liburing.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ class IoUringRing final : public Ring {
   IoUringRing() = default;
   ~IoUringRing() override {
     if (initialized_) io_uring_queue_exit(&ring_);
+    if (event_fd_ >= 0) close(event_fd_);
   }
 
   absl::Status Init(const IoUringRingOptions& options) {
@@ -124,7 +126,28 @@ class IoUringRing final : public Ring {
                                      static_cast<unsigned>(buffers.size()));
   }
 
-  int fd() const override { return ring_.ring_fd; }
+  int WatchFd() override {
+    if ((features_.setup_flags & IORING_SETUP_DEFER_TASKRUN) == 0) {
+      return ring_.ring_fd;
+    }
+    if (event_fd_ >= 0) return event_fd_;
+    const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) return -errno;
+    const int ret = io_uring_register_eventfd(&ring_, efd);
+    if (ret < 0) {
+      close(efd);
+      return ret;
+    }
+    event_fd_ = efd;
+    return event_fd_;
+  }
+
+  void DrainWatchFd() override {
+    if (event_fd_ < 0) return;
+    uint64_t count;
+    while (read(event_fd_, &count, sizeof(count)) > 0) {
+    }
+  }
 
   int AbortConnection(int fd) override {
     sockaddr unspec{};
@@ -262,6 +285,7 @@ class IoUringRing final : public Ring {
   io_uring ring_;
   bool initialized_ = false;
   bool enabled_ = false;
+  int event_fd_ = -1;  // WatchFd's eventfd, once made
   RingFeatures features_;
 };
 

@@ -101,10 +101,16 @@ class Ring {
   // errno.
   virtual int AbortConnection(int fd) = 0;
 
-  // The ring's file descriptor, for a reactor to watch (readable while
-  // completions or deferred completion work wait), or -1 when there is none
-  // (a fake).
-  virtual int fd() const = 0;
+  // A file descriptor for a reactor to watch: readable whenever the ring has
+  // completions to deliver. It is the ring's own fd, except on a
+  // DEFER_TASKRUN ring, where the kernel queues completions as work for the
+  // ring's thread and does not wake pollers of the ring fd: there it is an
+  // eventfd registered with the ring (IORING_REGISTER_EVENTFD), made on the
+  // first call. Returns the fd or a negative errno (-ENOTSUP for a fake).
+  virtual int WatchFd() = 0;
+  // Clears the readiness of an eventfd from `WatchFd` (reads it); call it
+  // before entering the ring to handle what is ready.
+  virtual void DrainWatchFd() = 0;
 };
 
 }  // namespace zcplan

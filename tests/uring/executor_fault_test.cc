@@ -1581,5 +1581,18 @@ TEST_F(ExecutorFaultTest, SecondShutdownReturnsTheFirstResult) {
   CheckNoViolations();
 }
 
+TEST_F(ExecutorFaultTest, WatchFdOfARingWithoutOneIsAnError) {
+  Make();
+  EXPECT_EQ(executor_->WatchFd().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  for (int i = 0; i < 10 && !executor_->Idle(c); ++i) {
+    ASSERT_TRUE(executor_->HandleReady().ok());
+  }
+  ExpectExact(c);
+  CheckNoViolations();
+}
+
 }  // namespace
 }  // namespace zcplan

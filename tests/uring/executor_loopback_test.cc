@@ -1620,13 +1620,18 @@ TEST_F(ExecutorLoopbackTest, ExecutorBuiltOnOneThreadRunsOnAnother) {
 // zero-copy stream (threshold 0, adaptive off, so notifications come too),
 // calling only HandleReady, never Poll with a wait. Every stream must arrive
 // exact, and every buffer come back, with the loop woken by the fd alone.
-TEST_F(ExecutorLoopbackTest, EpollLoopDrivesTheExecutorThroughItsRingFd) {
-  // With DEFER_TASKRUN this loop hangs: the kernel does not wake epoll for
-  // deferred completions (executor.h, ring_fd).
+class EpollTest : public ExecutorLoopbackTest,
+                  public testing::WithParamInterface<bool> {};
+
+TEST_P(EpollTest, EpollLoopDrivesTheExecutorThroughItsWatchFd) {
+  // With DEFER_TASKRUN the fd is an eventfd: watching the ring fd itself,
+  // this loop hung (the kernel does not wake its pollers for deferred
+  // completions).
   ExecutorOptions eo;
-  eo.defer_taskrun = false;
+  eo.defer_taskrun = GetParam();
   MAKE_EXECUTOR_OR_SKIP(eo);
-  ASSERT_GE(executor_->ring_fd(), 0);
+  absl::StatusOr<int> watch = executor_->WatchFd();
+  ASSERT_TRUE(watch.ok()) << watch.status();
   const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(listener, 0);
   sockaddr_in addr{};
@@ -1653,8 +1658,8 @@ TEST_F(ExecutorLoopbackTest, EpollLoopDrivesTheExecutorThroughItsRingFd) {
   ASSERT_GE(ep, 0);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = executor_->ring_fd();
-  ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, executor_->ring_fd(), &ev), 0);
+  ev.data.fd = *watch;
+  ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, *watch, &ev), 0);
   ev.data.fd = listener;
   ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev), 0);
   std::vector<int> accepted;
@@ -1711,6 +1716,11 @@ TEST_F(ExecutorLoopbackTest, EpollLoopDrivesTheExecutorThroughItsRingFd) {
   for (int fd : clients) close(fd);
   close(listener);
 }
+
+INSTANTIATE_TEST_SUITE_P(DeferTaskrun, EpollTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& info) {
+                           return info.param ? "DeferTaskrun" : "Plain";
+                         });
 
 }  // namespace
 }  // namespace zcplan

@@ -145,7 +145,8 @@ class FakeRing : public Ring {
   // of an op on `fd` is posted (and checked) at once, blocked ops on it and
   // every later op fail -ECONNRESET. Counted in `resets(fd)`.
   int AbortConnection(int fd) override;
-  int fd() const override { return -1; }
+  int WatchFd() override { return -ENOTSUP; }
+  void DrainWatchFd() override {}
 
   // --- State a test sets -------------------------------------------------
 
@@ -335,7 +336,8 @@ class BorrowedRing : public Ring {
     return ring_->RegisterBuffers(buffers);
   }
   int AbortConnection(int fd) override { return ring_->AbortConnection(fd); }
-  int fd() const override { return ring_->fd(); }
+  int WatchFd() override { return ring_->WatchFd(); }
+  void DrainWatchFd() override { ring_->DrainWatchFd(); }
 
  private:
   FakeRing* ring_;

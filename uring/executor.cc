@@ -479,6 +479,20 @@ void Executor::Impl::ChooseCap() {
                      "notification");
     return;
   }
+  if (!ring_->features().memlock_charged) {
+    // Nothing is charged (CAP_IPC_LOCK): the limit still bounds what zero-
+    // copy sends may pin, but the ring and registered buffers take no share.
+    cap_ = DefaultNotificationCap(0, 0, &cap_description_);
+    if (cap_ != (uint64_t{64} << 20)) {
+      rlimit limit{};
+      getrlimit(RLIMIT_MEMLOCK, &limit);
+      cap_description_ = absl::StrCat(
+          Kib(cap_), ": half of RLIMIT_MEMLOCK (", Kib(limit.rlim_cur),
+          "); this process has CAP_IPC_LOCK, so the kernel charges it "
+          "nothing and the cap only bounds what zero-copy sends pin");
+    }
+    return;
+  }
   cap_ = DefaultNotificationCap(ring_->features().memlock_bytes,
                                 registered_bytes_, &cap_description_);
 }

@@ -1,8 +1,10 @@
 #include "uring/io_uring_ring.h"
 
 #include <liburing.h>
+#include <linux/capability.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +56,7 @@ class IoUringRing final : public Ring {
         features_.sq_entries = params.sq_entries;
         features_.cq_entries = params.cq_entries;
         features_.memlock_bytes = RingMemlockBytes(params);
+        features_.memlock_charged = !HasCapIpcLock();
         break;
       }
       if (ret != -EINVAL) break;
@@ -166,6 +169,16 @@ class IoUringRing final : public Ring {
     features_.setup_flags &= ~IORING_SETUP_R_DISABLED;  // enabled now
     ProbeFlags();
     return 0;
+  }
+
+  // io_uring charges locked memory only to a ring creator without
+  // CAP_IPC_LOCK in its effective set.
+  static bool HasCapIpcLock() {
+    __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (syscall(SYS_capget, &header, data) != 0) return false;
+    return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &
+            CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
   }
 
   // What the kernel charges for the ring's memory: the SQE array and the

@@ -61,6 +61,10 @@ struct RingFeatures {
   // Bytes of the ring's own memory (submission and completion queues) that
   // the kernel charges to RLIMIT_MEMLOCK of a process without CAP_IPC_LOCK.
   uint64_t memlock_bytes = 0;
+  // Whether the kernel charges this ring's locked memory at all: false when
+  // the ring was made by a process with CAP_IPC_LOCK (root), which io_uring
+  // never charges (for the ring, registered buffers or zero-copy sends).
+  bool memlock_charged = true;
 };
 
 class Ring {

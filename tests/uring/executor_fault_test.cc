@@ -1594,5 +1594,29 @@ TEST_F(ExecutorFaultTest, WatchFdOfARingWithoutOneIsAnError) {
   CheckNoViolations();
 }
 
+// A process with CAP_IPC_LOCK is charged nothing: registering buffers must
+// not shrink the cap (as root, a 16 MiB region left no room and turned
+// zero-copy off).
+TEST_F(ExecutorFaultTest, UnchargedRingKeepsTheCapWhenBuffersAreRegistered) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 1024 * K) {
+    GTEST_SKIP() << "RLIMIT_MEMLOCK is " << limit.rlim_cur
+                 << "; this test wants a finite limit of at least 1 MiB";
+  }
+  FakeRingOptions ro;
+  ro.features.memlock_bytes = 52 * K;
+  ro.features.memlock_charged = false;
+  Make(ro);
+  const uint64_t cap = executor_->max_bytes_awaiting_notification();
+  EXPECT_EQ(cap, limit.rlim_cur / 2 / 4096 * 4096);
+  static unsigned char region[512 * 1024] __attribute__((aligned(4096)));
+  ASSERT_TRUE(executor_->RegisterBuffers({iovec{region, sizeof(region)}}).ok());
+  EXPECT_EQ(executor_->max_bytes_awaiting_notification(), cap);
+  EXPECT_TRUE(
+      absl::StrContains(executor_->DescribeNotificationCap(), "CAP_IPC_LOCK"))
+      << executor_->DescribeNotificationCap();
+}
+
 }  // namespace
 }  // namespace zcplan

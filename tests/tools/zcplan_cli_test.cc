@@ -926,6 +926,12 @@ TEST(ZcplanWorkBoundTest, AlternatingSizesOverTheOpLimitExitTwo) {
   ExpectBadInput({"simulate", "--trace", path, "--thresholds=16K"},
                  "threshold 16K: line 1049: the batches up to here may take "
                  "up to 1049000 ops");
+  // At their maximum (the defaults), --max-bytes and --max-iovs cannot help,
+  // so the hint does not name them.
+  const Result at_max = Zcplan({"plan", "--trace", path});
+  EXPECT_TRUE(absl::EndsWith(at_max.err,
+                             "1048576 ops; plan fewer or smaller batches\n"))
+      << at_max.err;
   // Under threshold "never" all of it is one copy run per batch: few ops.
   const Result never =
       Zcplan({"simulate", "--trace", path, "--thresholds=never"});

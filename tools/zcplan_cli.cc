@@ -1025,8 +1025,9 @@ Simulate options:
                       or A..B for A, 2A, 4A, ... up to B [%s]
   --per-op X  --per-zc-op X  --per-copy-byte X  --per-zc-byte X
   --per-copy-iov X  --per-zc-iov X  --per-pinned-page X  --page-size SIZE
-                      cost weights (see planner/cost.h); the defaults are
-                      rough, uncalibrated guesses in nanoseconds
+                      cost weights (see planner/cost.h), each 0..1e9 (so
+                      costs stay finite); the defaults are rough,
+                      uncalibrated guesses in nanoseconds
   --weights FILE      cost weights from a file, one 'name value' per line,
                       as zcsweep --calibrate writes it
 

@@ -1,7 +1,6 @@
 #include "planner/cost.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,10 +48,10 @@ absl::Status ValidateCostWeights(const CostWeights& w) {
   for (const WeightField& f : kWeightFields) {
     const double value = w.*f.field;
     const char* name = f.name;
-    if (!std::isfinite(value) || value < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CostWeights.", name, " is ", value,
-                       "; it must be finite and non-negative"));
+    if (!(value >= 0 && value <= kMaxCostWeight)) {  // Also refuses NaN.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CostWeights.", name, " is ", value, "; it must be a number in 0..",
+          static_cast<uint64_t>(kMaxCostWeight)));
     }
   }
   const uint64_t ps = w.page_size;
@@ -117,10 +116,11 @@ absl::StatusOr<CostWeights> ParseCostWeights(absl::string_view text) {
       return bad(absl::StrCat("unknown weight '", name, "'"));
     }
     double value = 0;
-    if (!absl::SimpleAtod(words[1], &value) || !std::isfinite(value) ||
-        value < 0) {
+    if (!absl::SimpleAtod(words[1], &value) ||
+        !(value >= 0 && value <= kMaxCostWeight)) {
       return bad(absl::StrCat("bad value '", words[1], "' for ", name,
-                              ": expected a finite number >= 0"));
+                              ": expected a number in 0..",
+                              static_cast<uint64_t>(kMaxCostWeight)));
     }
     w.*field->field = value;
   }

@@ -25,7 +25,12 @@
 
 namespace zcplan {
 
-// Per-unit weights. All must be finite and non-negative.
+// The largest weight accepted (a second per unit, in ns). With every count
+// below 2^64 and seven terms, a cost stays below 1.3e29: finite, whatever
+// the plan or how many plans are summed.
+inline constexpr double kMaxCostWeight = 1e9;
+
+// Per-unit weights. All must be finite, in 0..kMaxCostWeight.
 struct CostWeights {
   double per_op = 1500;         // Submitting and completing one op.
   double per_zc_op = 800;       // Extra for a zero-copy op: its notification.
@@ -37,7 +42,7 @@ struct CostWeights {
   uint64_t page_size = 4096;    // A power of two, 512..1 GiB.
 };
 
-// Returns OK, or InvalidArgument naming the weight and its value.
+// Returns OK, or InvalidArgument naming the weight, its value and the range.
 [[nodiscard]] absl::Status ValidateCostWeights(const CostWeights& weights);
 
 // The weights file `zcplan simulate --weights` reads and `zcsweep` writes: one

@@ -16,10 +16,24 @@
 
 namespace zcplan {
 
+namespace {
+
+// `text` in single quotes for an error message, its first 200 bytes at most,
+// so that a message about a megabyte token stays short and keeps its reason.
+// Callers that print messages escape control bytes themselves.
+std::string Quote(absl::string_view text) {
+  constexpr size_t kMaxQuotedBytes = 200;
+  if (text.size() <= kMaxQuotedBytes) return absl::StrCat("'", text, "'");
+  return absl::StrCat("'", text.substr(0, kMaxQuotedBytes), "...(", text.size(),
+                      " bytes)'");
+}
+
+}  // namespace
+
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad size '", text, "': ", why));
+        absl::StrCat("bad size ", Quote(text), ": ", why));
   };
   size_t digits = 0;
   while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
@@ -148,7 +162,7 @@ absl::StatusOr<std::vector<uint64_t>> ParseThresholdList(
     if (!hi.ok()) return hi.status();
     if (*lo == 0 || *lo > *hi) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "bad range '", item, "': expected A..B with 0 < A <= B"));
+          "bad range ", Quote(item), ": expected A..B with 0 < A <= B"));
     }
     // hi <= kMaxTraceSize, so t * 2 cannot overflow before the break.
     for (uint64_t t = *lo;; t *= 2) {
@@ -208,7 +222,7 @@ absl::StatusOr<CopyOp> ParseCopyOp(absl::string_view text) {
   if (text == "writev") return CopyOp::kWritev;
   if (text == "sendmsg") return CopyOp::kSendmsg;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown copy op '", text, "' (writev or sendmsg)"));
+      absl::StrCat("unknown copy op ", Quote(text), " (writev or sendmsg)"));
 }
 
 absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min,
@@ -217,8 +231,8 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text, uint32_t min,
   if (text.empty() ||
       text.find_first_not_of("0123456789") != absl::string_view::npos ||
       !absl::SimpleAtoi(text, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad number '", text, "': expected ", min, "..", max));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad number ", Quote(text), ": expected ", min, "..", max));
   }
   return value;
 }

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -61,8 +63,8 @@ absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
   if (text.empty() ||
       !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
       !absl::SimpleAtoi(text, &value)) {
-    return Bad(absl::StrCat("bad number '", text,
-                            "': expected a whole number, e.g. 64"));
+    return Bad(absl::StrCat("bad number ", QuoteForMessage(text),
+                            ": expected a whole number, e.g. 64"));
   }
   return value;
 }
@@ -95,10 +97,14 @@ absl::Status SetCount(absl::string_view value, uint32_t* field) {
 
 absl::Status SetWeight(absl::string_view value, double CostWeights::*weight,
                        Config& c) {
-  if (!absl::SimpleAtod(value, &(c.weights.*weight))) {
-    return Bad(absl::StrCat("bad weight ", QuoteForMessage(value),
-                            ": expected a non-negative number"));
+  double number = 0;
+  if (!absl::SimpleAtod(value, &number) ||
+      !(number >= 0 && number <= kMaxCostWeight)) {  // Also refuses NaN.
+    return Bad(absl::StrCat(
+        "bad weight ", QuoteForMessage(value), ": expected a number in 0..",
+        static_cast<uint64_t>(kMaxCostWeight), " (see planner/cost.h)"));
   }
+  c.weights.*weight = number;
   c.weights_from_flags = true;
   return absl::OkStatus();
 }
@@ -290,11 +296,16 @@ class Input {
   }
 
   bool is_trace() const { return fd_ >= 0; }
+  const std::string& name() const { return name_; }
 
   // Calls `fn(batch, index)` for each batch in order, stopping at the first
-  // error (of reading, parsing, or `fn`). Errors of the trace name it.
+  // error (of reading, parsing, or `fn`). Errors of the trace name it. If
+  // given, `*fingerprint` is set to a hash of every line read (for plan to
+  // tell whether the file changed between its passes).
   absl::Status ForEachBatch(
-      absl::FunctionRef<absl::Status(const TraceBatch&, size_t)> fn) const {
+      absl::FunctionRef<absl::Status(const TraceBatch&, size_t)> fn,
+      size_t* fingerprint = nullptr) const {
+    if (fingerprint != nullptr) *fingerprint = 0;
     if (!is_trace()) return fn(command_line_, 0);
     LineReader reader(fd_, kMaxTraceFileBytes, kMaxTraceLineBytes);
     TraceParser parser;
@@ -304,6 +315,9 @@ class Input {
       absl::StatusOr<bool> more = reader.Next(&line);
       if (!more.ok()) return Named(more.status());
       if (!*more) break;
+      if (fingerprint != nullptr) {
+        *fingerprint = absl::HashOf(*fingerprint, line);
+      }
       absl::StatusOr<bool> got = parser.ParseLine(line, &batch);
       if (!got.ok()) return Named(got.status());
       if (!*got) continue;
@@ -344,6 +358,12 @@ std::string Count(uint64_t n, absl::string_view noun) {
 std::string JsonThreshold(uint64_t threshold) {
   return threshold == PlanOptions::kNever ? "\"never\""
                                           : absl::StrCat(threshold);
+}
+
+// A double as JSON: JSON has no inf or nan, so those are null (the weights
+// are bounded so that costs stay finite; this is the last line of defence).
+std::string JsonNumber(double value, const absl::FormatSpec<double>& format) {
+  return std::isfinite(value) ? absl::StrFormat(format, value) : "null";
 }
 
 std::string JsonString(absl::string_view s) {
@@ -485,6 +505,33 @@ std::array<std::string, 7> OpRow(const PlannedOp& p) {
           p.op.linked ? "yes" : "no"};
 }
 
+// A chain's one-line summary, cut after whole ops at about 1000 characters
+// (a chain may hold 32768 ops): the op rows below give every op in full.
+std::string ChainSummary(absl::string_view text, size_t ops) {
+  constexpr size_t kMaxSummaryChars = 1000;
+  constexpr absl::string_view kArrow = " -> ";
+  if (text.size() <= kMaxSummaryChars) return std::string(text);
+  absl::string_view kept = text.substr(0, kMaxSummaryChars);
+  const size_t cut = kept.rfind(kArrow);
+  size_t kept_ops = 1;  // Without an arrow: part of the first op.
+  std::string summary;
+  if (cut == absl::string_view::npos) {
+    summary = absl::StrCat(kept, "...]");
+  } else {
+    kept = kept.substr(0, cut);
+    for (size_t at = kept.find(kArrow); at != absl::string_view::npos;
+         at = kept.find(kArrow, at + kArrow.size())) {
+      ++kept_ops;
+    }
+    summary = std::string(kept);
+  }
+  if (ops > kept_ops) {
+    absl::StrAppend(&summary, kArrow, "... (", ops - kept_ops,
+                    " more ops, in the rows below)");
+  }
+  return summary;
+}
+
 // Writes the batch as it is planned: the text of one op at a time, so that a
 // batch of many ops never exists as one string.
 void WritePlanTable(const TraceBatch& batch, size_t index,
@@ -502,10 +549,12 @@ void WritePlanTable(const TraceBatch& batch, size_t index,
     return;
   }
   const size_t chains = plan.chain_text.size();
+  std::vector<size_t> ops_in_chain(chains, 0);
+  for (const PlannedOp& p : plan.ops) ++ops_in_chain[p.chain];
   for (size_t c = 0; c < chains; ++c) {
     absl::StrAppend(&text, "  ",
                     chains > 1 ? absl::StrCat("chain ", c, ": ") : "",
-                    plan.chain_text[c], "\n");
+                    ChainSummary(plan.chain_text[c], ops_in_chain[c]), "\n");
     out << text;
     text.clear();
   }
@@ -552,12 +601,23 @@ void WritePlanJson(const TraceBatch& batch, size_t index, const BatchPlan& plan,
   out << "]}\n";
 }
 
-// Bad input; over the work bound, also what to change.
-absl::Status BadInput(const absl::Status& s, Command command) {
+// Bad input; over the work bound, also what to change: fewer or smaller
+// batches always help, larger ops only while they can still grow.
+absl::Status BadInput(const absl::Status& s, const Config& config) {
   if (!absl::IsResourceExhausted(s)) return Bad(s.message());
-  return Bad(
-      absl::StrCat(s.message(), "; ", CommandName(command),
-                   " fewer or smaller batches, or a larger --max-bytes"));
+  std::vector<std::string> larger;
+  if (config.options.max_bytes_per_op < kMaxBytesPerOp) {
+    larger.push_back("--max-bytes");
+  }
+  if (config.options.max_iovs_per_op < kMaxIovsPerOp) {
+    larger.push_back("--max-iovs");
+  }
+  return Bad(absl::StrCat(
+      s.message(), "; ", CommandName(config.command),
+      " fewer or smaller batches",
+      larger.empty()
+          ? ""
+          : absl::StrCat(", or a larger ", absl::StrJoin(larger, " or "))));
 }
 
 // Failures after output began: the trace changed between the check pass and
@@ -571,12 +631,14 @@ absl::Status Failed(absl::string_view message) {
 absl::Status RunPlan(const Config& config, const Input& input,
                      std::ostream& out) {
   TraceWorkLimit check(config.options, kDefaultMaxTraceOps);
-  if (absl::Status s =
-          input.ForEachBatch([&](const TraceBatch& batch, size_t index) {
+  size_t checked = 0;  // Fingerprint of the lines the check pass read.
+  if (absl::Status s = input.ForEachBatch(
+          [&](const TraceBatch& batch, size_t index) {
             return check.Add(batch, index);
-          });
+          },
+          &checked);
       !s.ok()) {
-    return BadInput(s, config.command);
+    return BadInput(s, config);
   }
 
   if (config.format == Format::kTable) {
@@ -591,8 +653,9 @@ absl::Status RunPlan(const Config& config, const Input& input,
   size_t chains = 0;
   uint64_t ops = 0;
   bool write_failed = false;
-  absl::Status s =
-      input.ForEachBatch([&](const TraceBatch& batch, size_t index) {
+  size_t planned = 0;  // Fingerprint of the lines the output pass read.
+  absl::Status s = input.ForEachBatch(
+      [&](const TraceBatch& batch, size_t index) {
         // The bound again: what is planned is what was checked, even if the
         // file changed in between.
         if (absl::Status s = limit.Add(batch, index); !s.ok()) return s;
@@ -613,13 +676,23 @@ absl::Status RunPlan(const Config& config, const Input& input,
         write_failed = !out;
         return write_failed ? Failed("cannot write the output")
                             : absl::OkStatus();
-      });
+      },
+      &planned);
   if (write_failed) return Failed("cannot write the output");
   if (!s.ok()) {
     return Failed(absl::StrCat(
         s.message(),
         input.is_trace() ? "; the file changed after it was checked" : "",
         "; the output is incomplete"));
+  }
+  // Edits that keep the file valid pass both the parser and the bound, and
+  // may already be in the output: only the lines themselves tell.
+  if (planned != checked) {
+    return Failed(
+        absl::StrCat(input.name(),
+                     ": changed between the check pass and the output pass; "
+                     "the output written is unreliable (it may hold batches "
+                     "that were never checked), run plan again"));
   }
   if (config.format == Format::kTable && batches > 1) {
     out << absl::StrCat("\ntotal: ", batches, " batches, ", chains, " chains, ",
@@ -644,6 +717,9 @@ std::string DescribeWeights(const CostWeights& w) {
       " per_pinned_page=", w.per_pinned_page, " page_size=", w.page_size);
 }
 
+// Paths in the table are shown whole up to PATH_MAX, escaped.
+constexpr size_t kMaxPathChars = 4096;
+
 std::string VsBest(double cost, double best) {
   if (cost == best) return "best";
   if (best <= 0) return "-";
@@ -654,14 +730,19 @@ void AppendSimulateTable(const Config& config, absl::string_view input,
                          size_t num_batches, size_t iovecs, uint64_t bytes,
                          const Simulation& sim, std::string* out) {
   const double best = sim.results[sim.best].cost.cost;
-  absl::StrAppend(out, "input: ", input, ": ", Count(num_batches, "batch"),
-                  ", ", Count(iovecs, "iovec"), ", ", SizeAndBytes(bytes),
-                  "\n");
+  // A path is the user's text: escaped, so that it cannot hold terminal
+  // control sequences (JSON escapes it its own way).
+  absl::StrAppend(out, "input: ",
+                  config.has_trace ? EscapeForMessage(input, kMaxPathChars)
+                                   : std::string(input),
+                  ": ", Count(num_batches, "batch"), ", ",
+                  Count(iovecs, "iovec"), ", ", SizeAndBytes(bytes), "\n");
   absl::StrAppend(out, "options: ", DescribeOptions(config.options, false),
                   "\n");
   absl::StrAppend(out, "weights: ", DescribeWeights(config.weights), "\n");
   if (!config.weights_path.empty()) {
-    absl::StrAppend(out, "note: weights from ", config.weights_path,
+    absl::StrAppend(out, "note: weights from ",
+                    EscapeForMessage(config.weights_path, kMaxPathChars),
                     " (zcsweep --calibrate writes such a file from "
                     "measurements)\n\n");
   } else {
@@ -730,18 +811,18 @@ void AppendSimulateJson(const Config& config, absl::string_view input,
                   ", \"max_bytes_per_op\": ", o.max_bytes_per_op,
                   ", \"max_ops_per_chain\": ", o.max_ops_per_chain,
                   ", \"zc_gap_bytes\": ", o.zc_gap_bytes, "},\n");
-  absl::StrAppend(out, " \"weights\": {\"per_op\": ", w.per_op,
-                  ", \"per_zc_op\": ", w.per_zc_op,
-                  ", \"per_copy_byte\": ", w.per_copy_byte,
-                  ", \"per_zc_byte\": ", w.per_zc_byte,
-                  ", \"per_copy_iov\": ", w.per_copy_iov,
-                  ", \"per_zc_iov\": ", w.per_zc_iov,
-                  ", \"per_pinned_page\": ", w.per_pinned_page,
-                  ", \"page_size\": ", w.page_size, ", \"defaults\": ",
-                  !config.weights_from_flags && config.weights_path.empty()
-                      ? "true"
-                      : "false",
-                  "},\n");
+  absl::StrAppend(
+      out, " \"weights\": {\"per_op\": ", JsonNumber(w.per_op, "%g"),
+      ", \"per_zc_op\": ", JsonNumber(w.per_zc_op, "%g"),
+      ", \"per_copy_byte\": ", JsonNumber(w.per_copy_byte, "%g"),
+      ", \"per_zc_byte\": ", JsonNumber(w.per_zc_byte, "%g"),
+      ", \"per_copy_iov\": ", JsonNumber(w.per_copy_iov, "%g"),
+      ", \"per_zc_iov\": ", JsonNumber(w.per_zc_iov, "%g"),
+      ", \"per_pinned_page\": ", JsonNumber(w.per_pinned_page, "%g"),
+      ", \"page_size\": ", w.page_size, ", \"defaults\": ",
+      !config.weights_from_flags && config.weights_path.empty() ? "true"
+                                                                : "false",
+      "},\n");
   absl::StrAppend(out, " \"results\": [\n");
   for (size_t i = 0; i < sim.results.size(); ++i) {
     const ThresholdResult& r = sim.results[i];
@@ -750,7 +831,7 @@ void AppendSimulateJson(const Config& config, absl::string_view input,
         out, "  {\"threshold\": ", JsonThreshold(r.threshold),
         ", \"chains\": ", r.chains, ", \"ops\": ", c.ops(),
         ", \"ops_per_batch\": ",
-        absl::StrFormat("%.3f", static_cast<double>(c.ops()) / r.batches),
+        JsonNumber(static_cast<double>(c.ops()) / r.batches, "%.3f"),
         ", \"ops_by_kind\": {");
     for (int k = 0; k < kNumOpKinds; ++k) {
       absl::StrAppend(out, k > 0 ? ", " : "", "\"",
@@ -762,7 +843,7 @@ void AppendSimulateJson(const Config& config, absl::string_view input,
                     ", \"iovs_copied\": ", c.iovs_copied,
                     ", \"iovs_zero_copy\": ", c.iovs_zero_copy,
                     ", \"pages_pinned\": ", c.pages_pinned,
-                    ", \"cost\": ", absl::StrFormat("%.1f", c.cost),
+                    ", \"cost\": ", JsonNumber(c.cost, "%.1f"),
                     ", \"best\": ", i == sim.best ? "true" : "false", "}",
                     i + 1 < sim.results.size() ? "," : "", "\n");
   }
@@ -788,7 +869,7 @@ absl::Status RunSimulate(const Config& config, const Input& input,
             return sim->Add(batch, index);
           });
       !s.ok()) {
-    return BadInput(s, config.command);
+    return BadInput(s, config);
   }
   const std::string name =
       config.has_trace ? config.trace_path : "command line";
@@ -944,8 +1025,9 @@ Simulate options:
                       or A..B for A, 2A, 4A, ... up to B [%s]
   --per-op X  --per-zc-op X  --per-copy-byte X  --per-zc-byte X
   --per-copy-iov X  --per-zc-iov X  --per-pinned-page X  --page-size SIZE
-                      cost weights (see planner/cost.h); the defaults are
-                      rough, uncalibrated guesses in nanoseconds
+                      cost weights (see planner/cost.h), each 0..1e9 (so
+                      costs stay finite); the defaults are rough,
+                      uncalibrated guesses in nanoseconds
   --weights FILE      cost weights from a file, one 'name value' per line,
                       as zcsweep --calibrate writes it
 

@@ -119,6 +119,16 @@ TEST(CostTest, RejectsNegativeOrNonFiniteWeightsAndBadPageSize) {
   w.per_op = std::numeric_limits<double>::infinity();
   EXPECT_THAT(ValidateCostWeights(w).message(), HasSubstr("per_op is inf"));
   w = CostWeights();
+  w.per_zc_op = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THAT(ValidateCostWeights(w).message(), HasSubstr("per_zc_op is nan"));
+  w = CostWeights();
+  w.per_op = kMaxCostWeight;
+  EXPECT_TRUE(ValidateCostWeights(w).ok());
+  w.per_op = 1e308;  // Finite, but 1e308 * 2 ops is inf.
+  EXPECT_THAT(ValidateCostWeights(w).message(),
+              HasSubstr("per_op is 1e+308; it must be a number in "
+                        "0..1000000000"));
+  w = CostWeights();
   w.page_size = 3000;
   EXPECT_THAT(ValidateCostWeights(w).message(),
               HasSubstr("page_size is 3000; it must be a power of two"));
@@ -159,7 +169,7 @@ TEST(CostWeightsFileTest, RoundTripsDefaultAndOtherWeights) {
   w.per_zc_op = 0;
   w.per_copy_byte = 0.000125;
   w.per_zc_byte = 3e-9;
-  w.per_copy_iov = 1e12;
+  w.per_copy_iov = 1e9;  // kMaxCostWeight
   w.per_zc_iov = 77;
   w.per_pinned_page = 0.5;
   w.page_size = 65536;
@@ -243,7 +253,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadWeightsFile{"per-op 1\n", "weights line 1: unknown weight 'per-op'"},
         BadWeightsFile{"# x\n\nper_zc_op abc\n",
                        "weights line 3: bad value 'abc' for per_zc_op: "
-                       "expected a finite number >= 0"},
+                       "expected a number in 0..1000000000"},
         BadWeightsFile{"per_op 1.5ns\n", "weights line 1: bad value '1.5ns'"},
         BadWeightsFile{"per_op 1\nper_zc_iov -1\n",
                        "weights line 2: bad value '-1' for per_zc_iov"},
@@ -251,6 +261,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadWeightsFile{"per_op -inf\n", "weights line 1: bad value '-inf'"},
         BadWeightsFile{"per_op nan\n", "weights line 1: bad value 'nan'"},
         BadWeightsFile{"per_op 1e999\n", "weights line 1: bad value '1e999'"},
+        // Above kMaxCostWeight: finite, but a cost could overflow to inf.
+        BadWeightsFile{"per_zc_op 1e308\n",
+                       "weights line 1: bad value '1e308' for per_zc_op: "
+                       "expected a number in 0..1000000000"},
+        BadWeightsFile{"per_op 1000000000.5\n",
+                       "weights line 1: bad value '1000000000.5'"},
         BadWeightsFile{"\nper_op 1 2\n",
                        "weights line 2: expected 'name value', got 'per_op 1 "
                        "2'"},

@@ -600,7 +600,8 @@ INSTANTIATE_TEST_SUITE_P(
         {{"simulate", "--thresholds=0..1K", "4K"}, "bad range '0..1K'"},
         {{"simulate", "--thresholds=,", "4K"}, "no thresholds given"},
         {{"simulate", "--per-op=x", "4K"}, "--per-op: bad weight 'x'"},
-        {{"simulate", "--per-zc-iov=-1", "4K"}, "CostWeights.per_zc_iov is -1"},
+        {{"simulate", "--per-zc-iov=-1", "4K"},
+         "--per-zc-iov: bad weight '-1'"},
         {{"simulate", "--page-size=3000", "4K"},
          "CostWeights.page_size is 3000"},
         {{"plan", "4K\n4K"}, "bad size '4K\\x0a4K'"},
@@ -609,23 +610,149 @@ INSTANTIATE_TEST_SUITE_P(
         {{"plan", "9223372036854775807"},
          "batch 1: the batch may take up to 4294975490 ops (with at most "
          "2147479552 bytes and 1024 iovecs per op), more than the limit of "
-         "1048576 ops; plan fewer or smaller batches, or a larger "
-         "--max-bytes"},
+         "1048576 ops; plan fewer or smaller batches"},
+        {{"plan", "--max-bytes=1M", "--max-iovs=8", "1099511627776"},
+         "more than the limit of 1048576 ops; plan fewer or smaller batches, "
+         "or a larger --max-bytes or --max-iovs"},
+        {{"simulate", "--per-op", "1e308", "--per-zc-op", "1e308", "4K", "64K"},
+         "--per-op: bad weight '1e308': expected a number in 0..1000000000"},
+        {{"simulate", "--per-zc-op=1000000001", "4K"},
+         "--per-zc-op: bad weight '1000000001'"},
+        {{"simulate", "--per-op=inf", "4K"}, "--per-op: bad weight 'inf'"},
+        {{"simulate", "--per-op=nan", "4K"}, "--per-op: bad weight 'nan'"},
         {{"simulate", "--max-bytes=1", "2M"},
          "threshold 1K: batch 1: the batch may take up to 2097154 ops (with at "
          "most 1 bytes and 1024 iovecs per op), more than the limit of "
          "1048576 ops; simulate fewer or smaller batches"},
     }));
 
-TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLine) {
-  const Result r = Zcplan({"plan", std::string(5 << 20, '7') + "Q"});
-  EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.out, "");
-  EXPECT_LT(r.err.size(), 2100u);
-  EXPECT_TRUE(absl::StartsWith(r.err, "zcplan: bad size '7777")) << r.err;
-  // The cut says how long the message was.
-  EXPECT_TRUE(absl::StrContains(r.err, "...(5242")) << r.err;
-  EXPECT_TRUE(absl::EndsWith(r.err, " bytes)\n")) << r.err;
+TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLineThatKeepsTheReason) {
+  for (const std::string& token :
+       {std::string(5 << 20, '7') + "Q", std::string(5 << 20, '7')}) {
+    const Result r = Zcplan({"plan", token});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_LT(r.err.size(), 400u);
+    EXPECT_TRUE(absl::StartsWith(r.err, "zcplan: bad size '7777")) << r.err;
+    // The token is cut, saying how long it was, and the reason follows.
+    EXPECT_TRUE(absl::StrContains(
+        r.err, absl::StrCat("...(", token.size(), " bytes)'")))
+        << r.err;
+    EXPECT_TRUE(absl::EndsWith(r.err, token.back() == 'Q'
+                                          ? ": unknown suffix (use K, M or G)\n"
+                                          : " bytes\n"))
+        << r.err;
+    EXPECT_TRUE(token.back() == 'Q' ||
+                absl::StrContains(r.err, "': larger than the limit of "))
+        << r.err;
+  }
+  // In a trace file too, and in a flag's value.
+  const std::string path =
+      WriteTempFile("huge_token.trace", "4K\n" + std::string(100000, '9'));
+  const Result trace = Zcplan({"plan", "--trace", path});
+  EXPECT_EQ(trace.code, 2);
+  EXPECT_LT(trace.err.size(), 600u);
+  EXPECT_TRUE(absl::EndsWith(trace.err,
+                             "...(100000 bytes)': larger than the "
+                             "limit of 9223372036854775807 bytes\n"))
+      << trace.err;
+  const Result flag =
+      Zcplan({"plan", "--max-iovs", std::string(100000, 'x'), "4K"});
+  EXPECT_EQ(flag.code, 2);
+  EXPECT_LT(flag.err.size(), 400u);
+  EXPECT_TRUE(absl::EndsWith(flag.err, "expected a whole number, e.g. 64\n"))
+      << flag.err;
+}
+
+TEST(ZcplanSimulateTest, TableEscapesControlCharactersInPaths) {
+  // A path may hold a terminal escape sequence; the table shows it escaped
+  // (JSON escapes it its own way).
+  const std::string trace = WriteTempFile("tr\x1b]0;pwn\x07Y", "4K 64K\n");
+  const std::string weights =
+      WriteTempFile("w\x1b[2J\x1b]0;x\x07.weights", "per_op 100\n");
+  const Result r = Zcplan({"simulate", "--trace", trace, "--weights", weights});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "input: " + testing::TempDir() + "tr\\x1b]0;pwn\\x07Y: 1 batch"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "note: weights from " +
+                                           testing::TempDir() +
+                                           "w\\x1b[2J\\x1b]0;x\\x07.weights"))
+      << r.out;
+  const Result json = Zcplan(
+      {"simulate", "--trace", trace, "--weights", weights, "--format=json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out.find('\x1b'), std::string::npos) << json.out;
+  EXPECT_TRUE(absl::StrContains(json.out, "tr\\u001b]0;pwn\\u0007Y"))
+      << json.out;
+}
+
+TEST(ZcplanSimulateTest, LargestWeightsKeepTheCostFinite) {
+  std::vector<std::string> args = {"simulate", "--format=json"};
+  for (const char* flag :
+       {"--per-op", "--per-zc-op", "--per-copy-byte", "--per-zc-byte",
+        "--per-copy-iov", "--per-zc-iov", "--per-pinned-page"}) {
+    args.push_back(absl::StrCat(flag, "=1000000000"));
+  }
+  args.push_back("1G");
+  args.push_back("64K");
+  const Result r = Zcplan(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.out, "inf")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "nan")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "null")) << r.out;
+  EXPECT_GT(JsonNumber(r.out, "cost"), 1e18);
+  // A weights file is held to the same limit.
+  const std::string path = WriteTempFile("huge.weights", "per_op 1e308\n");
+  ExpectBadInput({"simulate", "--weights", path, "4K"},
+                 "bad value '1e308' for per_op: expected a number in "
+                 "0..1000000000");
+}
+
+TEST(ZcplanPlanTest, ChainSummaryOfManyOpsIsCutButEveryOpHasItsRow) {
+  std::vector<std::string> sizes;
+  for (int k = 0; k < 20000; ++k) {
+    sizes.push_back("4K");
+    sizes.push_back("64K");
+  }
+  const std::string path =
+      WriteTempFile("long_chain.trace", absl::StrJoin(sizes, " ") + "\n");
+  const Result r = Zcplan({"plan", "--max-ops=32768", "--trace", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = Lines(r.out);
+  size_t longest = 0;
+  for (const std::string& line : lines)
+    longest = std::max(longest, line.size());
+  EXPECT_LT(longest, 1100u);
+  // Chain 0 holds 32768 ops, chain 1 the other 7232; each summary says how
+  // many ops it leaves out, and those counts add up with what it shows.
+  for (const auto& [prefix, ops] :
+       {std::pair<std::string, int>{"  chain 0: ", 32768},
+        std::pair<std::string, int>{"  chain 1: ", 7232}}) {
+    const auto it = std::find_if(lines.begin(), lines.end(), [&](auto& l) {
+      return absl::StartsWith(l, prefix);
+    });
+    ASSERT_NE(it, lines.end()) << prefix;
+    const size_t more = it->rfind(" -> ... (");
+    ASSERT_NE(more, std::string::npos) << *it;
+    int left_out = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(
+        it->substr(more + 9, it->find(' ', more + 9) - more - 9), &left_out))
+        << *it;
+    const std::string shown = it->substr(prefix.size(), more - prefix.size());
+    const std::vector<std::string> shown_ops = absl::StrSplit(shown, " -> ");
+    EXPECT_EQ(static_cast<int>(shown_ops.size()) + left_out, ops) << *it;
+    EXPECT_TRUE(absl::EndsWith(*it, " more ops, in the rows below)")) << *it;
+  }
+  // The rows are complete: one per op.
+  size_t rows = 0;
+  for (const std::string& line : lines) {
+    rows += absl::StrContains(line, " send_zc ") ||
+            absl::StrContains(line, " send ");
+  }
+  EXPECT_EQ(rows, 40000u);
 }
 
 TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
@@ -799,6 +926,12 @@ TEST(ZcplanWorkBoundTest, AlternatingSizesOverTheOpLimitExitTwo) {
   ExpectBadInput({"simulate", "--trace", path, "--thresholds=16K"},
                  "threshold 16K: line 1049: the batches up to here may take "
                  "up to 1049000 ops");
+  // At their maximum (the defaults), --max-bytes and --max-iovs cannot help,
+  // so the hint does not name them.
+  const Result at_max = Zcplan({"plan", "--trace", path});
+  EXPECT_TRUE(absl::EndsWith(at_max.err,
+                             "1048576 ops; plan fewer or smaller batches\n"))
+      << at_max.err;
   // Under threshold "never" all of it is one copy run per batch: few ops.
   const Result never =
       Zcplan({"simulate", "--trace", path, "--thresholds=never"});
@@ -918,6 +1051,38 @@ TEST(ZcplanStreamingTest, TraceChangedBetweenCheckAndOutputExitsOne) {
   const std::string line = err.str();
   EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
   EXPECT_GT(buf.total, 0u);
+}
+
+TEST(ZcplanStreamingTest, TraceEditedInPlaceButStillValidExitsOne) {
+  // The edit keeps every line valid and the work within the bound, so only
+  // the bytes can tell that the output pass planned what was never checked.
+  // The table writes its options line before the output pass reads, so the
+  // output pass reads the edited file.
+  const std::string text = ManyBatches(10) + "4K 4K\n";
+  const std::string path = WriteTempFile("edited.trace", text);
+  RecordingBuf buf(SIZE_MAX, [&] {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(text.size() - 6));
+    f << "1G 1G\n";
+  });
+  std::ostream out(&buf);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcplan({"plan", "--trace", path}, out, err), kZcplanFailed);
+  EXPECT_EQ(err.str(), "zcplan: trace file '" + path +
+                           "': changed between the check pass and the output "
+                           "pass; the output written is unreliable (it may "
+                           "hold batches that were never checked), run plan "
+                           "again\n");
+  EXPECT_TRUE(absl::StrContains(buf.text, "2 iovecs, 2G (2147483648 bytes)"))
+      << buf.text;
+  EXPECT_FALSE(absl::StrContains(buf.text, "\ntotal: ")) << buf.text;
+  // Unchanged, the same file plans with exit 0.
+  const std::string same = WriteTempFile("unedited.trace", text);
+  RecordingBuf keep(SIZE_MAX, [] {});
+  std::ostream kept(&keep);
+  std::ostringstream none;
+  EXPECT_EQ(RunZcplan({"plan", "--trace", same}, kept, none), kZcplanOk)
+      << none.str();
 }
 
 }  // namespace

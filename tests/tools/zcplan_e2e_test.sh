@@ -60,5 +60,21 @@ expect_refused "bad size '--threshold': it comes after '--'" \
   plan -- --threshold 4K
 rm -f "$fifo"
 
+# Weights that would make a cost overflow to inf are refused.
+expect_refused "--per-op: bad weight '1e308': expected a number in 0..1000000000" \
+  simulate --per-op 1e308 --per-zc-op 1e308 4K 64K
+
+# A path with a terminal escape sequence is shown escaped, never raw.
+evil="$tmp/tr"$'\e]0;pwn\a'"Y"
+printf '4K 64K\n' >"$evil"
+"$zcplan" simulate --trace "$evil" >"$tmp/out" 2>"$tmp/err" ||
+  fail "escaped path: exited $?: $(cat "$tmp/err")"
+if LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out"; then
+  fail "control characters on stdout: $(cat -v "$tmp/out")"
+fi
+grep -qF 'input: '"$tmp"'/tr\x1b]0;pwn\x07Y: 1 batch' "$tmp/out" ||
+  fail "escaped path: $(cat -v "$tmp/out")"
+rm -f "$evil"
+
 [ "$failures" -eq 0 ] && echo PASS
 exit "$failures"

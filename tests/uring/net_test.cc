@@ -91,13 +91,20 @@ bool MakeFullListener(UniqueFd* listener, std::vector<UniqueFd>* fillers,
   return false;
 }
 
-TEST(ConnectTcpTest, GivesUpAfterTheTimeoutWhenTheBacklogIsFull) {
-  UniqueFd listener;
-  std::vector<UniqueFd> fillers;
-  std::string port;
-  if (!MakeFullListener(&listener, &fillers, &port)) {
-    GTEST_SKIP() << "could not fill a listen(0) backlog on 127.0.0.1";
+class FullBacklogTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!MakeFullListener(&listener_, &fillers_, &port_)) {
+      GTEST_SKIP() << "could not fill a listen(0) backlog on 127.0.0.1";
+    }
   }
+  UniqueFd listener_;
+  std::vector<UniqueFd> fillers_;
+  std::string port_;
+};
+
+TEST_F(FullBacklogTest, ConnectGivesUpAfterTheTimeout) {
+  const std::string& port = port_;
   absl::StatusOr<UniqueFd> fd =
       ConnectTcp("127.0.0.1", port, absl::Milliseconds(300));
   ASSERT_FALSE(fd.ok());
@@ -109,13 +116,8 @@ TEST(ConnectTcpTest, GivesUpAfterTheTimeoutWhenTheBacklogIsFull) {
       << fd.status();
 }
 
-TEST(ConnectTcpTest, StopEndsAConnectThatGetsNoAnswer) {
-  UniqueFd listener;
-  std::vector<UniqueFd> fillers;
-  std::string port;
-  if (!MakeFullListener(&listener, &fillers, &port)) {
-    GTEST_SKIP() << "could not fill a listen(0) backlog on 127.0.0.1";
-  }
+TEST_F(FullBacklogTest, StopEndsAConnectThatGetsNoAnswer) {
+  const std::string& port = port_;
   int asked = 0;
   absl::StatusOr<UniqueFd> fd =
       ConnectTcp("127.0.0.1", port, absl::InfiniteDuration(),

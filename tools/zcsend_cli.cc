@@ -1883,13 +1883,15 @@ sends, resumed chains, notifications (and how many reported a copy),
 fallbacks and the peak bytes awaiting notification. The receiver's first line is "listening on ADDR:PORT";
 it ends with the bytes received, the throughput and the pattern result.
 
-SIGINT or SIGTERM while sending stops the run with the partial report.
+SIGINT or SIGTERM while connecting or sending stops the run (with the
+partial report once sending has begun).
 With --loopback, a receiver that fails stops the sender, and the bytes each
 connection received must equal those sent.
 
 Exit status: 0 on success; 1 when the run fails (io_uring unavailable,
-connection error, idle timeout, a buffer released with an error, pattern or
-byte count mismatch); 2 on bad input, with one line on stderr and nothing on
+connection error or a peer that reset or closed a connection early, connect
+or idle timeout, a buffer released with an error, pattern or byte count
+mismatch, a report that cannot be written); 2 on bad input, with one line on stderr and nothing on
 stdout; 130 or 143 when stopped by SIGINT or SIGTERM.
 )",
       FormatSize(kDefaultBytes), kDefaultSplit, FormatThreshold(d.zc_threshold),

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -119,6 +120,15 @@ constexpr int kSeqBits = 44;
 constexpr absl::Duration kPollTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
 constexpr absl::Duration kDefaultIdleTimeout = absl::Seconds(30);
+// The bound on each connect when --idle-timeout is 0 (off).
+constexpr absl::Duration kDefaultConnectTimeout = absl::Seconds(30);
+// The most buffers one connection holds enqueued and not yet reclaimed, so
+// that tiny buffers (--split 1) cannot take unbounded bookkeeping memory.
+constexpr uint64_t kMaxBuffersInFlight = 65536;
+// TopUp looks at the stop signal after this many buffers.
+constexpr uint64_t kBuffersPerStopCheck = 1024;
+// The longest host name (DNS allows 253 characters).
+constexpr size_t kMaxHostChars = 253;
 // How long an abandoned run waits for the kernel to give buffers back, once
 // in each of its steps (see `Abandon`) and in the executor's teardown.
 constexpr absl::Duration kAbandonTimeout = absl::Seconds(1);
@@ -204,6 +214,11 @@ absl::Status ParsePeer(absl::string_view v, Config& c) {
   absl::StatusOr<std::pair<std::string, std::string>> hp =
       SplitHostPort(std::string(v));
   if (!hp.ok()) return hp.status();
+  if (hp->first.size() > kMaxHostChars) {
+    return Bad(absl::StrCat("host name of ", hp->first.size(),
+                            " bytes is longer than ", kMaxHostChars, ": ",
+                            QuoteForMessage(hp->first)));
+  }
   c.has_peer = true;
   c.peer = std::string(v);
   c.peer_host = hp->first;
@@ -524,6 +539,11 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
     if (!file.ok()) return file.status();
     job.file.Reset(file->fd);
     job.total = file->size;
+    if (job.total == 0) {
+      return Bad(absl::StrCat(
+          "--file ", QuoteForMessage(c.file),
+          " is empty (or a /proc-like file whose size is not known)"));
+    }
   } else {
     job.total = c.bytes;
   }
@@ -736,13 +756,70 @@ absl::Status ReadSource(const SendJob& job, uint64_t offset,
   return absl::OkStatus();
 }
 
+// --- Signals -----------------------------------------------------------------
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void OnStopSignal(int signal_number) {
+  g_stop_signal = signal_number;
+}
+
+// While one lives, SIGINT and SIGTERM set a flag the send loop checks each
+// round instead of killing the process; the handlers found are restored when
+// the last one dies. Overlapping instances (concurrent sending `RunZcsend`
+// calls) share one installation.
+class ScopedStopSignals {
+ public:
+  ScopedStopSignals() {
+    std::lock_guard<std::mutex> lock(Mu());
+    if (Users()++ > 0) return;
+    g_stop_signal = 0;
+    struct sigaction action = {};
+    action.sa_handler = OnStopSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
+    sigaction(SIGINT, &action, &Saved()[0]);
+    sigaction(SIGTERM, &action, &Saved()[1]);
+  }
+  ~ScopedStopSignals() {
+    std::lock_guard<std::mutex> lock(Mu());
+    if (--Users() > 0) return;
+    sigaction(SIGINT, &Saved()[0], nullptr);
+    sigaction(SIGTERM, &Saved()[1], nullptr);
+  }
+  ScopedStopSignals(const ScopedStopSignals&) = delete;
+  ScopedStopSignals& operator=(const ScopedStopSignals&) = delete;
+
+  // The signal that arrived, or 0.
+  static int Pending() { return g_stop_signal; }
+
+ private:
+  static std::mutex& Mu() {
+    static std::mutex* const mu = new std::mutex;
+    return *mu;
+  }
+  static int& Users() {
+    static int users = 0;
+    return users;
+  }
+  static struct sigaction* Saved() {
+    static struct sigaction saved[2];
+    return saved;
+  }
+};
+
 // Enqueues buffers on `c` while it holds at most --max-in-flight unreleased
-// bytes and its ring has room. Errors are the data source's; a connection
-// error is recorded in `c.error`.
+// bytes and `kMaxBuffersInFlight` buffers and its ring has room, and no stop
+// signal came. Errors are the data source's; a connection error is recorded
+// in `c.error`.
 absl::Status TopUp(SendState& state, size_t index, Executor& executor) {
   Conn& c = state.conns[index];
   const SendJob& job = *state.job;
-  while (c.error.ok() && c.next_offset < job.total) {
+  for (uint64_t n = 1; c.error.ok() && c.next_offset < job.total; ++n) {
+    if (c.pieces.size() >= kMaxBuffersInFlight) break;
+    if (n % kBuffersPerStopCheck == 0 && ScopedStopSignals::Pending() != 0) {
+      break;
+    }
     const uint64_t length =
         std::min(job.pieces[c.next_piece], job.total - c.next_offset);
     if (c.unreleased > 0 &&
@@ -813,58 +890,6 @@ std::string OpCounts(const SendStats& s) {
   return absl::StrCat(absl::StrJoin(parts, ", "), " (", total, " in ",
                       Count(s.chains, "chain"), ")");
 }
-
-// --- Signals -----------------------------------------------------------------
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void OnStopSignal(int signal_number) {
-  g_stop_signal = signal_number;
-}
-
-// While one lives, SIGINT and SIGTERM set a flag the send loop checks each
-// round instead of killing the process; the handlers found are restored when
-// the last one dies. Overlapping instances (concurrent sending `RunZcsend`
-// calls) share one installation.
-class ScopedStopSignals {
- public:
-  ScopedStopSignals() {
-    std::lock_guard<std::mutex> lock(Mu());
-    if (Users()++ > 0) return;
-    g_stop_signal = 0;
-    struct sigaction action = {};
-    action.sa_handler = OnStopSignal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
-    sigaction(SIGINT, &action, &Saved()[0]);
-    sigaction(SIGTERM, &action, &Saved()[1]);
-  }
-  ~ScopedStopSignals() {
-    std::lock_guard<std::mutex> lock(Mu());
-    if (--Users() > 0) return;
-    sigaction(SIGINT, &Saved()[0], nullptr);
-    sigaction(SIGTERM, &Saved()[1], nullptr);
-  }
-  ScopedStopSignals(const ScopedStopSignals&) = delete;
-  ScopedStopSignals& operator=(const ScopedStopSignals&) = delete;
-
-  // The signal that arrived, or 0.
-  static int Pending() { return g_stop_signal; }
-
- private:
-  static std::mutex& Mu() {
-    static std::mutex* const mu = new std::mutex;
-    return *mu;
-  }
-  static int& Users() {
-    static int users = 0;
-    return users;
-  }
-  static struct sigaction* Saved() {
-    static struct sigaction saved[2];
-    return saved;
-  }
-};
 
 // --- The send run ------------------------------------------------------------
 
@@ -1000,10 +1025,18 @@ bool SendRun::SetUp() {
   state_.conns.resize(config_.connections);
   for (uint32_t i = 0; i < config_.connections; ++i) {
     Conn& c = state_.conns[i];
-    absl::StatusOr<Fd> fd = ConnectTcp(config_.peer_host, config_.peer_port);
+    absl::StatusOr<Fd> fd = ConnectTcp(
+        config_.peer_host, config_.peer_port,
+        config_.idle_timeout > absl::ZeroDuration() ? config_.idle_timeout
+                                                    : kDefaultConnectTimeout,
+        [this] { return ScopedStopSignals::Pending() != 0 || PeerFailed(); });
     if (!fd.ok() || PeerFailed()) {
       stopped_by_peer_ = PeerFailed();
-      if (!stopped_by_peer_) Fail(fd.status().message());
+      // A signal is reported by `Run`.
+      if (!stopped_by_peer_ && ScopedStopSignals::Pending() == 0) {
+        // The message may quote the host: escape and cap it.
+        Fail(EscapeForMessage(fd.status().message(), kMaxMessageChars));
+      }
       return false;
     }
     c.fd = *std::move(fd);
@@ -1171,7 +1204,9 @@ void SendRun::CloseConnections() {
 void SendRun::Abandon(const std::vector<size_t>& stalled) {
   for (size_t i : stalled) {
     Conn& c = state_.conns[i];
-    c.abandoned = true;
+    // One the peer or the network already broke is not zcsend's doing: it
+    // stays a failure (reported and counted), and is still reset.
+    c.abandoned = c.error.ok();
     if (control_.never_reset) continue;
     (void)executor_->Abort(c.id);  // a refused reset still closes it
   }
@@ -1263,7 +1298,8 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
              << c.next_offset - (c.acked_known ? c.acked : c.released_ok)
              << " bytes outstanding";
       } else if (!c.error.ok()) {
-        out_ << ", FAILED: " << c.error.ToString();
+        out_ << ", FAILED (broken by the peer or the network, not by zcsend): "
+             << EscapeForMessage(c.error.ToString(), kMaxMessageChars);
       }
       out_ << "\n";
     }
@@ -1319,13 +1355,23 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
 
 SendResult SendRun::Run() {
   SendResult result;
+  // Installed before connecting, so that a signal during a connect that gets
+  // no answer ends the run as one during the sending does.
+  ScopedStopSignals signals;
   if (!SetUp()) {
     result.stopped_by_peer = stopped_by_peer_;
     if (executor_ != nullptr) CloseConnections();  // nothing was enqueued
     DestroyExecutor();
+    if (const int signal_number = ScopedStopSignals::Pending();
+        signal_number != 0 && !stopped_by_peer_) {
+      err_ << "zcsend: stopped by "
+           << EndingName(Ending::kSignal, signal_number)
+           << " while connecting to " << EscapeForMessage(config_.peer)
+           << "; nothing was sent\n";
+      result.code = kZcsendInterrupted + signal_number;
+    }
     return result;
   }
-  ScopedStopSignals signals;
   PrintHeader();
   const absl::Time start = absl::Now();
   state_.last_release = start;
@@ -1451,14 +1497,34 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
   };
   std::vector<Peer> peers(config.connections);
   if (config.has_out) {
+    // PATH.1 .. PATH.N are written beside PATH: a PATH that is not a
+    // regular file (/dev/null) is refused rather than given siblings.
+    if (struct stat st = {};
+        peers.size() > 1 && stat(config.out_path.c_str(), &st) == 0) {
+      if (absl::Status s = CheckOutputFile(config.out_path, "--out"); !s.ok()) {
+        return BadInput(s, err);
+      }
+    }
+    for (size_t i = 0; i < peers.size(); ++i) {
+      if (absl::Status s = CheckOutputFile(OutPath(config, i), "--out");
+          !s.ok()) {
+        return BadInput(s, err);
+      }
+    }
     for (size_t i = 0; i < peers.size(); ++i) {
       const std::string path = OutPath(config, i);
+      // Non-blocking, and checked on the descriptor: a FIFO put in place
+      // after the check cannot hang the open.
       peers[i].out.Reset(
-          open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-      if (peers[i].out.get() < 0) {
+          open(path.c_str(),
+               O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644));
+      struct stat st = {};
+      if (peers[i].out.get() < 0 || fstat(peers[i].out.get(), &st) != 0 ||
+          !S_ISREG(st.st_mode)) {
         return BadInput(
-            Bad(absl::StrCat("--out: cannot write ", QuoteForMessage(path),
-                             ": ", Errno(errno))),
+            Bad(absl::StrCat(
+                "--out: cannot write ", QuoteForMessage(path), ": ",
+                peers[i].out.get() < 0 ? Errno(errno) : "not a regular file")),
             err);
       }
     }
@@ -1625,8 +1691,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
       << Rate(total, elapsed) << "\n";
   if (config.check_pattern) {
     out << "pattern: "
-        << (mismatch.empty() ? absl::StrCat("OK (", total, " bytes checked)")
-                             : absl::StrCat("MISMATCH: ", mismatch))
+        << (!mismatch.empty() ? absl::StrCat("MISMATCH: ", mismatch)
+            : total == 0      ? std::string("nothing received to check")
+                              : absl::StrCat("OK (", total, " bytes checked)"))
         << "\n";
   }
   if (config.has_out) {
@@ -1788,18 +1855,21 @@ Sender (--peer HOST:PORT, or --loopback):
                        ops use fixed buffers
   --max-in-flight SIZE per connection, at most SIZE bytes enqueued and not yet
                        released (a buffer is refilled only after its release)
-                       [%s]
+                       [%s]; at most %d buffers are held per connection
+                       whatever their size
   --connections N      open N connections, each sends all the data; one ring
                        [1]
   --idle-timeout DUR   end the run (exit 1) when a connection has had no byte
                        acknowledged by the peer and no buffer released for
-                       DUR (30s, 500ms, ...; 0 is off) [30s]
+                       DUR (30s, 500ms, ...; 0 is off) [30s]; it also
+                       bounds each connect (30s when it is 0)
 
 Receiver (--listen PORT, 0 for any free port):
   --bind ADDR          address to listen on [0.0.0.0]
   --connections N      accept N connections, exit when all have closed [1]
   --out PATH           write what arrives to PATH (PATH.1 .. PATH.N with
-                       several connections)
+                       several connections), a regular file (not a FIFO or a
+                       device such as /dev/null: leave --out out to discard)
   --check-pattern      check that each connection carries the generated
                        pattern from its first byte
 
@@ -1813,17 +1883,20 @@ sends, resumed chains, notifications (and how many reported a copy),
 fallbacks and the peak bytes awaiting notification. The receiver's first line is "listening on ADDR:PORT";
 it ends with the bytes received, the throughput and the pattern result.
 
-SIGINT or SIGTERM while sending stops the run with the partial report.
+SIGINT or SIGTERM while connecting or sending stops the run (with the
+partial report once sending has begun).
 With --loopback, a receiver that fails stops the sender, and the bytes each
 connection received must equal those sent.
 
 Exit status: 0 on success; 1 when the run fails (io_uring unavailable,
-connection error, idle timeout, a buffer released with an error, pattern or
-byte count mismatch); 2 on bad input, with one line on stderr and nothing on
+connection error or a peer that reset or closed a connection early, connect
+or idle timeout, a buffer released with an error, pattern or byte count
+mismatch, a report that cannot be written); 2 on bad input, with one line on stderr and nothing on
 stdout; 130 or 143 when stopped by SIGINT or SIGTERM.
 )",
       FormatSize(kDefaultBytes), kDefaultSplit, FormatThreshold(d.zc_threshold),
-      CopyOpName(d.copy_op), FormatSize(kDefaultMaxInFlight));
+      CopyOpName(d.copy_op), FormatSize(kDefaultMaxInFlight),
+      kMaxBuffersInFlight);
 }
 
 int RunZcsend(absl::Span<const std::string> args, std::ostream& out,
@@ -1831,7 +1904,9 @@ int RunZcsend(absl::Span<const std::string> args, std::ostream& out,
   return RunZcsendWithHooks(args, out, err, ZcsendTestHooks());
 }
 
-int RunZcsendWithHooks(absl::Span<const std::string> args, std::ostream& out,
+namespace {
+
+int RunZcsendUnchecked(absl::Span<const std::string> args, std::ostream& out,
                        std::ostream& err, const ZcsendTestHooks& hooks) {
   for (const std::string& arg : args) {
     if (IsHelp(arg)) {
@@ -1851,6 +1926,21 @@ int RunZcsendWithHooks(absl::Span<const std::string> args, std::ostream& out,
   SendControl control;
   control.never_reset = hooks.sender_never_resets;
   return RunSend(config, *job, control, out, err).code;
+}
+
+}  // namespace
+
+int RunZcsendWithHooks(absl::Span<const std::string> args, std::ostream& out,
+                       std::ostream& err, const ZcsendTestHooks& hooks) {
+  int code = RunZcsendUnchecked(args, out, err, hooks);
+  // A report that could not be written (stdout on a full disk, a closed
+  // pipe) is a failed run, not a success nobody saw.
+  out.flush();
+  if (!out) {
+    err << "zcsend: cannot write the report to the output (stdout)\n";
+    if (code == kZcsendOk) code = kZcsendFailed;
+  }
+  return code;
 }
 
 }  // namespace zcplan

@@ -46,11 +46,16 @@ inline constexpr int kZcsendBadInput = 2;  // bad command line
 //
 // A sender ends with kZcsendFailed and one line on `err` naming the
 // connection (index and peer) and the bytes outstanding when no byte is
-// acknowledged by the peer and no buffer released for `--idle-timeout`. While
-// it sends, SIGINT and SIGTERM end the run with the partial report and
-// kZcsendInterrupted + the signal number (130, 143); the process's previous
-// handlers for them are restored before `RunZcsend` returns (the handlers are
-// process-wide: overlapping sending calls share them).
+// acknowledged by the peer and no buffer released for `--idle-timeout`, or
+// when a peer resets or closes a connection before all its data was sent.
+// Each connect is bounded by --idle-timeout (30 s when that is 0). While it
+// connects and sends, SIGINT and SIGTERM end the run (with the partial report
+// once sending has begun) and kZcsendInterrupted + the signal number (130,
+// 143); the process's previous handlers for them are restored before
+// `RunZcsend` returns (the handlers are process-wide: overlapping sending
+// calls share them). When `out` cannot be written (a full disk), one line
+// says so on `err` and a run that would have returned kZcsendOk returns
+// kZcsendFailed.
 [[nodiscard]] int RunZcsend(absl::Span<const std::string> args,
                             std::ostream& out, std::ostream& err);
 

@@ -1,8 +1,11 @@
 #include "uring/net.h"
 
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,8 +15,60 @@
 
 namespace zcplan {
 
+namespace {
+
+std::string HostPort(const std::string& host, const std::string& port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", host, v6 ? "]" : "", ":", port);
+}
+
+// Connects `fd` to `ai` without blocking past `deadline`. Returns 0 or an
+// errno value; ETIMEDOUT for the deadline, ECANCELED for `stop`.
+int ConnectOne(int fd, const addrinfo& ai, absl::Time deadline,
+               const std::function<bool()>& stop) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return errno;
+  if (connect(fd, ai.ai_addr, ai.ai_addrlen) != 0) {
+    if (errno != EINPROGRESS && errno != EINTR) return errno;
+    for (;;) {
+      if (stop != nullptr && stop()) return ECANCELED;
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) return ETIMEDOUT;
+      // Wake at least every 100 ms to ask `stop`.
+      absl::Duration wait = left;
+      if (stop != nullptr) wait = std::min(wait, absl::Milliseconds(100));
+      const int wait_ms = wait == absl::InfiniteDuration()
+                              ? -1
+                              : static_cast<int>(absl::ToInt64Milliseconds(
+                                    absl::Ceil(wait, absl::Milliseconds(1))));
+      pollfd p = {fd, POLLOUT, 0};
+      const int n = poll(&p, 1, wait_ms);
+      if (n < 0 && errno != EINTR) return errno;
+      if (n > 0) break;
+    }
+    int error = 0;
+    socklen_t length = sizeof(error);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+      return errno;
+    }
+    if (error != 0) return error;
+  }
+  if (fcntl(fd, F_SETFL, flags) != 0) return errno;
+  return 0;
+}
+
+}  // namespace
+
 absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
                                     const std::string& port) {
+  return ConnectTcp(host, port, absl::InfiniteDuration());
+}
+
+absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
+                                    const std::string& port,
+                                    absl::Duration timeout,
+                                    const std::function<bool()>& stop) {
+  const absl::Time deadline = absl::Now() + timeout;
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -27,17 +82,25 @@ absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
   for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
     UniqueFd fd(
         socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (fd.get() >= 0 && connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0) {
+    error = fd.get() < 0 ? errno : ConnectOne(fd.get(), *ai, deadline, stop);
+    if (error == 0) {
       freeaddrinfo(list);
       return fd;
     }
-    error = errno;
+    if (error == ETIMEDOUT || error == ECANCELED) break;
   }
   freeaddrinfo(list);
-  const bool v6 = host.find(':') != std::string::npos;
-  return absl::UnavailableError(
-      absl::StrCat("cannot connect to ", v6 ? "[" : "", host, v6 ? "]" : "",
-                   ":", port, ": ", std::strerror(error)));
+  if (error == ECANCELED) {
+    return absl::CancelledError(
+        absl::StrCat("connecting to ", HostPort(host, port), ": stopped"));
+  }
+  if (error == ETIMEDOUT && timeout != absl::InfiniteDuration()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("cannot connect to ", HostPort(host, port),
+                     ": no answer within ", absl::FormatDuration(timeout)));
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "cannot connect to ", HostPort(host, port), ": ", std::strerror(error)));
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(

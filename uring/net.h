@@ -9,10 +9,12 @@
 
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace zcplan {
 
@@ -46,6 +48,17 @@ class UniqueFd {
 // with "cannot resolve 'HOST': ..." or "cannot connect to HOST:PORT: ...".
 [[nodiscard]] absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
                                                   const std::string& port);
+
+// `ConnectTcp` bounded in time: each address gets at most what is left of
+// `timeout` (a non-blocking connect and a poll; InfiniteDuration waits as
+// long as the kernel does), and `stop` (when given) is asked about every
+// 100 ms and on EINTR, so a signal handler that sets a flag ends the wait.
+// The socket returned is blocking again. Errors as `ConnectTcp`, plus
+// DeadlineExceeded "cannot connect to HOST:PORT: no answer within DUR" and
+// Cancelled "connecting to HOST:PORT: stopped".
+[[nodiscard]] absl::StatusOr<UniqueFd> ConnectTcp(
+    const std::string& host, const std::string& port, absl::Duration timeout,
+    const std::function<bool()>& stop = nullptr);
 
 // Splits "HOST:PORT" or "[IPV6]:PORT" (port 1..65535). Errors:
 // InvalidArgument quoting the text.

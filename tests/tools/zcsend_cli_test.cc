@@ -784,6 +784,9 @@ TEST(ZcsendBadInputTest, InputErrorsAfterParsingStartNothing) {
       {"--trace", zeros},
       {"--trace", "/dev/zero"},
       {"--trace", dir},
+      // Size 0: nothing to send, or a size the kernel does not know.
+      {"--file", empty},
+      {"--file", "/proc/self/status"},
   };
   for (const bool loopback : {true, false}) {
     for (const std::vector<std::string>& c : cases) {
@@ -806,6 +809,7 @@ TEST(ZcsendBadInputTest, HugeOrControlValuesGiveOneShortLine) {
       {huge},
       {"--" + huge},
       {"--peer", huge},
+      {"--peer", std::string(100000, 'a') + ":1"},
       {"--peer", "127.0.0.1:9", "--bytes", huge},
       {"--loopback", "--split", huge},
       {"--loopback", "--file", "/" + huge},
@@ -1179,6 +1183,271 @@ TEST(ZcsendSendTest, RegisteredRegionIsSizedToTheData) {
       << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "  pattern: OK (131072 bytes checked)"))
       << r.out;
+}
+
+// --- Second round of faults
+// ---------------------------------------------------
+
+// A peer that reads `read_bytes` of each connection and then goes away,
+// with a reset (SO_LINGER 0) or a plain close.
+class BreakingPeer {
+ public:
+  BreakingPeer(uint64_t read_bytes, bool reset, int connections) {
+    int port = 0;
+    listener_ = ListenOnLoopback(connections, &port);
+    if (listener_ < 0) return;
+    peer_ = absl::StrCat("127.0.0.1:", port);
+    thread_ = std::thread([this, read_bytes, reset, connections] {
+      for (int i = 0; i < connections; ++i) {
+        struct pollfd p = {listener_, POLLIN, 0};
+        if (poll(&p, 1, 30000) <= 0) return;
+        const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) return;
+        char buffer[1 << 16];
+        uint64_t got = 0;
+        while (got < read_bytes) {
+          struct pollfd q = {fd, POLLIN, 0};
+          if (poll(&q, 1, 30000) <= 0) break;
+          const ssize_t n = read(fd, buffer, sizeof(buffer));
+          if (n <= 0) break;
+          got += static_cast<uint64_t>(n);
+        }
+        if (reset) {
+          const struct linger l = {1, 0};
+          setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+        }
+        close(fd);
+      }
+    });
+  }
+  BreakingPeer(const BreakingPeer&) = delete;
+  BreakingPeer& operator=(const BreakingPeer&) = delete;
+  ~BreakingPeer() {
+    if (thread_.joinable()) thread_.join();
+    if (listener_ >= 0) close(listener_);
+  }
+  // "127.0.0.1:PORT", or "" when it could not listen.
+  const std::string& peer() const { return peer_; }
+
+ private:
+  int listener_ = -1;
+  std::string peer_;
+  std::thread thread_;
+};
+
+class ZcsendBrokenPeerTest
+    : public testing::TestWithParam<std::pair<bool, int>> {};
+
+// The peer reset or closed the connection mid-stream: that used to count as
+// zcsend's own abandoning (exit 0, "abandoned (reset)").
+TEST_P(ZcsendBrokenPeerTest, PeerThatGoesAwayMidStreamFailsTheRun) {
+  SKIP_WITHOUT_IO_URING();
+  const auto [reset, connections] = GetParam();
+  BreakingPeer peer(100000, reset, connections);
+  ASSERT_NE(peer.peer(), "");
+  const Result r =
+      Zcsend({"--peer", peer.peer(), "--bytes", "64M", "--connections",
+              absl::StrCat(connections), "--idle-timeout", "20s"});
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.err,
+      absl::StrCat("zcsend: connection 1 to ", peer.peer(), " failed after ")))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "FAILED (broken by the peer or the network, not by zcsend)"))
+      << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "abandoned")) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(ResetOrClose, ZcsendBrokenPeerTest,
+                         testing::Values(std::make_pair(true, 1),
+                                         std::make_pair(false, 1),
+                                         std::make_pair(true, 2)));
+
+// Tiny buffers: one enqueue loop used to go on for tens of seconds (and
+// take ~55 bytes a buffer) before the stop flag was looked at again.
+TEST(ZcsendSignalLoopbackTest, StopsPromptlyWithOneByteBuffers) {
+  SKIP_WITHOUT_IO_URING();
+  TestHandler handler(SIGTERM);
+  ASSERT_TRUE(handler.installed());
+  BackgroundRun run({"--loopback", "--bytes", "64M", "--split", "1",
+                     "--max-in-flight", "64M", "--idle-timeout", "20s"});
+  const bool started = SignalOnceStarted(run, SIGTERM);
+  const Result r = run.Join();
+  EXPECT_TRUE(started) << r.err << r.out;
+  EXPECT_EQ(r.code, kZcsendInterrupted + SIGTERM) << r.err;
+  EXPECT_EQ(r.err, "zcsend: stopped by SIGTERM; the report above is partial\n");
+}
+
+// A listen(0) socket on 127.0.0.1 whose accept queue is full: a further SYN
+// gets no answer. `peer()` is "" when it could not be made so.
+class FullBacklog {
+ public:
+  FullBacklog() {
+    int port = 0;
+    listener_ = ListenOnLoopback(0, &port);
+    if (listener_ < 0) return;
+    struct sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    for (int i = 0; i < 8; ++i) {
+      const int fd =
+          socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      if (fd < 0) return;
+      fillers_.push_back(fd);
+      (void)connect(fd, reinterpret_cast<struct sockaddr*>(&addr),
+                    sizeof(addr));
+      struct pollfd p = {fd, POLLOUT, 0};
+      if (poll(&p, 1, 200) == 0) {  // unanswered: full
+        peer_ = absl::StrCat("127.0.0.1:", port);
+        return;
+      }
+    }
+  }
+  FullBacklog(const FullBacklog&) = delete;
+  FullBacklog& operator=(const FullBacklog&) = delete;
+  ~FullBacklog() { Close(); }
+  const std::string& peer() const { return peer_; }
+  // Closes everything (a connect still waiting then fails).
+  void Close() {
+    for (int fd : fillers_) close(fd);
+    fillers_.clear();
+    if (listener_ >= 0) close(listener_);
+    listener_ = -1;
+  }
+
+ private:
+  int listener_ = -1;
+  std::vector<int> fillers_;
+  std::string peer_;
+};
+
+TEST(ZcsendFaultTest, ConnectToAFullBacklogTimesOut) {
+  SKIP_WITHOUT_IO_URING();
+  FullBacklog full;
+  if (full.peer().empty()) GTEST_SKIP() << "could not fill a listen(0) backlog";
+  BackgroundRun run(
+      {"--peer", full.peer(), "--bytes", "1M", "--idle-timeout", "1s"});
+  const bool done = run.WaitDone(absl::Seconds(30));
+  full.Close();  // lets a hung connect fail
+  const Result r = run.Join();
+  EXPECT_TRUE(done) << "the connect was not bounded";
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  EXPECT_EQ(r.err, absl::StrCat("zcsend: cannot connect to ", full.peer(),
+                                ": no answer within 1s\n"));
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(ZcsendConnectSignalTest, SignalDuringConnectStopsTheRun) {
+  SKIP_WITHOUT_IO_URING();
+  TestHandler handler(SIGINT);
+  ASSERT_TRUE(handler.installed());
+  FullBacklog full;
+  if (full.peer().empty()) GTEST_SKIP() << "could not fill a listen(0) backlog";
+  const std::string peer = full.peer();
+  BackgroundRun run({"--peer", peer, "--bytes", "1M", "--idle-timeout", "0"});
+  // zcsend's handler replaces the test's before it connects.
+  bool replaced = false;
+  for (int i = 0;
+       i < 3000 && !replaced && !run.WaitDone(absl::Milliseconds(10)); ++i) {
+    replaced = !handler.InPlace();
+  }
+  if (replaced) kill(getpid(), SIGINT);
+  const bool done = run.WaitDone(absl::Seconds(20));
+  full.Close();
+  const Result r = run.Join();
+  ASSERT_TRUE(replaced) << r.err;
+  EXPECT_TRUE(done) << "the signal did not stop the connect";
+  EXPECT_TRUE(handler.InPlace());
+  EXPECT_EQ(g_test_handler_calls.load(), 0);
+  EXPECT_EQ(r.code, kZcsendInterrupted + SIGINT) << r.err;
+  EXPECT_EQ(r.err,
+            absl::StrCat("zcsend: stopped by SIGINT while connecting to ", peer,
+                         "; nothing was sent\n"));
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(ZcsendFaultTest, ControlCharactersInTheHostAreEscaped) {
+  SKIP_WITHOUT_IO_URING();
+  const Result r = Zcsend({"--peer", "local\x1bhost:1", "--bytes", "1"});
+  EXPECT_EQ(r.code, kZcsendFailed) << r.err;
+  EXPECT_TRUE(
+      absl::StartsWith(r.err, "zcsend: cannot resolve 'local\\x1bhost'"))
+      << r.err;
+  EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+}
+
+// A stream buffer that takes nothing, as stdout on /dev/full.
+class FullBuffer : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+  std::streamsize xsputn(const char*, std::streamsize) override { return 0; }
+};
+
+TEST(ZcsendTest, OutputThatCannotBeWrittenFailsTheRun) {
+  FullBuffer full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcsend({"--help"}, out, err), kZcsendFailed);
+  EXPECT_EQ(err.str(),
+            "zcsend: cannot write the report to the output (stdout)\n");
+}
+
+// Outputs whose open would block (a FIFO without a reader) or that are not
+// files (/dev/null, which --connections 2 used to give /dev/null.1 and .2
+// beside it) are refused before the receiver listens.
+TEST(ZcsendBadInputTest, ReceiverRefusesOutputsThatAreNotFiles) {
+  const std::string fifo = absl::StrCat(testing::TempDir(), "/zcsend_out.fifo");
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--out", fifo}, "is a FIFO"},
+      {{"--out", fifo, "--connections", "2"}, "is a FIFO"},
+      {{"--out", "/dev/null"}, "is a character device"},
+      {{"--out", "/dev/null", "--connections", "2"}, "is a character device"},
+  };
+  for (const auto& [flags, needle] : cases) {
+    std::vector<std::string> args = {"--listen", "0", "--bind", "127.0.0.1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    BackgroundRun run(args);
+    if (!run.WaitDone(absl::Seconds(10))) {
+      ADD_FAILURE() << "zcsend did not refuse the output";
+      const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      if (run.WaitDone(absl::Seconds(2)) == false) {
+        // It listens: give it the connections it waits for.
+        const std::string first = Lines(run.out().text())[0];
+        int port = 0;
+        if (absl::SimpleAtoi(first.substr(first.rfind(':') + 1), &port)) {
+          Poke(port);
+          Poke(port);
+        }
+      }
+      if (fd >= 0) close(fd);
+    }
+    const Result r = run.Join();
+    EXPECT_EQ(r.code, kZcsendBadInput) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(LineCount(r.err), 1u) << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, needle)) << r.err;
+  }
+  unlink(fifo.c_str());
+  EXPECT_NE(access("/dev/null.1", F_OK), 0) << "/dev/null.1 was created";
+}
+
+// A connection that closes at once: nothing was checked, so the pattern is
+// not "OK".
+TEST(ZcsendFaultTest, ReceiverDoesNotCallNoBytesAPatternMatch) {
+  Receiver receiver({"--check-pattern"});
+  ASSERT_NE(receiver.port(), 0);
+  Poke(receiver.port());
+  const Result r = receiver.Join();
+  EXPECT_EQ(r.code, kZcsendOk) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "pattern: nothing received to check\n"))
+      << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "pattern: OK")) << r.out;
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 #   3. Inputs that never end or never deliver (/dev/zero, a FIFO) are refused
 #      at once (exit 2, one line, nothing on stdout), and --loopback with too
 #      few file descriptors for its receiver exits 1 with the error instead of
-#      hanging.
+#      hanging; stdout on /dev/full exits 1, --out on a FIFO exits 2, and
+#      SIGTERM stops a run of one-byte buffers (143).
 # Skips (exit 0, "SKIP: reason") only when socat is missing or io_uring is
 # unavailable, as zcsend itself reports.
 # Usage: zcsend_e2e_test.sh PATH_TO_ZCSEND
@@ -183,6 +184,36 @@ rc=$?
 [ "$rc" -eq 1 ] || fail "--loopback with ulimit -n 256 exited $rc, not 1: $(cat "$tmp/emfile.err")"
 grep -q '^zcsend: .*Too many open files' "$tmp/emfile.err" ||
   fail "--loopback with ulimit -n 256: no EMFILE error: $(cat "$tmp/emfile.err")"
+
+# A report that cannot be written (stdout on /dev/full) fails the run.
+if [ -w /dev/full ]; then
+  timeout 60 "$zcsend" --loopback --bytes 1M >/dev/full 2>"$tmp/full.err"
+  rc=$?
+  [ "$rc" -eq 1 ] || fail "--loopback >/dev/full exited $rc, not 1: $(cat "$tmp/full.err")"
+  grep -qxF 'zcsend: cannot write the report to the output (stdout)' \
+    "$tmp/full.err" || fail "--loopback >/dev/full: $(cat "$tmp/full.err")"
+fi
+
+# A receiver whose --out is a FIFO without a reader is refused before it
+# listens (its open used to block).
+timeout 20 "$zcsend" --listen 0 --bind 127.0.0.1 --out "$tmp/fifo" \
+  >"$tmp/outfifo.out" 2>"$tmp/outfifo.err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "--listen --out FIFO exited $rc, not 2: $(cat "$tmp/outfifo.err")"
+[ ! -s "$tmp/outfifo.out" ] || fail "--listen --out FIFO wrote: $(cat "$tmp/outfifo.out")"
+
+# SIGTERM while one-byte buffers are enqueued ends the run with 143.
+timeout -s KILL 60 "$zcsend" --loopback --bytes 64M --split 1 \
+  --max-in-flight 64M >"$tmp/term.out" 2>"$tmp/term.err" &
+term_pid=$!
+for _ in $(seq 100); do
+  grep -q '^plan of the first message' "$tmp/term.out" && break
+  sleep 0.1
+done
+kill -TERM "$term_pid" 2>/dev/null
+wait "$term_pid"
+rc=$?
+[ "$rc" -eq 143 ] || fail "--split 1 after SIGTERM exited $rc, not 143: $(cat "$tmp/term.err")"
 
 [ "$failures" -eq 0 ] && echo PASS
 exit "$failures"

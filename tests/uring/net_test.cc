@@ -1,8 +1,14 @@
 #include "uring/net.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -49,6 +55,94 @@ TEST(ConnectTcpTest, ConnectsAndNamesTheAddressWhenRefused) {
   EXPECT_TRUE(absl::StrContains(unresolved.status().message(),
                                 "cannot resolve 'no.such.host.invalid'"))
       << unresolved.status();
+}
+
+// A listener on 127.0.0.1 with listen(0) whose accept queue is full, so
+// that a further SYN gets no answer; sets `*port`. False when the kernel
+// kept completing connects (the test then skips).
+bool MakeFullListener(UniqueFd* listener, std::vector<UniqueFd>* fillers,
+                      std::string* port) {
+  listener->Reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (listener->get() < 0 ||
+      bind(listener->get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+          0 ||
+      listen(listener->get(), 0) != 0 ||
+      getsockname(listener->get(), reinterpret_cast<sockaddr*>(&addr), &len) !=
+          0) {
+    return false;
+  }
+  *port = std::to_string(ntohs(addr.sin_port));
+  for (int i = 0; i < 8; ++i) {
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) !=
+            0 &&
+        errno != EINPROGRESS) {
+      return false;
+    }
+    pollfd p = {fd.get(), POLLOUT, 0};
+    const int n = poll(&p, 1, 200);
+    fillers->push_back(std::move(fd));
+    if (n == 0) return true;  // this SYN went unanswered: the queue is full
+  }
+  return false;
+}
+
+class FullBacklogTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!MakeFullListener(&listener_, &fillers_, &port_)) {
+      GTEST_SKIP() << "could not fill a listen(0) backlog on 127.0.0.1";
+    }
+  }
+  UniqueFd listener_;
+  std::vector<UniqueFd> fillers_;
+  std::string port_;
+};
+
+TEST_F(FullBacklogTest, ConnectGivesUpAfterTheTimeout) {
+  const std::string& port = port_;
+  absl::StatusOr<UniqueFd> fd =
+      ConnectTcp("127.0.0.1", port, absl::Milliseconds(300));
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(fd.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << fd.status();
+  EXPECT_TRUE(absl::StrContains(
+      fd.status().message(),
+      "cannot connect to 127.0.0.1:" + port + ": no answer within 300ms"))
+      << fd.status();
+}
+
+TEST_F(FullBacklogTest, StopEndsAConnectThatGetsNoAnswer) {
+  const std::string& port = port_;
+  int asked = 0;
+  absl::StatusOr<UniqueFd> fd =
+      ConnectTcp("127.0.0.1", port, absl::InfiniteDuration(),
+                 [&asked] { return ++asked >= 3; });
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(fd.status().code(), absl::StatusCode::kCancelled) << fd.status();
+  EXPECT_EQ(asked, 3);
+}
+
+TEST(ConnectTcpTest, WithATimeoutConnectsAndReturnsABlockingSocket) {
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(
+      bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+      0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  ASSERT_EQ(
+      getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  absl::StatusOr<UniqueFd> fd = ConnectTcp(
+      "127.0.0.1", std::to_string(ntohs(addr.sin_port)), absl::Seconds(10));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_EQ(fcntl(fd->get(), F_GETFL) & O_NONBLOCK, 0);
 }
 
 TEST(UniqueFdTest, ClosesOnceAndMovesOwnership) {

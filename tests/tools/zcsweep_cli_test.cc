@@ -53,6 +53,14 @@ std::string TempDir(const std::string& name) {
   return absl::StrCat(testing::TempDir(), "/", name);
 }
 
+#define SKIP_IF_NO_IO_URING(r)                                \
+  do {                                                        \
+    if ((r).code == kZcsweepFailed &&                         \
+        absl::StrContains((r).err, "io_uring unavailable")) { \
+      GTEST_SKIP() << (r).err;                                \
+    }                                                         \
+  } while (0)
+
 class ZcsweepBadInputTest
     : public testing::TestWithParam<
           std::pair<std::vector<std::string>, std::string>> {};
@@ -96,6 +104,26 @@ INSTANTIATE_TEST_SUITE_P(
                        "every buffer is empty"),
         std::make_pair(std::vector<std::string>{"--repetitions"},
                        "needs a value"),
+        std::make_pair(std::vector<std::string>{"--bogus"},
+                       "unknown flag '--bogus'"),
+        std::make_pair(std::vector<std::string>{"--split", ""},
+                       "--split: empty list"),
+        std::make_pair(std::vector<std::string>{"--trace", ""},
+                       "--trace: empty path"),
+        std::make_pair(std::vector<std::string>{"--trace="},
+                       "--trace: empty path"),
+        std::make_pair(std::vector<std::string>{"--split", "1G"},
+                       "above the limit of 1073741824 bytes (1 GiB)"),
+        std::make_pair(std::vector<std::string>{"--profile", "message:1024",
+                                                "--in-flight", "1024"},
+                       "for 1024 message(s) in flight"),
+        std::make_pair(std::vector<std::string>{"--calibrate", "w.txt",
+                                                "--thresholds", "0"},
+                       "--calibrate needs at least 2 settings without "
+                       "adaptive zero-copy to fit; this sweep has 1"),
+        std::make_pair(std::vector<std::string>{"--calibrate", "w.txt",
+                                                "--adaptive", "on"},
+                       "this sweep has 0"),
         std::make_pair(std::vector<std::string>{"--out", "/proc/no/such/dir",
                                                 "--split", "4K"},
                        "'/proc/no/such/dir'")));
@@ -173,7 +201,7 @@ TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{huge}, "unexpected argument 'zzz"},
       {{"--" + huge, "1"}, "unknown flag '--zzz"},
-      {{"--" + huge}, "flag --zzz"},
+      {{"--" + huge}, "unknown flag '--zzz"},
       {{"--thresholds", huge}, "--thresholds: "},
       {{"--split", huge}, "--split: "},
       {{"--gaps", huge}, "--gaps: "},
@@ -197,6 +225,56 @@ TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
   }
 }
 
+// A trace of valid 1-byte buffers whose buffers (8 KB each as laid out)
+// would take 2 GB: refused before anything is allocated (it once ran the
+// machine out of memory).
+TEST(ZcsweepBadInputTest, BufferMemoryAboveTheLimitIsRefused) {
+  const std::string trace = TempDir("tiny-buffers.trace");
+  {
+    std::ofstream f(trace);
+    for (int line = 0; line < 5; ++line) {
+      for (int i = 0; i < 50000; ++i) f << "1 ";
+      f << "\n";
+    }
+  }
+  ExpectBadInput({"--trace", trace, "--out", TempDir("tiny-out")},
+                 "the buffers need 2048020480 bytes (1.9 GiB) for 1 "
+                 "message(s) in flight");
+  struct stat st {};
+  EXPECT_NE(stat(TempDir("tiny-out").c_str(), &st), 0);
+}
+
+// A stream that takes nothing, like stdout on /dev/full.
+class FullBuf : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+  std::streamsize xsputn(const char*, std::streamsize) override { return 0; }
+};
+
+TEST(ZcsweepTest, UnwritableOutputIsExitOne) {
+  FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcsweep({"--help"}, out, err), kZcsweepFailed);
+  EXPECT_EQ(err.str(), "zcsweep: cannot write the help to standard output\n");
+}
+
+TEST(ZcsweepTest, UnwritableOutputStopsTheSweepBeforeItRuns) {
+  FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  const std::string dir = TempDir("sweep-full");
+  const std::vector<std::string> args = {"--split", "4K",    "--repetitions",
+                                         "1000",    "--out", dir};
+  const int code = RunZcsweep(args, out, err);
+  const Result r = {code, "", err.str()};
+  SKIP_IF_NO_IO_URING(r);
+  EXPECT_EQ(r.code, kZcsweepFailed);
+  EXPECT_EQ(r.err, "zcsweep: cannot write the results to standard output\n");
+  struct stat st {};
+  EXPECT_NE(stat(dir.c_str(), &st), 0) << "no directory for no results";
+}
+
 TEST(ZcsweepTest, HelpGoesToOut) {
   const Result r = Zcsweep({"--help"});
   EXPECT_EQ(r.code, kZcsweepOk);
@@ -212,14 +290,6 @@ Result ShortSweep(std::vector<std::string> extra, const std::string& dir) {
   args.insert(args.end(), extra.begin(), extra.end());
   return Zcsweep(args);
 }
-
-#define SKIP_IF_NO_IO_URING(r)                                \
-  do {                                                        \
-    if ((r).code == kZcsweepFailed &&                         \
-        absl::StrContains((r).err, "io_uring unavailable")) { \
-      GTEST_SKIP() << (r).err;                                \
-    }                                                         \
-  } while (0)
 
 TEST(ZcsweepTest, SweepPrintsTableRecommendationWarningAndWritesFiles) {
   const std::string dir = TempDir("sweep1");
@@ -351,6 +421,9 @@ TEST(ZcsweepTest, SigintPrintsTheRunsDoneAndExits130) {
       SIGINT, "[1/150] ", /*watch_err=*/true);
   SKIP_IF_NO_IO_URING(r);
   EXPECT_EQ(r.code, 130) << r.err;
+  struct stat st {};
+  EXPECT_NE(stat(TempDir("sweep-int").c_str(), &st), 0)
+      << "no files written, and no empty --out directory either";
   EXPECT_TRUE(HasDefaultAction(SIGINT)) << "the handler is restored";
   // The table has the runs done (at least the first), no recommendation.
   EXPECT_TRUE(absl::StrContains(r.out, "\nthreshold 0, writev ")) << r.out;

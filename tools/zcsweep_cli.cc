@@ -45,6 +45,10 @@ namespace {
 
 constexpr absl::string_view kDefaultThresholds = "0,1K..256K,never";
 constexpr absl::string_view kDefaultProfile = "message:1024";
+// A trace whose buffers fit kMaxSweepBufferBytes (8K and more each) has at
+// most 131072 of them, a few MB of text even with zero sizes and comments;
+// the general trace limit (1 GiB) would let parsing alone take many GB.
+constexpr uint64_t kMaxSweepTraceBytes = uint64_t{16} << 20;
 
 struct Config {
   std::string profile = std::string(kDefaultProfile);
@@ -232,7 +236,7 @@ LoadWorkload(const Config& c) {
   std::vector<std::vector<uint64_t>> messages;
   if (!c.trace_path.empty()) {
     absl::StatusOr<std::string> text =
-        ReadRegularFile(c.trace_path, "--trace", kMaxTraceFileBytes);
+        ReadRegularFile(c.trace_path, "--trace", kMaxSweepTraceBytes);
     if (!text.ok()) return text.status();
     absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
     if (!trace.ok()) {
@@ -947,6 +951,7 @@ Workload (one of):
   --profile NAME       message:N: the 256K reference message in N pieces
                        (4K header, two 64K pieces, the rest small) [%s]
   --trace FILE         a planner trace: one message per line, in turn
+                       (up to 16 MiB)
   --split LIST         one message of these sizes, e.g. 4K,4K,16K,32K,2K
 
 Sweep:

@@ -6,10 +6,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -277,6 +280,55 @@ TEST(ZcsweepTest, UnwritableOutputStopsTheSweepBeforeItRuns) {
   EXPECT_EQ(r.err, "zcsweep: cannot write the results to standard output\n");
   struct stat st {};
   EXPECT_NE(stat(dir.c_str(), &st), 0) << "no directory for no results";
+}
+
+// The process's address space in bytes (the first field of statm, in pages).
+uint64_t AddressSpaceBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  statm >> pages;
+  return pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// When memory runs out anyway (here: an address-space limit below a 512 MB
+// workload that the buffer bound allows), zcsweep says so in one line and
+// exits 1 instead of aborting on an uncaught std::bad_alloc. Runs in a child
+// process, which the limit confines.
+TEST(ZcsweepTest, OutOfMemoryIsOneLineAndExitOne) {
+  const uint64_t now = AddressSpaceBytes();
+  ASSERT_GT(now, 0u);
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlim_t limit = now + (uint64_t{256} << 20);
+    const struct rlimit rl = {limit, limit};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(99);
+    std::ostringstream out, err;
+    const int code = RunZcsweep(
+        {"--split", "512M", "--thresholds", "0", "--repetitions", "1", "--time",
+         "1ms", "--quiet", "--out", TempDir("oom-out")},
+        out, err);
+    const std::string e = err.str();
+    std::fprintf(stderr, "child: code %d, err %s", code, e.c_str());
+    if (absl::StrContains(e, "io_uring unavailable")) _exit(98);
+    _exit(code == kZcsweepFailed && e == "zcsweep: out of memory\n" ? 0 : 97);
+  }
+  // Bounded wait: the child allocates at once and fails, or is killed.
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 600 && done == 0; ++i) {
+    done = waitpid(child, &status, WNOHANG);
+    if (done == 0) absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (done == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the child did not end within 30 s";
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  if (WEXITSTATUS(status) == 98) GTEST_SKIP() << "io_uring unavailable";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the child's line above";
 }
 
 TEST(ZcsweepTest, HelpGoesToOut) {

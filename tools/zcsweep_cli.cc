@@ -11,8 +11,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +45,10 @@ namespace {
 
 constexpr absl::string_view kDefaultThresholds = "0,1K..256K,never";
 constexpr absl::string_view kDefaultProfile = "message:1024";
+// A trace whose buffers fit kMaxSweepBufferBytes (8K and more each) has at
+// most 131072 of them, a few MB of text even with zero sizes and comments;
+// the general trace limit (1 GiB) would let parsing alone take many GB.
+constexpr uint64_t kMaxSweepTraceBytes = uint64_t{16} << 20;
 
 struct Config {
   std::string profile = std::string(kDefaultProfile);
@@ -84,6 +90,12 @@ bool PlausibleHost(absl::string_view host) {
   return true;
 }
 
+// The flags that take a value (--quiet takes none).
+constexpr absl::string_view kValueFlags[] = {
+    "profile",   "trace",    "split",       "thresholds", "copy-ops",
+    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
+    "in-flight", "peer",     "out",         "calibrate"};
+
 absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
   for (size_t i = 0; i < args.size(); ++i) {
     const absl::string_view arg = args[i];
@@ -101,6 +113,11 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       c.progress = false;
       continue;
     }
+    if (std::find(std::begin(kValueFlags), std::end(kValueFlags), name) ==
+        std::end(kValueFlags)) {
+      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
+                              "; see zcsweep --help"));
+    }
     absl::string_view v;
     if (eq != absl::string_view::npos) {
       v = arg.substr(eq + 1);
@@ -114,8 +131,10 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
       c.profile = std::string(v);
       c.has_profile = true;
     } else if (name == "trace") {
+      if (v.empty()) s = Bad("empty path");
       c.trace_path = std::string(v);
     } else if (name == "split") {
+      if (v.empty()) s = Bad("empty list; give sizes, e.g. 4K,4K,16K");
       c.split = std::string(v);
     } else if (name == "thresholds") {
       c.thresholds_text = std::string(v);
@@ -183,9 +202,6 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     } else if (name == "calibrate") {
       if (v.empty()) s = Bad("empty path");
       c.calibrate_path = std::string(v);
-    } else {
-      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
-                              "; see zcsweep --help"));
     }
     if (!s.ok()) return Bad(absl::StrCat("--", flag, ": ", s.message()));
   }
@@ -199,6 +215,18 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     return Bad(absl::StrCat("--thresholds: ", Echo(thresholds.status())));
   }
   c.thresholds = *thresholds;
+  if (!c.calibrate_path.empty()) {
+    const bool fixed = std::find(c.adaptive.begin(), c.adaptive.end(), false) !=
+                       c.adaptive.end();
+    const size_t samples =
+        fixed ? c.thresholds.size() * c.copy_ops.size() * c.gaps.size() : 0;
+    if (samples < 2) {
+      return Bad(absl::StrCat(
+          "--calibrate needs at least 2 settings without adaptive zero-copy "
+          "to fit; this sweep has ",
+          samples, " (give more --thresholds, or --adaptive off or both)"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -208,7 +236,7 @@ LoadWorkload(const Config& c) {
   std::vector<std::vector<uint64_t>> messages;
   if (!c.trace_path.empty()) {
     absl::StatusOr<std::string> text =
-        ReadRegularFile(c.trace_path, "--trace", kMaxTraceFileBytes);
+        ReadRegularFile(c.trace_path, "--trace", kMaxSweepTraceBytes);
     if (!text.ok()) return text.status();
     absl::StatusOr<std::vector<TraceBatch>> trace = ParseTrace(*text);
     if (!trace.ok()) {
@@ -805,6 +833,13 @@ int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
   }
   const std::string title = absl::StrCat("zcsweep: ", WorkloadName(c), " to ",
                                          c.peer.empty() ? "loopback" : c.peer);
+  // Checked before the sweep; made only now, so that a sweep that fails or
+  // is interrupted leaves no empty directory behind.
+  if (mkdir(c.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    err << "zcsweep: --out " << QuoteForMessage(c.out_dir)
+        << ": cannot create: " << std::strerror(errno) << "\n";
+    return kZcsweepFailed;
+  }
   const std::string base = c.out_dir + "/sweep";
   for (const auto& [path, text] :
        {std::make_pair(base + ".csv", ResultsCsv(points)),
@@ -858,16 +893,10 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
   if (!sweep.ok()) {
     if (const int signal = StopSignals::received(); signal != 0) {
       err << "zcsweep: interrupted by " << SignalName(signal)
-          << " while connecting\n";
+          << " before the sweep started\n";
       return kZcsweepInterruptedBase + signal;
     }
     err << "zcsweep: " << Echo(sweep.status()) << "\n";
-    return kZcsweepFailed;
-  }
-  // Checked above; made only once the destination is known to be reachable.
-  if (mkdir(c.out_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    err << "zcsweep: --out " << QuoteForMessage(c.out_dir)
-        << ": cannot create: " << std::strerror(errno) << "\n";
     return kZcsweepFailed;
   }
   out << "zcsweep: " << workload->second << "\n"
@@ -876,6 +905,10 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
       << absl::FormatDuration(c.time) << ", " << c.in_flight
       << " message(s) in flight\n"
       << std::flush;
+  if (!out) {  // e.g. stdout on a full disk: the results would be lost
+    err << "zcsweep: cannot write the results to standard output\n";
+    return kZcsweepFailed;
+  }
 
   const absl::Time started = absl::Now();
   const absl::Status run =
@@ -918,6 +951,7 @@ Workload (one of):
   --profile NAME       message:N: the 256K reference message in N pieces
                        (4K header, two 64K pieces, the rest small) [%s]
   --trace FILE         a planner trace: one message per line, in turn
+                       (up to 16 MiB)
   --split LIST         one message of these sizes, e.g. 4K,4K,16K,32K,2K
 
 Sweep:
@@ -928,7 +962,9 @@ Sweep:
   --adaptive MODE      off, on or both (adaptive zero-copy) [off]
   --repetitions N      runs per setting; medians and ranges over them [3]
   --time DURATION      sending time per run, e.g. 300ms, 2s [300ms]
-  --in-flight N        messages in flight [1]
+  --in-flight N        messages in flight [1]; each holds a copy of the
+                       workload, every piece on its own pages plus a gap
+                       page, and all of them together may take at most 1 GiB
   --peer HOST:PORT     send to this TCP receiver instead of a receiver thread
                        on 127.0.0.1 (one connection for the whole sweep)
   --idle-timeout D     give up (exit 1) when for this long the peer
@@ -940,15 +976,16 @@ Output:
                        (medians) and DIR/sweep.svg (the plot) [zcsweep-out]
   --calibrate FILE     fit the planner's cost weights to the measured CPU per
                        message and write them to FILE, for
-                       zcplan simulate --weights FILE
+                       zcplan simulate --weights FILE (needs at least 2
+                       settings without adaptive zero-copy)
   --quiet              no progress lines on stderr
 
 Every output is checked before the sweep starts. SIGINT or SIGTERM stops the
 sweep: the runs done so far are printed and the exit status is 130 or 143.
 
 Exit status: 0 on success; 1 when the sweep fails (io_uring unavailable, the
-peer unreachable or idle, a send error); 2 on bad input; 130/143 when
-interrupted.
+peer unreachable or idle, a send error, out of memory, standard output not
+writable); 2 on bad input; 130/143 when interrupted.
 )",
       kDefaultProfile, kDefaultThresholds);
 }
@@ -957,16 +994,34 @@ int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
                std::ostream& err) {
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
-      out << ZcsweepUsage();
+      out << ZcsweepUsage() << std::flush;
+      if (!out) {
+        err << "zcsweep: cannot write the help to standard output\n";
+        return kZcsweepFailed;
+      }
       return kZcsweepOk;
     }
   }
-  Config config;
-  if (absl::Status s = ParseFlags(args, config); !s.ok()) {
-    err << "zcsweep: " << s.message() << "\n";
-    return kZcsweepBadInput;
+  int code = kZcsweepOk;
+  try {
+    Config config;
+    if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+      err << "zcsweep: " << s.message() << "\n";
+      return kZcsweepBadInput;
+    }
+    code = Run(config, out, err);
+  } catch (const std::bad_alloc&) {
+    // The last resort: the buffer memory is bounded before the sweep, but
+    // a large trace or a tight ulimit -v may still run out.
+    err << "zcsweep: out of memory\n";
+    return kZcsweepFailed;
   }
-  return Run(config, out, err);
+  out.flush();
+  if (!out && code == kZcsweepOk) {
+    err << "zcsweep: cannot write the results to standard output\n";
+    return kZcsweepFailed;
+  }
+  return code;
 }
 
 }  // namespace zcplan

@@ -38,9 +38,14 @@ inline constexpr int kZcsweepInterruptedBase = 128;
 // that cannot be written and a malformed --peer) writes one line starting
 // "zcsweep: " to `err`, nothing to `out`, and returns kZcsweepBadInput
 // before anything is started. A failure to reach io_uring or the peer is one
-// line and kZcsweepFailed, also before anything is printed on `out`. On
-// SIGINT or SIGTERM during the sweep, the runs done are printed and the
-// result is kZcsweepInterruptedBase + the signal.
+// line and kZcsweepFailed, also before anything is printed on `out`. Bad
+// input includes a workload whose buffers would take more than 1 GiB
+// (kMaxSweepBufferBytes). When `out` fails (stdout on a full disk), and when
+// memory runs out anyway (std::bad_alloc, caught here as a last resort), the
+// result is one line and kZcsweepFailed. On SIGINT or SIGTERM during the
+// sweep, the runs done are printed and the result is
+// kZcsweepInterruptedBase + the signal; the --out directory is made only
+// when the files are written.
 [[nodiscard]] int RunZcsweep(absl::Span<const std::string> args,
                              std::ostream& out, std::ostream& err);
 

@@ -12,8 +12,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -107,11 +109,30 @@ struct MessageBuffers {
   std::vector<std::vector<iovec>> pieces;  // per workload message
 };
 
-MessageBuffers MakeBuffers(const std::vector<std::vector<uint64_t>>& messages) {
+uint64_t PageRound(uint64_t size) { return (size + kPage - 1) / kPage * kPage; }
+
+// Adds `b` to `a`, saturating at UINT64_MAX.
+uint64_t AddSaturating(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+// The bytes MakeBuffers allocates for one message of `sizes`.
+uint64_t MessageSpan(const std::vector<uint64_t>& sizes) {
+  uint64_t span = kPage;  // alignment
+  for (uint64_t s : sizes) span = AddSaturating(span, PageRound(s) + kPage);
+  return span;
+}
+
+// One copy of the workload; Cancelled as soon as `should_stop` says so.
+absl::StatusOr<MessageBuffers> MakeBuffers(
+    const std::vector<std::vector<uint64_t>>& messages,
+    const std::function<bool()>& should_stop) {
   MessageBuffers b;
   for (const std::vector<uint64_t>& sizes : messages) {
-    uint64_t span = kPage;
-    for (uint64_t s : sizes) span += (s + kPage - 1) / kPage * kPage + kPage;
+    if (should_stop && should_stop()) {
+      return absl::CancelledError("stopped while preparing the buffers");
+    }
+    const uint64_t span = MessageSpan(sizes);
     b.storage.emplace_back(new unsigned char[span]);
     unsigned char* base = b.storage.back().get();
     std::memset(base, 0x5a, span);  // fault the pages in before timing
@@ -120,7 +141,7 @@ MessageBuffers MakeBuffers(const std::vector<std::vector<uint64_t>>& messages) {
     std::vector<iovec> message;
     for (uint64_t s : sizes) {
       message.push_back(iovec{p, s});
-      p += (s + kPage - 1) / kPage * kPage + kPage;
+      p += PageRound(s) + kPage;
     }
     b.pieces.push_back(std::move(message));
   }
@@ -146,6 +167,16 @@ double Median(std::vector<double> v) {
 }
 
 }  // namespace
+
+uint64_t SweepBufferBytes(const SweepOptions& o) {
+  uint64_t per_slot = 0;
+  for (const std::vector<uint64_t>& sizes : o.messages) {
+    per_slot = AddSaturating(per_slot, MessageSpan(sizes));
+  }
+  const uint64_t slots = o.messages_in_flight;
+  return slots != 0 && per_slot > UINT64_MAX / slots ? UINT64_MAX
+                                                     : per_slot * slots;
+}
 
 absl::Status ValidateSweepOptions(const SweepOptions& o) {
   if (o.messages.empty()) {
@@ -187,6 +218,20 @@ absl::Status ValidateSweepOptions(const SweepOptions& o) {
   if (o.idle_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "idle_timeout must not be negative (zero: no limit)");
+  }
+  if (const uint64_t bytes = SweepBufferBytes(o);
+      bytes > kMaxSweepBufferBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the buffers need ",
+        bytes == UINT64_MAX
+            ? std::string("more than 2^64 bytes")
+            : absl::StrFormat("%d bytes (%.1f GiB)", bytes,
+                              static_cast<double>(bytes) / (1 << 30)),
+        " for ", o.messages_in_flight,
+        " message(s) in flight (each a copy of the workload, every piece on "
+        "its own pages plus a gap page), above the limit of ",
+        kMaxSweepBufferBytes,
+        " bytes (1 GiB); use fewer messages in flight or a smaller workload"));
   }
   return absl::OkStatus();
 }
@@ -303,7 +348,9 @@ absl::Status Sweep::Impl::Start() {
 
   const uint32_t slots = o_.messages_in_flight;
   for (uint32_t i = 0; i < slots; ++i) {
-    buffers_.push_back(MakeBuffers(o_.messages));
+    absl::StatusOr<MessageBuffers> b = MakeBuffers(o_.messages, o_.should_stop);
+    if (!b.ok()) return b.status();
+    buffers_.push_back(std::move(*b));
   }
   for (const std::vector<uint64_t>& m : o_.messages) {
     uint64_t sum = 0;

@@ -69,8 +69,9 @@ struct SweepOptions {
   // DeadlineExceeded, naming the destination and the bytes outstanding.
   // Zero: no limit (a peer that never reads then stalls the sweep for ever).
   absl::Duration idle_timeout = absl::Seconds(30);
-  // Checked between polls (polls wait at most 100 ms); when it returns true
-  // the sweep stops with Cancelled, keeping the runs done. May be empty.
+  // Checked between polls (polls wait at most 100 ms) and between the
+  // buffers `Sweep::Start` prepares; when it returns true the sweep stops
+  // with Cancelled, keeping the runs done. May be empty.
   std::function<bool()> should_stop;
 };
 
@@ -92,9 +93,19 @@ struct SweepPoint {
 using SweepProgress =
     std::function<void(size_t done, size_t total, const SweepPoint& point)>;
 
+// The most buffer memory a sweep may allocate (`SweepBufferBytes`): 1 GiB.
+inline constexpr uint64_t kMaxSweepBufferBytes = uint64_t{1} << 30;
+
+// The buffer memory a sweep with `options` allocates: for each message in
+// flight, one copy of the whole workload, every piece on its own pages with a
+// free page after it (so no two pieces are contiguous), plus a page of
+// alignment per workload message. Saturates at UINT64_MAX.
+uint64_t SweepBufferBytes(const SweepOptions& options);
+
 // Checks `options` as `Sweep::Start` does first, without starting anything:
 // InvalidArgument for an empty workload, no settings, a bad setting (naming
-// it), bad counts or a negative idle timeout.
+// it), bad counts, a negative idle timeout, or buffers above
+// `kMaxSweepBufferBytes` (naming both figures).
 [[nodiscard]] absl::Status ValidateSweepOptions(const SweepOptions& options);
 
 // A sweep in two steps, so that a caller learns whether the destination can
@@ -104,7 +115,8 @@ class Sweep {
   // Validates `options` (`ValidateSweepOptions`), makes the executor and
   // connects to the peer (or starts the receiver thread). Errors:
   // InvalidArgument as `ValidateSweepOptions` or for a malformed peer;
-  // Unavailable when io_uring or the peer cannot be reached.
+  // Unavailable when io_uring or the peer cannot be reached; Cancelled when
+  // `should_stop` said so while the buffers were prepared.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sweep>> Start(
       SweepOptions options);
 

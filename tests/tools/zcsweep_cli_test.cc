@@ -6,10 +6,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -52,6 +55,14 @@ std::string ReadFile(const std::string& path) {
 std::string TempDir(const std::string& name) {
   return absl::StrCat(testing::TempDir(), "/", name);
 }
+
+#define SKIP_IF_NO_IO_URING(r)                                \
+  do {                                                        \
+    if ((r).code == kZcsweepFailed &&                         \
+        absl::StrContains((r).err, "io_uring unavailable")) { \
+      GTEST_SKIP() << (r).err;                                \
+    }                                                         \
+  } while (0)
 
 class ZcsweepBadInputTest
     : public testing::TestWithParam<
@@ -96,6 +107,26 @@ INSTANTIATE_TEST_SUITE_P(
                        "every buffer is empty"),
         std::make_pair(std::vector<std::string>{"--repetitions"},
                        "needs a value"),
+        std::make_pair(std::vector<std::string>{"--bogus"},
+                       "unknown flag '--bogus'"),
+        std::make_pair(std::vector<std::string>{"--split", ""},
+                       "--split: empty list"),
+        std::make_pair(std::vector<std::string>{"--trace", ""},
+                       "--trace: empty path"),
+        std::make_pair(std::vector<std::string>{"--trace="},
+                       "--trace: empty path"),
+        std::make_pair(std::vector<std::string>{"--split", "1G"},
+                       "above the limit of 1073741824 bytes (1 GiB)"),
+        std::make_pair(std::vector<std::string>{"--profile", "message:1024",
+                                                "--in-flight", "1024"},
+                       "for 1024 message(s) in flight"),
+        std::make_pair(std::vector<std::string>{"--calibrate", "w.txt",
+                                                "--thresholds", "0"},
+                       "--calibrate needs at least 2 settings without "
+                       "adaptive zero-copy to fit; this sweep has 1"),
+        std::make_pair(std::vector<std::string>{"--calibrate", "w.txt",
+                                                "--adaptive", "on"},
+                       "this sweep has 0"),
         std::make_pair(std::vector<std::string>{"--out", "/proc/no/such/dir",
                                                 "--split", "4K"},
                        "'/proc/no/such/dir'")));
@@ -121,11 +152,13 @@ TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
   const std::string fifo = dir + "/fifo";
   unlink(fifo.c_str());
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  const std::string huge = dir + "/huge.trace";  // sparse, over the limit
+  // Sparse, over zcsweep's trace limit (16 MiB: buffers that fit the
+  // memory limit need far less text; parsing more could take GBs).
+  const std::string huge = dir + "/huge.trace";
   {
     const int fd = open(huge.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
     ASSERT_GE(fd, 0);
-    ASSERT_EQ(ftruncate(fd, (off_t{1} << 30) + 1), 0);
+    ASSERT_EQ(ftruncate(fd, (off_t{16} << 20) + 1), 0);
     close(fd);
   }
   const std::string file = dir + "/regular";
@@ -137,7 +170,7 @@ TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
       {{"--trace", dir}, "is a directory"},
       {{"--trace", fifo}, "is a FIFO"},
       {{"--trace", "/dev/zero"}, "is a character device"},
-      {{"--trace", huge}, "above the limit of 1073741824 bytes"},
+      {{"--trace", huge}, "above the limit of 16777216 bytes"},
       {{"--peer", "a:b"}, "bad address 'a:b'"},
       {{"--peer", "a:0"}, "bad address 'a:0'"},
       {{"--peer", "a:65536"}, "bad address 'a:65536'"},
@@ -173,7 +206,7 @@ TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{huge}, "unexpected argument 'zzz"},
       {{"--" + huge, "1"}, "unknown flag '--zzz"},
-      {{"--" + huge}, "flag --zzz"},
+      {{"--" + huge}, "unknown flag '--zzz"},
       {{"--thresholds", huge}, "--thresholds: "},
       {{"--split", huge}, "--split: "},
       {{"--gaps", huge}, "--gaps: "},
@@ -197,6 +230,107 @@ TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
   }
 }
 
+// A trace of valid 1-byte buffers whose buffers (8 KB each as laid out)
+// would take 2 GB: refused before anything is allocated (it once ran the
+// machine out of memory).
+TEST(ZcsweepBadInputTest, BufferMemoryAboveTheLimitIsRefused) {
+  const std::string trace = TempDir("tiny-buffers.trace");
+  {
+    std::ofstream f(trace);
+    for (int line = 0; line < 5; ++line) {
+      for (int i = 0; i < 50000; ++i) f << "1 ";
+      f << "\n";
+    }
+  }
+  ExpectBadInput({"--trace", trace, "--out", TempDir("tiny-out")},
+                 "the buffers need 2048020480 bytes (1.9 GiB) for 1 "
+                 "message(s) in flight");
+  struct stat st {};
+  EXPECT_NE(stat(TempDir("tiny-out").c_str(), &st), 0);
+}
+
+// A stream that takes nothing, like stdout on /dev/full.
+class FullBuf : public std::streambuf {
+ protected:
+  int_type overflow(int_type) override { return traits_type::eof(); }
+  std::streamsize xsputn(const char*, std::streamsize) override { return 0; }
+};
+
+TEST(ZcsweepTest, UnwritableOutputIsExitOne) {
+  FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  EXPECT_EQ(RunZcsweep({"--help"}, out, err), kZcsweepFailed);
+  EXPECT_EQ(err.str(), "zcsweep: cannot write the help to standard output\n");
+}
+
+TEST(ZcsweepTest, UnwritableOutputStopsTheSweepBeforeItRuns) {
+  FullBuf full;
+  std::ostream out(&full);
+  std::ostringstream err;
+  const std::string dir = TempDir("sweep-full");
+  // Short, so that without the check it ends soon (with progress lines).
+  const std::vector<std::string> args = {
+      "--split", "4K",     "--thresholds", "0,never", "--repetitions",
+      "2",       "--time", "30ms",         "--out",   dir};
+  const int code = RunZcsweep(args, out, err);
+  const Result r = {code, "", err.str()};
+  SKIP_IF_NO_IO_URING(r);
+  EXPECT_EQ(r.code, kZcsweepFailed);
+  EXPECT_EQ(r.err, "zcsweep: cannot write the results to standard output\n");
+  struct stat st {};
+  EXPECT_NE(stat(dir.c_str(), &st), 0) << "no directory for no results";
+}
+
+// The process's address space in bytes (the first field of statm, in pages).
+uint64_t AddressSpaceBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  statm >> pages;
+  return pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// When memory runs out anyway (here: an address-space limit below a 512 MB
+// workload that the buffer bound allows), zcsweep says so in one line and
+// exits 1 instead of aborting on an uncaught std::bad_alloc. Runs in a child
+// process, which the limit confines.
+TEST(ZcsweepTest, OutOfMemoryIsOneLineAndExitOne) {
+  const uint64_t now = AddressSpaceBytes();
+  ASSERT_GT(now, 0u);
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlim_t limit = now + (uint64_t{256} << 20);
+    const struct rlimit rl = {limit, limit};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(99);
+    std::ostringstream out, err;
+    const int code = RunZcsweep(
+        {"--split", "512M", "--thresholds", "0", "--repetitions", "1", "--time",
+         "1ms", "--quiet", "--out", TempDir("oom-out")},
+        out, err);
+    const std::string e = err.str();
+    std::fprintf(stderr, "child: code %d, err %s", code, e.c_str());
+    if (absl::StrContains(e, "io_uring unavailable")) _exit(98);
+    _exit(code == kZcsweepFailed && e == "zcsweep: out of memory\n" ? 0 : 97);
+  }
+  // Bounded wait: the child allocates at once and fails, or is killed.
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 600 && done == 0; ++i) {
+    done = waitpid(child, &status, WNOHANG);
+    if (done == 0) absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (done == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the child did not end within 30 s";
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  if (WEXITSTATUS(status) == 98) GTEST_SKIP() << "io_uring unavailable";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the child's line above";
+}
+
 TEST(ZcsweepTest, HelpGoesToOut) {
   const Result r = Zcsweep({"--help"});
   EXPECT_EQ(r.code, kZcsweepOk);
@@ -212,14 +346,6 @@ Result ShortSweep(std::vector<std::string> extra, const std::string& dir) {
   args.insert(args.end(), extra.begin(), extra.end());
   return Zcsweep(args);
 }
-
-#define SKIP_IF_NO_IO_URING(r)                                \
-  do {                                                        \
-    if ((r).code == kZcsweepFailed &&                         \
-        absl::StrContains((r).err, "io_uring unavailable")) { \
-      GTEST_SKIP() << (r).err;                                \
-    }                                                         \
-  } while (0)
 
 TEST(ZcsweepTest, SweepPrintsTableRecommendationWarningAndWritesFiles) {
   const std::string dir = TempDir("sweep1");
@@ -351,6 +477,9 @@ TEST(ZcsweepTest, SigintPrintsTheRunsDoneAndExits130) {
       SIGINT, "[1/150] ", /*watch_err=*/true);
   SKIP_IF_NO_IO_URING(r);
   EXPECT_EQ(r.code, 130) << r.err;
+  struct stat st {};
+  EXPECT_NE(stat(TempDir("sweep-int").c_str(), &st), 0)
+      << "no files written, and no empty --out directory either";
   EXPECT_TRUE(HasDefaultAction(SIGINT)) << "the handler is restored";
   // The table has the runs done (at least the first), no recommendation.
   EXPECT_TRUE(absl::StrContains(r.out, "\nthreshold 0, writev ")) << r.out;

@@ -127,6 +127,47 @@ TEST(RunSweepTest, RejectsBadOptionsNamingThem) {
       absl::StrContains(RunSweep(o).status().message(), "idle_timeout"));
 }
 
+TEST(SweepBufferBytesTest, CountsPagesPerPieceGapsAndAlignmentPerSlot) {
+  SweepOptions o;
+  o.settings = {Setting(16384)};
+  o.messages = {{1}};
+  EXPECT_EQ(SweepBufferBytes(o), 3u * 4096);  // alignment, piece, gap
+  o.messages = {{4096, 4097}, {1}};
+  EXPECT_EQ(SweepBufferBytes(o), (1 + 2 + 3) * 4096u + 3 * 4096u);
+  o.messages_in_flight = 1024;
+  EXPECT_EQ(SweepBufferBytes(o), 1024 * 9 * 4096u);
+  o.messages = {std::vector<uint64_t>(2000, uint64_t{1} << 30)};
+  o.messages_in_flight = 1024;
+  EXPECT_GT(SweepBufferBytes(o), uint64_t{1} << 50);  // no wrap-around
+}
+
+// Workloads whose buffers would not fit in memory (they once ran the machine
+// out of it) are refused before anything is allocated, naming the figure.
+TEST(RunSweepTest, RefusesBuffersAboveTheLimit) {
+  SweepOptions o;
+  o.settings = {Setting(16384)};
+  // 50,000 one-byte buffers take 8 KB each: 410 MB for one message...
+  o.messages = {std::vector<uint64_t>(50000, 1)};
+  EXPECT_TRUE(ValidateSweepOptions(o).ok());
+  // ... and 2 GB for five.
+  o.messages.assign(5, std::vector<uint64_t>(50000, 1));
+  absl::Status s = ValidateSweepOptions(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "2048020480 bytes (1.9 GiB)"))
+      << s;
+  EXPECT_TRUE(
+      absl::StrContains(s.message(), "above the limit of 1073741824 bytes"))
+      << s;
+  // One 1G piece fits the piece limit, not the memory limit.
+  o.messages = {{uint64_t{1} << 30}};
+  EXPECT_FALSE(ValidateSweepOptions(o).ok());
+  o.messages = {{uint64_t{256} << 20}};
+  o.messages_in_flight = 4;
+  s = RunSweep(o).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "4 message(s) in flight")) << s;
+}
+
 #define SKIP_IF_NO_IO_URING(status)                                      \
   do {                                                                   \
     if (absl::StrContains((status).message(), "io_uring unavailable")) { \
@@ -184,6 +225,21 @@ TEST(SweepTest, IdlePeerEndsTheSweepAndIsReset) {
   // drop the zero-copy buffers it holds) rather than leaving it to drain.
   sweep->reset();
   EXPECT_EQ(listener.DrainAccepted(), ECONNRESET);
+}
+
+TEST(SweepTest, StopDuringBufferPreparationEndsStart) {
+  SweepOptions o;
+  o.messages = {{4096}, {65536}};
+  o.settings = {Setting(0)};
+  o.messages_in_flight = 8;
+  int asked = 0;
+  o.should_stop = [&] { return ++asked > 0; };
+  const absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(o);
+  ASSERT_FALSE(sweep.ok());
+  SKIP_IF_NO_IO_URING(sweep.status());
+  EXPECT_EQ(sweep.status().code(), absl::StatusCode::kCancelled)
+      << sweep.status();
+  EXPECT_EQ(asked, 1) << "stops at the first check";
 }
 
 TEST(SweepTest, StopKeepsTheRunsDone) {

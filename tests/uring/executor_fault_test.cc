@@ -116,6 +116,17 @@ class ExecutorFaultTest : public testing::Test {
 
   bool batch_enqueue_ = false;
 
+  // RLIMIT_MEMLOCK, or a zero limit when it is infinite or under 1 MiB (the
+  // cap tests then skip).
+  static rlimit FiniteMemlockLimit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 ||
+        limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 1024 * K) {
+      return rlimit{};
+    }
+    return limit;
+  }
+
   // The next `faults` SEND_ZC ops on `c` fail -ENOMEM (no F_MORE, no
   // notification), as the kernel's memlock charge makes them; then `chains`
   // chains of one 32 KiB buffer, so one SEND_ZC each, go out, each drained.
@@ -1392,11 +1403,9 @@ TEST_F(ExecutorFaultTest, ZeroCopySuccessEndsTheEnomemBackOff) {
 }
 
 TEST_F(ExecutorFaultTest, DefaultCapLeavesRoomForTheRingAndRegisteredBuffers) {
-  rlimit limit{};
-  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
-  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 1024 * K) {
-    GTEST_SKIP() << "RLIMIT_MEMLOCK is " << limit.rlim_cur
-                 << "; this test wants a finite limit of at least 1 MiB";
+  const rlimit limit = FiniteMemlockLimit();
+  if (limit.rlim_cur == 0) {
+    GTEST_SKIP() << "this test wants a finite RLIMIT_MEMLOCK of at least 1 MiB";
   }
   FakeRingOptions ro;
   ro.features.memlock_bytes = 52 * K;
@@ -1598,11 +1607,9 @@ TEST_F(ExecutorFaultTest, WatchFdOfARingWithoutOneIsAnError) {
 // not shrink the cap (as root, a 16 MiB region left no room and turned
 // zero-copy off).
 TEST_F(ExecutorFaultTest, UnchargedRingKeepsTheCapWhenBuffersAreRegistered) {
-  rlimit limit{};
-  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
-  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 1024 * K) {
-    GTEST_SKIP() << "RLIMIT_MEMLOCK is " << limit.rlim_cur
-                 << "; this test wants a finite limit of at least 1 MiB";
+  const rlimit limit = FiniteMemlockLimit();
+  if (limit.rlim_cur == 0) {
+    GTEST_SKIP() << "this test wants a finite RLIMIT_MEMLOCK of at least 1 MiB";
   }
   FakeRingOptions ro;
   ro.features.memlock_bytes = 52 * K;

@@ -116,6 +116,22 @@ class ExecutorFaultTest : public testing::Test {
 
   bool batch_enqueue_ = false;
 
+  // Makes the executor with a 256 KiB notification cap and two zero-copy
+  // connections: `a`, whose peer reads nothing, holding a blocked chain of
+  // `stalled_bytes`, and `b`, with nothing queued yet.
+  std::pair<ConnectionId, ConnectionId> StalledBesideLive(
+      uint64_t stalled_bytes) {
+    ExecutorOptions eo;
+    eo.max_bytes_awaiting_notification = 256 * K;
+    Make(FakeRingOptions(), eo);
+    const ConnectionId a = Attach(Options(0));
+    const ConnectionId b = Attach(Options(0));
+    ring_->SetCapacity(Fd(a), 0);
+    Send(a, {static_cast<size_t>(stalled_bytes)});
+    Pump(3);
+    return {a, b};
+  }
+
   // RLIMIT_MEMLOCK, or a zero limit when it is infinite or under 1 MiB (the
   // cap tests then skip).
   static rlimit FiniteMemlockLimit() {
@@ -1248,14 +1264,7 @@ namespace {
 // ring's notification cap, and its notifications never come. B must not wait
 // for that room: it sends by copy and finishes.
 TEST_F(ExecutorFaultTest, StalledConnectionHoldingTheCapDoesNotStallOthers) {
-  ExecutorOptions eo;
-  eo.max_bytes_awaiting_notification = 256 * K;
-  Make(FakeRingOptions(), eo);
-  const ConnectionId a = Attach(Options(0));
-  const ConnectionId b = Attach(Options(0));
-  ring_->SetCapacity(Fd(a), 0);
-  Send(a, {200 * K});
-  Pump(3);
+  const auto [a, b] = StalledBesideLive(200 * K);
   ASSERT_GT(executor_->stats().totals.bytes_awaiting_notification, 128 * K);
   std::vector<size_t> sizes(64, 64 * K);
   Send(b, sizes);
@@ -1550,14 +1559,7 @@ TEST_F(ExecutorFaultTest, CloseCancelsByUserDataWithoutCancelByFd) {
 // holds less than its fair share, so it copies and finishes its stream while
 // its own notification is still due.
 TEST_F(ExecutorFaultTest, SmallShareOfTheCapDoesNotMakeAConnectionWait) {
-  ExecutorOptions eo;
-  eo.max_bytes_awaiting_notification = 256 * K;
-  Make(FakeRingOptions(), eo);
-  const ConnectionId a = Attach(Options(0));
-  const ConnectionId b = Attach(Options(0));
-  ring_->SetCapacity(Fd(a), 0);
-  Send(a, {180 * K});
-  Pump(3);
+  const auto [a, b] = StalledBesideLive(180 * K);
   ring_->set_hold_notifications(true);
   std::vector<size_t> sizes(64, 32 * K);
   Send(b, sizes);

@@ -26,11 +26,13 @@
 namespace zcplan {
 namespace {
 
-// user_data layout: bit 63 set for the executor's own requests (cancels);
-// else bits 32..62 are the op slot's generation and bits 0..31 its index, so
-// a late notification for a finished op cannot match the slot's next use.
-constexpr uint64_t kInternalUserData = uint64_t{1} << 63;
-constexpr uint32_t kGenerationMask = 0x7fffffff;
+// user_data layout: bits 56..63 the tag (ExecutorOptions::user_data_tag),
+// bit 55 set for the executor's own requests (cancels, NOPs); else bits
+// 32..54 are the op slot's generation and bits 0..31 its index, so a late
+// notification for a finished op cannot match the slot's next use.
+constexpr int kTagShift = 56;
+constexpr uint64_t kInternalBit = uint64_t{1} << 55;
+constexpr uint32_t kGenerationMask = (uint32_t{1} << 23) - 1;
 
 // Every send-family op: MSG_WAITALL so a linked op never succeeds short (the
 // kernel retries, and a failure after partial progress breaks the chain);
@@ -101,6 +103,15 @@ absl::Status KernelMayStillReadStatus(absl::string_view why) {
       "executor is destroyed and the socket reset (SO_LINGER 0) and closed"));
   status.SetPayload(kKernelMayStillReadUrl, absl::Cord("1"));
   return status;
+}
+
+// SIGPIPE to SIG_IGN, unless the program set a disposition of its own.
+void IgnoreSigpipeIfDefault() {
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 &&
+      (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+  }
 }
 
 bool IsTransient(int err) {
@@ -182,7 +193,11 @@ std::string FormatStats(const SendStats& s) {
 class Executor::Impl {
  public:
   Impl(std::unique_ptr<Ring> ring, ExecutorOptions options)
-      : ring_(std::move(ring)), options_(std::move(options)) {
+      : ring_(std::move(ring)),
+        options_(std::move(options)),
+        tag_(uint64_t{options_.user_data_tag} << kTagShift),
+        shared_(options_.user_data_tag != 0),
+        internal_user_data_(tag_ | kInternalBit) {
     ChooseCap();
   }
 
@@ -209,6 +224,13 @@ class Executor::Impl {
   const RingFeatures& features() const { return ring_->features(); }
   absl::StatusOr<int> WatchFd();
   absl::StatusOr<size_t> HandleReady();
+  absl::Status Prepare();
+  bool Owns(uint64_t user_data) const {
+    return (user_data >> kTagShift) == (tag_ >> kTagShift);
+  }
+  bool HandleCompletion(const Completion& cqe);
+  void HandleDeferred();
+  bool Idle() const { return held_total_ == 0 && slots_in_use_ == 0; }
   uint64_t cap() const { return cap_; }
   const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
@@ -318,6 +340,16 @@ class Executor::Impl {
                 io_uring_sqe* sqe);
   absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
                              bool* waited);
+  // Forgets the pending SQEs the kernel has taken (by its count, so on a
+  // shared ring whoever submitted).
+  void PruneTaken();
+  // FailedPrecondition for `what` (Poll, Drain, HandleReady) on the
+  // caller's ring without `on_foreign_completion`: the executor cannot reap.
+  absl::Status CheckCanReap(absl::string_view what) const;
+  uint64_t OpUserData(uint32_t slot) const {
+    return tag_ | (uint64_t{slots_[slot].generation & kGenerationMask} << 32) |
+           slot;
+  }
   // Prepares chains for the ready connections without submitting them.
   absl::Status PrepareReady();
   size_t ReapAndHandle();
@@ -364,6 +396,16 @@ class Executor::Impl {
 
   std::unique_ptr<Ring> ring_;
   ExecutorOptions options_;
+  const uint64_t tag_;  // the tag, in place
+  // On the caller's ring: completions that are not ours go to
+  // `on_foreign_completion` when the executor reaps, which it does only
+  // when that is set.
+  const bool shared_;
+  const uint64_t internal_user_data_;
+  // Completions handed in (HandleCompletion) while one was being handled,
+  // e.g. from a release callback: handled right after it.
+  std::vector<Completion> deferred_;
+  bool handling_ = false;
   uint64_t cap_ = 0;
   std::string cap_description_;
   uint64_t registered_bytes_ = 0;
@@ -393,9 +435,14 @@ class Executor::Impl {
   uint64_t notif_bytes_ = 0;
   uint64_t peak_notif_bytes_ = 0;
   size_t held_total_ = 0;
-  // SQEs obtained since the last submit that took them, in order: the
-  // kernel has not seen these, so a stopped connection's can be undone.
-  std::vector<io_uring_sqe*> pending_sqes_;
+  // SQEs obtained and perhaps not yet taken by the kernel, in order, with
+  // their numbers (Ring::SqesObtained): those it has not taken, a stopped
+  // connection's can be undone.
+  struct PendingSqe {
+    io_uring_sqe* sqe;
+    uint32_t number;
+  };
+  std::vector<PendingSqe> pending_sqes_;
   // Connections with zero-copy bytes awaiting notification (for the cap's
   // fair share).
   uint32_t zc_holders_ = 0;
@@ -749,6 +796,7 @@ absl::Status Executor::Impl::Flush() {
 }
 
 absl::Status Executor::Impl::PrepareReady() {
+  if (!deferred_.empty() && !in_callback_) HandleDeferred();
   if (!cancels_due_.empty()) RetryCancels();
   if (!bound_ &&
       (ring_->features().setup_flags & IORING_SETUP_SINGLE_ISSUER) != 0) {
@@ -783,10 +831,24 @@ absl::Status Executor::Impl::PrepareReady() {
 }
 
 size_t Executor::Impl::ReapAndHandle() {
+  if (!deferred_.empty() && !in_callback_) HandleDeferred();
   size_t handled = 0;
   for (;;) {
     const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
-    for (size_t i = 0; i < n; ++i) Handle(cqes_[i]);
+    handling_ = true;
+    for (size_t i = 0; i < n; ++i) {
+      if (Owns(cqes_[i].user_data)) {
+        Handle(cqes_[i]);
+      } else if (options_.on_foreign_completion) {
+        io_uring_cqe foreign{};
+        foreign.user_data = cqes_[i].user_data;
+        foreign.res = cqes_[i].res;
+        foreign.flags = cqes_[i].flags;
+        options_.on_foreign_completion(foreign);
+      }
+      HandleDeferred();
+    }
+    handling_ = false;
     handled += n;
     if (n < cqes_.size()) break;
   }
@@ -805,17 +867,10 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
     bound_thread_ = pthread_self();
     bound_tid_ = gettid();
   }
-  if (ret >= 0) {
-    pending_sqes_.erase(
-        pending_sqes_.begin(),
-        pending_sqes_.begin() +
-            std::min<size_t>(pending_sqes_.size(), static_cast<size_t>(ret)));
-    return absl::OkStatus();
-  }
+  PruneTaken();
+  if (ret >= 0) return absl::OkStatus();
   switch (-ret) {
     case ETIME:
-      // A timeout with a wait also means the submission went through.
-      if (wait_nr > 0) pending_sqes_.clear();
       return absl::OkStatus();
     case EINTR:
       ++ring_stats_.wait_interrupted;
@@ -840,12 +895,68 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
   }
 }
 
+void Executor::Impl::PruneTaken() {
+  if (pending_sqes_.empty()) return;
+  const uint32_t taken = ring_->SqesTaken();
+  size_t n = 0;
+  while (n < pending_sqes_.size() &&
+         static_cast<int32_t>(pending_sqes_[n].number - taken) < 0) {
+    ++n;
+  }
+  pending_sqes_.erase(pending_sqes_.begin(), pending_sqes_.begin() + n);
+}
+
+absl::Status Executor::Impl::CheckCanReap(absl::string_view what) const {
+  if (!shared_ || options_.on_foreign_completion) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what,
+      " called on an executor on the caller's ring, whose completions the "
+      "caller reaps: dispatch them with Owns and HandleCompletion, or set "
+      "ExecutorOptions::on_foreign_completion to let ",
+      what, " reap the ring"));
+}
+
+absl::Status Executor::Impl::Prepare() {
+  if (in_callback_) {
+    return absl::FailedPreconditionError(
+        "Prepare called from inside the release callback");
+  }
+  if (absl::Status s = CheckThread("Prepare"); !s.ok()) return s;
+  if (shut_down_) return absl::OkStatus();
+  return PrepareReady();
+}
+
+bool Executor::Impl::HandleCompletion(const Completion& cqe) {
+  if (!Owns(cqe.user_data)) return false;
+  ++ring_stats_.completions;
+  if (handling_ || in_callback_) {
+    // From a release callback (which the header forbids): kept, and
+    // handled once the executor is no longer in the middle of its work.
+    deferred_.push_back(cqe);
+    return true;
+  }
+  handling_ = true;
+  Handle(cqe);
+  HandleDeferred();
+  handling_ = false;
+  return true;
+}
+
+void Executor::Impl::HandleDeferred() {
+  for (size_t i = 0; i < deferred_.size(); ++i) {
+    const Completion next = deferred_[i];
+    Handle(next);
+  }
+  deferred_.clear();
+}
+
 absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
   if (in_callback_) {
     return absl::FailedPreconditionError(
         "Poll called from inside the release callback");
   }
   if (absl::Status s = CheckThread("Poll"); !s.ok()) return s;
+  if (absl::Status s = CheckCanReap("Poll"); !s.ok()) return s;
   // After Shutdown nothing is submitted (what is left in the submission
   // queue is NOPs); late completions are only counted.
   if (shut_down_) return ReapAndHandle();
@@ -871,6 +982,11 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
 
 absl::StatusOr<int> Executor::Impl::WatchFd() {
   if (absl::Status s = CheckThread("WatchFd"); !s.ok()) return s;
+  if (shared_) {
+    return absl::FailedPreconditionError(
+        "WatchFd: this executor is on the caller's ring; the caller's loop "
+        "watches that ring");
+  }
   const int fd = ring_->WatchFd();
   if (fd == -ENOTSUP) {
     return absl::FailedPreconditionError(
@@ -886,6 +1002,7 @@ absl::StatusOr<size_t> Executor::Impl::HandleReady() {
         "HandleReady called from inside the release callback");
   }
   if (absl::Status s = CheckThread("HandleReady"); !s.ok()) return s;
+  if (absl::Status s = CheckCanReap("HandleReady"); !s.ok()) return s;
   if (shut_down_) return ReapAndHandle();
   // Cleared first: completion work queued from here on signals it again.
   ring_->DrainWatchFd();
@@ -917,6 +1034,7 @@ absl::Status Executor::Impl::Drain(absl::Duration timeout) {
         "Drain called from inside the release callback");
   }
   if (absl::Status s = CheckThread("Drain"); !s.ok()) return s;
+  if (absl::Status s = CheckCanReap("Drain"); !s.ok()) return s;
   const absl::Time deadline = absl::Now() + timeout;
   while (held_total_ > 0) {
     const absl::Duration left = deadline - absl::Now();
@@ -1036,7 +1154,10 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   }
   // From a thread the ring is not bound to nothing can be submitted or
   // waited for: straight to the end.
-  const bool can_wait = OnRingThread();
+  // Nor on the caller's ring when the executor may not reap it.
+  const bool can_reap =
+      !shared_ || static_cast<bool>(options_.on_foreign_completion);
+  const bool can_wait = OnRingThread() && can_reap;
   if (can_wait) WaitUntilReleased(start + timeout / 2);
   // A reset is a plain socket call, so it helps even off the ring's thread
   // (the kernel lets go of the memory; only the notifications go unread).
@@ -1056,7 +1177,11 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   const absl::Status still_read = KernelMayStillReadStatus(absl::StrCat(
       "the executor shut down before the kernel gave the buffer back (",
       absl::FormatDuration(timeout), " allowed",
-      can_wait ? "" : ", none used: called off the ring's thread", ")"));
+      can_wait   ? ""
+      : can_reap ? ", none used: called off the ring's thread"
+                 : ", none used: the caller reaps this ring and "
+                   "on_foreign_completion is not set",
+      ")"));
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     Connection& c = conns_[i];
     if (!c.in_use || c.held == 0) continue;
@@ -1090,9 +1215,10 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   cancels_due_.clear();
   // Whatever is still queued and unsubmitted refers to forgotten ops (or to
   // sockets the caller may close and reuse): make it inert.
-  for (io_uring_sqe* sqe : pending_sqes_) {
-    io_uring_prep_nop(sqe);
-    sqe->user_data = kInternalUserData;
+  PruneTaken();
+  for (const PendingSqe& pending : pending_sqes_) {
+    io_uring_prep_nop(pending.sqe);
+    pending.sqe->user_data = internal_user_data_;
   }
   if (left_buffers == 0) return shutdown_status_ = absl::OkStatus();
   return shutdown_status_ = absl::UnavailableError(absl::StrCat(
@@ -1324,7 +1450,7 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     }
     ++c.slots_held;
     ++c.chain_ops;
-    pending_sqes_.push_back(sqe);
+    pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
     ++c.stats.ops[static_cast<int>(ops[i].kind)];
   }
   ++c.stats.chains;
@@ -1410,15 +1536,14 @@ void Executor::Impl::EncodeOp(Connection& c, const Op& op,
     Charge(c, slots_[slot].charge);
   }
   if (linked) sqe->flags |= IOSQE_IO_LINK;
-  sqe->user_data =
-      (uint64_t{slots_[slot].generation & kGenerationMask} << 32) | slot;
+  sqe->user_data = OpUserData(slot);
 }
 
 // ---------------------------------------------------------------------------
 // Completions
 
 void Executor::Impl::Handle(const Completion& cqe) {
-  if (cqe.user_data & kInternalUserData) return;  // our cancel requests
+  if (cqe.user_data & kInternalBit) return;  // our cancels and NOPs
   const uint32_t index = static_cast<uint32_t>(cqe.user_data);
   const uint32_t generation =
       static_cast<uint32_t>(cqe.user_data >> 32) & kGenerationMask;
@@ -1705,8 +1830,7 @@ void Executor::Impl::SendCancel(uint32_t index) {
     for (uint32_t i = 0; i < slots_.size(); ++i) {
       const OpSlot& slot = slots_[i];
       if (slot.in_use && slot.conn == index && !slot.send_done) {
-        targets.push_back((uint64_t{slot.generation & kGenerationMask} << 32) |
-                          i);
+        targets.push_back(OpUserData(i));
       }
     }
     if (targets.empty()) return;  // only notifications are outstanding
@@ -1726,8 +1850,8 @@ void Executor::Impl::SendCancel(uint32_t index) {
     } else {
       io_uring_prep_cancel64(sqe, targets[k], 0);
     }
-    sqe->user_data = kInternalUserData;
-    pending_sqes_.push_back(sqe);
+    sqe->user_data = internal_user_data_;
+    pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
   }
   c.cancel_sent = true;
   c.cancel_due = false;
@@ -1746,17 +1870,19 @@ void Executor::Impl::RetryCancels() {
 }
 
 void Executor::Impl::UndoUnsubmitted(uint32_t index) {
+  PruneTaken();
   std::vector<uint32_t> undone;
-  for (io_uring_sqe* sqe : pending_sqes_) {
+  for (const PendingSqe& pending : pending_sqes_) {
+    io_uring_sqe* sqe = pending.sqe;
     const uint64_t user_data = sqe->user_data;
-    if (user_data & kInternalUserData) continue;
+    if (user_data & kInternalBit) continue;
     const uint32_t slot = static_cast<uint32_t>(user_data);
     if (slot >= slots_.size() || !slots_[slot].in_use ||
         slots_[slot].conn != index) {
       continue;
     }
     io_uring_prep_nop(sqe);
-    sqe->user_data = kInternalUserData;
+    sqe->user_data = internal_user_data_;
     undone.push_back(slot);
   }
   for (uint32_t slot : undone) {
@@ -1775,16 +1901,16 @@ Executor::~Executor() = default;
 
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(
     ExecutorOptions options) {
+  if (options.user_data_tag != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "user_data_tag is ", options.user_data_tag,
+        "; it is for an executor on the caller's ring (CreateOnRing), and "
+        "must be 0 for one on a ring of its own"));
+  }
   if (options.cq_factor == 0) {
     return absl::InvalidArgumentError("cq_factor is 0; it must be at least 1");
   }
-  if (options.ignore_sigpipe) {
-    struct sigaction current {};
-    if (sigaction(SIGPIPE, nullptr, &current) == 0 &&
-        (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == SIG_DFL) {
-      signal(SIGPIPE, SIG_IGN);
-    }
-  }
+  if (options.ignore_sigpipe) IgnoreSigpipeIfDefault();
   IoUringRingOptions ring_options;
   ring_options.sq_entries = options.sq_entries;
   ring_options.cq_entries = options.sq_entries * options.cq_factor;
@@ -1792,6 +1918,22 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(
   absl::StatusOr<std::unique_ptr<Ring>> ring = MakeIoUringRing(ring_options);
   if (!ring.ok()) return ring.status();
   return CreateWithRing(*std::move(ring), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateOnRing(
+    struct io_uring* ring, ExecutorOptions options) {
+  if (options.user_data_tag == 0 || options.user_data_tag == 0xff) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "user_data_tag is ", options.user_data_tag,
+        "; on the caller's ring it must be 1..254 (0 is the top byte of "
+        "user-space pointers, 255 that of liburing's own timeout "
+        "completions), and no user_data of the caller's may have it as its "
+        "top byte"));
+  }
+  if (options.ignore_sigpipe) IgnoreSigpipeIfDefault();
+  absl::StatusOr<std::unique_ptr<Ring>> borrowed = BorrowIoUringRing(ring);
+  if (!borrowed.ok()) return borrowed.status();
+  return CreateWithRing(*std::move(borrowed), std::move(options));
 }
 
 absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateWithRing(
@@ -1823,6 +1965,20 @@ absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {
   return impl_->Poll(timeout);
 }
 absl::StatusOr<int> Executor::WatchFd() { return impl_->WatchFd(); }
+absl::Status Executor::Prepare() { return impl_->Prepare(); }
+bool Executor::Owns(uint64_t user_data) const { return impl_->Owns(user_data); }
+bool Executor::HandleCompletion(const io_uring_cqe& cqe) {
+  return impl_->HandleCompletion(Completion{cqe.user_data, cqe.res, cqe.flags});
+}
+size_t Executor::HandleCompletions(absl::Span<io_uring_cqe* const> cqes) {
+  size_t handled = 0;
+  for (const io_uring_cqe* cqe : cqes) {
+    handled += impl_->HandleCompletion(
+        Completion{cqe->user_data, cqe->res, cqe->flags});
+  }
+  return handled;
+}
+bool Executor::Idle() const { return impl_->Idle(); }
 absl::StatusOr<size_t> Executor::HandleReady() { return impl_->HandleReady(); }
 absl::Status Executor::Drain(absl::Duration timeout) {
   return impl_->Drain(timeout);

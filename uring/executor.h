@@ -1,12 +1,15 @@
 // Runs planned send chains on TCP sockets, many connections on one io_uring.
 //
-// An `Executor` owns one ring. Attach connected TCP sockets to it, enqueue
-// buffers on them, and call `Poll` from your event loop. For each connection
-// with data waiting and no chain in flight, the executor plans a chain with the
-// planner (planner/planner.h), encodes it as linked SQEs and submits it; when
-// the chain's last op completes it plans the next one at once. Zero-copy
-// buffers are parked until the kernel's notification says it no longer
-// references them.
+// An `Executor` runs on one ring: a ring of its own (`Create`), or the
+// caller's (`CreateOnRing`, see "On the caller's ring" below). Attach
+// connected TCP sockets to it, enqueue buffers on them, and call `Poll` from
+// your event loop (or `HandleReady` when an epoll loop says its `WatchFd` is
+// readable; or, on the caller's ring, hand it its completions). For each
+// connection with data waiting and no chain in flight, the executor plans a
+// chain with the planner (planner/planner.h), encodes it as linked SQEs and
+// submits it; when the chain's last op completes it plans the next one at once.
+// Zero-copy buffers are parked until the kernel's notification says it no
+// longer references them.
 //
 // Ownership: `Enqueue` hands a buffer to the executor. The executor calls the
 // release callback exactly once for each enqueued buffer, with the caller's
@@ -44,6 +47,33 @@
 //
 //   WARNING: do not destroy the executor from inside its release callback.
 //
+// On the caller's ring: a server whose loop already runs an io_uring
+// (accept, recv, timers) makes the executor on that ring with
+// `CreateOnRing(ring, options)` and a `user_data_tag`, 1..254, that no
+// user_data of its own has as its top byte (user-space pointers have 0):
+//   - user_data: every SQE the executor puts on the ring carries the tag in
+//     bits 56..63; `Owns(cqe->user_data)` tells its completions from the
+//     caller's, and the caller's loop hands them over with
+//     `HandleCompletion` (one branch per CQE). The executor never consumes a
+//     completion of the caller's, and takes nothing from the completion
+//     queue itself (unless `on_foreign_completion` is set, see there).
+//   - Submitting: `Flush` puts the chains that are ready on the ring (each
+//     chain's SQEs consecutive, linked among themselves only) and submits
+//     the ring, which also submits SQEs the caller had queued; `Prepare`
+//     puts them there without submitting, for the caller's next
+//     `io_uring_submit`. Either way they go in enqueue order. Call one of
+//     them after enqueueing and after each batch of completions (a chain
+//     that completes lets the next one go). Either may submit the ring
+//     when the submission queue is full.
+//   - Waiting is the caller's: `Poll`, `Drain` and `HandleReady` fail with
+//     FailedPrecondition, and `Shutdown` cannot wait (it hands back what is
+//     in flight as `KernelMayStillRead`). To end cleanly, `Close` (or
+//     `Abort`) the connections, keep the loop running until `Idle()`, then
+//     destroy the executor; the ring must outlive it.
+//   WARNING: call the executor only between whole SQE chains of your own:
+//   an SQE of yours with IOSQE_IO_LINK set and not yet followed by the rest
+//   of its chain would link the executor's first SQE into your chain.
+//
 // Thread safety: an `Executor` is used from one thread at a time. When the
 // ring is made with IORING_SETUP_SINGLE_ISSUER (the default where the kernel
 // has it) it is bound to the first thread that uses it (`Flush`, `Poll`,
@@ -77,6 +107,8 @@
 #include "absl/types/span.h"
 #include "planner/planner.h"
 #include "uring/ring.h"
+
+struct io_uring;  // liburing.h
 
 namespace zcplan {
 
@@ -227,6 +259,18 @@ struct ExecutorOptions {
   // The destructor calls `Shutdown(teardown_timeout)` unless `Shutdown` ran.
   absl::Duration teardown_timeout = absl::Seconds(2);
 
+  // On the caller's ring (`CreateOnRing`), the top byte of every user_data
+  // the executor puts there: 1..254, and none of the caller's may have it
+  // (see "On the caller's ring"). 0 for a ring of the executor's own.
+  uint8_t user_data_tag = 0;
+
+  // On the caller's ring: lets `Poll`, `Drain`, `HandleReady` and `Shutdown`
+  // reap the ring themselves, handing each completion that is not the
+  // executor's to this function (user_data, res and flags; not the extra
+  // half of a 32-byte CQE), in order. For a program that waits in the
+  // executor; a loop that reaps for itself leaves it empty.
+  std::function<void(const io_uring_cqe&)> on_foreign_completion;
+
   // Required, one of the two: called for every released buffer, or for
   // every run of them (when set, `on_release_batch` is used and
   // `on_release` is not).
@@ -241,7 +285,18 @@ class Executor {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> Create(
       ExecutorOptions options);
 
-  // Uses `ring` (e.g. a test fake) instead of a liburing ring.
+  // Runs on `ring`, a liburing ring the caller set up and keeps, whatever
+  // its flags (see "On the caller's ring"). `options.user_data_tag` must be
+  // 1..254; `sq_entries`, `cq_factor` and `defer_taskrun` do not apply.
+  // What the kernel supports is probed without a completion on `ring`.
+  // Errors: InvalidArgument for a null ring, a bad tag, or a ring set up
+  // with IORING_SETUP_IOPOLL (no socket ops); FailedPrecondition for a
+  // kernel without IORING_FEAT_NODROP (5.5+).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> CreateOnRing(
+      struct io_uring* ring, ExecutorOptions options);
+
+  // Uses `ring` (e.g. a test fake) instead of a liburing ring; a nonzero
+  // `options.user_data_tag` treats it as the caller's ring.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Executor>> CreateWithRing(
       std::unique_ptr<Ring> ring, ExecutorOptions options);
 
@@ -285,6 +340,24 @@ class Executor {
   // in flight. Does not wait. Poll calls it; call it yourself to start sends
   // early.
   [[nodiscard]] absl::Status Flush();
+
+  // `Flush` without the submit: the chains' SQEs are put on the ring for
+  // the caller's next `io_uring_submit` (on the caller's ring), or the next
+  // `Flush` or `Poll`. It still submits when the submission queue is full.
+  [[nodiscard]] absl::Status Prepare();
+
+  // True when `user_data` is of an SQE the executor put on the ring (its
+  // top byte is the executor's `user_data_tag`). One compare.
+  bool Owns(uint64_t user_data) const;
+
+  // Handles one of the executor's completions, taken from the ring by the
+  // caller (release callbacks run here). Returns false, and does nothing,
+  // for a completion that is not the executor's (`Owns` false). Chains it
+  // unblocks go on the ring at the next `Flush` or `Prepare`.
+  bool HandleCompletion(const io_uring_cqe& cqe);
+  // The same for each of `cqes` (as io_uring_peek_batch_cqe gives them);
+  // returns how many were the executor's.
+  size_t HandleCompletions(absl::Span<io_uring_cqe* const> cqes);
 
   // Flushes, waits up to `timeout` for at least one completion when anything
   // is in flight, handles every completion available (release callbacks run
@@ -356,6 +429,8 @@ class Executor {
   // True when the connection holds no buffer (nothing queued, in flight, or
   // awaiting a notification); also true for an unknown id.
   bool Idle(ConnectionId connection) const;
+  // True when no connection holds a buffer and no op is in flight.
+  bool Idle() const;
 
   // The connection's sticky error, OK if none. NotFound for an unknown id.
   absl::Status ConnectionError(ConnectionId connection) const;

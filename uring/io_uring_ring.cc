@@ -26,7 +26,7 @@ class IoUringRing final : public Ring {
  public:
   IoUringRing() = default;
   ~IoUringRing() override {
-    if (initialized_) io_uring_queue_exit(&ring_);
+    if (initialized_ && ring_ == &own_) io_uring_queue_exit(&own_);
     if (event_fd_ >= 0) close(event_fd_);
   }
 
@@ -50,12 +50,13 @@ class IoUringRing final : public Ring {
       std::memset(&params, 0, sizeof(params));
       params.flags = flags;
       params.cq_entries = std::max(options.cq_entries, options.sq_entries);
-      ret = io_uring_queue_init_params(options.sq_entries, &ring_, &params);
+      ret = io_uring_queue_init_params(options.sq_entries, &own_, &params);
       if (ret == 0) {
         features_.setup_flags = flags;
         features_.sq_entries = params.sq_entries;
         features_.cq_entries = params.cq_entries;
-        features_.memlock_bytes = RingMemlockBytes(params);
+        features_.memlock_bytes =
+            RingMemlockBytes(params.flags, params.features, params.sq_entries);
         features_.memlock_charged = !HasCapIpcLock();
         break;
       }
@@ -77,16 +78,67 @@ class IoUringRing final : public Ring {
     return absl::OkStatus();
   }
 
+  // Uses the caller's ring: checks what the executor needs of it and probes
+  // what its kernel supports (the flags on a small ring of its own, so no
+  // probe completion ever lands on the caller's).
+  absl::Status InitBorrowed(io_uring* ring) {
+    if (ring->ring_fd < 0) {
+      return absl::InvalidArgumentError(
+          "the caller's ring is not set up (ring_fd < 0)");
+    }
+    if (ring->flags & IORING_SETUP_IOPOLL) {
+      return absl::InvalidArgumentError(
+          "the caller's ring was set up with IORING_SETUP_IOPOLL, which takes "
+          "no socket operations; the executor needs a ring without it");
+    }
+    if ((ring->features & IORING_FEAT_NODROP) == 0) {
+      return absl::FailedPreconditionError(
+          "the caller's ring lacks IORING_FEAT_NODROP (Linux 5.5+): a full "
+          "completion queue could drop the executor's completions");
+    }
+    ring_ = ring;
+    initialized_ = true;
+    enabled_ = true;
+    borrowed_ = true;
+    features_.setup_flags = ring->flags;
+    features_.sq_entries = ring->sq.ring_entries;
+    features_.cq_entries = ring->cq.ring_entries;
+    features_.memlock_bytes =
+        RingMemlockBytes(ring->flags, ring->features, ring->sq.ring_entries);
+    features_.memlock_charged = !HasCapIpcLock();
+    ProbeOpcodes();
+    io_uring scratch;
+    if (io_uring_queue_init(4, &scratch, 0) == 0) {
+      ring_ = &scratch;
+      ProbeFlags();
+      ring_ = ring;
+      io_uring_queue_exit(&scratch);
+    }
+    return absl::OkStatus();
+  }
+
   const RingFeatures& features() const override { return features_; }
+
+  uint32_t SqesObtained() override { return ring_->sq.sqe_tail; }
+
+  uint32_t SqesTaken() override {
+    // With SQPOLL the kernel's thread may take any SQE once the tail shows
+    // it; otherwise it takes them only inside io_uring_enter, and the head
+    // says how far it got.
+    if (ring_->flags & IORING_SETUP_SQPOLL) {
+      return io_uring_smp_load_acquire(ring_->sq.ktail);
+    }
+    return io_uring_smp_load_acquire(ring_->sq.khead);
+  }
 
   uint32_t SqSpaceLeft() override {
     if (!enabled_ && Enable() < 0) return 0;
-    return io_uring_sq_space_left(&ring_);
+    return io_uring_sq_space_left(ring_);
   }
 
   io_uring_sqe* GetSqe() override {
     if (!enabled_ && Enable() < 0) return nullptr;
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(ring_);
     if (sqe != nullptr) std::memset(sqe, 0, sizeof(*sqe));
     return sqe;
   }
@@ -96,14 +148,13 @@ class IoUringRing final : public Ring {
       const int ret = Enable();
       if (ret < 0) return ret;
     }
-    if (wait_nr == 0) return io_uring_submit_and_get_events(&ring_);
-    if (timeout_ns < 0) return io_uring_submit_and_wait(&ring_, wait_nr);
+    if (wait_nr == 0) return io_uring_submit_and_get_events(ring_);
+    if (timeout_ns < 0) return io_uring_submit_and_wait(ring_, wait_nr);
     __kernel_timespec ts;
     ts.tv_sec = timeout_ns / 1000000000;
     ts.tv_nsec = timeout_ns % 1000000000;
     io_uring_cqe* cqe = nullptr;
-    return io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts,
-                                            nullptr);
+    return io_uring_submit_and_wait_timeout(ring_, &cqe, wait_nr, &ts, nullptr);
   }
 
   size_t Reap(absl::Span<Completion> out) override {
@@ -112,12 +163,12 @@ class IoUringRing final : public Ring {
     while (total < out.size()) {
       const unsigned want =
           static_cast<unsigned>(std::min<size_t>(64, out.size() - total));
-      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, want);
+      const unsigned n = io_uring_peek_batch_cqe(ring_, cqes, want);
       for (unsigned i = 0; i < n; ++i) {
         out[total + i] =
             Completion{cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
       }
-      io_uring_cq_advance(&ring_, n);
+      io_uring_cq_advance(ring_, n);
       total += n;
       if (n < want) break;
     }
@@ -125,18 +176,19 @@ class IoUringRing final : public Ring {
   }
 
   int RegisterBuffers(absl::Span<const iovec> buffers) override {
-    return io_uring_register_buffers(&ring_, buffers.data(),
+    return io_uring_register_buffers(ring_, buffers.data(),
                                      static_cast<unsigned>(buffers.size()));
   }
 
   int WatchFd() override {
+    if (borrowed_) return -ENOTSUP;
     if ((features_.setup_flags & IORING_SETUP_DEFER_TASKRUN) == 0) {
-      return ring_.ring_fd;
+      return ring_->ring_fd;
     }
     if (event_fd_ >= 0) return event_fd_;
     const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (efd < 0) return -errno;
-    const int ret = io_uring_register_eventfd(&ring_, efd);
+    const int ret = io_uring_register_eventfd(ring_, efd);
     if (ret < 0) {
       close(efd);
       return ret;
@@ -162,7 +214,7 @@ class IoUringRing final : public Ring {
   // Binds the ring to the calling thread, lets it take submissions, and
   // probes what needs SQEs (nothing else is queued on a ring not yet used).
   int Enable() {
-    const int ret = io_uring_register(ring_.ring_fd,
+    const int ret = io_uring_register(ring_->ring_fd,
                                       IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
     if (ret < 0) return ret;
     enabled_ = true;
@@ -184,20 +236,21 @@ class IoUringRing final : public Ring {
   // What the kernel charges for the ring's memory: the SQE array and the
   // region holding both rings (one mapping with IORING_FEAT_SINGLE_MMAP),
   // each rounded up to whole pages.
-  uint64_t RingMemlockBytes(const io_uring_params& params) const {
+  uint64_t RingMemlockBytes(uint32_t flags, uint32_t kernel_features,
+                            uint32_t sq_entries) const {
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     auto pages = [page](uint64_t bytes) {
       return (bytes + page - 1) / page * page;
     };
     const uint64_t sqe_size =
-        (params.flags & IORING_SETUP_SQE128) ? 128 : sizeof(io_uring_sqe);
-    uint64_t rings = ring_.cq.ring_sz;
-    if (params.features & IORING_FEAT_SINGLE_MMAP) {
-      rings = std::max<uint64_t>(rings, ring_.sq.ring_sz);
+        (flags & IORING_SETUP_SQE128) ? 128 : sizeof(io_uring_sqe);
+    uint64_t rings = ring_->cq.ring_sz;
+    if (kernel_features & IORING_FEAT_SINGLE_MMAP) {
+      rings = std::max<uint64_t>(rings, ring_->sq.ring_sz);
     } else {
-      rings = pages(rings) + pages(ring_.sq.ring_sz);
+      rings = pages(rings) + pages(ring_->sq.ring_sz);
     }
-    return pages(rings) + pages(uint64_t{params.sq_entries} * sqe_size);
+    return pages(rings) + pages(uint64_t{sq_entries} * sqe_size);
   }
 
   // Submits the probe SQE (prepared with kProbeUserData) and returns its
@@ -219,7 +272,7 @@ class IoUringRing final : public Ring {
   static constexpr int kNoAnswer = INT32_MIN;
 
   int RunProbe() {
-    io_uring* ring = &ring_;
+    io_uring* ring = ring_;
     int res = kNoAnswer;
     bool more = false;
     for (int round = 0; round < 2; ++round) {
@@ -247,7 +300,7 @@ class IoUringRing final : public Ring {
 
   // The opcodes, from IORING_REGISTER_PROBE (no SQE needed).
   void ProbeOpcodes() {
-    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+    io_uring_probe* probe = io_uring_get_probe_ring(ring_);
     if (probe != nullptr) {
       features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
       features_.sendmsg_zc =
@@ -260,7 +313,7 @@ class IoUringRing final : public Ring {
   // with -EINVAL when the SQE is prepared; a known flag gets as far as the
   // socket check, which fails with -EOPNOTSUPP on an AF_UNIX socket.
   void ProbeFlags() {
-    io_uring* ring = &ring_;
+    io_uring* ring = ring_;
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return;
     char byte = 0;
@@ -295,14 +348,24 @@ class IoUringRing final : public Ring {
     close(fds[1]);
   }
 
-  io_uring ring_;
+  io_uring own_;
+  io_uring* ring_ = &own_;  // own_, or the caller's ring
   bool initialized_ = false;
   bool enabled_ = false;
+  bool borrowed_ = false;
   int event_fd_ = -1;  // WatchFd's eventfd, once made
   RingFeatures features_;
 };
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<Ring>> BorrowIoUringRing(io_uring* ring) {
+  if (ring == nullptr) return absl::InvalidArgumentError("ring is null");
+  auto borrowed = std::make_unique<IoUringRing>();
+  absl::Status status = borrowed->InitBorrowed(ring);
+  if (!status.ok()) return status;
+  return std::unique_ptr<Ring>(std::move(borrowed));
+}
 
 absl::StatusOr<std::unique_ptr<Ring>> MakeIoUringRing(
     const IoUringRingOptions& options) {

@@ -9,6 +9,8 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+
+struct io_uring;  // liburing.h
 #include "uring/ring.h"
 
 namespace zcplan {
@@ -30,6 +32,16 @@ struct IoUringRingOptions {
 // RLIMIT_MEMLOCK is too small for the ring.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Ring>> MakeIoUringRing(
     const IoUringRingOptions& options);
+
+// A `Ring` on a liburing ring the caller set up and keeps (with whatever
+// flags it chose): it puts SQEs on that ring and submits it, and `Reap`
+// consumes every completion, the caller's too (the executor calls it only
+// when told what to do with those). The caller's ring must outlive it and
+// is never torn down by it. Errors: InvalidArgument for a null ring, one not
+// set up, or one set up with IORING_SETUP_IOPOLL (no socket ops);
+// FailedPrecondition for a kernel without IORING_FEAT_NODROP (5.5+).
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Ring>> BorrowIoUringRing(
+    struct io_uring* ring);
 
 }  // namespace zcplan
 

@@ -11,9 +11,10 @@
 // exactly what the fake checks.
 //
 // Thread safety: a `Ring` is used from one thread at a time (the
-// executor's). A ring made with IORING_SETUP_SINGLE_ISSUER is bound to the
-// thread that first calls `SqSpaceLeft`, `GetSqe` or `SubmitAndWait`; from
-// any other thread `SubmitAndWait` then fails with -EEXIST.
+// executor's, which on a borrowed ring is the caller's ring thread). A ring
+// made with IORING_SETUP_SINGLE_ISSUER is bound to the thread that first calls
+// `SqSpaceLeft`, `GetSqe` or `SubmitAndWait`; from any other thread
+// `SubmitAndWait` then fails with -EEXIST.
 
 #ifndef ZCPLAN_URING_RING_H_
 #define ZCPLAN_URING_RING_H_
@@ -94,6 +95,17 @@ class Ring {
   // consumes them, and returns how many.
   virtual size_t Reap(absl::Span<Completion> out) = 0;
 
+  // SQE accounting, so that SQEs not yet taken by the kernel can still be
+  // changed (a stopped connection's are turned into NOPs): `SqesObtained`
+  // counts every SQE `GetSqe` has handed out (on a ring shared with the
+  // caller, the caller's too), `SqesTaken` those the kernel has taken or may
+  // take at any moment (the submission queue's head; with SQPOLL, every SQE
+  // made visible to the kernel). Both count modulo 2^32: the SQE that
+  // `GetSqe` returned last is number `SqesObtained() - 1`, and an SQE of
+  // number `n` is untaken while `int32_t(n - SqesTaken()) >= 0`.
+  virtual uint32_t SqesObtained() = 0;
+  virtual uint32_t SqesTaken() = 0;
+
   // Registers `buffers` as fixed buffers 0..n-1 (replacing none: call once).
   // Returns 0 or a negative errno.
   virtual int RegisterBuffers(absl::Span<const struct iovec> buffers) = 0;
@@ -105,7 +117,8 @@ class Ring {
   // errno.
   virtual int AbortConnection(int fd) = 0;
 
-  // A file descriptor for a reactor to watch: readable whenever the ring has
+  // A file descriptor for a reactor to watch (an owned ring only; a ring
+  // borrowed from the caller returns -ENOTSUP): readable whenever the ring has
   // completions to deliver. It is the ring's own fd, except on a
   // DEFER_TASKRUN ring, where the kernel queues completions as work for the
   // ring's thread and does not wake pollers of the ring fd: there it is an

@@ -56,6 +56,7 @@ uint32_t FakeRing::SqSpaceLeft() { return sq_entries_ - pending_; }
 struct io_uring_sqe* FakeRing::GetSqe() {
   if (pending_ >= sq_entries_) return nullptr;
   io_uring_sqe* sqe = &sqes_[pending_++];
+  ++sqes_obtained_;
   std::memset(sqe, 0, sizeof(*sqe));
   return sqe;
 }
@@ -558,6 +559,7 @@ int FakeRing::SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) {
     log_.push_back(std::move(r));
   }
   pending_ = 0;
+  sqes_taken_ += submitted;
 
   size_t i = first;
   while (i < log_.size()) {

@@ -141,6 +141,8 @@ class FakeRing : public Ring {
   int SubmitAndWait(uint32_t wait_nr, int64_t timeout_ns) override;
   size_t Reap(absl::Span<Completion> out) override;
   int RegisterBuffers(absl::Span<const struct iovec> buffers) override;
+  uint32_t SqesObtained() override { return sqes_obtained_; }
+  uint32_t SqesTaken() override { return sqes_taken_; }
   // A reset: the socket's send queue is purged, so every held notification
   // of an op on `fd` is posted (and checked) at once, blocked ops on it and
   // every later op fail -ECONNRESET. Counted in `resets(fd)`.
@@ -290,6 +292,8 @@ class FakeRing : public Ring {
   uint32_t cq_entries_;
   std::vector<io_uring_sqe> sqes_;
   uint32_t pending_ = 0;
+  uint32_t sqes_obtained_ = 0;  // SqesObtained / SqesTaken
+  uint32_t sqes_taken_ = 0;
 
   std::deque<Completion> cq_;
   std::deque<Completion> overflow_;
@@ -335,6 +339,8 @@ class BorrowedRing : public Ring {
   int RegisterBuffers(absl::Span<const struct iovec> buffers) override {
     return ring_->RegisterBuffers(buffers);
   }
+  uint32_t SqesObtained() override { return ring_->SqesObtained(); }
+  uint32_t SqesTaken() override { return ring_->SqesTaken(); }
   int AbortConnection(int fd) override { return ring_->AbortConnection(fd); }
   int WatchFd() override { return ring_->WatchFd(); }
   void DrainWatchFd() override { ring_->DrainWatchFd(); }

@@ -22,6 +22,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "uring/io_uring_ring.h"
+#include "uring/memlock.h"
+#include "uring/notification_budget.h"
 
 namespace zcplan {
 namespace {
@@ -39,7 +41,6 @@ constexpr uint32_t kGenerationMask = (uint32_t{1} << 23) - 1;
 // MSG_NOSIGNAL so a reset peer is an error code, not SIGPIPE.
 constexpr int kSendFlags = MSG_WAITALL | MSG_NOSIGNAL;
 
-constexpr uint64_t kPage = 4096;
 // Transient errors (-EINTR, -EAGAIN, -ENOBUFS) in a row without progress
 // before the connection is failed.
 constexpr uint32_t kMaxTransientInARow = 64;
@@ -55,45 +56,12 @@ constexpr uint32_t kMostZcPauseChains = 4096;
 constexpr absl::string_view kKernelMayStillReadUrl =
     "type.zcplan/kernel-may-still-read";
 
-// What the kernel charges to RLIMIT_MEMLOCK for an unregistered zero-copy op
-// of `bytes` bytes: io_notif_account_mem charges (len >> PAGE_SHIFT) + 2
-// pages, at prep time, for every op of a chain at once.
-uint64_t MemlockCharge(uint64_t bytes) { return (bytes / kPage + 2) * kPage; }
-
-std::string Kib(uint64_t bytes) { return absl::StrCat(bytes / 1024, " KiB"); }
-
-// The default cap: half of what RLIMIT_MEMLOCK leaves once the ring's own
-// memory and the registered buffers are charged (the kernel counts all of
-// them against the same limit), in whole pages.
-uint64_t DefaultNotificationCap(uint64_t ring_bytes, uint64_t registered_bytes,
-                                std::string* why) {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 ||
-      limit.rlim_cur == RLIM_INFINITY) {
-    *why = "65536 KiB: RLIMIT_MEMLOCK is unlimited";
-    return uint64_t{64} << 20;
-  }
-  const uint64_t used = ring_bytes + registered_bytes;
-  const uint64_t left = limit.rlim_cur > used ? limit.rlim_cur - used : 0;
-  const uint64_t cap = left / 2 / kPage * kPage;
-  *why = absl::StrCat(Kib(cap), ": half of what RLIMIT_MEMLOCK (",
-                      Kib(limit.rlim_cur), ") leaves after the ring (",
-                      Kib(ring_bytes), ") and registered buffers (",
-                      Kib(registered_bytes), ")");
-  if (cap < 3 * kPage) {
-    absl::StrAppend(why,
-                    "; under 3 pages, so zero-copy sends are not used (raise "
-                    "ulimit -l, or set max_bytes_awaiting_notification)");
-  }
-  return cap;
-}
-
 // Pages spanned by a region, as the kernel charges registered buffers.
 uint64_t PagesSpanned(const iovec& region) {
   const uintptr_t begin = reinterpret_cast<uintptr_t>(region.iov_base);
-  const uintptr_t first = begin / kPage;
-  const uintptr_t last = (begin + region.iov_len + kPage - 1) / kPage;
-  return (last - first) * kPage;
+  const uintptr_t first = begin / kPageBytes;
+  const uintptr_t last = (begin + region.iov_len + kPageBytes - 1) / kPageBytes;
+  return (last - first) * kPageBytes;
 }
 
 absl::Status KernelMayStillReadStatus(absl::string_view why) {
@@ -122,72 +90,6 @@ bool IsTransient(int err) {
 
 bool KernelMayStillRead(const absl::Status& status) {
   return !status.ok() && status.GetPayload(kKernelMayStillReadUrl).has_value();
-}
-
-void SendStats::Add(const SendStats& o) {
-  for (int i = 0; i < kNumOpKinds; ++i) ops[i] += o.ops[i];
-  fixed_buffer_ops += o.fixed_buffer_ops;
-  chains += o.chains;
-  chains_resumed += o.chains_resumed;
-  short_sends += o.short_sends;
-  cancelled_ops += o.cancelled_ops;
-  retried_errors += o.retried_errors;
-  bytes_copied += o.bytes_copied;
-  bytes_zero_copy += o.bytes_zero_copy;
-  notifications += o.notifications;
-  copied_notifications += o.copied_notifications;
-  stray_notifications += o.stray_notifications;
-  fallbacks_enomem += o.fallbacks_enomem;
-  fallbacks_unsupported += o.fallbacks_unsupported;
-  cap_waits += o.cap_waits;
-  cap_copies += o.cap_copies;
-  enomem_pauses += o.enomem_pauses;
-  chains_zc_paused += o.chains_zc_paused;
-  buffers_enqueued += o.buffers_enqueued;
-  buffers_released += o.buffers_released;
-  buffers_released_failed += o.buffers_released_failed;
-  buffers_kernel_may_read += o.buffers_kernel_may_read;
-  connections_reset += o.connections_reset;
-  bytes_enqueued += o.bytes_enqueued;
-  bytes_awaiting_notification += o.bytes_awaiting_notification;
-  peak_bytes_awaiting_notification += o.peak_bytes_awaiting_notification;
-  adaptive_disabled += o.adaptive_disabled;
-}
-
-std::string FormatStats(const SendStats& s) {
-  std::string out;
-  auto add = [&out](absl::string_view name, uint64_t value) {
-    if (value == 0) return;
-    absl::StrAppend(&out, out.empty() ? "" : " ", name, "=", value);
-  };
-  for (int i = 0; i < kNumOpKinds; ++i) {
-    add(OpKindName(static_cast<OpKind>(i)), s.ops[i]);
-  }
-  add("fixed_buffer_ops", s.fixed_buffer_ops);
-  add("chains", s.chains);
-  add("chains_resumed", s.chains_resumed);
-  add("short_sends", s.short_sends);
-  add("cancelled_ops", s.cancelled_ops);
-  add("retried_errors", s.retried_errors);
-  add("bytes_copied", s.bytes_copied);
-  add("bytes_zero_copy", s.bytes_zero_copy);
-  add("notifications", s.notifications);
-  add("copied_notifications", s.copied_notifications);
-  add("stray_notifications", s.stray_notifications);
-  add("fallbacks_enomem", s.fallbacks_enomem);
-  add("fallbacks_unsupported", s.fallbacks_unsupported);
-  add("cap_waits", s.cap_waits);
-  add("cap_copies", s.cap_copies);
-  add("enomem_pauses", s.enomem_pauses);
-  add("chains_zc_paused", s.chains_zc_paused);
-  add("buffers_released", s.buffers_released);
-  add("buffers_released_failed", s.buffers_released_failed);
-  add("buffers_kernel_may_read", s.buffers_kernel_may_read);
-  add("connections_reset", s.connections_reset);
-  add("bytes_awaiting_notification", s.bytes_awaiting_notification);
-  add("peak_bytes_awaiting_notification", s.peak_bytes_awaiting_notification);
-  add("adaptive_disabled", s.adaptive_disabled);
-  return out.empty() ? "(no activity)" : out;
 }
 
 class Executor::Impl {
@@ -231,7 +133,7 @@ class Executor::Impl {
   bool HandleCompletion(const Completion& cqe);
   void HandleDeferred();
   bool Idle() const { return held_total_ == 0 && slots_in_use_ == 0; }
-  uint64_t cap() const { return cap_; }
+  uint64_t cap() const { return budget_.cap(); }
   const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
 
@@ -285,6 +187,8 @@ class Executor::Impl {
     bool cap_waiting = false;
     bool cancel_sent = false;
     bool cancel_due = false;
+
+    BudgetAccount zc_account;  // bytes awaiting notification
 
     Plan plan;
     std::vector<iovec> chain_iovs;
@@ -391,8 +295,14 @@ class Executor::Impl {
   void ChooseCap();
 
   uint32_t AllocSlot();
-  void Charge(Connection& c, uint64_t bytes);
   void Uncharge(Connection& c, uint64_t bytes);
+  // The connection's counters with its gauges filled in.
+  static SendStats StatsOf(const Connection& c) {
+    SendStats stats = c.stats;
+    stats.bytes_awaiting_notification = c.zc_account.bytes;
+    stats.peak_bytes_awaiting_notification = c.zc_account.peak;
+    return stats;
+  }
 
   std::unique_ptr<Ring> ring_;
   ExecutorOptions options_;
@@ -406,7 +316,8 @@ class Executor::Impl {
   // e.g. from a release callback: handled right after it.
   std::vector<Completion> deferred_;
   bool handling_ = false;
-  uint64_t cap_ = 0;
+  // Bytes awaiting notification, per connection and in all, under the cap.
+  NotificationBudget budget_;
   std::string cap_description_;
   uint64_t registered_bytes_ = 0;
   bool shut_down_ = false;
@@ -432,8 +343,6 @@ class Executor::Impl {
   std::vector<iovec> piece_scratch_;
   std::vector<uint64_t> release_scratch_;
 
-  uint64_t notif_bytes_ = 0;
-  uint64_t peak_notif_bytes_ = 0;
   size_t held_total_ = 0;
   // SQEs obtained and perhaps not yet taken by the kernel, in order, with
   // their numbers (Ring::SqesObtained): those it has not taken, a stopped
@@ -443,9 +352,6 @@ class Executor::Impl {
     uint32_t number;
   };
   std::vector<PendingSqe> pending_sqes_;
-  // Connections with zero-copy bytes awaiting notification (for the cap's
-  // fair share).
-  uint32_t zc_holders_ = 0;
   absl::Status shutdown_status_;
   int in_callback_ = 0;
 
@@ -496,20 +402,8 @@ uint32_t Executor::Impl::AllocSlot() {
   return index;
 }
 
-void Executor::Impl::Charge(Connection& c, uint64_t bytes) {
-  if (c.stats.bytes_awaiting_notification == 0 && bytes > 0) ++zc_holders_;
-  notif_bytes_ += bytes;
-  peak_notif_bytes_ = std::max(peak_notif_bytes_, notif_bytes_);
-  c.stats.bytes_awaiting_notification += bytes;
-  c.stats.peak_bytes_awaiting_notification =
-      std::max(c.stats.peak_bytes_awaiting_notification,
-               c.stats.bytes_awaiting_notification);
-}
-
 void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
-  notif_bytes_ -= bytes;
-  c.stats.bytes_awaiting_notification -= bytes;
-  if (c.stats.bytes_awaiting_notification == 0 && bytes > 0) --zc_holders_;
+  budget_.Uncharge(c.zc_account, bytes);
   // A connection waits on the cap only for its own notifications.
   if (c.cap_waiting) {
     c.cap_waiting = false;
@@ -518,30 +412,12 @@ void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
 }
 
 void Executor::Impl::ChooseCap() {
-  if (options_.max_bytes_awaiting_notification != 0) {
-    cap_ = options_.max_bytes_awaiting_notification;
-    cap_description_ =
-        absl::StrCat(Kib(cap_),
-                     ": set by ExecutorOptions::max_bytes_awaiting_"
-                     "notification");
-    return;
-  }
-  if (!ring_->features().memlock_charged) {
-    // Nothing is charged (CAP_IPC_LOCK): the limit still bounds what zero-
-    // copy sends may pin, but the ring and registered buffers take no share.
-    cap_ = DefaultNotificationCap(0, 0, &cap_description_);
-    if (cap_ != (uint64_t{64} << 20)) {
-      rlimit limit{};
-      getrlimit(RLIMIT_MEMLOCK, &limit);
-      cap_description_ = absl::StrCat(
-          Kib(cap_), ": half of RLIMIT_MEMLOCK (", Kib(limit.rlim_cur),
-          "); this process has CAP_IPC_LOCK, so the kernel charges it "
-          "nothing and the cap only bounds what zero-copy sends pin");
-    }
-    return;
-  }
-  cap_ = DefaultNotificationCap(ring_->features().memlock_bytes,
-                                registered_bytes_, &cap_description_);
+  CapChoice choice = ChooseNotificationCap(
+      options_.max_bytes_awaiting_notification, MemlockSoftLimit(),
+      ring_->features().memlock_charged, ring_->features().memlock_bytes,
+      registered_bytes_);
+  budget_.set_cap(choice.cap);
+  cap_description_ = std::move(choice.description);
 }
 
 bool Executor::Impl::OnRingThread() const {
@@ -1260,7 +1136,7 @@ absl::StatusOr<SendStats> Executor::Impl::connection_stats(
     return absl::NotFoundError(
         absl::StrCat("connection ", id.value, " is not attached"));
   }
-  return c->stats;
+  return StatsOf(*c);
 }
 
 RingStats Executor::Impl::stats() const {
@@ -1270,11 +1146,11 @@ RingStats Executor::Impl::stats() const {
   for (const Connection& c : conns_) {
     if (!c.in_use) continue;
     ++r.connections_open;
-    r.totals.Add(c.stats);
+    r.totals.Add(StatsOf(c));
   }
   r.totals.stray_notifications += stray_notifications_;
-  r.totals.bytes_awaiting_notification = notif_bytes_;
-  r.totals.peak_bytes_awaiting_notification = peak_notif_bytes_;
+  r.totals.bytes_awaiting_notification = budget_.total();
+  r.totals.peak_bytes_awaiting_notification = budget_.peak();
   return r;
 }
 
@@ -1357,7 +1233,9 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
 
   PlanOptions po = c.options.plan;
   po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
-  if (!c.zc_enabled || cap_ < 3 * kPage) po.zc_threshold = PlanOptions::kNever;
+  if (!c.zc_enabled || !budget_.zero_copy_possible()) {
+    po.zc_threshold = PlanOptions::kNever;
+  }
   if (c.zc_pause_chains > 0 && po.zc_threshold != PlanOptions::kNever) {
     --c.zc_pause_chains;
     ++c.stats.chains_zc_paused;
@@ -1385,13 +1263,13 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
                       "planner rejected the queue: ", s.message())));
       return true;
     }
-    uint64_t budget = cap_ > notif_bytes_ ? cap_ - notif_bytes_ : 0;
+    uint64_t room = budget_.room();
     take = 0;
     for (const Op& op : c.plan.ops()) {
       if (IsZeroCopy(op.kind) && !UsesFixedBuffer(queue, op)) {
         const uint64_t charge = MemlockCharge(op.bytes);
-        if (charge > budget) break;
-        budget -= charge;
+        if (charge > room) break;
+        room -= charge;
       }
       ++take;
     }
@@ -1401,20 +1279,22 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     // notification: then its own peer's progress makes the room. Below
     // that, others hold the room (perhaps a peer that stopped reading), so
     // copy.
-    const uint64_t own = c.stats.bytes_awaiting_notification;
-    if (own > 0 && own * std::max<uint32_t>(zc_holders_, 1) >= notif_bytes_) {
-      ++c.stats.cap_waits;
-      c.cap_waiting = true;
-      return true;
-    }
-    if (notif_bytes_ > 0) {
-      ++c.stats.cap_copies;
-      po.zc_threshold = PlanOptions::kNever;
-    } else if (cap_ >= 3 * kPage) {
-      po.max_bytes_per_op =
-          std::min<uint64_t>(po.max_bytes_per_op, (cap_ / kPage - 2) * kPage);
-    } else {
-      po.zc_threshold = PlanOptions::kNever;
+    switch (budget_.Decide(c.zc_account)) {
+      case NotificationBudget::NoRoom::kWaitForOwn:
+        ++c.stats.cap_waits;
+        c.cap_waiting = true;
+        return true;
+      case NotificationBudget::NoRoom::kCopy:
+        ++c.stats.cap_copies;
+        po.zc_threshold = PlanOptions::kNever;
+        break;
+      case NotificationBudget::NoRoom::kSmallerOps:
+        po.max_bytes_per_op =
+            std::min(po.max_bytes_per_op, budget_.largest_op_bytes());
+        break;
+      case NotificationBudget::NoRoom::kCopyAlways:
+        po.zc_threshold = PlanOptions::kNever;
+        break;
     }
   }
   if (take == 0) return true;  // not reached: the second plan fits
@@ -1533,7 +1413,7 @@ void Executor::Impl::EncodeOp(Connection& c, const Op& op,
   if (used_fixed) ++c.stats.fixed_buffer_ops;
   if (zc && !used_fixed) {
     slots_[slot].charge = MemlockCharge(op.bytes);
-    Charge(c, slots_[slot].charge);
+    budget_.Charge(c.zc_account, slots_[slot].charge);
   }
   if (linked) sqe->flags |= IOSQE_IO_LINK;
   sqe->user_data = OpUserData(slot);
@@ -1806,9 +1686,7 @@ void Executor::Impl::Compact(Connection& c) {
 void Executor::Impl::MaybeFree(uint32_t conn_index) {
   Connection& c = conns_[conn_index];
   if (c.state != State::kClosed || c.held > 0 || c.slots_held > 0) return;
-  closed_totals_.Add(c.stats);
-  closed_totals_.bytes_awaiting_notification -=
-      c.stats.bytes_awaiting_notification;
+  closed_totals_.Add(StatsOf(c));
   socket_to_conn_.erase(c.socket_key);
   c.in_use = false;
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;

@@ -107,6 +107,7 @@
 #include "absl/types/span.h"
 #include "planner/planner.h"
 #include "uring/ring.h"
+#include "uring/stats.h"
 
 struct io_uring;  // liburing.h
 
@@ -120,59 +121,6 @@ struct ConnectionId {
     return a.value == b.value;
   }
   friend bool operator!=(ConnectionId a, ConnectionId b) { return !(a == b); }
-};
-
-// Counters. Per connection (`Executor::connection_stats`) and summed over the
-// ring (`Executor::stats`).
-struct SendStats {
-  uint64_t ops[kNumOpKinds] = {};      // ops submitted, by OpKind
-  uint64_t fixed_buffer_ops = 0;       // zero-copy ops on registered buffers
-  uint64_t chains = 0;                 // chains submitted
-  uint64_t chains_resumed = 0;         // chains re-planned after a broken chain
-  uint64_t short_sends = 0;            // ops that moved fewer bytes than asked
-  uint64_t cancelled_ops = 0;          // ops completed -ECANCELED
-  uint64_t retried_errors = 0;         // transient errors (-EINTR, -EAGAIN)
-  uint64_t bytes_copied = 0;           // bytes sent by copy ops
-  uint64_t bytes_zero_copy = 0;        // bytes sent by zero-copy ops
-  uint64_t notifications = 0;          // zero-copy notifications received
-  uint64_t copied_notifications = 0;   // ... that said the kernel copied
-  uint64_t stray_notifications = 0;    // ... for an op already finished
-  uint64_t fallbacks_enomem = 0;       // zero-copy ops resent by copy: -ENOMEM
-  uint64_t fallbacks_unsupported = 0;  // zero-copy turned off: -EOPNOTSUPP
-                                       // or -EINVAL
-  uint64_t cap_waits = 0;      // chains held back by the notification-bytes
-                               // cap until this connection's own notifications
-  uint64_t cap_copies = 0;     // chains sent by copy: the cap was held by other
-                               // connections' zero-copy bytes
-  uint64_t enomem_pauses = 0;  // times zero-copy was paused after repeated
-                               // -ENOMEM (the kernel's RLIMIT_MEMLOCK charge)
-  uint64_t chains_zc_paused = 0;  // chains sent by copy during such a pause
-  uint64_t buffers_enqueued = 0;
-  uint64_t buffers_released = 0;         // released as sent
-  uint64_t buffers_released_failed = 0;  // released with an error
-  uint64_t buffers_kernel_may_read = 0;  // released by Shutdown while still
-                                         // referenced (KernelMayStillRead)
-  uint64_t connections_reset = 0;        // Abort, or reset by Shutdown
-  uint64_t bytes_enqueued = 0;
-  uint64_t bytes_awaiting_notification = 0;       // now
-  uint64_t peak_bytes_awaiting_notification = 0;  // highest seen
-  uint64_t adaptive_disabled = 0;  // connections where adaptive zero-copy
-                                   // turned zero-copy off (0 or 1 per
-                                   // connection)
-
-  // Adds `other`'s counters to this one (peaks: sum of peaks).
-  void Add(const SendStats& other);
-};
-
-// Ring-wide counters besides the per-connection sums.
-struct RingStats {
-  SendStats totals;  // over all connections ever attached
-  uint64_t submit_calls = 0;
-  uint64_t submit_busy = 0;       // -EBUSY/-EAGAIN from submit, retried
-  uint64_t wait_interrupted = 0;  // -EINTR while waiting
-  uint64_t completions = 0;
-  uint64_t connections_attached = 0;
-  uint64_t connections_open = 0;
 };
 
 // The release callback: `token` is what was passed to `Enqueue`; `status` is
@@ -470,9 +418,6 @@ class Executor {
   explicit Executor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// "writev=3 sendmsg_zc=2 ..." plus the other non-zero counters, one line.
-std::string FormatStats(const SendStats& stats);
 
 // True when `status` is a release status that says the kernel may still read
 // the buffer (set by `Shutdown` and the destructor; see the WARNING at the

@@ -24,17 +24,14 @@
 #include "uring/io_uring_ring.h"
 #include "uring/memlock.h"
 #include "uring/notification_budget.h"
+#include "uring/op_slots.h"
+#include "uring/regions.h"
+#include "uring/send_queue.h"
+#include "uring/sqe_encoder.h"
 
 namespace zcplan {
 namespace {
 
-// user_data layout: bits 56..63 the tag (ExecutorOptions::user_data_tag),
-// bit 55 set for the executor's own requests (cancels, NOPs); else bits
-// 32..54 are the op slot's generation and bits 0..31 its index, so a late
-// notification for a finished op cannot match the slot's next use.
-constexpr int kTagShift = 56;
-constexpr uint64_t kInternalBit = uint64_t{1} << 55;
-constexpr uint32_t kGenerationMask = (uint32_t{1} << 23) - 1;
 
 // Every send-family op: MSG_WAITALL so a linked op never succeeds short (the
 // kernel retries, and a failure after partial progress breaks the chain);
@@ -51,18 +48,14 @@ constexpr uint32_t kMaxTransientInARow = 64;
 constexpr uint32_t kEnomemPauseAfter = 2;
 constexpr uint32_t kFirstZcPauseChains = 16;
 constexpr uint32_t kMostZcPauseChains = 4096;
+// Adaptive zero-copy's wait before it looks again grows to at most this
+// many times ConnectionOptions::adaptive_retry_chains.
+constexpr uint32_t kMostRetries = 64;
+constexpr uint32_t kMostRetryChains = uint32_t{1} << 24;
 
 // The payload that marks a release status "the kernel may still read it".
 constexpr absl::string_view kKernelMayStillReadUrl =
     "type.zcplan/kernel-may-still-read";
-
-// Pages spanned by a region, as the kernel charges registered buffers.
-uint64_t PagesSpanned(const iovec& region) {
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(region.iov_base);
-  const uintptr_t first = begin / kPageBytes;
-  const uintptr_t last = (begin + region.iov_len + kPageBytes - 1) / kPageBytes;
-  return (last - first) * kPageBytes;
-}
 
 absl::Status KernelMayStillReadStatus(absl::string_view why) {
   absl::Status status = absl::UnavailableError(absl::StrCat(
@@ -97,9 +90,8 @@ class Executor::Impl {
   Impl(std::unique_ptr<Ring> ring, ExecutorOptions options)
       : ring_(std::move(ring)),
         options_(std::move(options)),
-        tag_(uint64_t{options_.user_data_tag} << kTagShift),
         shared_(options_.user_data_tag != 0),
-        internal_user_data_(tag_ | kInternalBit) {
+        slots_(UserDataCodec(options_.user_data_tag)) {
     ChooseCap();
   }
 
@@ -128,96 +120,77 @@ class Executor::Impl {
   absl::StatusOr<size_t> HandleReady();
   absl::Status Prepare();
   bool Owns(uint64_t user_data) const {
-    return (user_data >> kTagShift) == (tag_ >> kTagShift);
+    return slots_.codec().Owns(user_data);
   }
   bool HandleCompletion(const Completion& cqe);
   void HandleDeferred();
-  bool Idle() const { return held_total_ == 0 && slots_in_use_ == 0; }
+  bool Idle() const { return slots_.in_use() == 0 && HeldTotal() == 0; }
   uint64_t cap() const { return budget_.cap(); }
   const std::string& cap_description() const { return cap_description_; }
   absl::Status RegisterBuffers(absl::Span<const iovec> regions);
 
  private:
-  enum class State : uint8_t { kOpen, kFailed, kClosed };
+  // A connection slot's life: free, then open until it fails or is
+  // closed; a closed one is freed once it holds nothing.
+  enum class State : uint8_t { kFree, kOpen, kFailed, kClosed };
+  // Where its sending stands: nothing to do, in the ready list, held back
+  // by the notification cap until its own notifications come, or a chain
+  // in flight.
+  enum class Phase : uint8_t { kIdle, kReady, kCapWaiting, kInFlight };
+  // Its cancel, once stopped with ops in flight: none, due (no free SQE
+  // yet, retried before each submit), or sent.
+  enum class Cancel : uint8_t { kNone, kDue, kSent };
 
-  // Per buffer, one word: the in-flight ops that reference it, and
-  // kReleased once it has been handed back. Zero means "no op holds it and
-  // it is still ours", the test every release scan makes.
-  using Buffer = uint32_t;
-  static constexpr Buffer kReleased = Buffer{1} << 31;
-
-  struct Connection {
-    uint32_t generation = 1;
-    bool in_use = false;
-    int fd = -1;
-    State state = State::kOpen;
-    absl::Status error;
-    ConnectionOptions options;
-    bool zc_enabled = false;
+  // When zero-copy is used on a connection, and the -ENOMEM back-off.
+  struct ZeroCopyControl {
+    bool enabled = false;
     uint32_t copied_in_a_row = 0;
-    uint32_t transient_in_a_row = 0;
     // -ENOMEM back-off: chains in a row whose zero-copy op got -ENOMEM, the
     // chains still to send by copy, and the length of the next pause.
     uint32_t enomem_in_a_row = 0;
-    uint32_t zc_pause_chains = 0;
-    uint32_t zc_pause_next = kFirstZcPauseChains;
-    std::pair<uint64_t, uint64_t> socket_key;  // st_dev, st_ino
-
-    // Buffers from sequence number `base_seq` on; those before `front` are
-    // released and wait for compaction.
-    std::vector<iovec> iovs;
-    std::vector<Buffer> bufs;
-    std::vector<uint64_t> tokens;  // apart, so a run of them is one span
-    uint64_t base_seq = 0;
-    size_t front = 0;
-    size_t held = 0;            // buffers not yet released
-    uint64_t queued_bytes = 0;  // bytes of those
-
-    // The first byte not yet confirmed sent.
-    uint64_t sent_seq = 0;
-    uint64_t sent_off = 0;
-    // -ENOMEM fallback: buffers before this go by copy.
+    uint32_t pause_chains = 0;
+    uint32_t pause_next = kFirstZcPauseChains;
+    // -ENOMEM fallback: buffers before this sequence number go by copy.
     uint64_t copy_until_seq = 0;
+    // Adaptive zero-copy turned it off: chains by copy until it looks
+    // again, and the wait after the next time (0: it does not look again).
+    bool adaptive_off = false;
+    uint32_t retry_in_chains = 0;
+    uint32_t retry_next = 0;
+  };
 
-    uint32_t chain_ops = 0;   // ops of the chain in flight, first CQE pending
-    uint32_t slots_held = 0;  // op slots, including those awaiting notification
+  struct Connection {
+    uint32_t generation = 1;
+    State state = State::kFree;
+    Phase phase = Phase::kIdle;
+    Cancel cancel = Cancel::kNone;
+    // The chain in flight came up short or failed; the next one is a
+    // resumption (counted in chains_resumed).
     bool chain_broken = false;
     bool resume_pending = false;
-    bool in_ready = false;
-    bool cap_waiting = false;
-    bool cancel_sent = false;
-    bool cancel_due = false;
+    int fd = -1;
+    absl::Status error;  // why it failed or was closed
+    ConnectionOptions options;
+    ZeroCopyControl zc;
+    uint32_t transient_in_a_row = 0;
+    std::pair<uint64_t, uint64_t> socket_key;  // see Attach
 
+    SendQueue queue;
+    uint32_t chain_ops = 0;   // ops of the chain in flight, first CQE pending
+    uint32_t slots_held = 0;  // op slots, including those awaiting notification
     BudgetAccount zc_account;  // bytes awaiting notification
 
+    // Scratch for the chain in flight: the plan, and the iovecs and msghdrs
+    // its SQEs point to (valid until the kernel has taken them).
     Plan plan;
     std::vector<iovec> chain_iovs;
     std::vector<msghdr> chain_msgs;
     SendStats stats;
-  };
 
-  struct OpSlot {
-    uint32_t generation = 1;
-    bool in_use = false;
-    bool send_done = false;
-    bool notif_seen = false;
-    OpKind kind = OpKind::kSend;
-    uint32_t conn = 0;
-    uint32_t iov_count = 0;
-    uint64_t first_seq = 0;
-    uint64_t offset = 0;
-    uint64_t bytes = 0;
-    uint64_t charge = 0;  // counted in bytes awaiting notification
-    // Where the stream stands once the op has sent all its bytes.
-    uint64_t end_seq = 0;
-    uint64_t end_off = 0;
-    uint32_t next_free = 0;
-  };
-
-  struct Region {
-    uintptr_t begin;
-    uintptr_t end;
-    uint16_t index;
+    bool in_use() const { return state != State::kFree; }
+    bool stopped() const {
+      return state == State::kFailed || state == State::kClosed;
+    }
   };
 
   static ConnectionId MakeId(uint32_t index, uint32_t generation) {
@@ -229,19 +202,23 @@ class Executor::Impl {
     return MakeId(index, conns_[index].generation);
   }
 
-  bool HasUnsent(const Connection& c) const {
-    return c.sent_seq < c.base_seq + c.iovs.size();
+  // Buffers not yet released, over all connections.
+  size_t HeldTotal() const {
+    size_t held = 0;
+    for (const Connection& c : conns_) held += c.queue.held();
+    return held;
   }
   void MarkReady(uint32_t index);
   // Plans and prepares the next chain of connection `index`. Returns false
   // when the submission queue had no room (try again after submitting).
   bool PrepareChain(uint32_t index);
-  // The registered region holding all of `pieces`, or -1.
-  int ChooseFixedBuffer(absl::Span<const iovec> pieces);
-  bool UsesFixedBuffer(absl::Span<const iovec> queue, const Op& op);
-  void EncodeOp(Connection& c, const Op& op, absl::Span<const iovec> queue,
-                size_t iov_base, size_t msg_index, bool linked, uint32_t slot,
-                io_uring_sqe* sqe);
+  // Plans `queue` (the connection's unsent buffers, or the part of them
+  // that may go) and lays the ops out in `layouts_`; returns how many fit
+  // under the notification cap (0: none, or the connection waits for it).
+  size_t PlanUnderCap(uint32_t index, absl::Span<const iovec> queue,
+                      PlanOptions po);
+  // Puts the first `take` laid-out ops on the ring as one linked chain.
+  void EncodeChain(uint32_t index, size_t take);
   absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
                              bool* waited);
   // Forgets the pending SQEs the kernel has taken (by its count, so on a
@@ -250,10 +227,7 @@ class Executor::Impl {
   // FailedPrecondition for `what` (Poll, Drain, HandleReady) on the
   // caller's ring without `on_foreign_completion`: the executor cannot reap.
   absl::Status CheckCanReap(absl::string_view what) const;
-  uint64_t OpUserData(uint32_t slot) const {
-    return tag_ | (uint64_t{slots_[slot].generation & kGenerationMask} << 32) |
-           slot;
-  }
+
   // Prepares chains for the ready connections without submitting them.
   absl::Status PrepareReady();
   size_t ReapAndHandle();
@@ -265,11 +239,10 @@ class Executor::Impl {
   void ChainDone(uint32_t conn_index);
   void Fail(uint32_t conn_index, absl::Status status);
   void ReleaseEligible(uint32_t conn_index, uint64_t from_seq, uint64_t to_seq);
-  // Releases buffers [i, j) of a connection (indices into its vectors), all
-  // with `status`.
-  void ReleaseRange(uint32_t conn_index, size_t i, size_t j,
-                    const absl::Status& status);
-  void Compact(Connection& c);
+  // Releases a run of a connection's buffers, all with `status` (the
+  // release callback runs here); returns their bytes.
+  uint64_t ReleaseRun(uint32_t conn_index, const SendQueue::Run& run,
+                      const absl::Status& status);
   void MaybeFree(uint32_t conn_index);
   // Cancels what connection `index` has in flight: one cancel by fd, or one
   // per op where the kernel lacks that. With no room in the submission
@@ -294,7 +267,6 @@ class Executor::Impl {
   bool OnRingThread() const;
   void ChooseCap();
 
-  uint32_t AllocSlot();
   void Uncharge(Connection& c, uint64_t bytes);
   // The connection's counters with its gauges filled in.
   static SendStats StatsOf(const Connection& c) {
@@ -306,12 +278,10 @@ class Executor::Impl {
 
   std::unique_ptr<Ring> ring_;
   ExecutorOptions options_;
-  const uint64_t tag_;  // the tag, in place
   // On the caller's ring: completions that are not ours go to
   // `on_foreign_completion` when the executor reaps, which it does only
   // when that is set.
   const bool shared_;
-  const uint64_t internal_user_data_;
   // Completions handed in (HandleCompletion) while one was being handled,
   // e.g. from a release callback: handled right after it.
   std::vector<Completion> deferred_;
@@ -319,7 +289,6 @@ class Executor::Impl {
   // Bytes awaiting notification, per connection and in all, under the cap.
   NotificationBudget budget_;
   std::string cap_description_;
-  uint64_t registered_bytes_ = 0;
   bool shut_down_ = false;
   // The thread a SINGLE_ISSUER ring is bound to (its first submit).
   bool bound_ = false;
@@ -335,15 +304,13 @@ class Executor::Impl {
   // Connections whose cancel found no free SQE; retried before each submit.
   std::vector<uint32_t> cancels_due_;
 
-  std::vector<OpSlot> slots_;
-  uint32_t free_slot_ = UINT32_MAX;
-  uint32_t slots_in_use_ = 0;
+  // The ops in flight, named by their user_data.
+  OpSlotTable slots_;
 
-  std::vector<Region> regions_;
-  std::vector<iovec> piece_scratch_;
+  RegisteredRegions regions_;
+  std::vector<OpLayout> layouts_;  // of the chain being prepared
   std::vector<uint64_t> release_scratch_;
 
-  size_t held_total_ = 0;
   // SQEs obtained and perhaps not yet taken by the kernel, in order, with
   // their numbers (Ring::SqesObtained): those it has not taken, a stopped
   // connection's can be undone.
@@ -369,7 +336,7 @@ Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) {
   const uint32_t generation = static_cast<uint32_t>(id.value >> 32);
   if (index >= conns_.size()) return nullptr;
   Connection& c = conns_[index];
-  if (!c.in_use || c.generation != generation) return nullptr;
+  if (!c.in_use() || c.generation != generation) return nullptr;
   return &c;
 }
 
@@ -379,34 +346,16 @@ const Executor::Impl::Connection* Executor::Impl::Find(ConnectionId id) const {
 
 void Executor::Impl::MarkReady(uint32_t index) {
   Connection& c = conns_[index];
-  if (c.in_ready || c.cap_waiting) return;
-  c.in_ready = true;
+  if (c.phase != Phase::kIdle) return;
+  c.phase = Phase::kReady;
   ready_.push_back(index);
-}
-
-uint32_t Executor::Impl::AllocSlot() {
-  uint32_t index;
-  if (free_slot_ != UINT32_MAX) {
-    index = free_slot_;
-    free_slot_ = slots_[index].next_free;
-  } else {
-    index = static_cast<uint32_t>(slots_.size());
-    slots_.emplace_back();
-  }
-  OpSlot& s = slots_[index];
-  s.in_use = true;
-  s.send_done = false;
-  s.notif_seen = false;
-  s.charge = 0;
-  ++slots_in_use_;
-  return index;
 }
 
 void Executor::Impl::Uncharge(Connection& c, uint64_t bytes) {
   budget_.Uncharge(c.zc_account, bytes);
   // A connection waits on the cap only for its own notifications.
-  if (c.cap_waiting) {
-    c.cap_waiting = false;
+  if (c.phase == Phase::kCapWaiting) {
+    c.phase = Phase::kIdle;
     MarkReady(static_cast<uint32_t>(&c - conns_.data()));
   }
 }
@@ -415,7 +364,7 @@ void Executor::Impl::ChooseCap() {
   CapChoice choice = ChooseNotificationCap(
       options_.max_bytes_awaiting_notification, MemlockSoftLimit(),
       ring_->features().memlock_charged, ring_->features().memlock_bytes,
-      registered_bytes_);
+      regions_.pinned_bytes());
   budget_.set_cap(choice.cap);
   cap_description_ = std::move(choice.description);
 }
@@ -489,6 +438,11 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     return absl::InvalidArgumentError(
         "adaptive_copied_limit is 0; it must be at least 1");
   }
+  if (opts.adaptive_retry_chains > kMostRetryChains) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "adaptive_retry_chains is ", opts.adaptive_retry_chains,
+        "; it must be at most ", kMostRetryChains, " (0: never)"));
+  }
   if (opts.max_queued_bytes == 0) {
     return absl::InvalidArgumentError(
         "max_queued_bytes is 0; it must be at least 1");
@@ -530,17 +484,15 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
   const uint32_t generation = c.generation;
   c = Connection();
   c.generation = generation;
-  c.in_use = true;
+  c.state = State::kOpen;
   c.fd = fd;
   c.options = opts;
   const RingFeatures& f = ring_->features();
-  c.zc_enabled = tcp && f.send_zc && f.sendmsg_zc &&
+  // On a stream socket that is not TCP the kernel says -EOPNOTSUPP; it is
+  // the authority, and the fallback path is the same.
+  c.zc.enabled = f.send_zc && f.sendmsg_zc &&
                  opts.plan.zc_threshold != PlanOptions::kNever;
-  if (!tcp && opts.plan.zc_threshold != PlanOptions::kNever) {
-    // Let the kernel say -EOPNOTSUPP; it is the authority, and the fallback
-    // path is the same.
-    c.zc_enabled = f.send_zc && f.sendmsg_zc;
-  }
+  c.zc.retry_next = opts.adaptive_retry_chains;
   c.socket_key = key;
   socket_to_conn_[key] = index;
   ++ring_stats_.connections_attached;
@@ -578,22 +530,18 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
     return absl::FailedPreconditionError(absl::StrCat(
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
-  // queued_bytes never exceeds the limit, so this cannot wrap.
-  if (length > c->options.max_queued_bytes - c->queued_bytes) {
+  // What is held never exceeds the limit, so this cannot wrap.
+  const uint64_t queued = c->queue.held_bytes();
+  if (length > c->options.max_queued_bytes - queued) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("Enqueue: length ", length, " plus the ", c->queued_bytes,
+        absl::StrCat("Enqueue: length ", length, " plus the ", queued,
                      " bytes queued would exceed max_queued_bytes (",
                      c->options.max_queued_bytes, ")"));
   }
-  c->iovs.push_back(iovec{const_cast<void*>(data), length});
-  c->bufs.push_back(0);
-  c->tokens.push_back(token);
-  ++c->held;
-  ++held_total_;
-  c->queued_bytes += length;
+  c->queue.Push(iovec{const_cast<void*>(data), length}, token);
   ++c->stats.buffers_enqueued;
   c->stats.bytes_enqueued += length;
-  if (c->chain_ops == 0) MarkReady(static_cast<uint32_t>(c - conns_.data()));
+  MarkReady(static_cast<uint32_t>(c - conns_.data()));
   return absl::OkStatus();
 }
 
@@ -633,28 +581,24 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
   // Summed against the room left, so the sum cannot wrap.
-  const uint64_t room = c->options.max_queued_bytes - c->queued_bytes;
+  const uint64_t queued = c->queue.held_bytes();
+  const uint64_t room = c->options.max_queued_bytes - queued;
   uint64_t bytes = 0;
   for (size_t i = 0; i < buffers.size(); ++i) {
     if (buffers[i].iov_len > room - bytes) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "Enqueue: buffer ", i, " (length ", buffers[i].iov_len,
           ") brings the batch past max_queued_bytes (",
-          c->options.max_queued_bytes, ", with ", c->queued_bytes,
+          c->options.max_queued_bytes, ", with ", queued,
           " bytes queued and ", bytes, " before it in the batch)"));
     }
     bytes += buffers[i].iov_len;
   }
   if (buffers.empty()) return absl::OkStatus();
-  c->iovs.insert(c->iovs.end(), buffers.begin(), buffers.end());
-  c->bufs.resize(c->bufs.size() + buffers.size());
-  c->tokens.insert(c->tokens.end(), tokens.begin(), tokens.end());
-  c->held += buffers.size();
-  held_total_ += buffers.size();
-  c->queued_bytes += bytes;
+  c->queue.Push(buffers, tokens);
   c->stats.buffers_enqueued += buffers.size();
   c->stats.bytes_enqueued += bytes;
-  if (c->chain_ops == 0) MarkReady(static_cast<uint32_t>(c - conns_.data()));
+  MarkReady(static_cast<uint32_t>(c - conns_.data()));
   return absl::OkStatus();
 }
 
@@ -689,7 +633,7 @@ absl::Status Executor::Impl::PrepareReady() {
   batch.swap(ready_);
   for (size_t i = 0; i < batch.size(); ++i) {
     const uint32_t index = batch[i];
-    conns_[index].in_ready = false;
+    conns_[index].phase = Phase::kIdle;
     if (PrepareChain(index)) continue;
     // No room in the submission queue: submit what is there and retry once.
     bool waited = false;
@@ -698,7 +642,7 @@ absl::Status Executor::Impl::PrepareReady() {
     // Still no room (the submit was refused with -EBUSY), or the ring failed:
     // keep this and the remaining connections ready for the next call.
     for (size_t j = i; j < batch.size(); ++j) {
-      conns_[batch[j]].in_ready = false;
+      conns_[batch[j]].phase = Phase::kIdle;
       MarkReady(batch[j]);
     }
     return s;
@@ -839,14 +783,14 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
   absl::Status s = PrepareReady();
   if (!s.ok()) return s;
   size_t handled = ReapAndHandle();
-  if (handled == 0 && (slots_in_use_ > 0 || !pending_sqes_.empty())) {
+  if (handled == 0 && (slots_.in_use() > 0 || !pending_sqes_.empty())) {
     // One system call submits the new chains and waits for completions.
     const int64_t ns =
         timeout == absl::InfiniteDuration()
             ? -1
             : std::max<int64_t>(absl::ToInt64Nanoseconds(timeout), 0);
     bool waited = false;
-    s = SubmitPending(slots_in_use_ > 0 ? 1 : 0, ns, &waited);
+    s = SubmitPending(slots_.in_use() > 0 ? 1 : 0, ns, &waited);
     if (!s.ok()) return s;
     handled += ReapAndHandle();
   }
@@ -912,17 +856,17 @@ absl::Status Executor::Impl::Drain(absl::Duration timeout) {
   if (absl::Status s = CheckThread("Drain"); !s.ok()) return s;
   if (absl::Status s = CheckCanReap("Drain"); !s.ok()) return s;
   const absl::Time deadline = absl::Now() + timeout;
-  while (held_total_ > 0) {
+  for (size_t held = HeldTotal(); held > 0; held = HeldTotal()) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
       return absl::DeadlineExceededError(
-          absl::StrCat("Drain: ", held_total_, " buffer(s) still held after ",
-                       absl::FormatDuration(timeout), " (", slots_in_use_,
+          absl::StrCat("Drain: ", held, " buffer(s) still held after ",
+                       absl::FormatDuration(timeout), " (", slots_.in_use(),
                        " op(s) in flight)"));
     }
     absl::StatusOr<size_t> n = Poll(std::min(left, absl::Milliseconds(100)));
     if (!n.ok()) return n.status();
-    if (*n == 0 && slots_in_use_ == 0 && pending_sqes_.empty()) {
+    if (*n == 0 && slots_.in_use() == 0 && pending_sqes_.empty()) {
       absl::SleepFor(absl::Milliseconds(1));
     }
   }
@@ -935,11 +879,13 @@ void Executor::Impl::Stop(uint32_t index, absl::Status error) {
   if (c.state == State::kOpen) c.error = std::move(error);
   // A failed connection keeps its failure as the release status.
   c.state = State::kClosed;
-  c.cap_waiting = false;
+  if (c.phase == Phase::kCapWaiting) c.phase = Phase::kIdle;
   UndoUnsubmitted(index);
-  if (conns_[index].in_use && conns_[index].slots_held > 0) SendCancel(index);
-  if (!conns_[index].in_use) return;  // UndoUnsubmitted freed it
-  ReleaseEligible(index, c.base_seq + c.front, c.base_seq + c.iovs.size());
+  if (conns_[index].in_use() && conns_[index].slots_held > 0) {
+    SendCancel(index);
+  }
+  if (!conns_[index].in_use()) return;  // UndoUnsubmitted freed it
+  ReleaseEligible(index, c.queue.first_seq(), c.queue.end_seq());
   MaybeFree(index);
 }
 
@@ -998,14 +944,14 @@ absl::Status Executor::Impl::Abort(ConnectionId id) {
 }
 
 void Executor::Impl::WaitUntilReleased(absl::Time deadline) {
-  while (held_total_ > 0) {
+  while (HeldTotal() > 0) {
     if (!cancels_due_.empty()) RetryCancels();
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return;
     bool waited = false;
     const int64_t ns =
         absl::ToInt64Nanoseconds(std::min(left, absl::Milliseconds(50)));
-    if (!SubmitPending(slots_in_use_ > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
+    if (!SubmitPending(slots_.in_use() > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
                        &waited)
              .ok()) {
       return;
@@ -1024,7 +970,7 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   ready_.clear();
   const absl::Time start = absl::Now();
   for (uint32_t i = 0; i < conns_.size(); ++i) {
-    if (!conns_[i].in_use) continue;
+    if (!conns_[i].in_use()) continue;
     Stop(i, absl::AbortedError(
                 absl::StrCat("connection ", IdOf(i).value, " was shut down")));
   }
@@ -1039,8 +985,8 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   // (the kernel lets go of the memory; only the notifications go unread).
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     Connection& c = conns_[i];
-    if (c.in_use && c.options.reset_on_shutdown &&
-        (c.held > 0 || c.slots_held > 0)) {
+    if (c.in_use() && c.options.reset_on_shutdown &&
+        (c.queue.held() > 0 || c.slots_held > 0)) {
       (void)Reset(i);
     }
   }
@@ -1060,33 +1006,26 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
       ")"));
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     Connection& c = conns_[i];
-    if (!c.in_use || c.held == 0) continue;
+    if (!c.in_use() || c.queue.held() == 0) continue;
     ++left_connections;
-    for (size_t k = c.front; k < conns_[i].bufs.size(); ++k) {
-      if (conns_[i].bufs[k] == kReleased) continue;
-      size_t j = k + 1;
-      while (j < conns_[i].bufs.size() && conns_[i].bufs[j] != kReleased) ++j;
-      for (size_t q = k; q < j; ++q) left_bytes += conns_[i].iovs[q].iov_len;
-      left_buffers += j - k;
-      ReleaseRange(i, k, j, still_read);
-      k = j;
+    uint64_t cursor = c.queue.first_seq();
+    SendQueue::Run run;
+    while (conns_[i].queue.NextUnreleased(&cursor, &run)) {
+      left_buffers += run.end - run.first;
+      left_bytes += ReleaseRun(i, run, still_read);
     }
   }
-  for (uint32_t s = 0; s < slots_.size(); ++s) {
-    OpSlot& slot = slots_[s];
-    if (!slot.in_use) continue;
+  slots_.ForEachInUse([this](uint32_t index, OpSlot& slot) {
     Connection& c = conns_[slot.conn];
     if (slot.charge > 0) Uncharge(c, slot.charge);
-    slot.in_use = false;
-    slot.generation = (slot.generation + 1) & kGenerationMask;
-    slot.next_free = free_slot_;
-    free_slot_ = s;
-    --slots_in_use_;
+    c.queue.Unhold(slot.first_seq, slot.iov_count);
+    slots_.Free(index);
     --c.slots_held;
     c.chain_ops = 0;
-  }
+    c.phase = Phase::kIdle;
+  });
   for (uint32_t i = 0; i < conns_.size(); ++i) {
-    if (conns_[i].in_use) MaybeFree(i);
+    if (conns_[i].in_use()) MaybeFree(i);
   }
   cancels_due_.clear();
   // Whatever is still queued and unsubmitted refers to forgotten ops (or to
@@ -1094,7 +1033,7 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   PruneTaken();
   for (const PendingSqe& pending : pending_sqes_) {
     io_uring_prep_nop(pending.sqe);
-    pending.sqe->user_data = internal_user_data_;
+    pending.sqe->user_data = slots_.codec().Internal();
   }
   if (left_buffers == 0) return shutdown_status_ = absl::OkStatus();
   return shutdown_status_ = absl::UnavailableError(absl::StrCat(
@@ -1110,7 +1049,7 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
 
 bool Executor::Impl::Idle(ConnectionId id) const {
   const Connection* c = Find(id);
-  return c == nullptr || (c->held == 0 && c->slots_held == 0);
+  return c == nullptr || (c->queue.held() == 0 && c->slots_held == 0);
 }
 
 absl::Status Executor::Impl::ConnectionError(ConnectionId id) const {
@@ -1126,7 +1065,7 @@ absl::Status Executor::Impl::ConnectionError(ConnectionId id) const {
 
 bool Executor::Impl::ZeroCopyEnabled(ConnectionId id) const {
   const Connection* c = Find(id);
-  return c != nullptr && c->zc_enabled;
+  return c != nullptr && c->zc.enabled;
 }
 
 absl::StatusOr<SendStats> Executor::Impl::connection_stats(
@@ -1144,7 +1083,7 @@ RingStats Executor::Impl::stats() const {
   r.totals = closed_totals_;
   r.connections_open = 0;
   for (const Connection& c : conns_) {
-    if (!c.in_use) continue;
+    if (!c.in_use()) continue;
     ++r.connections_open;
     r.totals.Add(StatsOf(c));
   }
@@ -1168,26 +1107,12 @@ absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
     return absl::FailedPreconditionError(
         "RegisterBuffers: buffers are already registered");
   }
-  if (regions.empty() || regions.size() > 16384) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RegisterBuffers: ", regions.size(), " regions; 1..16384 allowed"));
-  }
-  for (size_t i = 0; i < regions.size(); ++i) {
-    if (regions[i].iov_base == nullptr || regions[i].iov_len == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "RegisterBuffers: region ", i, " is empty or has a null base"));
-    }
+  if (absl::Status s = RegisteredRegions::Validate(regions); !s.ok()) {
+    return s;
   }
   const int ret = ring_->RegisterBuffers(regions);
   if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_register_buffers");
-  for (size_t i = 0; i < regions.size(); ++i) {
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(regions[i].iov_base);
-    regions_.push_back(
-        Region{begin, begin + regions[i].iov_len, static_cast<uint16_t>(i)});
-  }
-  std::sort(regions_.begin(), regions_.end(),
-            [](const Region& a, const Region& b) { return a.begin < b.begin; });
-  for (const iovec& region : regions) registered_bytes_ += PagesSpanned(region);
+  regions_.Set(regions);
   ChooseCap();
   return absl::OkStatus();
 }
@@ -1195,95 +1120,84 @@ absl::Status Executor::Impl::RegisterBuffers(absl::Span<const iovec> regions) {
 // ---------------------------------------------------------------------------
 // Planning and encoding
 
-bool Executor::Impl::UsesFixedBuffer(absl::Span<const iovec> queue,
-                                     const Op& op) {
-  if (regions_.empty()) return false;
-  if (op.kind == OpKind::kSendmsgZc && !ring_->features().sendmsg_zc_fixed) {
-    return false;
-  }
-  piece_scratch_.clear();
-  ForEachPiece(queue, op, [&](uint32_t j, uint64_t offset, uint64_t length) {
-    piece_scratch_.push_back(
-        iovec{static_cast<char*>(queue[j].iov_base) + offset,
-              static_cast<size_t>(length)});
-  });
-  return ChooseFixedBuffer(piece_scratch_) >= 0;
-}
-
-int Executor::Impl::ChooseFixedBuffer(absl::Span<const iovec> pieces) {
-  if (regions_.empty() || pieces.empty()) return -1;
-  const uintptr_t p = reinterpret_cast<uintptr_t>(pieces[0].iov_base);
-  auto it = std::upper_bound(
-      regions_.begin(), regions_.end(), p,
-      [](uintptr_t v, const Region& r) { return v < r.begin; });
-  if (it == regions_.begin()) return -1;
-  const Region& r = *(it - 1);
-  for (const iovec& piece : pieces) {
-    const uintptr_t b = reinterpret_cast<uintptr_t>(piece.iov_base);
-    if (b < r.begin || b + piece.iov_len > r.end) return -1;
-  }
-  return r.index;
-}
-
 bool Executor::Impl::PrepareChain(uint32_t index) {
   Connection& c = conns_[index];
-  if (c.state != State::kOpen || c.chain_ops > 0 || !HasUnsent(c)) return true;
+  if (c.state != State::kOpen || c.chain_ops > 0 || !c.queue.HasUnsent()) {
+    return true;
+  }
   const uint32_t space = ring_->SqSpaceLeft();
   if (space == 0) return false;
-
   PlanOptions po = c.options.plan;
   po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
-  if (!c.zc_enabled || !budget_.zero_copy_possible()) {
+  if (c.zc.adaptive_off && c.zc.retry_in_chains > 0 &&
+      --c.zc.retry_in_chains == 0) {
+    // Adaptive mode looks again: the route may do zero-copy by now.
+    c.zc.adaptive_off = false;
+    c.zc.enabled = true;
+    c.zc.copied_in_a_row = 0;
+    ++c.stats.adaptive_retries;
+  }
+  if (!c.zc.enabled || !budget_.zero_copy_possible()) {
     po.zc_threshold = PlanOptions::kNever;
   }
-  if (c.zc_pause_chains > 0 && po.zc_threshold != PlanOptions::kNever) {
-    --c.zc_pause_chains;
+  if (c.zc.pause_chains > 0 && po.zc_threshold != PlanOptions::kNever) {
+    --c.zc.pause_chains;
     ++c.stats.chains_zc_paused;
     po.zc_threshold = PlanOptions::kNever;
   }
-  const size_t start = c.sent_seq - c.base_seq;
-  size_t count = c.iovs.size() - start;
-  if (c.copy_until_seq > c.sent_seq) {
-    count = std::min<size_t>(count, c.copy_until_seq - c.sent_seq);
+  absl::Span<const iovec> queue = c.queue.Unsent();
+  const uint64_t sent = c.queue.sent_seq();
+  if (c.zc.copy_until_seq > sent) {
+    queue = queue.subspan(0, std::min<uint64_t>(queue.size(),
+                                                c.zc.copy_until_seq - sent));
     po.zc_threshold = PlanOptions::kNever;
   }
-  absl::Span<const iovec> queue(c.iovs.data() + start, count);
+  const size_t take = PlanUnderCap(index, queue, po);
+  if (take > 0) EncodeChain(index, take);
+  return true;
+}
 
+size_t Executor::Impl::PlanUnderCap(uint32_t index,
+                                    absl::Span<const iovec> queue,
+                                    PlanOptions po) {
   // Keep unregistered zero-copy bytes under the cap: submit the longest
-  // prefix that fits. With nothing that fits: wait when this connection's
-  // own notifications are due (they free its room as its peer reads); send
-  // by copy when only other connections' hold the cap (they may never come:
-  // a peer that stopped reading must not stall the rest); with none due (one
-  // op alone is above the cap), plan smaller ops.
-  size_t take = 0;
+  // prefix that fits. With nothing that fits, the budget decides: wait for
+  // this connection's own notifications, send by copy when others hold the
+  // room (they may never give it back: a peer that stopped reading must not
+  // stall the rest), or plan smaller ops when one alone is above the cap.
+  Connection& c = conns_[index];
   for (int attempt = 0; attempt < 2; ++attempt) {
-    absl::Status s = PlanChain(queue, c.sent_off, po, &c.plan);
+    absl::Status s = PlanChain(queue, c.queue.sent_offset(), po, &c.plan);
     if (!s.ok()) {
       Fail(index, absl::InternalError(absl::StrCat(
                       "planner rejected the queue: ", s.message())));
-      return true;
+      return 0;
     }
+    // Lay every op out once: pieces, fixed buffer, charge, end position.
+    absl::Span<const Op> ops = c.plan.ops();
+    size_t pieces = 0;
+    for (const Op& op : ops) pieces += op.iov_count;
+    c.chain_iovs.resize(pieces);
+    c.chain_msgs.resize(ops.size());
+    layouts_.resize(ops.size());
     uint64_t room = budget_.room();
-    take = 0;
-    for (const Op& op : c.plan.ops()) {
-      if (IsZeroCopy(op.kind) && !UsesFixedBuffer(queue, op)) {
-        const uint64_t charge = MemlockCharge(op.bytes);
-        if (charge > room) break;
-        room -= charge;
-      }
+    size_t take = 0;
+    size_t piece = 0;
+    for (const Op& op : ops) {
+      OpLayout& layout = layouts_[take];
+      layout = LayOutOp(op, queue, c.queue.sent_seq(), regions_,
+                        ring_->features(), c.chain_iovs.data() + piece);
+      if (layout.memlock_charge > room) break;
+      room -= layout.memlock_charge;
+      piece += op.iov_count;
       ++take;
     }
-    if (take > 0) break;
-    // Wait for its own notifications only while it holds at least its share
-    // (the mean over the connections holding any) of what is awaiting
-    // notification: then its own peer's progress makes the room. Below
-    // that, others hold the room (perhaps a peer that stopped reading), so
-    // copy.
+    if (take > 0) return take;
     switch (budget_.Decide(c.zc_account)) {
       case NotificationBudget::NoRoom::kWaitForOwn:
         ++c.stats.cap_waits;
-        c.cap_waiting = true;
-        return true;
+        c.phase = Phase::kCapWaiting;
+        return 0;
       case NotificationBudget::NoRoom::kCopy:
         ++c.stats.cap_copies;
         po.zc_threshold = PlanOptions::kNever;
@@ -1297,146 +1211,74 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
         break;
     }
   }
-  if (take == 0) return true;  // not reached: the second plan fits
+  return 0;  // not reached: the second plan fits
+}
 
+void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
+  Connection& c = conns_[index];
   absl::Span<const Op> ops = c.plan.ops().subspan(0, take);
-  size_t total_iovs = 0;
-  for (const Op& op : ops) total_iovs += op.iov_count;
-  c.chain_iovs.resize(total_iovs);
-  c.chain_msgs.resize(ops.size());
-  size_t iov_base = 0;
+  const uint64_t sent = c.queue.sent_seq();
   io_uring_sqe* previous = nullptr;
+  size_t piece = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
     io_uring_sqe* sqe = ring_->GetSqe();
     if (sqe == nullptr) {
-      // Not expected (the planner made at most `space` ops), but a chain
-      // must never link into whatever is submitted next.
+      // Not expected (the planner made at most the free SQEs' worth of
+      // ops), but a chain must never link into whatever is submitted next.
       if (previous != nullptr) previous->flags &= ~IOSQE_IO_LINK;
       break;
     }
     previous = sqe;
-    const uint32_t slot = AllocSlot();
-    OpSlot& s = slots_[slot];
-    s.kind = ops[i].kind;
+    const OpLayout& layout = layouts_[i];
+    const uint32_t slot = slots_.Allocate();
+    OpSlot& s = slots_.at(slot);
+    s.kind = op.kind;
     s.conn = index;
-    s.first_seq = c.sent_seq + ops[i].first_iov;
-    s.iov_count = ops[i].iov_count;
-    s.offset = ops[i].offset;
-    s.bytes = ops[i].bytes;
-    EncodeOp(c, ops[i], queue, iov_base, i, i + 1 < ops.size(), slot, sqe);
-    iov_base += ops[i].iov_count;
-    for (uint64_t q = s.first_seq; q < s.first_seq + s.iov_count; ++q) {
-      ++c.bufs[q - c.base_seq];
-    }
+    s.first_seq = sent + op.first_iov;
+    s.iov_count = op.iov_count;
+    s.offset = op.offset;
+    s.bytes = op.bytes;
+    s.end_seq = layout.end_seq;
+    s.end_offset = layout.end_offset;
+    s.charge = layout.memlock_charge;
+    if (s.charge > 0) budget_.Charge(c.zc_account, s.charge);
+    if (layout.fixed_buffer >= 0) ++c.stats.fixed_buffer_ops;
+    EncodeSqe(op, absl::MakeConstSpan(c.chain_iovs.data() + piece, op.iov_count),
+              layout, c.fd, i + 1 < ops.size() ? IOSQE_IO_LINK : 0,
+              slots_.user_data(slot), ring_->features(), &c.chain_msgs[i], sqe);
+    piece += op.iov_count;
+    c.queue.Hold(s.first_seq, s.iov_count);
     ++c.slots_held;
     ++c.chain_ops;
     pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
-    ++c.stats.ops[static_cast<int>(ops[i].kind)];
+    ++c.stats.ops[static_cast<int>(op.kind)];
   }
+  if (c.chain_ops == 0) return;
+  c.phase = Phase::kInFlight;
   ++c.stats.chains;
   if (c.resume_pending) {
     ++c.stats.chains_resumed;
     c.resume_pending = false;
   }
-  return true;
-}
-
-void Executor::Impl::EncodeOp(Connection& c, const Op& op,
-                              absl::Span<const iovec> queue, size_t iov_base,
-                              size_t msg_index, bool linked, uint32_t slot,
-                              io_uring_sqe* sqe) {
-  // The op's pieces are its iovecs with the first one started `offset` in
-  // and the last one cut to `bytes` (what ForEachPiece yields), copied in
-  // bulk: this runs for every buffer sent.
-  iovec* pieces = c.chain_iovs.data() + iov_base;
-  const size_t n = op.iov_count;
-  std::memcpy(pieces, queue.data() + op.first_iov, n * sizeof(iovec));
-  pieces[0].iov_base = static_cast<char*>(pieces[0].iov_base) + op.offset;
-  pieces[0].iov_len -= op.offset;
-  uint64_t total = 0;
-  for (size_t k = 0; k < n; ++k) total += pieces[k].iov_len;
-  pieces[n - 1].iov_len -= total - op.bytes;
-  const uint32_t last = op.first_iov + static_cast<uint32_t>(n) - 1;
-  const uint64_t last_end =
-      static_cast<uint64_t>(static_cast<char*>(pieces[n - 1].iov_base) -
-                            static_cast<char*>(queue[last].iov_base)) +
-      pieces[n - 1].iov_len;
-  // The queue starts at the first unsent buffer (`sent_seq`).
-  OpSlot& s = slots_[slot];
-  if (last_end == queue[last].iov_len) {
-    s.end_seq = c.sent_seq + last + 1;
-    s.end_off = 0;
-  } else {
-    s.end_seq = c.sent_seq + last;
-    s.end_off = last_end;
-  }
-  const bool zc = IsZeroCopy(op.kind);
-  const int fixed = zc ? ChooseFixedBuffer(absl::MakeConstSpan(pieces, n)) : -1;
-  const uint16_t zc_flags =
-      ring_->features().zc_report_usage ? IORING_SEND_ZC_REPORT_USAGE : 0;
-  msghdr* msg = &c.chain_msgs[msg_index];
-  *msg = msghdr{};
-  msg->msg_iov = pieces;
-  msg->msg_iovlen = n;
-  switch (op.kind) {
-    case OpKind::kWritev:
-      io_uring_prep_writev(sqe, c.fd, pieces, static_cast<unsigned>(n), 0);
-      break;
-    case OpKind::kSendmsg:
-      io_uring_prep_sendmsg(sqe, c.fd, msg, kSendFlags);
-      break;
-    case OpKind::kSend:
-      io_uring_prep_send(sqe, c.fd, pieces[0].iov_base, pieces[0].iov_len,
-                         kSendFlags);
-      break;
-    case OpKind::kSendZc:
-      if (fixed >= 0) {
-        io_uring_prep_send_zc_fixed(sqe, c.fd, pieces[0].iov_base,
-                                    pieces[0].iov_len, kSendFlags, zc_flags,
-                                    static_cast<unsigned>(fixed));
-      } else {
-        io_uring_prep_send_zc(sqe, c.fd, pieces[0].iov_base, pieces[0].iov_len,
-                              kSendFlags, zc_flags);
-      }
-      break;
-    case OpKind::kSendmsgZc:
-      io_uring_prep_sendmsg_zc(sqe, c.fd, msg, kSendFlags);
-      sqe->ioprio |= zc_flags;
-      if (fixed >= 0 && ring_->features().sendmsg_zc_fixed) {
-        sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
-        sqe->buf_index = static_cast<uint16_t>(fixed);
-      }
-      break;
-  }
-  const bool used_fixed = fixed >= 0 && (op.kind == OpKind::kSendZc ||
-                                         ring_->features().sendmsg_zc_fixed);
-  if (used_fixed) ++c.stats.fixed_buffer_ops;
-  if (zc && !used_fixed) {
-    slots_[slot].charge = MemlockCharge(op.bytes);
-    budget_.Charge(c.zc_account, slots_[slot].charge);
-  }
-  if (linked) sqe->flags |= IOSQE_IO_LINK;
-  sqe->user_data = OpUserData(slot);
 }
 
 // ---------------------------------------------------------------------------
 // Completions
 
 void Executor::Impl::Handle(const Completion& cqe) {
-  if (cqe.user_data & kInternalBit) return;  // our cancels and NOPs
-  const uint32_t index = static_cast<uint32_t>(cqe.user_data);
-  const uint32_t generation =
-      static_cast<uint32_t>(cqe.user_data >> 32) & kGenerationMask;
   const bool notif = (cqe.flags & IORING_CQE_F_NOTIF) != 0;
-  if (index >= slots_.size() || !slots_[index].in_use ||
-      (slots_[index].generation & kGenerationMask) != generation) {
-    // A notification for an op whose first completion had no F_MORE (the
-    // kernel posts one for a cancelled zero-copy op anyway). Its buffers
-    // were released already; the slot may serve another op by now.
+  uint32_t index;
+  OpSlot* found = slots_.Find(cqe.user_data, &index);
+  if (found == nullptr) {
+    // Our cancels and NOPs; or a notification for an op whose first
+    // completion had no F_MORE (the kernel posts one for a cancelled
+    // zero-copy op anyway): its buffers were released already, and the
+    // slot may serve another op by now.
     if (notif) ++stray_notifications_;
     return;
   }
-  OpSlot& slot = slots_[index];
+  OpSlot& slot = *found;
   const uint32_t conn = slot.conn;
   if (notif) {
     OnNotification(conn, cqe.res);
@@ -1460,13 +1302,17 @@ void Executor::Impl::OnNotification(uint32_t conn_index, int32_t res) {
   ++c.stats.notifications;
   if (static_cast<uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) {
     ++c.stats.copied_notifications;
-    if (++c.copied_in_a_row >= c.options.adaptive_copied_limit &&
-        c.options.adaptive_zero_copy && c.zc_enabled) {
-      c.zc_enabled = false;
+    if (++c.zc.copied_in_a_row >= c.options.adaptive_copied_limit &&
+        c.options.adaptive_zero_copy && c.zc.enabled) {
+      c.zc.enabled = false;
+      c.zc.adaptive_off = true;
+      c.zc.retry_in_chains = c.zc.retry_next;
+      c.zc.retry_next = std::min(
+          c.zc.retry_next * 2, c.options.adaptive_retry_chains * kMostRetries);
       c.stats.adaptive_disabled = 1;
     }
   } else {
-    c.copied_in_a_row = 0;
+    c.zc.copied_in_a_row = 0;
   }
 }
 
@@ -1483,19 +1329,19 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
       // Already failed or closed: the first error is the one reported.
     } else if (zc && err == ENOMEM) {
       ++c.stats.fallbacks_enomem;
-      c.copy_until_seq =
-          std::max(c.copy_until_seq, slot.first_seq + slot.iov_count);
+      c.zc.copy_until_seq =
+          std::max(c.zc.copy_until_seq, slot.first_seq + slot.iov_count);
       // Over and over: the memlock budget is taken (by other rings or
       // processes of this user, say); stop trying for a while.
-      if (++c.enomem_in_a_row >= kEnomemPauseAfter) {
-        c.enomem_in_a_row = 0;
-        c.zc_pause_chains = c.zc_pause_next;
-        c.zc_pause_next = std::min(c.zc_pause_next * 2, kMostZcPauseChains);
+      if (++c.zc.enomem_in_a_row >= kEnomemPauseAfter) {
+        c.zc.enomem_in_a_row = 0;
+        c.zc.pause_chains = c.zc.pause_next;
+        c.zc.pause_next = std::min(c.zc.pause_next * 2, kMostZcPauseChains);
         ++c.stats.enomem_pauses;
       }
     } else if (zc && (err == EOPNOTSUPP || err == EINVAL)) {
       ++c.stats.fallbacks_unsupported;
-      c.zc_enabled = false;
+      c.zc.enabled = false;
     } else if (IsTransient(err) &&
                ++c.transient_in_a_row < kMaxTransientInARow) {
       ++c.stats.retried_errors;
@@ -1518,8 +1364,8 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
     }
     return;
   }
-  if (c.chain_broken || slot.first_seq != c.sent_seq ||
-      slot.offset != c.sent_off) {
+  if (c.chain_broken || slot.first_seq != c.queue.sent_seq() ||
+      slot.offset != c.queue.sent_offset()) {
     // An op ran after an earlier op of its chain came up short: the stream
     // has a hole. Only a kernel that ignores MSG_WAITALL/links can do this.
     if (c.state == State::kOpen) {
@@ -1534,8 +1380,8 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
   c.transient_in_a_row = 0;
   if (zc) {
     c.stats.bytes_zero_copy += moved;
-    c.enomem_in_a_row = 0;
-    c.zc_pause_next = kFirstZcPauseChains;
+    c.zc.enomem_in_a_row = 0;
+    c.zc.pause_next = kFirstZcPauseChains;
   } else {
     c.stats.bytes_copied += moved;
   }
@@ -1544,50 +1390,30 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
     c.chain_broken = true;
   }
   if (moved == slot.bytes) {
-    c.sent_seq = slot.end_seq;
-    c.sent_off = slot.end_off;
-    return;
-  }
-  while (moved > 0) {
-    const iovec& iov = c.iovs[c.sent_seq - c.base_seq];
-    const uint64_t available = iov.iov_len - c.sent_off;
-    if (moved >= available) {
-      moved -= available;
-      ++c.sent_seq;
-      c.sent_off = 0;
-    } else {
-      c.sent_off += moved;
-      moved = 0;
-    }
+    c.queue.SetSent(slot.end_seq, slot.end_offset);
+  } else {
+    c.queue.AdvanceSent(moved);
   }
 }
 
 void Executor::Impl::FinishSlot(uint32_t slot_index) {
-  OpSlot& s = slots_[slot_index];
-  const uint32_t conn = s.conn;
-  const uint64_t first = s.first_seq;
-  const uint64_t end = s.first_seq + s.iov_count;
-  const uint64_t charge = s.charge;
-  s.in_use = false;
-  s.generation = (s.generation + 1) & kGenerationMask;
-  s.next_free = free_slot_;
-  free_slot_ = slot_index;
-  --slots_in_use_;
-  Connection& c = conns_[conn];
+  const OpSlot s = slots_.at(slot_index);
+  slots_.Free(slot_index);
+  Connection& c = conns_[s.conn];
   --c.slots_held;
-  if (charge > 0) Uncharge(c, charge);
-  for (uint64_t q = first; q < end; ++q) --c.bufs[q - c.base_seq];
-  ReleaseEligible(conn, first, end);
-  MaybeFree(conn);
+  if (s.charge > 0) Uncharge(c, s.charge);
+  c.queue.Unhold(s.first_seq, s.iov_count);
+  ReleaseEligible(s.conn, s.first_seq, s.first_seq + s.iov_count);
+  MaybeFree(s.conn);
 }
 
 void Executor::Impl::ChainDone(uint32_t conn_index) {
   Connection& c = conns_[conn_index];
-  if (c.chain_broken && c.state == State::kOpen && HasUnsent(c)) {
-    c.resume_pending = true;
-  }
+  c.phase = Phase::kIdle;
+  const bool more = c.state == State::kOpen && c.queue.HasUnsent();
+  if (c.chain_broken && more) c.resume_pending = true;
   c.chain_broken = false;
-  if (c.state == State::kOpen && HasUnsent(c)) MarkReady(conn_index);
+  if (more) MarkReady(conn_index);
 }
 
 void Executor::Impl::Fail(uint32_t conn_index, absl::Status status) {
@@ -1595,7 +1421,7 @@ void Executor::Impl::Fail(uint32_t conn_index, absl::Status status) {
   if (c.state != State::kOpen) return;
   c.state = State::kFailed;
   c.error = std::move(status);
-  ReleaseEligible(conn_index, c.base_seq + c.front, c.base_seq + c.iovs.size());
+  ReleaseEligible(conn_index, c.queue.first_seq(), c.queue.end_seq());
 }
 
 // Releases the buffers in [from_seq, to_seq) that no op references and that
@@ -1603,45 +1429,28 @@ void Executor::Impl::Fail(uint32_t conn_index, absl::Status status) {
 // one callback per run when the caller takes batches.
 void Executor::Impl::ReleaseEligible(uint32_t conn_index, uint64_t from_seq,
                                      uint64_t to_seq) {
-  uint64_t q = from_seq;
-  while (q < to_seq) {
-    Connection& c = conns_[conn_index];  // callbacks may grow the vectors
-    const Buffer* bufs = c.bufs.data();
-    const uint64_t base = c.base_seq;
-    const uint64_t sent = c.sent_seq;
-    // Before `sent` a buffer is done when no op holds it; after it, only
-    // when the connection has stopped.
-    const uint64_t scan_end =
-        c.state != State::kOpen ? to_seq : std::min(to_seq, sent);
-    while (q < scan_end && bufs[q - base] != 0) ++q;
-    if (q >= scan_end) break;
-    // A run with one status: all sent, or all unsent.
-    const uint64_t run_end = q < sent ? std::min(scan_end, sent) : scan_end;
-    uint64_t r = q + 1;
-    while (r < run_end && bufs[r - base] == 0) ++r;
-    if (q < sent) {
-      ReleaseRange(conn_index, q - base, r - base, absl::OkStatus());
+  uint64_t cursor = from_seq;
+  SendQueue::Run run;
+  // conns_[conn_index] each time: a callback may Enqueue, never Attach, so
+  // the connection stays put, but its queue may grow.
+  while (conns_[conn_index].queue.NextReleasable(
+      &cursor, to_seq, conns_[conn_index].stopped(), &run)) {
+    if (run.sent) {
+      ReleaseRun(conn_index, run, absl::OkStatus());
     } else {
-      const absl::Status status = c.error;
-      ReleaseRange(conn_index, q - base, r - base, status);
+      const absl::Status status = conns_[conn_index].error;
+      ReleaseRun(conn_index, run, status);
     }
-    q = r;
   }
-  Compact(conns_[conn_index]);
+  conns_[conn_index].queue.Compact();
 }
 
-void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
-                                  const absl::Status& status) {
+uint64_t Executor::Impl::ReleaseRun(uint32_t conn_index,
+                                    const SendQueue::Run& run,
+                                    const absl::Status& status) {
   Connection& c = conns_[conn_index];
-  const size_t n = j - i;
-  for (size_t k = i; k < j; ++k) {
-    c.bufs[k] = kReleased;
-    c.queued_bytes -= c.iovs[k].iov_len;
-  }
-  c.held -= n;
-  held_total_ -= n;
-  // Sent buffers at the front need no scan in Compact.
-  if (status.ok() && i == c.front) c.front = j;
+  const uint64_t bytes = c.queue.Release(run, &release_scratch_);
+  const size_t n = run.end - run.first;
   if (status.ok()) {
     c.stats.buffers_released += n;
   } else if (KernelMayStillRead(status)) {
@@ -1652,48 +1461,25 @@ void Executor::Impl::ReleaseRange(uint32_t conn_index, size_t i, size_t j,
   const ConnectionId id = IdOf(conn_index);
   ++in_callback_;
   if (options_.on_release_batch) {
-    // A copy: the callback may Enqueue, which may move the tokens.
-    release_scratch_.assign(c.tokens.begin() + i, c.tokens.begin() + j);
     options_.on_release_batch(id, release_scratch_, status);
   } else {
-    for (size_t k = i; k < j; ++k) {
-      options_.on_release(id, conns_[conn_index].tokens[k], status);
-    }
+    for (uint64_t token : release_scratch_) options_.on_release(id, token, status);
   }
   --in_callback_;
-}
-
-void Executor::Impl::Compact(Connection& c) {
-  while (c.front < c.bufs.size() && c.bufs[c.front] == kReleased &&
-         c.base_seq + c.front < c.sent_seq) {
-    ++c.front;
-  }
-  if (c.front == c.bufs.size() && c.sent_seq == c.base_seq + c.front) {
-    c.base_seq += c.front;
-    c.iovs.clear();
-    c.bufs.clear();
-    c.tokens.clear();
-    c.front = 0;
-  } else if (c.front >= 1024 && c.front * 2 >= c.bufs.size()) {
-    c.iovs.erase(c.iovs.begin(), c.iovs.begin() + c.front);
-    c.bufs.erase(c.bufs.begin(), c.bufs.begin() + c.front);
-    c.tokens.erase(c.tokens.begin(), c.tokens.begin() + c.front);
-    c.base_seq += c.front;
-    c.front = 0;
-  }
+  return bytes;
 }
 
 void Executor::Impl::MaybeFree(uint32_t conn_index) {
   Connection& c = conns_[conn_index];
-  if (c.state != State::kClosed || c.held > 0 || c.slots_held > 0) return;
+  if (c.state != State::kClosed || c.queue.held() > 0 || c.slots_held > 0) {
+    return;
+  }
   closed_totals_.Add(StatsOf(c));
   socket_to_conn_.erase(c.socket_key);
-  c.in_use = false;
+  c.state = State::kFree;
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
-  // Swapped out, not cleared: a freed connection keeps no queue memory.
-  std::vector<iovec>().swap(c.iovs);
-  std::vector<Buffer>().swap(c.bufs);
-  std::vector<uint64_t>().swap(c.tokens);
+  // Cleared and swapped out: a freed connection keeps no queue memory.
+  c.queue.Clear();
   std::vector<iovec>().swap(c.chain_iovs);
   std::vector<msghdr>().swap(c.chain_msgs);
   free_conns_.push_back(conn_index);
@@ -1701,22 +1487,21 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
 
 void Executor::Impl::SendCancel(uint32_t index) {
   Connection& c = conns_[index];
-  if (c.cancel_sent) return;
+  if (c.cancel == Cancel::kSent) return;
   // By fd where the kernel can (5.19+), else each op in flight by user_data.
   std::vector<uint64_t> targets;
   if (!ring_->features().async_cancel_fd) {
-    for (uint32_t i = 0; i < slots_.size(); ++i) {
-      const OpSlot& slot = slots_[i];
-      if (slot.in_use && slot.conn == index && !slot.send_done) {
-        targets.push_back(OpUserData(i));
+    slots_.ForEachInUse([&](uint32_t i, const OpSlot& slot) {
+      if (slot.conn == index && !slot.send_done) {
+        targets.push_back(slots_.user_data(i));
       }
-    }
+    });
     if (targets.empty()) return;  // only notifications are outstanding
   }
   const size_t needed = targets.empty() ? 1 : targets.size();
   if (ring_->SqSpaceLeft() < needed) {
-    if (!c.cancel_due) {
-      c.cancel_due = true;
+    if (c.cancel != Cancel::kDue) {
+      c.cancel = Cancel::kDue;
       cancels_due_.push_back(index);
     }
     return;
@@ -1728,11 +1513,10 @@ void Executor::Impl::SendCancel(uint32_t index) {
     } else {
       io_uring_prep_cancel64(sqe, targets[k], 0);
     }
-    sqe->user_data = internal_user_data_;
+    sqe->user_data = slots_.codec().Internal();
     pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
   }
-  c.cancel_sent = true;
-  c.cancel_due = false;
+  c.cancel = Cancel::kSent;
 }
 
 void Executor::Impl::RetryCancels() {
@@ -1740,10 +1524,8 @@ void Executor::Impl::RetryCancels() {
   due.swap(cancels_due_);
   for (uint32_t index : due) {
     Connection& c = conns_[index];
-    c.cancel_due = false;
-    if (c.in_use && c.state == State::kClosed && c.slots_held > 0) {
-      SendCancel(index);
-    }
+    if (c.cancel == Cancel::kDue) c.cancel = Cancel::kNone;
+    if (c.state == State::kClosed && c.slots_held > 0) SendCancel(index);
   }
 }
 
@@ -1752,21 +1534,17 @@ void Executor::Impl::UndoUnsubmitted(uint32_t index) {
   std::vector<uint32_t> undone;
   for (const PendingSqe& pending : pending_sqes_) {
     io_uring_sqe* sqe = pending.sqe;
-    const uint64_t user_data = sqe->user_data;
-    if (user_data & kInternalBit) continue;
-    const uint32_t slot = static_cast<uint32_t>(user_data);
-    if (slot >= slots_.size() || !slots_[slot].in_use ||
-        slots_[slot].conn != index) {
-      continue;
-    }
+    uint32_t slot;
+    const OpSlot* op = slots_.Find(sqe->user_data, &slot);
+    if (op == nullptr || op->conn != index) continue;
     io_uring_prep_nop(sqe);
-    sqe->user_data = internal_user_data_;
+    sqe->user_data = slots_.codec().Internal();
     undone.push_back(slot);
   }
   for (uint32_t slot : undone) {
     // Sent nothing: the stream position stays, the buffers come back with
     // the connection's status.
-    --conns_[index].chain_ops;
+    if (--conns_[index].chain_ops == 0) conns_[index].phase = Phase::kIdle;
     FinishSlot(slot);
   }
 }

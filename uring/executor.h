@@ -149,10 +149,17 @@ struct ConnectionOptions {
   // Adaptive zero-copy: once `adaptive_copied_limit` notifications in a row
   // report that the kernel copied the data anyway
   // (IORING_NOTIF_USAGE_ZC_COPIED: loopback, veth, a NIC without
-  // scatter-gather), send this connection's data by copy from then on. Needs a
-  // kernel that reports usage (6.2+).
+  // scatter-gather), send this connection's data by copy. Needs a kernel
+  // that reports usage (6.2+).
   bool adaptive_zero_copy = true;
   uint32_t adaptive_copied_limit = 8;
+  // ... and look again after this many chains by copy: zero-copy goes back
+  // on, and off again after `adaptive_copied_limit` copied notifications in
+  // a row, the wait doubling each time (to at most 64 times this), so a
+  // connection whose route changes (from loopback or a copying device to
+  // one that does zero-copy) gets it back (`adaptive_retries`). 0: never;
+  // at most 2^24.
+  uint32_t adaptive_retry_chains = 4096;
 
   // Enqueue refuses more than this many bytes queued and not yet released
   // (ResourceExhausted); it bounds the memory a slow peer can pin.

@@ -40,6 +40,7 @@ constexpr StatField kFields[] = {
     {"peak_bytes_awaiting_notification",
      &SendStats::peak_bytes_awaiting_notification, K::kPeak},
     {"adaptive_disabled", &SendStats::adaptive_disabled, K::kCounter},
+    {"adaptive_retries", &SendStats::adaptive_retries, K::kCounter},
 };
 
 constexpr size_t kNumFields = sizeof(kFields) / sizeof(kFields[0]);

@@ -57,6 +57,8 @@ struct SendStats {
   uint64_t adaptive_disabled = 0;  // connections where adaptive zero-copy
                                    // turned zero-copy off (0 or 1 per
                                    // connection)
+  uint64_t adaptive_retries = 0;   // times it turned zero-copy back on to
+                                   // look again (adaptive_retry_chains)
 
   // Adds `other`'s counters to this one (peaks: sum of peaks).
   void Add(const SendStats& other);

@@ -32,7 +32,6 @@
 namespace zcplan {
 namespace {
 
-
 // Every send-family op: MSG_WAITALL so a linked op never succeeds short (the
 // kernel retries, and a failure after partial progress breaks the chain);
 // MSG_NOSIGNAL so a reset peer is an error code, not SIGPIPE.
@@ -119,9 +118,7 @@ class Executor::Impl {
   absl::StatusOr<int> WatchFd();
   absl::StatusOr<size_t> HandleReady();
   absl::Status Prepare();
-  bool Owns(uint64_t user_data) const {
-    return slots_.codec().Owns(user_data);
-  }
+  bool Owns(uint64_t user_data) const { return slots_.codec().Owns(user_data); }
   bool HandleCompletion(const Completion& cqe);
   void HandleDeferred();
   bool Idle() const { return slots_.in_use() == 0 && HeldTotal() == 0; }
@@ -439,9 +436,9 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
         "adaptive_copied_limit is 0; it must be at least 1");
   }
   if (opts.adaptive_retry_chains > kMostRetryChains) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "adaptive_retry_chains is ", opts.adaptive_retry_chains,
-        "; it must be at most ", kMostRetryChains, " (0: never)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("adaptive_retry_chains is ", opts.adaptive_retry_chains,
+                     "; it must be at most ", kMostRetryChains, " (0: never)"));
   }
   if (opts.max_queued_bytes == 0) {
     return absl::InvalidArgumentError(
@@ -589,8 +586,8 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
       return absl::ResourceExhaustedError(absl::StrCat(
           "Enqueue: buffer ", i, " (length ", buffers[i].iov_len,
           ") brings the batch past max_queued_bytes (",
-          c->options.max_queued_bytes, ", with ", queued,
-          " bytes queued and ", bytes, " before it in the batch)"));
+          c->options.max_queued_bytes, ", with ", queued, " bytes queued and ",
+          bytes, " before it in the batch)"));
     }
     bytes += buffers[i].iov_len;
   }
@@ -1148,8 +1145,8 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
   absl::Span<const iovec> queue = c.queue.Unsent();
   const uint64_t sent = c.queue.sent_seq();
   if (c.zc.copy_until_seq > sent) {
-    queue = queue.subspan(0, std::min<uint64_t>(queue.size(),
-                                                c.zc.copy_until_seq - sent));
+    queue = queue.subspan(
+        0, std::min<uint64_t>(queue.size(), c.zc.copy_until_seq - sent));
     po.zc_threshold = PlanOptions::kNever;
   }
   const size_t take = PlanUnderCap(index, queue, po);
@@ -1244,7 +1241,8 @@ void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
     s.charge = layout.memlock_charge;
     if (s.charge > 0) budget_.Charge(c.zc_account, s.charge);
     if (layout.fixed_buffer >= 0) ++c.stats.fixed_buffer_ops;
-    EncodeSqe(op, absl::MakeConstSpan(c.chain_iovs.data() + piece, op.iov_count),
+    EncodeSqe(op,
+              absl::MakeConstSpan(c.chain_iovs.data() + piece, op.iov_count),
               layout, c.fd, i + 1 < ops.size() ? IOSQE_IO_LINK : 0,
               slots_.user_data(slot), ring_->features(), &c.chain_msgs[i], sqe);
     piece += op.iov_count;
@@ -1463,7 +1461,8 @@ uint64_t Executor::Impl::ReleaseRun(uint32_t conn_index,
   if (options_.on_release_batch) {
     options_.on_release_batch(id, release_scratch_, status);
   } else {
-    for (uint64_t token : release_scratch_) options_.on_release(id, token, status);
+    for (uint64_t token : release_scratch_)
+      options_.on_release(id, token, status);
   }
   --in_callback_;
   return bytes;

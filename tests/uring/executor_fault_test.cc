@@ -937,6 +937,67 @@ TEST_F(ExecutorFaultTest, AdaptiveZeroCopyStopsWhereTheKernelCopies) {
   EXPECT_EQ(executor_->stats().totals.adaptive_disabled, 1u);
 }
 
+// Adaptive mode looks again after adaptive_retry_chains chains, the wait
+// doubling each time the kernel still copies; once the route does zero-copy
+// (the notifications stop saying "copied") it stays on.
+TEST_F(ExecutorFaultTest, AdaptiveZeroCopyLooksAgainAndComesBack) {
+  Make();
+  ConnectionOptions o = Options();
+  o.adaptive_zero_copy = true;
+  o.adaptive_copied_limit = 2;
+  o.adaptive_retry_chains = 3;
+  const ConnectionId c = Attach(o);
+  ConnectionOptions never = o;
+  never.adaptive_retry_chains = 0;
+  const ConnectionId stays_off = Attach(never);
+  ring_->SetCopied(Fd(c), true);
+  ring_->SetCopied(Fd(stays_off), true);
+  // Chains 1-2 zero-copy (copied: off), 3-4 copy, 5-6 zero-copy again
+  // (copied: off, wait now 6), 7-11 copy, 12 zero-copy.
+  std::vector<bool> zero_copy;
+  auto chain = [&](ConnectionId id) {
+    const uint64_t before =
+        executor_->connection_stats(id)->ops[static_cast<int>(OpKind::kSendZc)];
+    Send(id, {64 * K});
+    Pump();
+    return executor_->connection_stats(id)
+               ->ops[static_cast<int>(OpKind::kSendZc)] > before;
+  };
+  for (int i = 0; i < 11; ++i) {
+    zero_copy.push_back(chain(c));
+    chain(stays_off);
+  }
+  EXPECT_EQ(zero_copy, std::vector<bool>({true, true, false, false, true, true,
+                                          false, false, false, false, false}));
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
+  // The route changes: the kernel stops copying.
+  ring_->SetCopied(Fd(c), false);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(chain(c)) << "chain " << 12 + i;
+  EXPECT_TRUE(executor_->ZeroCopyEnabled(c));
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.adaptive_retries, 2u);
+  EXPECT_EQ(s.adaptive_disabled, 1u);
+  EXPECT_EQ(s.copied_notifications, 4u);
+  const SendStats off = *executor_->connection_stats(stays_off);
+  EXPECT_EQ(off.adaptive_retries, 0u);
+  EXPECT_EQ(off.ops[static_cast<int>(OpKind::kSendZc)], 2u);
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(stays_off));
+  ExpectExact(c);
+  ExpectExact(stays_off);
+  ConnectionOptions bad = o;
+  bad.adaptive_retry_chains = (1u << 24) + 1;
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  bad.allow_non_tcp = true;
+  absl::StatusOr<ConnectionId> refused = executor_->Attach(fds[0], bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("adaptive_retry_chains"),
+            std::string::npos)
+      << refused.status();
+  close(fds[0]);
+  close(fds[1]);
+}
+
 TEST_F(ExecutorFaultTest, RegisteredBuffersUseFixedBufferOps) {
   Make();
   std::vector<unsigned char> arena(1024 * K);

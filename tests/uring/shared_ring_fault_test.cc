@@ -580,5 +580,41 @@ TEST_F(SharedRingFaultTest, CallersSqeBetweenExecutorCallsIsNeverTouched) {
       << ledger_.CheckAllReleasedOnce();
 }
 
+// After the caller's submit the ring hands out the same SQE memory again (the
+// fake reuses it at once, as a real ring does after wrapping): an SQE the
+// caller now writes there is its own, and a later Close must not take it for
+// the executor's old SQE.
+TEST_F(SharedRingFaultTest,
+       CallersSqeReusingASubmittedSqesMemoryIsNeverTouched) {
+  Make();
+  const ConnectionId a = Attach();
+  ring_.SetCapacity(Fd(a), 0);  // a's ops stay in flight
+  Send(a, {100, 20 * K});
+  ASSERT_TRUE(executor_->Prepare().ok());
+  ring_.SubmitAndWait(0, 0);  // the caller takes a's SQEs
+  static const char kHello[] = "hello";
+  constexpr int kCallerFd = 1000;
+  io_uring_sqe* mine = ring_.GetSqe();
+  ASSERT_NE(mine, nullptr);
+  io_uring_prep_send(mine, kCallerFd, kHello, 5, 0);
+  io_uring_sqe_set_data64(mine, 7);
+  ASSERT_TRUE(executor_->Close(a).ok());
+  ring_.SubmitAndWait(0, 0);
+  bool found = false;
+  for (const SqeRecord& r : ring_.log()) {
+    if (r.user_data != 7) continue;
+    found = true;
+    EXPECT_EQ(r.opcode, IORING_OP_SEND);
+    EXPECT_EQ(r.fd, kCallerFd);
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(ring_.received(kCallerFd), "hello");
+  RunUntilIdle();
+  EXPECT_EQ(ring_.blocked_ops(), 0u);
+  EXPECT_EQ(foreign_seen_, std::vector<uint64_t>{7});
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
 }  // namespace
 }  // namespace zcplan

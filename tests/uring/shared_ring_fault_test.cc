@@ -616,5 +616,32 @@ TEST_F(SharedRingFaultTest,
       << ledger_.CheckAllReleasedOnce();
 }
 
+// Shutdown right after Prepare, before the caller's submit: whatever of the
+// executor's the ring then runs must read only memory the executor still
+// holds or handed back as KernelMayStillRead (the ledger poisons the rest,
+// so a send from it shows up as a mismatch).
+TEST_F(SharedRingFaultTest, ShutdownAfterPrepareSendsNothingHandedBack) {
+  Make();
+  const ConnectionId a = Attach();
+  const ConnectionId b = Attach(0);
+  Send(a, {100, 20 * K, 3000});
+  Send(b, {32 * K, 64 * K});
+  ASSERT_TRUE(executor_->Prepare().ok());
+  (void)executor_->Shutdown(absl::Milliseconds(10));
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  ring_.SubmitAndWait(0, 0);
+  ring_.DeliverAllNotifications();
+  Completion batch[64];
+  while (ring_.Reap(absl::MakeSpan(batch, 64)) > 0) {
+  }
+  ExpectExact(a, /*prefix_ok=*/true);
+  ExpectExact(b, /*prefix_ok=*/true);
+  if (ledger_.kernel_may_read() == 0) {
+    EXPECT_EQ(ring_.received(Fd(a)).size(), 0u);
+    EXPECT_EQ(ring_.received(Fd(b)).size(), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace zcplan

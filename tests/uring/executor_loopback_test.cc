@@ -133,103 +133,6 @@ std::vector<size_t> MixedSizesUntil(std::mt19937_64& rng, size_t total,
   return sizes;
 }
 
-// Stream `id`: bytes PatternByte(id, 0..total) in one mmap'd arena (page
-// aligned, so it can be registered), cut into consecutive buffers.
-class Stream {
- public:
-  Stream(uint64_t id, std::vector<size_t> sizes)
-      : id_(id), sizes_(std::move(sizes)) {
-    offsets_.reserve(sizes_.size());
-    for (size_t s : sizes_) {
-      offsets_.push_back(total_);
-      total_ += s;
-    }
-    tokens_.assign(sizes_.size(), 0);
-    mapped_ = std::max<size_t>(total_, 1);
-    void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      std::perror("mmap");
-      std::abort();
-    }
-    data_ = static_cast<unsigned char*>(p);
-    for (size_t i = 0; i < total_; ++i) data_[i] = PatternByte(id_, i);
-  }
-  ~Stream() { munmap(data_, mapped_); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-
-  uint64_t id() const { return id_; }
-  size_t total() const { return total_; }
-  unsigned char* data() const { return data_; }
-  size_t count() const { return sizes_.size(); }
-  size_t size(size_t i) const { return sizes_[i]; }
-  size_t enqueued() const { return next_; }
-  bool done() const { return next_ == sizes_.size(); }
-  // The token of buffer `i`, 0 until it is enqueued.
-  uint64_t token(size_t i) const { return tokens_[i]; }
-
-  // Enqueues the next buffer on `connection`, registered with `ledger`.
-  absl::Status EnqueueNext(Executor& executor, TokenLedger& ledger,
-                           ConnectionId connection) {
-    unsigned char* p = data_ + offsets_[next_];
-    const uint64_t token = ledger.Expect(connection, p, sizes_[next_]);
-    absl::Status s = executor.Enqueue(connection, p, sizes_[next_], token);
-    if (!s.ok()) {
-      ledger.Forget(token);
-      return s;
-    }
-    tokens_[next_++] = token;
-    return absl::OkStatus();
-  }
-
- private:
-  uint64_t id_;
-  std::vector<size_t> sizes_;
-  std::vector<size_t> offsets_;
-  std::vector<uint64_t> tokens_;
-  size_t total_ = 0;
-  size_t mapped_ = 0;
-  unsigned char* data_ = nullptr;
-  size_t next_ = 0;
-};
-
-// Checks received bytes against PatternByte(stream, offset).
-struct StreamCheck {
-  uint64_t stream = 0;
-  uint64_t expected = 0;  // the stream's length; reading stops there
-  uint64_t received = 0;
-  int64_t first_mismatch = -1;
-  bool eof = false;
-  int error = 0;
-
-  void Feed(const unsigned char* p, size_t n) {
-    if (first_mismatch < 0) {
-      for (size_t i = 0; i < n; ++i) {
-        if (p[i] != PatternByte(stream, received + i)) {
-          first_mismatch = static_cast<int64_t>(received + i);
-          break;
-        }
-      }
-    }
-    received += n;
-  }
-  bool Finished() const { return received >= expected || eof || error != 0; }
-  std::string Describe() const {
-    return absl::StrCat(
-        "stream ", stream, ": received ", received, " of ", expected,
-        " bytes, first mismatch at ", first_mismatch, eof ? ", EOF" : "",
-        error != 0 ? absl::StrCat(", ", std::strerror(error)) : std::string());
-  }
-};
-
-StreamCheck CheckFor(const Stream& s) {
-  StreamCheck c;
-  c.stream = s.id();
-  c.expected = s.total();
-  return c;
-}
-
 // Reads sockets on one thread with poll() and checks each stream. A socket is
 // done when it has carried its stream's length, reaches EOF or fails.
 class Receiver {
@@ -1632,15 +1535,10 @@ TEST_P(EpollTest, EpollLoopDrivesTheExecutorThroughItsWatchFd) {
   MAKE_EXECUTOR_OR_SKIP(eo);
   absl::StatusOr<int> watch = executor_->WatchFd();
   ASSERT_TRUE(watch.ok()) << watch.status();
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
-  ASSERT_EQ(listen(listener, 16), 0);
-  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  absl::StatusOr<int> listening = ListenLoopback(16, &addr);
+  ASSERT_TRUE(listening.ok()) << listening.status();
+  const int listener = *listening;
   constexpr int kConnections = 4;
   std::vector<int> clients;
   std::vector<std::pair<int, StreamCheck>> checks;

@@ -3,11 +3,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <utility>
@@ -47,6 +51,23 @@ TcpPair& TcpPair::operator=(TcpPair&& other) noexcept {
 TcpPair::~TcpPair() {
   if (client >= 0) close(client);
   if (server >= 0) close(server);
+}
+
+absl::StatusOr<int> ListenLoopback(int backlog, sockaddr_in* addr) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "ListenLoopback: socket");
+  *addr = sockaddr_in{};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(addr), len) != 0 ||
+      listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(addr), &len) != 0) {
+    const int error = errno;
+    close(fd);
+    return absl::ErrnoToStatus(error, "ListenLoopback: bind/listen");
+  }
+  return fd;
 }
 
 absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf, int rcvbuf) {
@@ -164,6 +185,64 @@ absl::Status TokenLedger::CheckAllReleasedOnce() const {
 const TokenLedger::Entry* TokenLedger::Find(uint64_t token) const {
   auto it = entries_.find(token);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+Stream::Stream(uint64_t id, std::vector<size_t> sizes)
+    : id_(id), sizes_(std::move(sizes)) {
+  offsets_.reserve(sizes_.size());
+  for (size_t s : sizes_) {
+    offsets_.push_back(total_);
+    total_ += s;
+  }
+  tokens_.assign(sizes_.size(), 0);
+  mapped_ = std::max<size_t>(total_, 1);
+  void* p = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    std::perror("mmap");
+    std::abort();
+  }
+  data_ = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < total_; ++i) data_[i] = PatternByte(id_, i);
+}
+
+absl::Status Stream::EnqueueNext(Executor& executor, TokenLedger& ledger,
+                                 ConnectionId connection) {
+  unsigned char* p = data_ + offsets_[next_];
+  const uint64_t token = ledger.Expect(connection, p, sizes_[next_]);
+  absl::Status s = executor.Enqueue(connection, p, sizes_[next_], token);
+  if (!s.ok()) {
+    ledger.Forget(token);
+    return s;
+  }
+  tokens_[next_++] = token;
+  return absl::OkStatus();
+}
+
+void StreamCheck::Feed(const unsigned char* p, size_t n) {
+  if (first_mismatch < 0) {
+    for (size_t i = 0; i < n; ++i) {
+      if (p[i] != PatternByte(stream, received + i)) {
+        first_mismatch = static_cast<int64_t>(received + i);
+        break;
+      }
+    }
+  }
+  received += n;
+}
+
+std::string StreamCheck::Describe() const {
+  return absl::StrCat(
+      "stream ", stream, ": received ", received, " of ", expected,
+      " bytes, first mismatch at ", first_mismatch, eof ? ", EOF" : "",
+      error != 0 ? absl::StrCat(", ", std::strerror(error)) : std::string());
+}
+
+StreamCheck CheckFor(const Stream& s) {
+  StreamCheck c;
+  c.stream = s.id();
+  c.expected = s.total();
+  return c;
 }
 
 }  // namespace zcplan

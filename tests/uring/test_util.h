@@ -1,8 +1,12 @@
-// Test helpers shared by the executor tests: loopback TCP pairs and a token
-// ledger that checks every buffer is released exactly once.
+// Test helpers shared by the executor tests: loopback TCP pairs, a token
+// ledger that checks every buffer is released exactly once, and patterned
+// streams with a checker for what a receiver got.
 
 #ifndef ZCPLAN_TESTS_URING_TEST_UTIL_H_
 #define ZCPLAN_TESTS_URING_TEST_UTIL_H_
+
+#include <netinet/in.h>
+#include <sys/mman.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +35,10 @@ struct TcpPair {
 // Makes a connected TCP pair on 127.0.0.1. `sndbuf` > 0 sets SO_SNDBUF on the
 // client and `rcvbuf` > 0 SO_RCVBUF on the server before connecting.
 absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf = 0, int rcvbuf = 0);
+
+// A TCP socket listening on 127.0.0.1 on a port of the kernel's choosing,
+// written to `*addr` (for connect). The caller closes it.
+absl::StatusOr<int> ListenLoopback(int backlog, struct sockaddr_in* addr);
 
 // Records releases; `callback()` is an `ExecutorOptions::on_release`.
 // Each buffer is registered with `Expect` before it is enqueued; the release
@@ -99,6 +107,57 @@ inline unsigned char PatternByte(uint64_t stream, uint64_t i) {
   x ^= x >> 29;
   return static_cast<unsigned char>(x ^ (x >> 17));
 }
+
+// Stream `id`: bytes PatternByte(id, 0..total) in one mmap'd arena (page
+// aligned, so it can be registered), cut into consecutive buffers.
+class Stream {
+ public:
+  Stream(uint64_t id, std::vector<size_t> sizes);
+  ~Stream() { munmap(data_, mapped_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  uint64_t id() const { return id_; }
+  size_t total() const { return total_; }
+  unsigned char* data() const { return data_; }
+  size_t count() const { return sizes_.size(); }
+  size_t size(size_t i) const { return sizes_[i]; }
+  size_t enqueued() const { return next_; }
+  bool done() const { return next_ == sizes_.size(); }
+  // The token of buffer `i`, 0 until it is enqueued.
+  uint64_t token(size_t i) const { return tokens_[i]; }
+
+  // Enqueues the next buffer on `connection`, registered with `ledger`.
+  absl::Status EnqueueNext(Executor& executor, TokenLedger& ledger,
+                           ConnectionId connection);
+
+ private:
+  uint64_t id_;
+  std::vector<size_t> sizes_;
+  std::vector<size_t> offsets_;
+  std::vector<uint64_t> tokens_;
+  size_t total_ = 0;
+  size_t mapped_ = 0;
+  unsigned char* data_ = nullptr;
+  size_t next_ = 0;
+};
+
+// Checks received bytes against PatternByte(stream, offset).
+struct StreamCheck {
+  uint64_t stream = 0;
+  uint64_t expected = 0;  // the stream's length; reading stops there
+  uint64_t received = 0;
+  int64_t first_mismatch = -1;
+  bool eof = false;
+  int error = 0;
+
+  void Feed(const unsigned char* p, size_t n);
+  bool Finished() const { return received >= expected || eof || error != 0; }
+  std::string Describe() const;
+};
+
+// A check for all of `s`.
+StreamCheck CheckFor(const Stream& s);
 
 }  // namespace zcplan
 

@@ -914,7 +914,11 @@ absl::Status Executor::Impl::Close(ConnectionId id) {
   Stop(*index, absl::CancelledError(
                    absl::StrCat("connection ", id.value, " was closed")));
   bool waited = false;
-  if (!pending_sqes_.empty()) return SubmitPending(0, 0, &waited);
+  // On the caller's ring the cancels wait for its next submit (or Flush):
+  // submitting here would also submit what the caller has queued.
+  if (!shared_ && !pending_sqes_.empty()) {
+    return SubmitPending(0, 0, &waited);
+  }
   return absl::OkStatus();
 }
 
@@ -930,7 +934,7 @@ absl::Status Executor::Impl::Abort(ConnectionId id) {
                   absl::StrCat("connection ", id.value, " was aborted")));
   bool waited = false;
   absl::Status s = absl::OkStatus();
-  if (!pending_sqes_.empty()) s = SubmitPending(0, 0, &waited);
+  if (!shared_ && !pending_sqes_.empty()) s = SubmitPending(0, 0, &waited);
   if (ret < 0) {
     return absl::InternalError(absl::StrCat(
         "Abort: resetting fd ", fd, " failed: ", std::strerror(-ret),
@@ -1594,6 +1598,12 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateOnRing(
 absl::StatusOr<std::unique_ptr<Executor>> Executor::CreateWithRing(
     std::unique_ptr<Ring> ring, ExecutorOptions options) {
   if (ring == nullptr) return absl::InvalidArgumentError("ring is null");
+  if (options.user_data_tag == 0xff) {
+    return absl::InvalidArgumentError(
+        "user_data_tag is 255; it must be 0 (a ring of the executor's own) "
+        "or 1..254 (the caller's ring): 255 is the top byte of liburing's "
+        "own timeout completions");
+  }
   if (!options.on_release && !options.on_release_batch) {
     return absl::InvalidArgumentError(
         "ExecutorOptions::on_release and on_release_batch are both empty; "

@@ -64,7 +64,8 @@
 //     `io_uring_submit`. Either way they go in enqueue order. Call one of
 //     them after enqueueing and after each batch of completions (a chain
 //     that completes lets the next one go). Either may submit the ring
-//     when the submission queue is full.
+//     when the submission queue is full. `Close` and `Abort` put their
+//     cancels on the ring without submitting; they go with the next submit.
 //   - Waiting is the caller's: `Poll`, `Drain` and `HandleReady` fail with
 //     FailedPrecondition, and `Shutdown` cannot wait (it hands back what is
 //     in flight as `KernelMayStillRead`). To end cleanly, `Close` (or

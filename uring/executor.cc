@@ -559,7 +559,20 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                                    " buffers but ",
                                                    tokens.size(), " tokens"));
   }
-  for (size_t i = 0; i < buffers.size(); ++i) {
+  // One pass checks every buffer and sums them against the room left (so
+  // the sum cannot wrap); the errors, rare, are found again in order.
+  const uint64_t queued = c->queue.held_bytes();
+  const uint64_t room = c->options.max_queued_bytes - queued;
+  uint64_t bytes = 0;
+  bool bad = false;
+  bool over = false;
+  for (const iovec& b : buffers) {
+    bad |= (b.iov_base == nullptr) |
+           (b.iov_len - 1 >= static_cast<size_t>(SSIZE_MAX));
+    over |= b.iov_len > room - bytes;
+    bytes += b.iov_len;
+  }
+  for (size_t i = 0; bad && i < buffers.size(); ++i) {
     const iovec& b = buffers[i];
     if (b.iov_base == nullptr || b.iov_len == 0 ||
         b.iov_len > static_cast<size_t>(SSIZE_MAX)) {
@@ -577,22 +590,19 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
     return absl::FailedPreconditionError(absl::StrCat(
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
-  // Summed against the room left, so the sum cannot wrap.
-  const uint64_t queued = c->queue.held_bytes();
-  const uint64_t room = c->options.max_queued_bytes - queued;
-  uint64_t bytes = 0;
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    if (buffers[i].iov_len > room - bytes) {
+  uint64_t before = 0;
+  for (size_t i = 0; over && i < buffers.size(); ++i) {
+    if (buffers[i].iov_len > room - before) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "Enqueue: buffer ", i, " (length ", buffers[i].iov_len,
           ") brings the batch past max_queued_bytes (",
           c->options.max_queued_bytes, ", with ", queued, " bytes queued and ",
-          bytes, " before it in the batch)"));
+          before, " before it in the batch)"));
     }
-    bytes += buffers[i].iov_len;
+    before += buffers[i].iov_len;
   }
   if (buffers.empty()) return absl::OkStatus();
-  c->queue.Push(buffers, tokens);
+  c->queue.Push(buffers, tokens, bytes);
   c->stats.buffers_enqueued += buffers.size();
   c->stats.bytes_enqueued += bytes;
   MarkReady(static_cast<uint32_t>(c - conns_.data()));

@@ -46,13 +46,18 @@ void SendQueue::Compact() {
     states_.clear();
     tokens_.clear();
     front_ = 0;
-  } else if (front_ >= 1024 && front_ * 2 >= states_.size()) {
-    iovs_.erase(iovs_.begin(), iovs_.begin() + front_);
-    states_.erase(states_.begin(), states_.begin() + front_);
-    tokens_.erase(tokens_.begin(), tokens_.begin() + front_);
-    base_seq_ += front_;
-    front_ = 0;
   }
+  // Erasing a released front that still has buffers behind it is left to
+  // the next Push that would grow the storage: a queue that drains between
+  // pushes (the usual case) then never moves its buffers at all.
+}
+
+void SendQueue::EraseFront() {
+  iovs_.erase(iovs_.begin(), iovs_.begin() + front_);
+  states_.erase(states_.begin(), states_.begin() + front_);
+  tokens_.erase(tokens_.begin(), tokens_.begin() + front_);
+  base_seq_ += front_;
+  front_ = 0;
 }
 
 void SendQueue::Clear() {

@@ -64,6 +64,10 @@ class SendQueue {
   // Appends `buffers` in order, buffer i with token i. Requires
   // buffers.size() == tokens.size() (the caller checks).
   void Push(absl::Span<const iovec> buffers, absl::Span<const uint64_t> tokens);
+  // The same, with `bytes` the sum of the buffers' lengths, which the
+  // caller has already computed (checking a byte limit).
+  void Push(absl::Span<const iovec> buffers, absl::Span<const uint64_t> tokens,
+            uint64_t bytes);
 
   // Buffers pushed and not yet released, and their bytes.
   size_t held() const { return held_; }
@@ -159,9 +163,9 @@ class SendQueue {
   uint64_t Release(const Run& run, std::vector<uint64_t>* tokens);
 
   // Drops released, sent, unheld buffers from the front: clears the storage
-  // when all of it is such, else erases the front when it is at least 1024
-  // buffers and half the storage. Seqs do not change. Call after a batch of
-  // Releases.
+  // when all of it is such. Otherwise the front is erased by the next Push
+  // that would grow the storage, when it is at least 1024 buffers and half
+  // of it. Seqs do not change. Call after a batch of Releases.
   void Compact();
 
   // Frees the storage (capacity too) and makes this a new, empty queue: seqs
@@ -169,6 +173,12 @@ class SendQueue {
   void Clear();
 
  private:
+  static constexpr size_t kMinEraseFront = 1024;
+  // Before pushing `n` buffers: erases the released front if the storage
+  // would grow and the front is worth moving the rest for.
+  void MakeRoom(size_t n);
+  void EraseFront();
+
   // Bits 0..30: ops holding the buffer; bit 31: released.
   using State = uint32_t;
   static constexpr State kReleased = State{1} << 31;
@@ -187,7 +197,15 @@ class SendQueue {
   uint64_t sent_off_ = 0;
 };
 
+inline void SendQueue::MakeRoom(size_t n) {
+  if (iovs_.size() + n > iovs_.capacity() && front_ >= kMinEraseFront &&
+      front_ * 2 >= iovs_.size()) {
+    EraseFront();
+  }
+}
+
 inline void SendQueue::Push(const iovec& buffer, uint64_t token) {
+  MakeRoom(1);
   iovs_.push_back(buffer);
   states_.push_back(0);
   tokens_.push_back(token);
@@ -197,9 +215,15 @@ inline void SendQueue::Push(const iovec& buffer, uint64_t token) {
 
 inline void SendQueue::Push(absl::Span<const iovec> buffers,
                             absl::Span<const uint64_t> tokens) {
-  assert(buffers.size() == tokens.size());
   uint64_t bytes = 0;
   for (const iovec& b : buffers) bytes += b.iov_len;
+  Push(buffers, tokens, bytes);
+}
+
+inline void SendQueue::Push(absl::Span<const iovec> buffers,
+                            absl::Span<const uint64_t> tokens, uint64_t bytes) {
+  assert(buffers.size() == tokens.size());
+  MakeRoom(buffers.size());
   iovs_.insert(iovs_.end(), buffers.begin(), buffers.end());
   states_.resize(states_.size() + buffers.size());
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());

@@ -23,7 +23,10 @@
 //                    op is never used, so it has no copy-op variant)
 //     size_aware     zc_threshold 16 KiB
 //     adaptive       16 KiB with adaptive zero-copy on (off everywhere else;
-//                    loopback always copies, so it turns zero-copy off early)
+//                    loopback always copies, so it turns zero-copy off early,
+//                    and looks again after 4096 chains, the wait doubling)
+//     adaptive_no_retry  the same, never looking again
+//                    (adaptive_retry_chains 0): what looking again costs
 //   BM_SendShared/size_aware/<copy op>/n:<n>  the executor on the caller's
 //     ring (Executor::CreateOnRing, user_data_tag 0x5a): the benchmark sets
 //     up the ring with the executor's own flags (SUBMIT_ALL, SINGLE_ISSUER |
@@ -259,12 +262,14 @@ void RegisterAll() {
     uint64_t zc_threshold;
     bool adaptive;
     bool uses_copy_op;
+    uint32_t retry_chains = 4096;
   };
   const Named strategies[] = {
       {"all_copy", PlanOptions::kNever, false, true},
       {"all_zero_copy", 0, false, false},
       {"size_aware", kSizeAware, false, true},
       {"adaptive", kSizeAware, true, true},
+      {"adaptive_no_retry", kSizeAware, true, true, 0},
   };
   auto add = [](const std::string& name, const SenderConfig& config,
                 std::vector<uint64_t> fixed_lengths) {
@@ -288,7 +293,7 @@ void RegisterAll() {
       if (s.uses_copy_op) absl::StrAppend(&name, "/", CopyOpName(copy_op));
       add(name,
           SenderConfig{SenderKind::kExecutor, s.zc_threshold, copy_op,
-                       s.adaptive},
+                       s.adaptive, s.retry_chains},
           {});
     }
   }

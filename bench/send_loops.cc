@@ -341,6 +341,7 @@ class ExecutorSender final : public Sender {
     conn_options.plan.zc_threshold = config.zc_threshold;
     conn_options.plan.copy_op = config.copy_op;
     conn_options.adaptive_zero_copy = config.adaptive;
+    conn_options.adaptive_retry_chains = config.adaptive_retry_chains;
     absl::StatusOr<ConnectionId> conn = executor_->Attach(fd, conn_options);
     if (!conn.ok()) return conn.status();
     conn_ = *conn;

@@ -97,6 +97,8 @@ struct SenderConfig {
   uint64_t zc_threshold = kSizeAware;  // kRaw: always kSizeAware
   CopyOp copy_op = CopyOp::kWritev;
   bool adaptive = false;
+  // ConnectionOptions::adaptive_retry_chains (adaptive only; 0: never).
+  uint32_t adaptive_retry_chains = 4096;
 };
 
 // Counts since the sender was made.

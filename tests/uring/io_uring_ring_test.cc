@@ -220,6 +220,69 @@ TEST_F(IoUringRingTest, ProbesZeroCopyFeatures) {
   }
 }
 
+// A ring borrowed from the caller: the same features as a ring of its own
+// (the flags probed on a small ring of the borrower's, so nothing lands on
+// the caller's completion queue), SQE numbers that follow the caller's
+// submits, and the caller's ring left alone when the borrower goes.
+TEST_F(IoUringRingTest, BorrowedRingProbesWithoutTouchingTheCallersQueue) {
+  io_uring ring;
+  ASSERT_EQ(io_uring_queue_init(64, &ring, 0), 0);
+  {
+    absl::StatusOr<std::unique_ptr<Ring>> borrowed = BorrowIoUringRing(&ring);
+    ASSERT_TRUE(borrowed.ok()) << borrowed.status();
+    Ring& r = **borrowed;
+    const RingFeatures& mine = ring_->features();
+    EXPECT_EQ(r.features().send_zc, mine.send_zc);
+    EXPECT_EQ(r.features().sendmsg_zc, mine.sendmsg_zc);
+    EXPECT_EQ(r.features().zc_report_usage, mine.zc_report_usage);
+    EXPECT_EQ(r.features().sendmsg_zc_fixed, mine.sendmsg_zc_fixed);
+    EXPECT_EQ(r.features().async_cancel_fd, mine.async_cancel_fd);
+    EXPECT_EQ(r.features().sq_entries, 64u);
+    EXPECT_EQ(r.features().setup_flags, ring.flags);
+    EXPECT_EQ(io_uring_cq_ready(&ring), 0u) << "a probe landed on the ring";
+    EXPECT_EQ(io_uring_sq_ready(&ring), 0u);
+    EXPECT_EQ(r.WatchFd(), -ENOTSUP);
+    // The caller gets an SQE and submits it itself: the count of SQEs taken
+    // follows the kernel's head, whoever submitted.
+    const uint32_t obtained = r.SqesObtained();
+    io_uring_sqe* sqe = r.GetSqe();
+    ASSERT_NE(sqe, nullptr);
+    io_uring_prep_nop(sqe);
+    sqe->user_data = 9;
+    EXPECT_EQ(r.SqesObtained(), obtained + 1);
+    EXPECT_LT(static_cast<int32_t>(r.SqesTaken() - (obtained + 1)), 0);
+    EXPECT_GE(static_cast<int32_t>(obtained - r.SqesTaken()), 0)
+        << "not taken before the submit";
+    ASSERT_EQ(io_uring_submit(&ring), 1);
+    EXPECT_LT(static_cast<int32_t>(obtained - r.SqesTaken()), 0)
+        << "taken after the caller's submit";
+    io_uring_cqe* cqe = nullptr;
+    ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+    EXPECT_EQ(cqe->user_data, 9u);
+    io_uring_cqe_seen(&ring, cqe);
+  }
+  // Still the caller's, and working.
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  ASSERT_NE(sqe, nullptr);
+  io_uring_prep_nop(sqe);
+  EXPECT_EQ(io_uring_submit(&ring), 1);
+  io_uring_queue_exit(&ring);
+}
+
+TEST_F(IoUringRingTest, BorrowRefusesRingsItCannotUse) {
+  EXPECT_EQ(BorrowIoUringRing(nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  io_uring ring;
+  if (io_uring_queue_init(8, &ring, IORING_SETUP_IOPOLL) != 0) {
+    GTEST_SKIP() << "kernel " << KernelRelease() << " refused an IOPOLL ring";
+  }
+  absl::StatusOr<std::unique_ptr<Ring>> borrowed = BorrowIoUringRing(&ring);
+  EXPECT_EQ(borrowed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(borrowed.status().message().find("IOPOLL"), std::string::npos)
+      << borrowed.status();
+  io_uring_queue_exit(&ring);
+}
+
 TEST_F(IoUringRingTest, NopRoundTrip) {
   const uint32_t space = ring_->SqSpaceLeft();
   EXPECT_EQ(space, ring_->features().sq_entries);

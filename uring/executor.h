@@ -75,20 +75,27 @@
 //   an SQE of yours with IOSQE_IO_LINK set and not yet followed by the rest
 //   of its chain would link the executor's first SQE into your chain.
 //
-// Thread safety: an `Executor` is used from one thread at a time. When the
+//   Refused: a ring set up with IORING_SETUP_IOPOLL (no socket ops), a
+//   kernel without IORING_FEAT_NODROP (5.5+).
+//
+// Thread safety: an `Executor` is used from one thread at a time: on the
+// caller's ring, the thread that runs that ring's loop. When the
 // ring is made with IORING_SETUP_SINGLE_ISSUER (the default where the kernel
-// has it) it is bound to the first thread that uses it (`Flush`, `Poll`,
-// `Drain`, or `Close`, `Abort`, `Shutdown` with sends in flight, which need
-// an earlier `Flush` or `Poll` anyway): build the executor on one
-// thread and run it on another if you like, but once it has run, every call
+// has it) it is bound to the first thread that uses it (`Flush`, `Prepare`,
+// `Poll`, `HandleReady`, `Drain`, or `Close`, `Abort`, `Shutdown` with sends
+// in flight, which need an earlier one of those anyway): build the executor on
+// one thread and run it on another if you like, but once it has run, every call
 // that submits must come from that thread (others fail with
 // FailedPrecondition naming both threads), and so should the destructor
 // (from another thread it cannot wait for the kernel, so it hands back what
 // is in flight as `KernelMayStillRead`). The release callback runs on that
-// thread, inside `Poll`, `Close`, `Abort`, `Shutdown` or the destructor; from
-// inside it you may call `Enqueue` (any connection) and the read-only
-// accessors, not `Poll`, `Flush`, `Drain`, `Attach`, `Close`, `Abort`,
-// `Shutdown` or `RegisterBuffers`.
+// thread, inside `HandleCompletion(s)`, `Poll`, `HandleReady`, `Drain`,
+// `Close`, `Abort`, `Shutdown` or the destructor; from inside it you may call
+// `Enqueue` (any connection) and the read-only accessors, not `Poll`,
+// `HandleReady`, `Flush`, `Prepare`, `Drain`, `Attach`, `Close`, `Abort`,
+// `Shutdown` or `RegisterBuffers` (they fail with FailedPrecondition); a
+// completion handed to `HandleCompletion` from there is kept and handled
+// right after.
 
 #ifndef ZCPLAN_URING_EXECUTOR_H_
 #define ZCPLAN_URING_EXECUTOR_H_

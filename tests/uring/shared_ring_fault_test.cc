@@ -806,5 +806,75 @@ TEST_F(SharedRingFaultTest, OldSqeRecordsNeverPassForUnsubmittedAfterWrap) {
       << ledger_.CheckAllReleasedOnce();
 }
 
+// Shutdown on the caller's ring closes every connection "as Close", whose
+// cancels go with the caller's next submit; it must not then turn those
+// cancels into NOPs, or an op blocked on a peer that stopped reading stays
+// in the kernel after the executor is gone (still reading the memory it
+// handed back as KernelMayStillRead, and keeping the socket open).
+TEST_F(SharedRingFaultTest, ShutdownLeavesItsCancelsForTheCallersSubmit) {
+  Make();
+  const ConnectionId a = Attach();
+  ring_.SetCapacity(Fd(a), 0);  // a peer that stopped reading
+  Send(a, {100, 20 * K});
+  Round();
+  ASSERT_GT(ring_.blocked_ops(), 0u);
+  const absl::Status s = executor_->Shutdown(absl::Milliseconds(1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(ledger_.kernel_may_read(), 2u);
+  ring_.SubmitAndWait(0, 0);  // the caller's next submit
+  EXPECT_EQ(ring_.blocked_ops(), 0u)
+      << "the executor's ops were never cancelled";
+  EXPECT_GT(ring_.ops_executed(IORING_OP_ASYNC_CANCEL), 0u);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
+// on_foreign_completion is called from inside Poll's reaping; the header
+// puts no limit on what it may call, and a caller's handler that polls
+// again (say, to make progress on sends while it handles its own event)
+// reaps into the same completion array the outer Poll is still walking:
+// the outer loop then handles the inner one's completions again and never
+// sees the rest of what it reaped (here the second foreign completion is
+// lost). It must either work or be refused (FailedPrecondition).
+TEST_F(SharedRingFaultTest, PollFromOnForeignCompletionLosesNothing) {
+  std::vector<uint64_t> delivered;
+  std::vector<absl::StatusCode> inner;
+  Executor* ex = nullptr;
+  ExecutorOptions eo;
+  eo.on_foreign_completion = [&](const io_uring_cqe& cqe) {
+    delivered.push_back(cqe.user_data);
+    if (inner.empty()) {
+      inner.push_back(ex->Poll(absl::ZeroDuration()).status().code());
+    }
+  };
+  Make(eo);
+  ex = executor_.get();
+  const ConnectionId a = Attach(PlanOptions::kNever);
+  const ConnectionId b = Attach(PlanOptions::kNever);
+  Send(a, {100});
+  Send(b, {200});
+  ring_.InjectCompletion({7, 0, 0});
+  ring_.InjectCompletion({uint64_t{1} << 32, 0, 0});
+  // Prepares a's and b's chains; reaps the two foreign completions; the
+  // first one's handler polls, which submits the chains and reaps their two
+  // completions into the array the outer Poll is walking.
+  absl::StatusOr<size_t> polled = executor_->Poll(absl::ZeroDuration());
+  ASSERT_TRUE(polled.ok()) << polled.status();
+  ASSERT_EQ(inner.size(), 1u);
+  for (int i = 0; i < 100 && !executor_->Idle(); ++i) {
+    ring_.DeliverAllNotifications();
+    polled = executor_->Poll(absl::ZeroDuration());
+    ASSERT_TRUE(polled.ok()) << polled.status();
+  }
+  EXPECT_TRUE(executor_->Idle());
+  EXPECT_EQ(delivered, (std::vector<uint64_t>{7, uint64_t{1} << 32}));
+  EXPECT_TRUE(executor_->ConnectionError(a).ok())
+      << executor_->ConnectionError(a);
+  ExpectExact(a);
+  ExpectExact(b);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
 }  // namespace
 }  // namespace zcplan

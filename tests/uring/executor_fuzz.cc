@@ -1131,7 +1131,8 @@ void Harness::Finish() {
       if (tag_ == 0) {
         Poll(1);
       } else {
-        CheckSubmitOutcome(ex_->Prepare(), fake_->submit_calls(), "Prepare");
+        const uint64_t calls = fake_->submit_calls();
+        CheckSubmitOutcome(ex_->Prepare(), calls, "Prepare");
         CallerSubmit();
         ReapAndDispatch(64, /*executor_gone=*/false);
       }

@@ -14,9 +14,22 @@
 // close or abort (a reset). Then everything is lifted and the executor drained
 // and destroyed, or (when the input says so) destroyed with sends in flight,
 // and then the kernel's late work is let run. The release callback may enqueue
-// more and tries the calls it may not make. The decoder is our own (gcc has no
-// <fuzzer/FuzzedDataProvider.h>), so an input replays the same under libFuzzer
-// and under the replay driver.
+// more and tries the calls it may not make.
+//
+// One input in four runs the executor on "the caller's ring" (a nonzero
+// user_data_tag): the harness is then the caller's loop. It never polls; it
+// calls Prepare (and submits the ring itself, or not yet) or Flush, reaps the
+// fake and dispatches each completion with Owns / HandleCompletion(s). It
+// injects foreign completions whose user_data would collide with an untagged
+// executor's (7, 1 << 32, 0, ~0, other tags, an op's user_data with another
+// top byte) and puts NOPs of its own on the ring between the executor's
+// calls; every foreign completion must come back to it exactly once, and
+// none of the executor's may look foreign.
+//
+// Adaptive zero-copy: small `adaptive_retry_chains` (0 too) and notifications
+// that switch between copied and not, so zero-copy goes off, on and off. The
+// decoder is our own (gcc has no <fuzzer/FuzzedDataProvider.h>), so an input
+// replays the same under libFuzzer and under the replay driver.
 //
 // Checked; a failure prints what broke and aborts, which libFuzzer reports:
 // - every buffer released exactly once, on its connection (TokenLedger, which
@@ -28,8 +41,12 @@
 // - Attach, Enqueue, Close, Poll and Flush return what the API promises;
 // - no FakeRing violation (a zero-copy buffer changed before its
 //   notification, two chains in flight on one socket, SIGPIPE);
-// - the counters agree with what was enqueued, released and received.
+// - the counters agree with what was enqueued, released and received;
+// - on the caller's ring: each foreign completion reaches the caller once,
+//   HandleCompletion refuses it, and the caller's own SQEs run unchanged;
+// - adaptive_retry_chains 0 never retries.
 
+#include <liburing.h>
 #include <linux/io_uring.h>
 #include <sanitizer/asan_interface.h>
 #include <sys/uio.h>
@@ -41,6 +58,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -210,11 +228,12 @@ class Harness {
     size_t base = 0;        // received(fd).size() when attached
     size_t end = SIZE_MAX;  // ... when the next connection took the fd
     uint64_t max_queued = 0;
-    uint64_t enqueued = 0;     // bytes enqueued: the stream's length
-    uint64_t outstanding = 0;  // bytes enqueued and not yet released
-    uint64_t buffers = 0;      // buffers enqueued
-    bool closed = false;       // Close was called
-    bool peer_error = false;   // the fake's socket failed while attached
+    uint64_t enqueued = 0;      // bytes enqueued: the stream's length
+    uint64_t outstanding = 0;   // bytes enqueued and not yet released
+    uint64_t buffers = 0;       // buffers enqueued
+    bool closed = false;        // Close was called
+    bool peer_error = false;    // the fake's socket failed while attached
+    uint32_t retry_chains = 0;  // ConnectionOptions::adaptive_retry_chains
   };
   // One ledger token.
   struct Token {
@@ -265,6 +284,18 @@ class Harness {
   void Close(bool abort);
   void ZeroCopySupport();
 
+  // On the caller's ring: the caller's loop, once: Prepare (then maybe its
+  // own submit) or Flush, then reap and dispatch up to `batches` batches.
+  void CallerLoop(int batches);
+  // The caller's submit of the ring (consumes injected submit results).
+  void CallerSubmit();
+  // Reaps the fake and dispatches; with `executor_gone` the executor's
+  // completions are dropped (the executor no longer exists).
+  size_t ReapAndDispatch(int batches, bool executor_gone);
+  // A foreign completion injected, or a NOP of the caller's on the ring.
+  void Foreign();
+  uint64_t ForeignUserData();
+
   // A call that may submit: fails (Internal) exactly when it consumed an
   // injected ring failure.
   void CheckSubmitOutcome(const absl::Status& s, uint64_t calls_before,
@@ -301,6 +332,12 @@ class Harness {
   bool tearing_down_ = false;
   std::unique_ptr<Executor> executor_;
   Executor* ex_ = nullptr;
+  // The caller's ring: the executor's tag, 0 for its own ring.
+  uint8_t tag_ = 0;
+  // Foreign completions due back to the caller, by user_data.
+  std::map<uint64_t, int> foreign_due_;
+  uint64_t foreign_injected_ = 0;
+  uint64_t foreign_back_ = 0;
 };
 
 void Harness::Setup() {
@@ -340,6 +377,10 @@ void Harness::Setup() {
   const uint64_t every = (mode >> 3) & 7;
   enqueue_every_ = every < 3 ? 0 : every - 1;
   probe_ = ((mode >> 6) & 1) != 0;
+  if (in_.Range(0, 3) == 0) {
+    tag_ = static_cast<uint8_t>(in_.Range(1, 254));
+    eo.user_data_tag = tag_;
+  }
   if (((mode >> 7) & 1) != 0) {
     eo.on_release_batch = [this, inner = ledger_.batch_callback()](
                               ConnectionId id, absl::Span<const uint64_t> ts,
@@ -397,7 +438,13 @@ void Harness::Act() {
   } else if (op < 88) {
     EnqueueAction(/*batch=*/true);
   } else if (op < 136) {
-    Poll(static_cast<int>(in_.Range(1, 4)));
+    if (tag_ == 0) {
+      Poll(static_cast<int>(in_.Range(1, 4)));
+    } else if (op < 120) {
+      CallerLoop(static_cast<int>(in_.Range(1, 4)));
+    } else {
+      Foreign();
+    }
   } else if (op < 144) {
     Flush();
   } else if (op < 160) {
@@ -422,8 +469,12 @@ void Harness::Act() {
     Attach();
   } else if (op < 248) {
     ZeroCopySupport();
-  } else {
+  } else if (op < 252) {
     fake_->set_cq_entries(static_cast<uint32_t>(in_.Range(1, 1024)));
+  } else {
+    // Adaptive zero-copy sees the route change: copied or not from now on.
+    const int k = PickConn();
+    if (k >= 0) fake_->SetCopied(conns_[k].fd, in_.Bool());
   }
 }
 
@@ -478,6 +529,8 @@ void Harness::Attach() {
   o.plan.zc_gap_bytes = in_.Pick(gaps);
   o.adaptive_zero_copy = in_.Bool();
   o.adaptive_copied_limit = static_cast<uint32_t>(in_.Range(1, 8));
+  const uint32_t retries[] = {0, 1, 2, 3, 5, 8, 4096, 1};
+  o.adaptive_retry_chains = in_.Pick(retries);
   if (in_.Range(0, 3) == 0) o.max_queued_bytes = in_.Range(1, 256 * 1024);
   const uint64_t invalid = in_.Range(0, 31);
   switch (invalid) {
@@ -523,6 +576,7 @@ void Harness::Attach() {
   c.stream = attaches_++;
   c.base = fake_->received(fd).size();
   c.max_queued = o.max_queued_bytes;
+  c.retry_chains = o.adaptive_retry_chains;
   if (current_[socket] >= 0) conns_[current_[socket]].end = c.base;
   current_[socket] = static_cast<int>(conns_.size());
   conns_.push_back(c);
@@ -778,6 +832,161 @@ void Harness::ZeroCopySupport() {
   fake_->SetCopied(conns_[k].fd, in_.Bool());
 }
 
+void Harness::CallerSubmit() {
+  const uint64_t calls = fake_->submit_calls();
+  fake_->SubmitAndWait(0, 0);
+  // Whatever it drew is the caller's, not the executor's.
+  for (uint64_t n = fake_->submit_calls() - calls; n > 0 && !injected_.empty();
+       --n) {
+    injected_.pop_front();
+  }
+}
+
+void Harness::CallerLoop(int batches) {
+  const uint64_t calls = fake_->submit_calls();
+  switch (in_.Range(0, 3)) {
+    case 0:
+      CheckSubmitOutcome(ex_->Flush(), calls, "Flush");
+      break;
+    case 1:  // Prepare, and the caller submits later
+      CheckSubmitOutcome(ex_->Prepare(), calls, "Prepare");
+      break;
+    default:
+      CheckSubmitOutcome(ex_->Prepare(), calls, "Prepare");
+      CallerSubmit();
+      break;
+  }
+  ReapAndDispatch(batches, /*executor_gone=*/false);
+}
+
+size_t Harness::ReapAndDispatch(int batches, bool executor_gone) {
+  size_t total = 0;
+  // The executor's completions in a row, for the batch form; handed over
+  // before anything after them, so that they keep the ring's order.
+  std::vector<io_uring_cqe> ours;
+  auto hand_over = [&] {
+    if (ours.empty()) return;
+    std::vector<io_uring_cqe*> ptrs;
+    for (io_uring_cqe& o : ours) ptrs.push_back(&o);
+    // A foreign one in the span is skipped and not counted.
+    io_uring_cqe stranger{};
+    stranger.user_data = 7;
+    const bool mixed = in_.Bool();
+    if (mixed) ptrs.insert(ptrs.begin() + ptrs.size() / 2, &stranger);
+    if (ex_->HandleCompletions(ptrs) != ours.size()) {
+      Die("HandleCompletions did not count exactly its own");
+    }
+    ours.clear();
+  };
+  for (int b = 0; b < batches; ++b) {
+    Completion cqes[16];
+    const size_t n = fake_->Reap(absl::MakeSpan(
+        cqes, executor_gone ? 16 : static_cast<size_t>(in_.Range(1, 16))));
+    total += n;
+    for (size_t i = 0; i < n; ++i) {
+      io_uring_cqe cqe{};
+      cqe.user_data = cqes[i].user_data;
+      cqe.res = cqes[i].res;
+      cqe.flags = cqes[i].flags;
+      const bool owned = (cqe.user_data >> 56) == tag_;
+      if (!executor_gone && ex_->Owns(cqe.user_data) != owned) {
+        Die(absl::StrCat("Owns(", cqe.user_data, ") is ", !owned, " with tag ",
+                         tag_));
+      }
+      if (owned) {
+        if (executor_gone) continue;
+        if (in_.Bool()) {
+          ours.push_back(cqe);
+          continue;
+        }
+        hand_over();
+        if (!ex_->HandleCompletion(cqe)) {
+          Die(absl::StrCat("HandleCompletion refused its own ", cqe.user_data));
+        }
+        continue;
+      }
+      auto it = foreign_due_.find(cqe.user_data);
+      if (it == foreign_due_.end() || it->second == 0) {
+        Die(absl::StrCat("foreign completion ", cqe.user_data,
+                         " came back to the caller more often than it was "
+                         "posted"));
+      }
+      --it->second;
+      ++foreign_back_;
+      if (!executor_gone) {
+        hand_over();
+        if (in_.Range(0, 3) == 0 && ex_->HandleCompletion(cqe)) {
+          Die(absl::StrCat("HandleCompletion took foreign ", cqe.user_data));
+        }
+      }
+    }
+    if (!executor_gone) hand_over();
+    if (n == 0) break;
+  }
+  return total;
+}
+
+uint64_t Harness::ForeignUserData() {
+  const uint64_t low56 = (uint64_t{1} << 56) - 1;
+  uint64_t other = in_.Range(0, 255);
+  if (other == tag_) other = 0;
+  uint64_t ud = 0;
+  switch (in_.Range(0, 7)) {
+    case 0:
+      ud = 7;
+      break;
+    case 1:
+      ud = uint64_t{1} << 32;
+      break;
+    case 2:
+      ud = in_.Bool() ? 0 : ~uint64_t{0};
+      break;
+    case 3:
+    case 4: {
+      // An op of the executor's, in flight or not, under another top byte
+      // (0 is what an untagged executor would have used).
+      const std::vector<SqeRecord>& log = fake_->log();
+      ud = in_.Range(0, 255);
+      for (size_t i = log.size(); i > 0; --i) {
+        if ((log[i - 1].user_data >> 56) == tag_ && in_.Range(0, 3) != 0) {
+          ud = log[i - 1].user_data;
+          break;
+        }
+      }
+      ud = (ud & low56) | (in_.Bool() ? 0 : other << 56);
+      break;
+    }
+    case 5:  // the internal bit, as the executor's cancels carry it
+      ud = (other << 56) | (uint64_t{1} << 55);
+      break;
+    default:
+      ud = (other << 56) | in_.Range(0, 0xFFFFFFFF);
+      break;
+  }
+  if ((ud >> 56) == tag_) ud &= low56;  // tag_ is never 0
+  return ud;
+}
+
+void Harness::Foreign() {
+  const uint64_t ud = ForeignUserData();
+  if (ex_->Owns(ud)) Die(absl::StrCat("Owns foreign ", ud));
+  if (in_.Range(0, 3) == 0) {
+    // The caller's own SQE, queued between the executor's calls.
+    io_uring_sqe* sqe = fake_->GetSqe();
+    if (sqe == nullptr) return;
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, ud);
+  } else {
+    const uint32_t flags[] = {0, IORING_CQE_F_MORE, IORING_CQE_F_NOTIF,
+                              IORING_CQE_F_NOTIF | IORING_CQE_F_MORE};
+    const int32_t results[] = {
+        0, 1, 1 << 20, -ECANCELED, -ENOENT, static_cast<int32_t>(0x80000000u)};
+    fake_->InjectCompletion({ud, in_.Pick(results), in_.Pick(flags)});
+  }
+  ++foreign_due_[ud];
+  ++foreign_injected_;
+}
+
 void Harness::CheckSubmitOutcome(const absl::Status& s, uint64_t calls_before,
                                  const char* what) {
   bool ring_failed = false;
@@ -918,7 +1127,23 @@ void Harness::Finish() {
     for (int round = 0; round < kMaxDrainRounds && !idle; ++round) {
       fake_->DeliverAllNotifications(/*reverse=*/round % 2 == 1);
       idle = AllIdle();
-      if (!idle) Poll(1);
+      if (idle) break;
+      if (tag_ == 0) {
+        Poll(1);
+      } else {
+        const uint64_t calls = fake_->submit_calls();
+        CheckSubmitOutcome(ex_->Prepare(), calls, "Prepare");
+        CallerSubmit();
+        ReapAndDispatch(64, /*executor_gone=*/false);
+      }
+    }
+    if (tag_ != 0 && idle) {
+      // What came last (cancels' completions, foreign ones).
+      CallerSubmit();
+      ReapAndDispatch(64, /*executor_gone=*/false);
+      if (!ex_->Idle())
+        Die(absl::StrCat("every connection idle, but Idle() is false",
+                         Describe()));
     }
     CheckViolations();
     if (!idle) {
@@ -932,6 +1157,11 @@ void Harness::Finish() {
                        ledger_.expected(), " buffers released"));
     }
     for (const Conn& c : conns_) {
+      const absl::StatusOr<SendStats> cs = ex_->connection_stats(c.id);
+      if (cs.ok() && c.retry_chains == 0 && cs->adaptive_retries != 0) {
+        Die(absl::StrCat("connection ", c.id.value,
+                         " retried zero-copy with adaptive_retry_chains 0"));
+      }
       if (c.closed || c.peer_error) continue;
       const absl::Status error = ex_->ConnectionError(c.id);
       if (!error.ok()) {
@@ -991,6 +1221,27 @@ void Harness::Finish() {
     fake_->SetCapacity(ClientFd(socket), -1);
   }
   fake_->DeliverAllNotifications();
+  if (tag_ != 0) {
+    // The caller's loop goes on: its submits run what is left on the ring
+    // (its own SQEs, and the executor's, made inert by the teardown), and
+    // every foreign completion comes back to it.
+    for (int round = 0;
+         round < 8 || !injected_.empty() || fake_->sq_pending() > 0 ||
+         fake_->cq_ready() > 0 || fake_->cq_overflow() > 0;
+         ++round) {
+      if (round > kMaxDrainRounds) Die("the caller's ring never emptied");
+      CallerSubmit();
+      fake_->DeliverAllNotifications();
+      ReapAndDispatch(1 << 20, /*executor_gone=*/true);
+    }
+    for (const auto& [ud, due] : foreign_due_) {
+      if (due != 0) {
+        Die(absl::StrCat(due, " foreign completion(s) with user_data ", ud,
+                         " never came back to the caller (", foreign_back_,
+                         " of ", foreign_injected_, " did)"));
+      }
+    }
+  }
   CheckViolations();
   for (const Conn& c : conns_) {
     const std::string& got = fake_->received(c.fd);

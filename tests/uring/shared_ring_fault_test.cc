@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,18 +50,26 @@ class SharedRingFaultTest : public testing::Test {
  protected:
   ~SharedRingFaultTest() override {
     executor_.reset();
+    if (caller_sends_on_executor_socket_) return;  // the fake objects
     EXPECT_TRUE(ring_.violations().empty())
         << ring_.violations().size() << " violations, first "
         << ring_.violations().front();
   }
 
-  void Make(ExecutorOptions options = ExecutorOptions()) {
+  // `ring` defaults to a BorrowedRing of `ring_`.
+  void Make(ExecutorOptions options = ExecutorOptions(),
+            std::unique_ptr<Ring> ring = nullptr) {
     options.user_data_tag = kTag;
-    options.on_release = ledger_.callback();
+    ReleaseCallback ledger = ledger_.callback();
+    options.on_release = [this, ledger](ConnectionId c, uint64_t token,
+                                        const absl::Status& status) {
+      ledger(c, token, status);
+      if (release_hook_) release_hook_(c);
+    };
     options.teardown_timeout = absl::Milliseconds(1);
+    if (ring == nullptr) ring = std::make_unique<BorrowedRing>(&ring_);
     absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::CreateWithRing(std::make_unique<BorrowedRing>(&ring_),
-                                 std::move(options));
+        Executor::CreateWithRing(std::move(ring), std::move(options));
     ASSERT_TRUE(executor.ok()) << executor.status();
     executor_ = *std::move(executor);
   }
@@ -178,6 +187,26 @@ class SharedRingFaultTest : public testing::Test {
   std::map<uint64_t, int> fds_;
   std::unique_ptr<Executor> executor_;
   std::vector<uint64_t> foreign_seen_;
+  // The test's own op sends on a socket the executor also sends on, which
+  // the fake reports as a violation (two chains in flight on one fd).
+  bool caller_sends_on_executor_socket_ = false;
+  // Runs after the ledger in every release callback.
+  std::function<void(ConnectionId)> release_hook_;
+};
+
+// A BorrowedRing whose SQE counters run `*skip` ahead of the fake's: raising
+// `*skip` stands for that many SQEs of the caller's, obtained and submitted
+// while the executor was not called.
+class SkippingRing : public BorrowedRing {
+ public:
+  SkippingRing(FakeRing* ring, const uint32_t* skip)
+      : BorrowedRing(ring), ring_(ring), skip_(skip) {}
+  uint32_t SqesObtained() override { return ring_->SqesObtained() + *skip_; }
+  uint32_t SqesTaken() override { return ring_->SqesTaken() + *skip_; }
+
+ private:
+  FakeRing* ring_;
+  const uint32_t* skip_;
 };
 
 std::vector<size_t> MixedSizes() {
@@ -651,6 +680,184 @@ TEST_F(SharedRingFaultTest, ShutdownAfterPrepareSendsNothingHandedBack) {
     EXPECT_EQ(ring_.received(Fd(a)).size(), 0u);
     EXPECT_EQ(ring_.received(Fd(b)).size(), 0u);
   }
+}
+
+// A completion handed over from inside a release callback (Close releases
+// a's unsent buffer) is kept for later; the next one handed over must not
+// overtake it. Here they are the completions of the first and second ops of
+// b's chain: handled the wrong way round, the second looks out of order and
+// fails b ("the stream is corrupt").
+TEST_F(SharedRingFaultTest, CompletionDeferredInReleaseCallbackKeepsItsOrder) {
+  Make();
+  ring_.set_hold_notifications(true);
+  const ConnectionId a = Attach();
+  const ConnectionId b = Attach();
+  Send(b, {100, 20 * K, 3000, 64 * K});
+  ASSERT_TRUE(executor_->Prepare().ok());
+  ring_.SubmitAndWait(0, 0);
+  Completion batch[64];
+  const size_t n = ring_.Reap(absl::MakeSpan(batch, 64));
+  ASSERT_GE(n, 2u);  // one per op of b's chain
+  Send(a, {100});    // queued, not prepared: Close releases it at once
+  bool handed = false;
+  release_hook_ = [&](ConnectionId c) {
+    if (c != a || handed) return;
+    handed = true;
+    EXPECT_TRUE(executor_->HandleCompletion(ToCqe(batch[0])));
+  };
+  ASSERT_TRUE(executor_->Close(a).ok());
+  ASSERT_TRUE(handed);
+  release_hook_ = nullptr;
+  for (size_t i = 1; i < n; ++i) {
+    EXPECT_TRUE(executor_->HandleCompletion(ToCqe(batch[i])));
+  }
+  EXPECT_TRUE(executor_->ConnectionError(b).ok())
+      << executor_->ConnectionError(b);
+  ring_.DeliverAllNotifications();
+  RunUntilIdle();
+  ExpectExact(b);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 1u);  // a's, Cancelled
+}
+
+// Close of a connection on the caller's ring cancels the executor's ops,
+// not the caller's own ops on the same socket (a server's recv on the
+// connection it also sends on; the fake blocks only sends, so the caller's
+// op here is a send). IORING_ASYNC_CANCEL_FD | _ALL takes every op on the
+// fd, whoever submitted it.
+TEST_F(SharedRingFaultTest, CloseNeverCancelsTheCallersOpsOnTheSameSocket) {
+  caller_sends_on_executor_socket_ = true;
+  Make();
+  const ConnectionId a = Attach(PlanOptions::kNever);
+  ring_.SetCapacity(Fd(a), 0);  // everything on a blocks
+  Send(a, {100});               // one op
+  ASSERT_TRUE(executor_->Prepare().ok());
+  static const char kHello[] = "hello";
+  io_uring_sqe* mine = ring_.GetSqe();
+  ASSERT_NE(mine, nullptr);
+  io_uring_prep_send(mine, Fd(a), kHello, 5, 0);
+  io_uring_sqe_set_data64(mine, 7);
+  ring_.SubmitAndWait(0, 0);
+  ASSERT_EQ(ring_.blocked_ops(), 2u);  // a's chain and the caller's op
+  ASSERT_TRUE(executor_->Close(a).ok());
+  RunUntilIdle();
+  for (const SqeRecord& r : ring_.log()) {
+    if (r.user_data != 7) continue;
+    EXPECT_FALSE(r.completed && r.res == -ECANCELED)
+        << "the executor's Close cancelled the caller's op on fd " << Fd(a);
+  }
+  EXPECT_TRUE(foreign_seen_.empty())
+      << "the caller got a completion for its op: " << foreign_seen_.size();
+  EXPECT_EQ(ring_.blocked_ops(), 1u);  // the caller's, still waiting
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
+// On the caller's ring with the caller submitting (Prepare only), the
+// executor's record of the SQEs it put on the ring is never pruned, and
+// SQE numbers compare modulo 2^32 with int32_t(n - taken) < 0 for "taken":
+// once 2^31 SQEs (the caller's count too) have gone by since an old record,
+// it reads as not taken again. Close then takes the SQE memory that record
+// points at (reused since, here by a's chain, which the kernel has taken
+// and is running) for one of its own unsubmitted SQEs: it turns it into a
+// NOP and releases a's buffers while the kernel still reads them (the
+// ledger poisons them, so the bytes sent later are wrong).
+TEST_F(SharedRingFaultTest, OldSqeRecordsNeverPassForUnsubmittedAfterWrap) {
+  uint32_t skip = 0;
+  Make(ExecutorOptions(), std::make_unique<SkippingRing>(&ring_, &skip));
+  const ConnectionId b = Attach();
+  const ConnectionId a = Attach();
+  Send(b, {100});
+  Round();  // b's chain: prepared, submitted by the caller, completed
+  Round();
+  ASSERT_EQ(ledger_.released(), 1u);
+  ring_.SetCapacity(Fd(a), 0);  // a's chain stays in flight
+  Send(a, {100, 200});
+  Round();
+  ASSERT_EQ(ring_.blocked_ops(), 1u);
+  // 2^31 SQEs of the caller's (at a million a second, 36 minutes).
+  skip += uint32_t{1} << 31;
+  ASSERT_TRUE(executor_->Close(a).ok());
+  EXPECT_EQ(ledger_.released(), 1u) << "a's buffers released while in flight";
+  Round();  // the cancel goes with the caller's submit
+  ring_.AddCapacity(Fd(a), 1 << 20);
+  RunUntilIdle();
+  ExpectExact(a, /*prefix_ok=*/true);
+  ExpectExact(b);
+  EXPECT_EQ(ring_.blocked_ops(), 0u);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
+// Shutdown on the caller's ring closes every connection "as Close", whose
+// cancels go with the caller's next submit; it must not then turn those
+// cancels into NOPs, or an op blocked on a peer that stopped reading stays
+// in the kernel after the executor is gone (still reading the memory it
+// handed back as KernelMayStillRead, and keeping the socket open).
+TEST_F(SharedRingFaultTest, ShutdownLeavesItsCancelsForTheCallersSubmit) {
+  Make();
+  const ConnectionId a = Attach();
+  ring_.SetCapacity(Fd(a), 0);  // a peer that stopped reading
+  Send(a, {100, 20 * K});
+  Round();
+  ASSERT_GT(ring_.blocked_ops(), 0u);
+  const absl::Status s = executor_->Shutdown(absl::Milliseconds(1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(ledger_.kernel_may_read(), 2u);
+  ring_.SubmitAndWait(0, 0);  // the caller's next submit
+  EXPECT_EQ(ring_.blocked_ops(), 0u)
+      << "the executor's ops were never cancelled";
+  EXPECT_GT(ring_.ops_executed(IORING_OP_ASYNC_CANCEL), 0u);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+}
+
+// on_foreign_completion is called from inside Poll's reaping; the header
+// puts no limit on what it may call, and a caller's handler that polls
+// again (say, to make progress on sends while it handles its own event)
+// reaps into the same completion array the outer Poll is still walking:
+// the outer loop then handles the inner one's completions again and never
+// sees the rest of what it reaped (here the second foreign completion is
+// lost). It must either work or be refused (FailedPrecondition).
+TEST_F(SharedRingFaultTest, PollFromOnForeignCompletionLosesNothing) {
+  std::vector<uint64_t> delivered;
+  std::vector<absl::StatusCode> inner;
+  Executor* ex = nullptr;
+  ExecutorOptions eo;
+  eo.on_foreign_completion = [&](const io_uring_cqe& cqe) {
+    delivered.push_back(cqe.user_data);
+    if (inner.empty()) {
+      inner.push_back(ex->Poll(absl::ZeroDuration()).status().code());
+    }
+  };
+  Make(eo);
+  ex = executor_.get();
+  const ConnectionId a = Attach(PlanOptions::kNever);
+  const ConnectionId b = Attach(PlanOptions::kNever);
+  Send(a, {100});
+  Send(b, {200});
+  ring_.InjectCompletion({7, 0, 0});
+  ring_.InjectCompletion({uint64_t{1} << 32, 0, 0});
+  // Prepares a's and b's chains; reaps the two foreign completions; the
+  // first one's handler polls, which submits the chains and reaps their two
+  // completions into the array the outer Poll is walking.
+  absl::StatusOr<size_t> polled = executor_->Poll(absl::ZeroDuration());
+  ASSERT_TRUE(polled.ok()) << polled.status();
+  ASSERT_EQ(inner.size(), 1u);
+  for (int i = 0; i < 100 && !executor_->Idle(); ++i) {
+    ring_.DeliverAllNotifications();
+    polled = executor_->Poll(absl::ZeroDuration());
+    ASSERT_TRUE(polled.ok()) << polled.status();
+  }
+  EXPECT_TRUE(executor_->Idle());
+  EXPECT_EQ(delivered, (std::vector<uint64_t>{7, uint64_t{1} << 32}));
+  EXPECT_TRUE(executor_->ConnectionError(a).ok())
+      << executor_->ConnectionError(a);
+  ExpectExact(a);
+  ExpectExact(b);
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
 }
 
 }  // namespace

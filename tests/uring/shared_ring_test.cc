@@ -480,5 +480,106 @@ INSTANTIATE_TEST_SUITE_P(Rings, SharedRingDrainTest, testing::Bool(),
                            return info.param ? "DeferTaskrun" : "Plain";
                          });
 
+// A server reads and writes the same socket: its own recv waits on the
+// connection the executor sends on. Closing the executor's connection must
+// cancel the executor's ops only; a cancel by fd (IORING_ASYNC_CANCEL_FD |
+// _ALL) also ends the caller's recv with -ECANCELED.
+TEST(SharedRingCancelTest, CloseLeavesTheCallersRecvOnTheSameSocket) {
+  signal(SIGPIPE, SIG_IGN);
+  io_uring ring;
+  const int r = io_uring_queue_init(64, &ring, 0);
+  if (r < 0) {
+    GTEST_SKIP() << IoUringSkipReason(absl::InternalError(
+        absl::StrCat("io_uring_queue_init: ", std::strerror(-r))));
+  }
+  absl::StatusOr<TcpPair> pair = MakeTcpPair();
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  TokenLedger ledger;
+  ExecutorOptions eo;
+  eo.user_data_tag = kTag;
+  eo.on_release = ledger.callback();
+  eo.teardown_timeout = absl::Milliseconds(10);
+  absl::StatusOr<std::unique_ptr<Executor>> made =
+      Executor::CreateOnRing(&ring, std::move(eo));
+  ASSERT_TRUE(made.ok()) << made.status();
+  std::unique_ptr<Executor> executor = *std::move(made);
+  if (!executor->features().async_cancel_fd) {
+    executor.reset();
+    io_uring_queue_exit(&ring);
+    GTEST_SKIP() << "kernel " << KernelRelease() << " cancels op by op";
+  }
+  ConnectionOptions o;
+  o.plan.zc_threshold = 0;
+  o.adaptive_zero_copy = false;
+  absl::StatusOr<ConnectionId> id = executor->Attach(pair->client, o);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // The caller's recv on the executor's socket: the peer sends nothing yet.
+  constexpr uint64_t kRecv = 7;
+  char recv_buf[64];
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  ASSERT_NE(sqe, nullptr);
+  io_uring_prep_recv(sqe, pair->client, recv_buf, sizeof(recv_buf), 0);
+  io_uring_sqe_set_data64(sqe, kRecv);
+  // A zero-copy send whose notification waits for the peer to read (on
+  // loopback the data sits in the peer's receive queue).
+  Stream stream(1, {256 * K});
+  ASSERT_TRUE(stream.EnqueueNext(*executor, ledger, *id).ok());
+  ASSERT_TRUE(executor->Flush().ok());
+
+  int recv_res = 1;
+  bool recv_done = false;
+  bool closed = false;
+  const absl::Time deadline = absl::Now() + kDeadline;
+  // The caller's loop, one round: submit, wait a little, dispatch.
+  auto round = [&] {
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts{0, 20 * 1000 * 1000};
+    io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, nullptr);
+    while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+      const io_uring_cqe copy = *cqe;
+      io_uring_cqe_seen(&ring, cqe);
+      if (executor->Owns(copy.user_data)) {
+        executor->HandleCompletion(copy);
+      } else if (copy.user_data == kRecv) {
+        recv_done = true;
+        recv_res = copy.res;
+      }
+    }
+  };
+  while (absl::Now() < deadline) {
+    round();
+    if (!closed && executor->stats().completions > 0) {
+      // The send completed; its notification (and the buffer) still wait.
+      ASSERT_FALSE(executor->Idle(*id));
+      ASSERT_TRUE(executor->Close(*id).ok());
+      closed = true;
+    } else if (closed) {
+      break;  // one more round after the cancel went with the submit
+    }
+  }
+  ASSERT_TRUE(closed);
+  EXPECT_FALSE(recv_done && recv_res == -ECANCELED)
+      << "the executor's Close cancelled the caller's recv on fd "
+      << pair->client;
+  // Let the peer read (the notification comes) and answer (the recv ends).
+  std::vector<char> sink(256 * K);
+  size_t got = 0;
+  while (got < 256 * K) {
+    const ssize_t n = read(pair->server, sink.data(), sink.size());
+    ASSERT_GT(n, 0);
+    got += static_cast<size_t>(n);
+  }
+  ASSERT_EQ(write(pair->server, "x", 1), 1);
+  while (absl::Now() < deadline && !(executor->Idle() && recv_done)) round();
+  EXPECT_TRUE(executor->Idle());
+  EXPECT_TRUE(recv_done);
+  EXPECT_EQ(recv_res, 1);
+  EXPECT_TRUE(ledger.CheckAllReleasedOnce().ok())
+      << ledger.CheckAllReleasedOnce();
+  executor.reset();
+  io_uring_queue_exit(&ring);
+}
+
 }  // namespace
 }  // namespace zcplan

@@ -32,11 +32,6 @@
 namespace zcplan {
 namespace {
 
-// Every send-family op: MSG_WAITALL so a linked op never succeeds short (the
-// kernel retries, and a failure after partial progress breaks the chain);
-// MSG_NOSIGNAL so a reset peer is an error code, not SIGPIPE.
-constexpr int kSendFlags = MSG_WAITALL | MSG_NOSIGNAL;
-
 // Transient errors (-EINTR, -EAGAIN, -ENOBUFS) in a row without progress
 // before the connection is failed.
 constexpr uint32_t kMaxTransientInARow = 64;
@@ -224,6 +219,8 @@ class Executor::Impl {
   // FailedPrecondition for `what` (Poll, Drain, HandleReady) on the
   // caller's ring without `on_foreign_completion`: the executor cannot reap.
   absl::Status CheckCanReap(absl::string_view what) const;
+  // FailedPrecondition for `what` from inside on_foreign_completion.
+  absl::Status CheckNotReaping(absl::string_view what) const;
 
   // Prepares chains for the ready connections without submitting them.
   absl::Status PrepareReady();
@@ -283,6 +280,7 @@ class Executor::Impl {
   // e.g. from a release callback: handled right after it.
   std::vector<Completion> deferred_;
   bool handling_ = false;
+  bool reaping_ = false;  // in ReapAndHandle (on_foreign_completion runs)
   // Bytes awaiting notification, per connection and in all, under the cap.
   NotificationBudget budget_;
   std::string cap_description_;
@@ -623,6 +621,7 @@ absl::Status Executor::Impl::Flush() {
 }
 
 absl::Status Executor::Impl::PrepareReady() {
+  PruneTaken();
   if (!deferred_.empty() && !in_callback_) HandleDeferred();
   if (!cancels_due_.empty()) RetryCancels();
   if (!bound_ &&
@@ -660,12 +659,14 @@ absl::Status Executor::Impl::PrepareReady() {
 size_t Executor::Impl::ReapAndHandle() {
   if (!deferred_.empty() && !in_callback_) HandleDeferred();
   size_t handled = 0;
+  reaping_ = true;
   for (;;) {
     const size_t n = ring_->Reap(absl::MakeSpan(cqes_));
     handling_ = true;
     for (size_t i = 0; i < n; ++i) {
       if (Owns(cqes_[i].user_data)) {
         Handle(cqes_[i]);
+        ++handled;
       } else if (options_.on_foreign_completion) {
         io_uring_cqe foreign{};
         foreign.user_data = cqes_[i].user_data;
@@ -676,11 +677,19 @@ size_t Executor::Impl::ReapAndHandle() {
       HandleDeferred();
     }
     handling_ = false;
-    handled += n;
     if (n < cqes_.size()) break;
   }
+  reaping_ = false;
   ring_stats_.completions += handled;
   return handled;
+}
+
+absl::Status Executor::Impl::CheckNotReaping(absl::string_view what) const {
+  if (!reaping_) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what,
+      " called from inside on_foreign_completion, while the executor "
+      "reaps the ring"));
 }
 
 absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
@@ -724,10 +733,15 @@ absl::Status Executor::Impl::SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
 
 void Executor::Impl::PruneTaken() {
   if (pending_sqes_.empty()) return;
+  // Untaken are the numbers in [taken, obtained): by distance from `taken`
+  // modulo 2^32, so a number long taken never passes for an untaken one
+  // (the window is at most the submission queue's size, and this runs at
+  // every call that adds to the list or looks at it).
   const uint32_t taken = ring_->SqesTaken();
+  const uint32_t window = ring_->SqesObtained() - taken;
   size_t n = 0;
   while (n < pending_sqes_.size() &&
-         static_cast<int32_t>(pending_sqes_[n].number - taken) < 0) {
+         pending_sqes_[n].number - taken >= window) {
     ++n;
   }
   pending_sqes_.erase(pending_sqes_.begin(), pending_sqes_.begin() + n);
@@ -756,13 +770,18 @@ absl::Status Executor::Impl::Prepare() {
 bool Executor::Impl::HandleCompletion(const Completion& cqe) {
   if (!Owns(cqe.user_data)) return false;
   ++ring_stats_.completions;
+  // The caller submits: what it took is forgotten here, so the list stays
+  // as short as what is really untaken.
+  PruneTaken();
   if (handling_ || in_callback_) {
-    // From a release callback (which the header forbids): kept, and
-    // handled once the executor is no longer in the middle of its work.
+    // From a release callback: kept, and handled once the executor is no
+    // longer in the middle of its work.
     deferred_.push_back(cqe);
     return true;
   }
   handling_ = true;
+  // Kept ones came first: handled first, so a chain's ops stay in order.
+  HandleDeferred();
   Handle(cqe);
   HandleDeferred();
   handling_ = false;
@@ -784,6 +803,7 @@ absl::StatusOr<size_t> Executor::Impl::Poll(absl::Duration timeout) {
   }
   if (absl::Status s = CheckThread("Poll"); !s.ok()) return s;
   if (absl::Status s = CheckCanReap("Poll"); !s.ok()) return s;
+  if (absl::Status s = CheckNotReaping("Poll"); !s.ok()) return s;
   // After Shutdown nothing is submitted (what is left in the submission
   // queue is NOPs); late completions are only counted.
   if (shut_down_) return ReapAndHandle();
@@ -830,6 +850,7 @@ absl::StatusOr<size_t> Executor::Impl::HandleReady() {
   }
   if (absl::Status s = CheckThread("HandleReady"); !s.ok()) return s;
   if (absl::Status s = CheckCanReap("HandleReady"); !s.ok()) return s;
+  if (absl::Status s = CheckNotReaping("HandleReady"); !s.ok()) return s;
   if (shut_down_) return ReapAndHandle();
   // Cleared first: completion work queued from here on signals it again.
   ring_->DrainWatchFd();
@@ -862,6 +883,7 @@ absl::Status Executor::Impl::Drain(absl::Duration timeout) {
   }
   if (absl::Status s = CheckThread("Drain"); !s.ok()) return s;
   if (absl::Status s = CheckCanReap("Drain"); !s.ok()) return s;
+  if (absl::Status s = CheckNotReaping("Drain"); !s.ok()) return s;
   const absl::Time deadline = absl::Now() + timeout;
   for (size_t held = HeldTotal(); held > 0; held = HeldTotal()) {
     const absl::Duration left = deadline - absl::Now();
@@ -976,6 +998,7 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
     return absl::FailedPreconditionError(
         "Shutdown called from inside the release callback");
   }
+  if (absl::Status s = CheckNotReaping("Shutdown"); !s.ok()) return s;
   if (shut_down_) return shutdown_status_;
   shut_down_ = true;
   ready_.clear();
@@ -1043,6 +1066,9 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   // sockets the caller may close and reuse): make it inert.
   PruneTaken();
   for (const PendingSqe& pending : pending_sqes_) {
+    // The cancels stay: on the caller's ring its next submit sends them, and
+    // they end ops still blocked on a stalled peer.
+    if (pending.sqe->opcode == IORING_OP_ASYNC_CANCEL) continue;
     io_uring_prep_nop(pending.sqe);
     pending.sqe->user_data = slots_.codec().Internal();
   }
@@ -1140,8 +1166,8 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
   if (space == 0) return false;
   PlanOptions po = c.options.plan;
   po.max_ops_per_chain = std::min(po.max_ops_per_chain, space);
-  if (c.zc.adaptive_off && c.zc.retry_in_chains > 0 &&
-      --c.zc.retry_in_chains == 0) {
+  if (c.zc.adaptive_off && c.zc.retry_in_chains == 0 &&
+      c.options.adaptive_retry_chains != 0) {
     // Adaptive mode looks again: the route may do zero-copy by now.
     c.zc.adaptive_off = false;
     c.zc.enabled = true;
@@ -1269,6 +1295,8 @@ void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
   if (c.chain_ops == 0) return;
   c.phase = Phase::kInFlight;
   ++c.stats.chains;
+  // Adaptive mode counts the chains it sends by copy before it looks again.
+  if (c.zc.adaptive_off && c.zc.retry_in_chains > 0) --c.zc.retry_in_chains;
   if (c.resume_pending) {
     ++c.stats.chains_resumed;
     c.resume_pending = false;
@@ -1354,6 +1382,7 @@ void Executor::Impl::OnSendResult(uint32_t conn_index, OpSlot& slot,
     } else if (zc && (err == EOPNOTSUPP || err == EINVAL)) {
       ++c.stats.fallbacks_unsupported;
       c.zc.enabled = false;
+      c.zc.adaptive_off = false;  // for good: adaptive mode does not retry
     } else if (IsTransient(err) &&
                ++c.transient_in_a_row < kMaxTransientInARow) {
       ++c.stats.retried_errors;
@@ -1503,7 +1532,9 @@ void Executor::Impl::SendCancel(uint32_t index) {
   if (c.cancel == Cancel::kSent) return;
   // By fd where the kernel can (5.19+), else each op in flight by user_data.
   std::vector<uint64_t> targets;
-  if (!ring_->features().async_cancel_fd) {
+  // On the caller's ring never by fd: that would cancel the caller's own
+  // ops on the socket (its recv) too.
+  if (shared_ || !ring_->features().async_cancel_fd) {
     slots_.ForEachInUse([&](uint32_t i, const OpSlot& slot) {
       if (slot.conn == index && !slot.send_done) {
         targets.push_back(slots_.user_data(i));

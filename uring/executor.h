@@ -71,6 +71,10 @@
 //     in flight as `KernelMayStillRead`). To end cleanly, `Close` (or
 //     `Abort`) the connections, keep the loop running until `Idle()`, then
 //     destroy the executor; the ring must outlive it.
+//   After the executor is destroyed, completions with its tag may still
+//   come (its cancels, and NOPs it made of SQEs it had put on the ring):
+//   drop them. From inside `on_foreign_completion`, `Poll`, `Drain`,
+//   `HandleReady` and `Shutdown` fail with FailedPrecondition.
 //   WARNING: call the executor only between whole SQE chains of your own:
 //   an SQE of yours with IOSQE_IO_LINK set and not yet followed by the rest
 //   of its chain would link the executor's first SQE into your chain.

@@ -952,8 +952,8 @@ TEST_F(ExecutorFaultTest, AdaptiveZeroCopyLooksAgainAndComesBack) {
   const ConnectionId stays_off = Attach(never);
   ring_->SetCopied(Fd(c), true);
   ring_->SetCopied(Fd(stays_off), true);
-  // Chains 1-2 zero-copy (copied: off), 3-4 copy, 5-6 zero-copy again
-  // (copied: off, wait now 6), 7-11 copy, 12 zero-copy.
+  // Chains 1-2 zero-copy (copied: off), 3-5 copy, 6-7 zero-copy again
+  // (copied: off, wait now 6), 8-13 copy, 14 zero-copy.
   std::vector<bool> zero_copy;
   auto chain = [&](ConnectionId id) {
     const uint64_t before =
@@ -963,16 +963,17 @@ TEST_F(ExecutorFaultTest, AdaptiveZeroCopyLooksAgainAndComesBack) {
     return executor_->connection_stats(id)
                ->ops[static_cast<int>(OpKind::kSendZc)] > before;
   };
-  for (int i = 0; i < 11; ++i) {
+  for (int i = 0; i < 13; ++i) {
     zero_copy.push_back(chain(c));
     chain(stays_off);
   }
-  EXPECT_EQ(zero_copy, std::vector<bool>({true, true, false, false, true, true,
-                                          false, false, false, false, false}));
+  EXPECT_EQ(zero_copy,
+            std::vector<bool>({true, true, false, false, false, true, true,
+                               false, false, false, false, false, false}));
   EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
   // The route changes: the kernel stops copying.
   ring_->SetCopied(Fd(c), false);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(chain(c)) << "chain " << 12 + i;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(chain(c)) << "chain " << 14 + i;
   EXPECT_TRUE(executor_->ZeroCopyEnabled(c));
   const SendStats s = *executor_->connection_stats(c);
   EXPECT_EQ(s.adaptive_retries, 2u);

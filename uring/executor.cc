@@ -27,6 +27,7 @@
 #include "uring/op_slots.h"
 #include "uring/regions.h"
 #include "uring/send_queue.h"
+#include "uring/socket_check.h"
 #include "uring/sqe_encoder.h"
 
 namespace zcplan {
@@ -165,7 +166,7 @@ class Executor::Impl {
     ConnectionOptions options;
     ZeroCopyControl zc;
     uint32_t transient_in_a_row = 0;
-    std::pair<uint64_t, uint64_t> socket_key;  // see Attach
+    SocketKey socket_key;
 
     SendQueue queue;
     uint32_t chain_ops = 0;   // ops of the chain in flight, first CQE pending
@@ -292,8 +293,8 @@ class Executor::Impl {
 
   std::vector<Connection> conns_;
   std::vector<uint32_t> free_conns_;
-  // By socket (st_dev, st_ino), so a dup of an attached fd is recognized.
-  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint32_t> socket_to_conn_;
+  // By socket, so a dup of an attached fd is recognized.
+  absl::flat_hash_map<SocketKey, uint32_t> socket_to_conn_;
   std::vector<uint32_t> ready_;
   std::vector<uint32_t> batch_;
   // Connections whose cancel found no free SQE; retried before each submit.
@@ -393,40 +394,8 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     return absl::FailedPreconditionError(
         "Attach called after Shutdown; the executor takes no more work");
   }
-  if (fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fd ", fd, " is not a valid file descriptor"));
-  }
-  int type = 0, domain = 0, protocol = 0;
-  socklen_t len = sizeof(type);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fd ", fd, " is not a socket (", std::strerror(errno), ")"));
-  }
-  len = sizeof(domain);
-  getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
-  len = sizeof(protocol);
-  getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
-  if (type != SOCK_STREAM) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fd ", fd, " is a socket of type ", type,
-        ", not a stream socket (SOCK_STREAM); zcplan sends on TCP"));
-  }
-  const bool tcp =
-      (domain == AF_INET || domain == AF_INET6) && protocol == IPPROTO_TCP;
-  if (!tcp && !opts.allow_non_tcp) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fd ", fd, " is a stream socket of family ", domain, " and protocol ",
-        protocol,
-        ", not TCP; set ConnectionOptions::allow_non_tcp to send on it by "
-        "copy"));
-  }
-  sockaddr_storage peer;
-  len = sizeof(peer);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fd ", fd, " is not connected (", std::strerror(errno), ")"));
-  }
+  absl::StatusOr<SendSocket> socket = CheckSendSocket(fd, opts.allow_non_tcp);
+  if (!socket.ok()) return socket.status();
   absl::Status valid = ValidatePlanOptions(opts.plan);
   if (!valid.ok()) return valid;
   if (opts.adaptive_copied_limit == 0) {
@@ -442,21 +411,7 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
     return absl::InvalidArgumentError(
         "max_queued_bytes is 0; it must be at least 1");
   }
-  // The socket's identity, whatever fd reaches it: its cookie (64 bits,
-  // never reused; 4.12+), else its inode (which can wrap on a busy host).
-  std::pair<uint64_t, uint64_t> key;
-  uint64_t cookie = 0;
-  len = sizeof(cookie);
-  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0) {
-    key = {~uint64_t{0}, cookie};
-  } else {
-    struct stat st {};
-    if (fstat(fd, &st) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fd ", fd, ": fstat failed (", std::strerror(errno), ")"));
-    }
-    key = {st.st_dev, st.st_ino};
-  }
+  const SocketKey key = socket->key;
   if (auto it = socket_to_conn_.find(key); it != socket_to_conn_.end()) {
     const Connection& other = conns_[it->second];
     return absl::InvalidArgumentError(absl::StrCat(
@@ -483,8 +438,8 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
   c.fd = fd;
   c.options = opts;
   const RingFeatures& f = ring_->features();
-  // On a stream socket that is not TCP the kernel says -EOPNOTSUPP; it is
-  // the authority, and the fallback path is the same.
+  // On a stream socket that is not TCP (socket->tcp false) the kernel says
+  // -EOPNOTSUPP; it is the authority, and the fallback path is the same.
   c.zc.enabled = f.send_zc && f.sendmsg_zc &&
                  opts.plan.zc_threshold != PlanOptions::kNever;
   c.zc.retry_next = opts.adaptive_retry_chains;

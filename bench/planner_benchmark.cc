@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
-#include "tests/util/alloc_counter.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/tests/util/alloc_counter.h"
 
 namespace zcplan {
 namespace {

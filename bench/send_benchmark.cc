@@ -101,9 +101,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "bench/send_loops.h"
 #include "benchmark/benchmark.h"
-#include "planner/planner.h"
+#include "zcplan/bench/send_loops.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 namespace {

@@ -36,8 +36,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "bench/send_loops.h"
-#include "planner/planner.h"
+#include "zcplan/bench/send_loops.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "bench/send_loops.h"
+#include "zcplan/bench/send_loops.h"
 
 #include <liburing.h>
 #include <netinet/in.h>
@@ -18,8 +18,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "planner/simulate.h"
-#include "uring/executor.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/uring/executor.h"
 
 // Debian 12 ships liburing 2.3, whose headers predate this (kernel 6.2).
 #ifndef IORING_SEND_ZC_REPORT_USAGE

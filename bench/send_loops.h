@@ -20,7 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 namespace bench {

@@ -1,4 +1,4 @@
-#include "planner/calibrate.h"
+#include "zcplan/planner/calibrate.h"
 
 #include <algorithm>
 #include <array>

@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "planner/cost.h"
+#include "zcplan/planner/cost.h"
 
 namespace zcplan {
 

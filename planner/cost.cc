@@ -1,4 +1,4 @@
-#include "planner/cost.h"
+#include "zcplan/planner/cost.h"
 
 #include <algorithm>
 #include <cstdint>

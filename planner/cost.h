@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 

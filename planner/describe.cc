@@ -1,10 +1,10 @@
-#include "planner/describe.h"
+#include "zcplan/planner/describe.h"
 
 #include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "planner/trace.h"
+#include "zcplan/planner/trace.h"
 
 namespace zcplan {
 namespace {

@@ -16,7 +16,7 @@
 #include <string>
 
 #include "absl/types/span.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 

@@ -1,4 +1,4 @@
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "planner/simulate.h"
+#include "zcplan/planner/simulate.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -19,9 +19,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "planner/cost.h"
-#include "planner/planner.h"
-#include "planner/trace.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/trace.h"
 
 namespace zcplan {
 

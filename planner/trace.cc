@@ -1,4 +1,4 @@
-#include "planner/trace.h"
+#include "zcplan/planner/trace.h"
 
 #include <cstdint>
 #include <limits>

@@ -25,6 +25,22 @@ readonly PACKAGES=(
   socat               # zcsend's end-to-end test: a receiver not our own
 )
 
+# Debian's `bazel` is a wrapper that runs /usr/bin/bazel-<version> for the
+# version in .bazelversion; Debian names its Bazel 4.2.3 binary bazel-4.
+# Links the exact name to it (once; needs root, like the packages).
+link_bazel_version() {
+  local want
+  want="$(cat "$(dirname "$0")/../.bazelversion" 2>/dev/null || true)"
+  [[ -n "${want}" && -x /usr/bin/bazel-4 && ! -e "/usr/bin/bazel-${want}" ]] ||
+    return 0
+  [[ "$(/usr/bin/bazel-4 --version)" == "bazel no_version" ||
+    "$(/usr/bin/bazel-4 --version)" == "bazel ${want}" ]] || return 0
+  local sudo_link=()
+  [[ "$(id -u)" -eq 0 ]] || sudo_link=(sudo)
+  "${sudo_link[@]}" ln -s bazel-4 "/usr/bin/bazel-${want}"
+}
+trap link_bazel_version EXIT
+
 missing=()
 for package in "${PACKAGES[@]}"; do
   status="$(dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null ||
@@ -48,7 +64,7 @@ fi
 
 echo "$0: installing ${missing[*]}" >&2
 log="$(mktemp)"
-trap 'rm -f "${log}"' EXIT
+trap 'rm -f "${log}"; link_bazel_version' EXIT
 install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q --no-install-recommends "${missing[@]}")
 if ! "${install[@]}" >"${log}" 2>&1; then

@@ -1,4 +1,4 @@
-#include "tools/zcplan_cli.h"
+#include "zcplan/tools/zcplan_cli.h"
 
 #include <unistd.h>
 
@@ -23,12 +23,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "planner/cost.h"
-#include "planner/describe.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
-#include "planner/trace.h"
-#include "tools/cli_io.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/planner/describe.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/planner/trace.h"
+#include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/zcplan_cli.h"
+#include "zcplan/tools/zcplan_cli.h"
 
 int main(int argc, char** argv) {
   // Under `bazel run`, resolve --trace paths against the caller's directory.

@@ -1,4 +1,4 @@
-#include "tools/zcsend_cli.h"
+#include "zcplan/tools/zcsend_cli.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -43,13 +43,13 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "planner/describe.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
-#include "planner/trace.h"
-#include "tools/cli_io.h"
-#include "uring/executor.h"
-#include "uring/net.h"
+#include "zcplan/planner/describe.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/planner/trace.h"
+#include "zcplan/tools/cli_io.h"
+#include "zcplan/uring/executor.h"
+#include "zcplan/uring/net.h"
 
 namespace zcplan {
 

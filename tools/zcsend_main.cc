@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/zcsend_cli.h"
+#include "zcplan/tools/zcsend_cli.h"
 
 int main(int argc, char** argv) {
   // Under `bazel run`, resolve file paths against the caller's directory.

@@ -1,4 +1,4 @@
-#include "tools/zcsweep_cli.h"
+#include "zcplan/tools/zcsweep_cli.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -31,14 +31,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "planner/calibrate.h"
-#include "planner/cost.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
-#include "planner/trace.h"
-#include "tools/cli_io.h"
-#include "uring/net.h"
-#include "uring/sweep.h"
+#include "zcplan/planner/calibrate.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/planner/trace.h"
+#include "zcplan/tools/cli_io.h"
+#include "zcplan/uring/net.h"
+#include "zcplan/uring/sweep.h"
 
 namespace zcplan {
 namespace {

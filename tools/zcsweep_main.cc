@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/zcsweep_cli.h"
+#include "zcplan/tools/zcsweep_cli.h"
 
 int main(int argc, char** argv) {
   // Under `bazel run`, write and read files relative to the caller.

@@ -1,4 +1,4 @@
-#include "uring/executor.h"
+#include "zcplan/uring/executor.h"
 
 #include <liburing.h>
 #include <pthread.h>
@@ -18,14 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "uring/io_uring_ring.h"
-#include "uring/memlock.h"
-#include "uring/notification_budget.h"
-#include "uring/op_slots.h"
-#include "uring/regions.h"
-#include "uring/send_queue.h"
-#include "uring/socket_check.h"
-#include "uring/sqe_encoder.h"
+#include "zcplan/uring/io_uring_ring.h"
+#include "zcplan/uring/memlock.h"
+#include "zcplan/uring/notification_budget.h"
+#include "zcplan/uring/op_slots.h"
+#include "zcplan/uring/regions.h"
+#include "zcplan/uring/send_queue.h"
+#include "zcplan/uring/socket_check.h"
+#include "zcplan/uring/sqe_encoder.h"
 
 namespace zcplan {
 namespace {

@@ -117,9 +117,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "planner/planner.h"
-#include "uring/ring.h"
-#include "uring/stats.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/uring/ring.h"
+#include "zcplan/uring/stats.h"
 
 struct io_uring;  // liburing.h
 

@@ -1,4 +1,4 @@
-#include "uring/io_uring_ring.h"
+#include "zcplan/uring/io_uring_ring.h"
 
 #include <liburing.h>
 #include <linux/capability.h>

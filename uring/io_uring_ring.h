@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 
 struct io_uring;  // liburing.h
-#include "uring/ring.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 

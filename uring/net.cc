@@ -1,4 +1,4 @@
-#include "uring/net.h"
+#include "zcplan/uring/net.h"
 
 #include <fcntl.h>
 #include <netdb.h>

@@ -1,4 +1,4 @@
-#include "uring/notification_budget.h"
+#include "zcplan/uring/notification_budget.h"
 
 #include <sys/resource.h>
 

@@ -29,7 +29,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "uring/memlock.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 

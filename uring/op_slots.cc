@@ -1,4 +1,4 @@
-#include "uring/op_slots.h"
+#include "zcplan/uring/op_slots.h"
 
 #include <cstdint>
 

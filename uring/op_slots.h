@@ -48,7 +48,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 

@@ -1,11 +1,11 @@
-#include "uring/regions.h"
+#include "zcplan/uring/regions.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "uring/memlock.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 

@@ -1,4 +1,4 @@
-#include "uring/send_queue.h"
+#include "zcplan/uring/send_queue.h"
 
 namespace zcplan {
 

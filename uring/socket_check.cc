@@ -1,4 +1,4 @@
-#include "uring/socket_check.h"
+#include "zcplan/uring/socket_check.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>

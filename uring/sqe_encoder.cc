@@ -1,10 +1,10 @@
-#include "uring/sqe_encoder.h"
+#include "zcplan/uring/sqe_encoder.h"
 
 #include <liburing.h>
 
 #include <cstring>
 
-#include "uring/memlock.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 namespace {

@@ -31,9 +31,9 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
-#include "planner/planner.h"
-#include "uring/regions.h"
-#include "uring/ring.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/uring/regions.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 

@@ -1,4 +1,4 @@
-#include "uring/stats.h"
+#include "zcplan/uring/stats.h"
 
 #include <cstddef>
 

@@ -1,4 +1,4 @@
-#include "uring/sweep.h"
+#include "zcplan/uring/sweep.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,8 +25,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "planner/trace.h"
-#include "uring/net.h"
+#include "zcplan/planner/trace.h"
+#include "zcplan/uring/net.h"
 
 namespace zcplan {
 namespace {

@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "planner/planner.h"
-#include "uring/executor.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/uring/executor.h"
 
 namespace zcplan {
 

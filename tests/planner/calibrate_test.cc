@@ -1,4 +1,4 @@
-#include "planner/calibrate.h"
+#include "zcplan/planner/calibrate.h"
 
 #include <cmath>
 #include <cstdint>
@@ -12,9 +12,9 @@
 #include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "planner/cost.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
 
 namespace zcplan {
 namespace {

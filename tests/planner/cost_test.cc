@@ -1,4 +1,4 @@
-#include "planner/cost.h"
+#include "zcplan/planner/cost.h"
 
 #include <limits>
 #include <string>
@@ -7,7 +7,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 namespace {

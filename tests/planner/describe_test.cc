@@ -1,4 +1,4 @@
-#include "planner/describe.h"
+#include "zcplan/planner/describe.h"
 
 #include <sys/uio.h>
 
@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "planner/simulate.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/planner/simulate.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/planner/plan_invariants.h"
+#include "zcplan/tests/planner/plan_invariants.h"
 
 #include <vector>
 

@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan::testing {
 

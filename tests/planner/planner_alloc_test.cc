@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/util/alloc_counter.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/util/alloc_counter.h"
 
 namespace zcplan {
 namespace {

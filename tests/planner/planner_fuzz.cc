@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "planner/planner.h"
-#include "tests/planner/plan_invariants.h"
-#include "tests/planner/random_queue.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/planner/plan_invariants.h"
+#include "zcplan/tests/planner/random_queue.h"
 
 namespace {
 

@@ -4,9 +4,9 @@
 #include <random>
 
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/planner/plan_invariants.h"
-#include "tests/planner/random_queue.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/planner/plan_invariants.h"
+#include "zcplan/tests/planner/random_queue.h"
 
 namespace zcplan::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 #include <sys/uio.h>
 
@@ -10,7 +10,7 @@
 #include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/planner/plan_invariants.h"
+#include "zcplan/tests/planner/plan_invariants.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/planner/random_queue.h"
+#include "zcplan/tests/planner/random_queue.h"
 
 #include "absl/strings/str_cat.h"
 

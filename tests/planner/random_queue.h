@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan::testing {
 

@@ -1,4 +1,4 @@
-#include "planner/simulate.h"
+#include "zcplan/planner/simulate.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/planner/random_queue.h"
+#include "zcplan/tests/planner/random_queue.h"
 
 namespace zcplan {
 namespace {

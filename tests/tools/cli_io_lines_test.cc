@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tools/cli_io.h"
+#include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/cli_io.h"
+#include "zcplan/tools/cli_io.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>

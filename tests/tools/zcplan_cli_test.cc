@@ -1,4 +1,4 @@
-#include "tools/zcplan_cli.h"
+#include "zcplan/tools/zcplan_cli.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -24,10 +24,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "planner/cost.h"
-#include "planner/simulate.h"
-#include "planner/trace.h"
-#include "tools/cli_io.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/planner/trace.h"
+#include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {

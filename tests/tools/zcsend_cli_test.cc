@@ -3,7 +3,7 @@
 // to a plain socket the test reads itself. The sending tests skip with the
 // reason when io_uring is unavailable.
 
-#include "tools/zcsend_cli.h"
+#include "zcplan/tools/zcsend_cli.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -40,8 +40,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "tests/tools/shared_text.h"
-#include "tests/uring/silent_peer.h"
+#include "zcplan/tests/tools/shared_text.h"
+#include "zcplan/tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {

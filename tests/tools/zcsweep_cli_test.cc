@@ -2,7 +2,7 @@
 // whose table, recommendation, warning, files and calibrated weights are
 // checked (they skip with the reason where io_uring is unavailable).
 
-#include "tools/zcsweep_cli.h"
+#include "zcplan/tools/zcsweep_cli.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -27,9 +27,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "planner/cost.h"
-#include "tests/tools/shared_text.h"
-#include "tests/uring/silent_peer.h"
+#include "zcplan/planner/cost.h"
+#include "zcplan/tests/tools/shared_text.h"
+#include "zcplan/tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {

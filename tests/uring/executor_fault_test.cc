@@ -31,10 +31,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/uring/fake_ring.h"
-#include "tests/uring/test_util.h"
-#include "uring/executor.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_ring.h"
+#include "zcplan/tests/uring/test_util.h"
+#include "zcplan/uring/executor.h"
 
 namespace zcplan {
 namespace {

@@ -69,11 +69,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "planner/planner.h"
-#include "tests/uring/fake_ring.h"
-#include "tests/uring/test_util.h"
-#include "uring/executor.h"
-#include "uring/ring.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_ring.h"
+#include "zcplan/tests/uring/test_util.h"
+#include "zcplan/uring/executor.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 namespace {

@@ -55,9 +55,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/uring/test_util.h"
-#include "uring/executor.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/test_util.h"
+#include "zcplan/uring/executor.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/uring/fake_ring.h"
+#include "zcplan/tests/uring/fake_ring.h"
 
 #include <sys/socket.h>
 

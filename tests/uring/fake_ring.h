@@ -71,7 +71,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "uring/ring.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 

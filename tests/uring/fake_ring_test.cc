@@ -3,7 +3,7 @@
 // directly, without the executor, so a fake that drifts from the kernel it
 // stands in for shows up here and not as a confusing executor test result.
 
-#include "tests/uring/fake_ring.h"
+#include "zcplan/tests/uring/fake_ring.h"
 
 #include <liburing.h>
 #include <sys/socket.h>

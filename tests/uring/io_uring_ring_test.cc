@@ -5,7 +5,7 @@
 // Every test skips with the reason when io_uring is unavailable (e.g. the
 // kernel.io_uring_disabled sysctl) or the kernel lacks the opcode it needs.
 
-#include "uring/io_uring_ring.h"
+#include "zcplan/uring/io_uring_ring.h"
 
 #include <liburing.h>
 #include <poll.h>
@@ -35,8 +35,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "tests/uring/test_util.h"
-#include "uring/ring.h"
+#include "zcplan/tests/uring/test_util.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "uring/net.h"
+#include "zcplan/uring/net.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "tests/uring/test_util.h"
+#include "zcplan/tests/uring/test_util.h"
 
 namespace zcplan {
 namespace {

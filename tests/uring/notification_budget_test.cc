@@ -1,4 +1,4 @@
-#include "uring/notification_budget.h"
+#include "zcplan/uring/notification_budget.h"
 
 #include <sys/resource.h>
 
@@ -7,7 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "uring/memlock.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 namespace {

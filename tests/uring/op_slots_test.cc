@@ -2,7 +2,7 @@
 // not one of the table's ops in flight (the caller's, an internal request's,
 // a freed or reused slot's) must never be found.
 
-#include "uring/op_slots.h"
+#include "zcplan/uring/op_slots.h"
 
 #include <cstdint>
 #include <iterator>

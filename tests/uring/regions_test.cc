@@ -1,4 +1,4 @@
-#include "uring/regions.h"
+#include "zcplan/uring/regions.h"
 
 #include <sys/uio.h>
 

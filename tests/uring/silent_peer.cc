@@ -1,4 +1,4 @@
-#include "tests/uring/silent_peer.h"
+#include "zcplan/tests/uring/silent_peer.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-#include "uring/socket_check.h"
+#include "zcplan/uring/socket_check.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
-#include "tests/uring/test_util.h"
+#include "zcplan/tests/uring/test_util.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "uring/sqe_encoder.h"
+#include "zcplan/uring/sqe_encoder.h"
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -12,11 +12,11 @@
 
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/uring/fake_ring.h"
-#include "uring/memlock.h"
-#include "uring/regions.h"
-#include "uring/ring.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_ring.h"
+#include "zcplan/uring/memlock.h"
+#include "zcplan/uring/regions.h"
+#include "zcplan/uring/ring.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "uring/stats.h"
+#include "zcplan/uring/stats.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
+#include "zcplan/planner/planner.h"
 
 namespace zcplan {
 namespace {

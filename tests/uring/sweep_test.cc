@@ -2,7 +2,7 @@
 // recommendation on made-up runs, and short real sweeps over loopback (they
 // skip with the reason where io_uring is unavailable).
 
-#include "uring/sweep.h"
+#include "zcplan/uring/sweep.h"
 
 #include <cerrno>
 #include <memory>
@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
-#include "tests/uring/silent_peer.h"
+#include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/silent_peer.h"
 
 namespace zcplan {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/uring/test_util.h"
+#include "zcplan/tests/uring/test_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

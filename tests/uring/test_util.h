@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "uring/executor.h"
+#include "zcplan/uring/executor.h"
 
 namespace zcplan {
 

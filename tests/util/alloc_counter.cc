@@ -1,4 +1,4 @@
-#include "tests/util/alloc_counter.h"
+#include "zcplan/tests/util/alloc_counter.h"
 
 #include <atomic>
 #include <cstdlib>

@@ -9,7 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "planner/planner.h"
+#include "planner/planner.h"  // the consumer's own
+#include "zcplan/planner/planner.h"
+#include "zcplan/uring/executor.h"
 
 namespace {
 

@@ -3,29 +3,28 @@
 namespace zcplan {
 
 void SendQueue::AdvanceSent(uint64_t bytes) {
-  while (bytes > 0) {
-    assert(sent_seq_ < end_seq());
-    const uint64_t available = at(sent_seq_).iov_len - sent_off_;
-    if (bytes >= available) {
-      bytes -= available;
-      ++sent_seq_;
-      sent_off_ = 0;
-    } else {
-      sent_off_ += bytes;
-      bytes = 0;
-    }
-  }
+  if (bytes == 0) return;
+  // The stream position to reach, found among the prefix sums.
+  const size_t i = static_cast<size_t>(sent_seq_ - base_seq_);
+  const uint64_t target = BytesBefore(i) + sent_off_ + bytes;
+  assert(!ends_.empty() && target <= ends_.back());
+  const size_t k = static_cast<size_t>(
+      std::upper_bound(ends_.begin() + i, ends_.end(), target) - ends_.begin());
+  sent_seq_ = base_seq_ + k;
+  sent_off_ = target - BytesBefore(k);
+  assert(k < ends_.size() || sent_off_ == 0);
 }
 
 bool SendQueue::NextUnreleased(uint64_t* cursor, Run* run) const {
   const uint64_t end = end_seq();
   uint64_t q = std::max(*cursor, base_seq_ + front_);
-  while (q < end && (states_[q - base_seq_] & kReleased) != 0) ++q;
+  // Intervals are never adjacent: past one, q is unreleased (or the end).
+  if (const Interval* r = ReleasedAt(q)) q = r->end;
   if (q >= end) return false;
   const bool sent = q < sent_seq_;
-  const uint64_t run_end = sent ? std::min(end, sent_seq_) : end;
-  uint64_t r = q + 1;
-  while (r < run_end && (states_[r - base_seq_] & kReleased) == 0) ++r;
+  uint64_t r = sent ? std::min(end, sent_seq_) : end;
+  const size_t i = ReleasedAfter(q);
+  if (i < released_.size()) r = std::min(r, released_[i].first);
   run->first = q;
   run->end = r;
   run->sent = sent;
@@ -33,29 +32,19 @@ bool SendQueue::NextUnreleased(uint64_t* cursor, Run* run) const {
   return true;
 }
 
-void SendQueue::Compact() {
-  // Unsent buffers released by a stopped connection stay: they are past
-  // sent_seq_, which never moves again.
-  while (front_ < states_.size() && states_[front_] == kReleased &&
-         base_seq_ + front_ < sent_seq_) {
-    ++front_;
-  }
-  if (front_ == states_.size() && sent_seq_ == base_seq_ + front_) {
-    base_seq_ += front_;
-    iovs_.clear();
-    states_.clear();
-    tokens_.clear();
-    front_ = 0;
-  }
-  // Erasing a released front that still has buffers behind it is left to
-  // the next Push that would grow the storage: a queue that drains between
-  // pushes (the usual case) then never moves its buffers at all.
+bool SendQueue::AnyReleased(uint64_t first, uint64_t end) const {
+  if (first >= end) return false;
+  if (first < base_seq_ + front_) return true;
+  if (ReleasedAt(first) != nullptr) return true;
+  const size_t i = ReleasedAfter(first);
+  return i < released_.size() && released_[i].first < end;
 }
 
 void SendQueue::EraseFront() {
+  base_bytes_ = BytesBefore(front_);
   iovs_.erase(iovs_.begin(), iovs_.begin() + front_);
-  states_.erase(states_.begin(), states_.begin() + front_);
   tokens_.erase(tokens_.begin(), tokens_.begin() + front_);
+  ends_.erase(ends_.begin(), ends_.begin() + front_);
   base_seq_ += front_;
   front_ = 0;
 }
@@ -63,9 +52,12 @@ void SendQueue::EraseFront() {
 void SendQueue::Clear() {
   // Swapped out, not cleared: a freed connection keeps no queue memory.
   std::vector<iovec>().swap(iovs_);
-  std::vector<State>().swap(states_);
   std::vector<uint64_t>().swap(tokens_);
+  decltype(ends_)().swap(ends_);
+  std::vector<Interval>().swap(released_);
+  std::vector<HoldRange>().swap(holds_);
   base_seq_ = 0;
+  base_bytes_ = 0;
   front_ = 0;
   held_ = 0;
   held_bytes_ = 0;

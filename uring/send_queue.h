@@ -2,12 +2,12 @@
 // from push to release.
 //
 // Every buffer pushed gets the next sequence number of the queue (0, 1, 2,
-// ..., never reused until `Clear`). The queue keeps, per buffer, its iovec,
-// the caller's token, how many ops in flight reference it (`Hold` /
-// `Unhold`) and whether it has been released; and the sent position, the
-// first byte not yet confirmed sent. The owner (the executor) asks it for
-// the runs of buffers that may be released now, releases them, and calls its
-// own release callback; the queue never calls anything.
+// ..., never reused until `Clear`). The queue keeps, per buffer, its iovec
+// and the caller's token; the ranges of buffers the ops in flight reference
+// (`Hold` / `Unhold`); the runs of buffers released; and the sent position,
+// the first byte not yet confirmed sent. The owner (the executor) asks it
+// for the runs of buffers that may be released now, releases them, and calls
+// its own release callback; the queue never calls anything.
 //
 // Ownership: the queue stores iovecs, not memory. It never reads or writes
 // the bytes a buffer points at.
@@ -18,12 +18,17 @@
 //   op references before the op is submitted, and `Unhold` only after that.
 //
 // Errors: none at run time. Each function states what it requires; breaking
-// that (a seq out of range, an Unhold without a Hold, moving the sent
+// that (a seq out of range, an Unhold without its Hold, moving the sent
 // position backwards) is a bug in the caller and corrupts the queue (debug
 // builds assert).
 //
-// Cost: plain vectors, no allocation per buffer beyond their amortised
-// growth; storage is reclaimed by `Compact` in amortised O(1) per buffer.
+// Cost: nothing is done per buffer but storing it at Push and copying its
+// token at Release. Holds, released runs and byte counts are kept per range
+// (a prefix sum of lengths gives a run's bytes), so Hold, Unhold, Release,
+// NextReleasable and Compact cost O(ranges held + runs released apart), a
+// few in practice. Plain vectors, no allocation per buffer beyond their
+// amortised growth; storage is reclaimed by `Compact` and `Push` in
+// amortised O(1) per buffer.
 //
 // Thread safety: a `SendQueue` is used from one thread at a time.
 
@@ -36,6 +41,9 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -65,7 +73,8 @@ class SendQueue {
   // buffers.size() == tokens.size() (the caller checks).
   void Push(absl::Span<const iovec> buffers, absl::Span<const uint64_t> tokens);
   // The same, with `bytes` the sum of the buffers' lengths, which the
-  // caller has already computed (checking a byte limit).
+  // caller has already computed (checking a byte limit; debug builds check
+  // it again).
   void Push(absl::Span<const iovec> buffers, absl::Span<const uint64_t> tokens,
             uint64_t bytes);
 
@@ -105,25 +114,12 @@ class SendQueue {
   }
 
   // An op in flight references buffers [first, first + count) / no longer
-  // does. Requires the range stored; Hold of unreleased buffers only, Unhold
-  // only of what was held (a released buffer may still be unheld, see
-  // Release). At most 2^31 - 1 holds per buffer.
-  void Hold(uint64_t first, uint32_t count) {
-    assert(first >= base_seq_ && first + count <= end_seq());
-    State* s = states_.data() + (first - base_seq_);
-    for (uint32_t k = 0; k < count; ++k) {
-      assert((s[k] & kReleased) == 0);
-      ++s[k];
-    }
-  }
-  void Unhold(uint64_t first, uint32_t count) {
-    assert(first >= base_seq_ && first + count <= end_seq());
-    State* s = states_.data() + (first - base_seq_);
-    for (uint32_t k = 0; k < count; ++k) {
-      assert((s[k] & kHoldMask) != 0);
-      --s[k];
-    }
-  }
+  // does. Requires the range stored and unreleased for Hold; Unhold undoes
+  // one earlier Hold with the same first and count (a released buffer may
+  // still be unheld, see Release). A count of 0 is no hold. At most 2^32 - 1
+  // holds of one range at a time.
+  void Hold(uint64_t first, uint32_t count);
+  void Unhold(uint64_t first, uint32_t count);
 
   // An op completed whole: the stream now stands at (seq, offset); offset 0
   // means seq is the next unsent buffer. Requires it not before the current
@@ -143,9 +139,9 @@ class SendQueue {
   // at this call: a release callback's Push extends it), of buffers no op
   // holds and not yet released that may be released now: fully sent ones
   // (run->sent), and, only when `stopped` (the connection is closed or failed),
-  // unsent ones too (!run->sent). A run never mixes the two. Sets *cursor to
-  // run->end and returns true, or returns false (cursor unchanged) when there
-  // is none before `to`.
+  // unsent ones too (!run->sent). A run never mixes the two, and is as long
+  // as it can be. Sets *cursor to run->end and returns true, or returns false
+  // (cursor unchanged) when there is none before `to`.
   [[nodiscard]] bool NextReleasable(uint64_t* cursor, uint64_t to, bool stopped,
                                     Run* run) const;
   // The next run from *cursor of buffers not yet released, held or not
@@ -174,22 +170,70 @@ class SendQueue {
 
  private:
   static constexpr size_t kMinEraseFront = 1024;
+
+  // Seqs [first, end).
+  struct Interval {
+    uint64_t first;
+    uint64_t end;
+  };
+  // Buffers [first, end) held `holds` times.
+  struct HoldRange {
+    uint64_t first;
+    uint64_t end;
+    uint32_t holds;
+  };
+  // Leaves new elements uninitialised (they are written at once), so that
+  // growing a vector of prefix sums costs no memset.
+  template <typename T>
+  struct NoInitAllocator : std::allocator<T> {
+    template <typename U>
+    struct rebind {
+      using other = NoInitAllocator<U>;
+    };
+    NoInitAllocator() = default;
+    template <typename U>
+    NoInitAllocator(const NoInitAllocator<U>&) {}  // NOLINT: as allocators do
+    template <typename U>
+    void construct(U* p) {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  };
+
   // Before pushing `n` buffers: erases the released front if the storage
   // would grow and the front is worth moving the rest for.
   void MakeRoom(size_t n);
   void EraseFront();
-
-  // Bits 0..30: ops holding the buffer; bit 31: released.
-  using State = uint32_t;
-  static constexpr State kReleased = State{1} << 31;
-  static constexpr State kHoldMask = kReleased - 1;
+  // Byte count of the stream before buffer index `i` (not seq) of the
+  // storage; a run's bytes are a difference of two of these.
+  uint64_t BytesBefore(size_t i) const {
+    return i == 0 ? base_bytes_ : ends_[i - 1];
+  }
+  // The index in released_ of the first interval that starts after `seq`.
+  size_t ReleasedAfter(uint64_t seq) const;
+  // The interval of released_ containing `seq`, or nullptr.
+  const Interval* ReleasedAt(uint64_t seq) const;
+  // Whether any of [first, end) is released (for asserts).
+  bool AnyReleased(uint64_t first, uint64_t end) const;
+  // Marks [first, end) released, merging it with its neighbours.
+  void InsertReleased(uint64_t first, uint64_t end);
 
   // Buffers from seq base_seq_ on; those before front_ are released (and
   // sent and unheld) and wait for compaction.
   std::vector<iovec> iovs_;
-  std::vector<State> states_;
   std::vector<uint64_t> tokens_;  // apart, so a run of them is one copy
+  // ends_[i]: the stream's bytes up to and including buffer index i;
+  // base_bytes_: those before index 0.
+  std::vector<uint64_t, NoInitAllocator<uint64_t>> ends_;
+  // Released buffers from front_ on: disjoint, not adjacent, in order.
+  std::vector<Interval> released_;
+  // What the ops in flight hold, one entry per distinct range, in no order.
+  std::vector<HoldRange> holds_;
   uint64_t base_seq_ = 0;
+  uint64_t base_bytes_ = 0;
   size_t front_ = 0;
   size_t held_ = 0;
   uint64_t held_bytes_ = 0;
@@ -206,8 +250,8 @@ inline void SendQueue::MakeRoom(size_t n) {
 
 inline void SendQueue::Push(const iovec& buffer, uint64_t token) {
   MakeRoom(1);
+  ends_.push_back(BytesBefore(iovs_.size()) + buffer.iov_len);
   iovs_.push_back(buffer);
-  states_.push_back(0);
   tokens_.push_back(token);
   ++held_;
   held_bytes_ += buffer.iov_len;
@@ -221,31 +265,95 @@ inline void SendQueue::Push(absl::Span<const iovec> buffers,
 }
 
 inline void SendQueue::Push(absl::Span<const iovec> buffers,
-                            absl::Span<const uint64_t> tokens, uint64_t bytes) {
+                            absl::Span<const uint64_t> tokens,
+                            [[maybe_unused]] uint64_t bytes) {
   assert(buffers.size() == tokens.size());
-  MakeRoom(buffers.size());
+  const size_t n = buffers.size();
+  MakeRoom(n);
+  const size_t old = iovs_.size();
+  const uint64_t start = BytesBefore(old);
   iovs_.insert(iovs_.end(), buffers.begin(), buffers.end());
-  states_.resize(states_.size() + buffers.size());
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
-  held_ += buffers.size();
-  held_bytes_ += bytes;
+  ends_.resize(old + n);
+  uint64_t* e = ends_.data() + old;
+  uint64_t sum = start;
+  for (size_t k = 0; k < n; ++k) {
+    sum += buffers[k].iov_len;
+    e[k] = sum;
+  }
+  assert(sum - start == bytes);
+  held_ += n;
+  held_bytes_ += sum - start;
+}
+
+inline void SendQueue::Hold(uint64_t first, uint32_t count) {
+  assert(first >= base_seq_ + front_ && first + count <= end_seq());
+  assert(!AnyReleased(first, first + count));
+  if (count == 0) return;
+  for (HoldRange& h : holds_) {
+    if (h.first == first && h.end == first + count) {
+      assert(h.holds < UINT32_MAX);
+      ++h.holds;
+      return;
+    }
+  }
+  holds_.push_back({first, first + count, 1});
+}
+
+inline void SendQueue::Unhold(uint64_t first, uint32_t count) {
+  assert(first >= base_seq_ && first + count <= end_seq());
+  if (count == 0) return;
+  for (HoldRange& h : holds_) {
+    if (h.first == first && h.end == first + count) {
+      if (--h.holds == 0) {
+        h = holds_.back();
+        holds_.pop_back();
+      }
+      return;
+    }
+  }
+  assert(false && "Unhold without its Hold");
+}
+
+inline size_t SendQueue::ReleasedAfter(uint64_t seq) const {
+  // Few intervals, mostly one or two: a linear scan beats a binary search.
+  size_t i = 0;
+  while (i < released_.size() && released_[i].first <= seq) ++i;
+  return i;
+}
+
+inline const SendQueue::Interval* SendQueue::ReleasedAt(uint64_t seq) const {
+  const size_t i = ReleasedAfter(seq);
+  if (i == 0 || released_[i - 1].end <= seq) return nullptr;
+  return &released_[i - 1];
 }
 
 inline bool SendQueue::NextReleasable(uint64_t* cursor, uint64_t to,
                                       bool stopped, Run* run) const {
-  const State* s = states_.data();
-  const uint64_t base = base_seq_;
-  uint64_t q = std::max(*cursor, base + front_);
+  uint64_t q = std::max(*cursor, base_seq_ + front_);
   to = std::min(to, end_seq());
   // Before sent_seq_ a buffer is done when no op holds it; from it on, only
   // when the connection has stopped.
   const uint64_t scan_end = stopped ? to : std::min(to, sent_seq_);
-  while (q < scan_end && s[q - base] != 0) ++q;
-  if (q >= scan_end) return false;
+  // Jump over released intervals and held ranges until q is neither.
+  for (;;) {
+    if (q >= scan_end) return false;
+    uint64_t next = q;
+    if (const Interval* r = ReleasedAt(q)) next = r->end;
+    for (const HoldRange& h : holds_) {
+      if (h.first <= q && q < h.end) next = std::max(next, h.end);
+    }
+    if (next == q) break;
+    q = next;
+  }
   const bool sent = q < sent_seq_;
-  const uint64_t run_end = sent ? std::min(scan_end, sent_seq_) : scan_end;
-  uint64_t r = q + 1;
-  while (r < run_end && s[r - base] == 0) ++r;
+  uint64_t r = sent ? std::min(scan_end, sent_seq_) : scan_end;
+  const size_t i = ReleasedAfter(q);
+  if (i < released_.size()) r = std::min(r, released_[i].first);
+  // No range holding q: those starting at or before it end at or before it.
+  for (const HoldRange& h : holds_) {
+    if (h.first > q) r = std::min(r, h.first);
+  }
   run->first = q;
   run->end = r;
   run->sent = sent;
@@ -257,22 +365,64 @@ inline uint64_t SendQueue::Release(const Run& run,
                                    std::vector<uint64_t>* tokens) {
   assert(run.first >= base_seq_ + front_ && run.first < run.end &&
          run.end <= end_seq());
+  assert(!AnyReleased(run.first, run.end));
   const size_t i = static_cast<size_t>(run.first - base_seq_);
   const size_t j = static_cast<size_t>(run.end - base_seq_);
-  uint64_t bytes = 0;
-  State holds = 0;
-  for (size_t k = i; k < j; ++k) {
-    assert((states_[k] & kReleased) == 0);
-    holds |= states_[k];
-    states_[k] |= kReleased;
-    bytes += iovs_[k].iov_len;
-  }
+  const uint64_t bytes = ends_[j - 1] - BytesBefore(i);
+  InsertReleased(run.first, run.end);
   held_ -= j - i;
   held_bytes_ -= bytes;
-  // Sent, unheld buffers at the front need no scan in Compact.
-  if (run.sent && holds == 0 && i == front_) front_ = j;
   tokens->assign(tokens_.begin() + i, tokens_.begin() + j);
   return bytes;
+}
+
+inline void SendQueue::InsertReleased(uint64_t first, uint64_t end) {
+  // Usually at the end (in order) or at the front (the front of the queue).
+  const size_t i = ReleasedAfter(first);
+  const bool with_prev = i > 0 && released_[i - 1].end == first;
+  const bool with_next = i < released_.size() && released_[i].first == end;
+  if (with_prev && with_next) {
+    released_[i - 1].end = released_[i].end;
+    released_.erase(released_.begin() + i);
+  } else if (with_prev) {
+    released_[i - 1].end = end;
+  } else if (with_next) {
+    released_[i].first = first;
+  } else {
+    released_.insert(released_.begin() + i, Interval{first, end});
+  }
+}
+
+inline void SendQueue::Compact() {
+  if (released_.empty()) return;
+  Interval& r = released_.front();
+  uint64_t front = base_seq_ + front_;
+  if (r.first != front) return;
+  // The released front goes up to the first held buffer or the first unsent
+  // one (unsent buffers released by a stopped connection stay: sent_seq_
+  // never moves again).
+  uint64_t limit = std::min(r.end, sent_seq_);
+  for (const HoldRange& h : holds_) limit = std::min(limit, h.first);
+  if (limit <= front) return;
+  front = limit;
+  front_ = static_cast<size_t>(front - base_seq_);
+  if (front == r.end) {
+    released_.erase(released_.begin());
+  } else {
+    r.first = front;
+  }
+  if (front_ == iovs_.size()) {
+    // All of it released, sent and unheld.
+    base_seq_ += front_;
+    base_bytes_ = 0;
+    iovs_.clear();
+    tokens_.clear();
+    ends_.clear();
+    front_ = 0;
+  }
+  // Erasing a released front that still has buffers behind it is left to
+  // the next Push that would grow the storage: a queue that drains between
+  // pushes (the usual case) then never moves its buffers at all.
 }
 
 }  // namespace zcplan

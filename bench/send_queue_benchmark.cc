@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "planner/simulate.h"
-#include "uring/send_queue.h"
+#include "zcplan/planner/simulate.h"
+#include "zcplan/uring/send_queue.h"
 
 namespace zcplan {
 namespace {

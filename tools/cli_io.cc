@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "zcplan/version.h"
 
 namespace zcplan {
 namespace {
@@ -265,6 +266,18 @@ std::string EscapeForMessage(absl::string_view text, size_t max_chars) {
 
 std::string QuoteForMessage(absl::string_view text) {
   return absl::StrCat("'", EscapeForMessage(text), "'");
+}
+
+bool PrintVersionIfAsked(absl::Span<const std::string> args,
+                         absl::string_view tool, std::ostream& out) {
+  for (const std::string& arg : args) {
+    if (arg == "--") return false;
+    if (arg == "--version") {
+      out << tool << " " << kVersion << "\n";
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace zcplan

@@ -14,11 +14,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace zcplan {
 
@@ -112,6 +114,12 @@ std::string EscapeForMessage(absl::string_view text, size_t max_chars = 200);
 
 // `EscapeForMessage(text)` in single quotes: 'text'.
 std::string QuoteForMessage(absl::string_view text);
+
+// True, after printing "<tool> <version>" and a newline to `out`, when
+// `args` (before a "--") hold --version: every tool answers it first, before
+// any other flag is looked at.
+bool PrintVersionIfAsked(absl::Span<const std::string> args,
+                         absl::string_view tool, std::ostream& out);
 
 }  // namespace zcplan
 

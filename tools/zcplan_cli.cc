@@ -1078,6 +1078,7 @@ the output could not be written (one line on stderr; the output is partial).
 
 int RunZcplan(absl::Span<const std::string> args, std::ostream& out,
               std::ostream& err) {
+  if (PrintVersionIfAsked(args, "zcplan", out)) return kZcplanOk;
   bool help = false;
   absl::StatusOr<Config> config = ParseConfig(args, &help);
   absl::Status s = config.status();

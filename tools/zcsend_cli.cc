@@ -1908,6 +1908,7 @@ namespace {
 
 int RunZcsendUnchecked(absl::Span<const std::string> args, std::ostream& out,
                        std::ostream& err, const ZcsendTestHooks& hooks) {
+  if (PrintVersionIfAsked(args, "zcsend", out)) return kZcsendOk;
   for (const std::string& arg : args) {
     if (IsHelp(arg)) {
       out << ZcsendUsage();

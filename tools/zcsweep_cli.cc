@@ -992,6 +992,7 @@ writable); 2 on bad input; 130/143 when interrupted.
 
 int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
                std::ostream& err) {
+  if (PrintVersionIfAsked(args, "zcsweep", out)) return kZcsweepOk;
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
       out << ZcsweepUsage() << std::flush;

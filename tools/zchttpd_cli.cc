@@ -144,6 +144,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   p.consumed = pos;
   p.target = target.substr(0, target.find('?'));
   p.keep_alive = !close && (!http10 || keep_alive);
+  p.http10 = http10;
   return p;
 }
 
@@ -428,7 +429,6 @@ struct HttpCounters {
   uint64_t connections_accepted = 0;
   uint64_t connections_refused = 0;  // over --max-connections, or stopping
   uint64_t connections_closed = 0;
-  uint64_t connections_reset = 0;  // closed with Executor::Abort
   uint64_t connections_open = 0;
   uint64_t bytes_received = 0;
   uint64_t accept_errors = 0;
@@ -440,7 +440,6 @@ struct HttpCounters {
     connections_accepted += o.connections_accepted;
     connections_refused += o.connections_refused;
     connections_closed += o.connections_closed;
-    connections_reset += o.connections_reset;
     connections_open += o.connections_open;
     bytes_received += o.bytes_received;
     accept_errors += o.accept_errors;
@@ -463,8 +462,7 @@ std::string FormatCounters(const HttpCounters& c) {
   }
   absl::StrAppend(&s, " connections_accepted=", c.connections_accepted,
                   " connections_open=", c.connections_open,
-                  " connections_closed=", c.connections_closed,
-                  " connections_reset=", c.connections_reset);
+                  " connections_closed=", c.connections_closed);
   if (c.connections_refused != 0) {
     absl::StrAppend(&s, " connections_refused=", c.connections_refused);
   }
@@ -619,7 +617,8 @@ class Worker {
   // Answers the complete requests in the connection's buffer.
   void Answer(uint32_t slot);
   // Queues one response; false when the executor refused it.
-  bool Respond(uint32_t slot, int status, const Route& route, bool keep_alive);
+  bool Respond(uint32_t slot, int status, const Route& route, bool keep_alive,
+               bool http10);
   void MarkDirty(uint32_t slot);
   void ProcessDirty();
   void CloseConn(uint32_t slot, bool reset);
@@ -1034,14 +1033,14 @@ void Worker::Answer(uint32_t slot) {
     if (p.outcome == HttpRequestParse::Outcome::kIncomplete) break;
     ++counters_.requests;
     if (p.outcome == HttpRequestParse::Outcome::kError) {
-      Respond(slot, p.status, Route(), /*keep_alive=*/false);
+      Respond(slot, p.status, Route(), /*keep_alive=*/false, /*http10=*/false);
       pos = c.len;
       break;
     }
     pos += p.consumed;
     const Route route = ResolveRoute(p.target, config_.body);
     const bool keep_alive = p.keep_alive && route.status == 200;
-    if (!Respond(slot, route.status, route, keep_alive)) return;
+    if (!Respond(slot, route.status, route, keep_alive, p.http10)) return;
   }
   if (c.state != State::kOpen) {
     c.len = 0;
@@ -1056,7 +1055,7 @@ void Worker::Answer(uint32_t slot) {
 }
 
 bool Worker::Respond(uint32_t slot, int status, const Route& route,
-                     bool keep_alive) {
+                     bool keep_alive, bool http10) {
   Conn& c = conns_[slot];
   const uint32_t h = headers_.Take();
   char* header = headers_.Data(h);
@@ -1069,7 +1068,10 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
         header, kHeaderSlot,
         "HTTP/1.1 200 OK\r\nContent-Type: "
         "application/octet-stream\r\nContent-Length: %d\r\n%s\r\n",
-        length, keep_alive ? "" : "Connection: close\r\n");
+        length,
+        !keep_alive ? "Connection: close\r\n"
+        : http10    ? "Connection: keep-alive\r\n"
+                    : "");
     iovs_.push_back({header, static_cast<size_t>(n)});
     tokens_.push_back(EncodeToken(slot, false, h + 1));
     unsigned char* base;
@@ -1136,8 +1138,7 @@ void Worker::CloseConn(uint32_t slot, bool reset) {
   if (c.state != State::kLingering) closing_.push_back(slot);
   if (!c.exec_closed) {
     if (reset && c.buffers > 0) {
-      (void)exec_->Abort(c.id);
-      ++counters_.connections_reset;
+      (void)exec_->Abort(c.id);  // counted as the executor's connections_reset
     } else {
       (void)exec_->Close(c.id);
     }
@@ -1174,8 +1175,9 @@ void Worker::BeginStop() {
 
 // --- Listening ---------------------------------------------------------------
 
-// Binds `threads` listeners to one address with SO_REUSEPORT (the first
-// picks the port when it is 0). Errors: Unavailable naming the address.
+// Binds `threads` listeners to one address, with SO_REUSEPORT when more
+// than one (the first picks the port when it is 0). Errors: Unavailable naming
+// the address.
 absl::StatusOr<std::vector<UniqueFd>> Listen(const struct sockaddr_storage& ss,
                                              socklen_t len, uint32_t threads,
                                              const std::string& shown,
@@ -1188,8 +1190,8 @@ absl::StatusOr<std::vector<UniqueFd>> Listen(const struct sockaddr_storage& ss,
     if (fd.get() < 0 ||
         setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) !=
             0 ||
-        setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
-            0 ||
+        (threads > 1 && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one,
+                                   sizeof(one)) != 0) ||
         bind(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), len) != 0 ||
         listen(fd.get(), 4096) != 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ",

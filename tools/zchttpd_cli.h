@@ -104,6 +104,7 @@ struct HttpRequestParse {
   int status = 0;            // kError: 400, 405, 431 or 505
   absl::string_view target;  // kComplete: the path, without "?query"
   bool keep_alive = true;    // kComplete: false for Connection: close etc.
+  bool http10 = false;       // kComplete: an HTTP/1.0 request
 };
 
 // The request header at the start of `data` (leading empty lines skipped).

@@ -570,6 +570,31 @@ TEST(ZchttpdRawTest, PipelinedBurstIsAnsweredInOrder) {
   EXPECT_EQ(StatValue(server.out(), "final:", "requests"), 50);
 }
 
+// More requests in the buffer than the server queues on one connection
+// (128): it stops reading, and takes up the rest as responses go out.
+TEST(ZchttpdRawTest, PipelineDeeperThanTheQueueIsAnsweredInOrder) {
+  Server server;
+  START_OR_SKIP(server, {"--body", "1000"});
+  Client c(server.port);
+  std::string burst;
+  std::vector<uint64_t> sizes;
+  for (int i = 0; i < 300; ++i) {
+    const bool mixed = i % 17 == 0;
+    burst += Get(mixed ? "/mixed/5" : absl::StrCat("/", 1 + i % 9));
+    sizes.push_back(mixed ? 256 * 1024 : 1000);
+  }
+  ASSERT_LT(burst.size(), 16u * 1024);  // one recv buffer
+  ASSERT_TRUE(c.Send(burst));
+  for (int i = 0; i < 300; ++i) {
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << "response " << i << ": " << c.error;
+    ASSERT_EQ(r.body.size(), sizes[i]) << "response " << i << " out of order";
+    EXPECT_EQ(FirstMismatch(r.body), -1) << i;
+  }
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_200"), 300);
+}
+
 struct BadRequest {
   std::string request;
   int status;
@@ -638,6 +663,7 @@ TEST(ZchttpdRawTest, ConnectionCloseAndHttp10AreHonoured) {
   ASSERT_TRUE(c.Send("GET /8 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   Response r;
   ASSERT_TRUE(c.Read(&r)) << c.error;
+  EXPECT_EQ(r.headers["connection"], "keep-alive");
   ASSERT_TRUE(c.Send(Get("/8")));
   ASSERT_TRUE(c.Read(&r)) << c.error;
   EXPECT_EQ(FirstMismatch(r.body), -1);

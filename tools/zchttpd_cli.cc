@@ -541,7 +541,6 @@ class HeaderPool {
            size_t{slot % kSlotsPerChunk} * kHeaderSlot;
   }
   void Leak() { leak_ = true; }
-  size_t slots() const { return chunks_.size() * kSlotsPerChunk; }
 
  private:
   std::vector<std::unique_ptr<char[]>> chunks_;
@@ -667,7 +666,6 @@ struct Shared {
   absl::Mutex mu;
   std::vector<Snapshot> snapshots ABSL_GUARDED_BY(mu);
   int started ABSL_GUARDED_BY(mu) = 0;
-  int finished ABSL_GUARDED_BY(mu) = 0;
   std::string error ABSL_GUARDED_BY(mu);  // the first worker failure
 };
 
@@ -1219,7 +1217,6 @@ void RunWorker(Worker& worker, Shared& shared) {
   worker.Teardown();
   absl::MutexLock lock(&shared.mu);
   if (!s.ok() && shared.error.empty()) shared.error = s.ToString();
-  ++shared.finished;
 }
 
 // The sum of the latest snapshot of each worker.

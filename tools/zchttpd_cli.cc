@@ -1305,7 +1305,8 @@ int RunServer(const Config& config, const ZchttpdTestHooks& hooks,
       << " threshold=" << FormatThreshold(config.plan.zc_threshold)
       << " adaptive=" << (config.adaptive ? "on" : "off")
       << " copy-op=" << CopyOpName(config.plan.copy_op)
-      << " body=" << FormatSize(config.body) << std::endl;
+      << " body=" << FormatSize(config.body)
+      << " registered=" << (config.registered ? "on" : "off") << std::endl;
 
   const absl::Time start = absl::Now();
   absl::Time next_stats = start + config.stats_every;

@@ -604,7 +604,8 @@ class Worker {
   void ArmAccept();
   void ArmRecv(uint32_t slot);
   void ArmTick();
-  void Cancel(uint64_t user_data);
+  // False when no submission entry was free.
+  bool Cancel(uint64_t user_data);
 
   void OnCompletion(const io_uring_cqe& cqe);
   void OnAccept(const io_uring_cqe& cqe);
@@ -734,9 +735,10 @@ absl::Status Worker::Start() {
 
 io_uring_sqe* Worker::Sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
-    // Full: submit what is there (the kernel takes it all, SUBMIT_ALL or
-    // not, unless it is out of memory) and take the freed entry.
+  // Full: submit what is there and take a freed entry. A kernel that
+  // refuses (-EBUSY: completions to reap first) gets a second try, then
+  // the caller does without (the loop reaps and comes back).
+  for (int attempt = 0; sqe == nullptr && attempt < 2; ++attempt) {
     const int r = io_uring_submit(&ring_);
     if (r < 0 && r != -EBUSY && r != -EAGAIN && r != -EINTR) return nullptr;
     sqe = io_uring_get_sqe(&ring_);
@@ -777,17 +779,18 @@ void Worker::ArmRecv(uint32_t slot) {
 
 void Worker::ArmTick() {
   io_uring_sqe* sqe = Sqe();
-  if (sqe == nullptr) return;  // Serve fails the worker
+  if (sqe == nullptr) return;  // Serve tries again
   io_uring_prep_timeout(sqe, &tick_, 0, 0);
   io_uring_sqe_set_data64(sqe, EncodeUserData(OpKindOwn::kTick));
   tick_armed_ = true;
 }
 
-void Worker::Cancel(uint64_t user_data) {
+bool Worker::Cancel(uint64_t user_data) {
   io_uring_sqe* sqe = Sqe();
-  if (sqe == nullptr) return;
+  if (sqe == nullptr) return false;
   io_uring_prep_cancel64(sqe, user_data, 0);
   io_uring_sqe_set_data64(sqe, EncodeUserData(OpKindOwn::kCancel));
+  return true;
 }
 
 absl::Status Worker::Serve() {
@@ -799,12 +802,11 @@ absl::Status Worker::Serve() {
         ((in_use_ == 0 && exec_->Idle()) || absl::Now() >= stop_deadline_)) {
       break;
     }
-    if (!tick_armed_) {
-      return absl::InternalError("cannot arm the timeout: submission failed");
-    }
+    if (!tick_armed_) ArmTick();  // it found no free entry last time
     if (absl::Status s = exec_->Prepare(); !s.ok()) return s;
-    // The tick keeps the wait bounded: it completes within kTick.
-    const int r = io_uring_submit_and_wait(&ring_, 1);
+    // The tick keeps the wait bounded: it completes within kTick. Without
+    // it (no entry was free), only reap.
+    const int r = io_uring_submit_and_wait(&ring_, tick_armed_ ? 1 : 0);
     if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN && r != -ETIME) {
       return absl::InternalError(
           absl::StrCat("io_uring_submit_and_wait: ", std::strerror(-r)));
@@ -935,7 +937,6 @@ void Worker::OnRecv(uint32_t slot, int res) {
 }
 
 void Worker::OnTick() {
-  if (stopping_ && in_use_ == 0 && exec_->Idle()) return;  // the loop ends
   ArmTick();
   if (accept_rearm_at_tick_ && !stopping_ && !accept_armed_) {
     accept_rearm_at_tick_ = false;
@@ -1142,8 +1143,9 @@ void Worker::CloseConn(uint32_t slot, bool reset) {
     }
     c.exec_closed = true;
   }
-  if (c.recv_in_flight) {
-    Cancel(EncodeUserData(OpKindOwn::kRecv, slot, c.gen));
+  if (c.recv_in_flight &&
+      !Cancel(EncodeUserData(OpKindOwn::kRecv, slot, c.gen))) {
+    shutdown(c.fd, SHUT_RDWR);  // ends the recv too
   }
   c.state = State::kClosing;
   MarkDirty(slot);

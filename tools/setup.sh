@@ -23,6 +23,8 @@ readonly PACKAGES=(
   libclang-rt-14-dev  # libFuzzer and clang's sanitizer runtimes
   lld                 # --config=fuzz links with lld
   socat               # zcsend's end-to-end test: a receiver not our own
+  curl                # zchttpd's test: an HTTP client not our own
+  wrk                 # bench/http_qps: the load generator against zchttpd
 )
 
 # Debian's `bazel` is a wrapper that runs /usr/bin/bazel-<version> for the

@@ -48,6 +48,7 @@
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/net.h"
 
@@ -439,21 +440,6 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
 
 using Fd = UniqueFd;
 
-std::string FormatAddress(const struct sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (addr.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const struct sockaddr_in&>(addr);
-    inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host));
-    return absl::StrCat(host, ":", ntohs(a.sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const struct sockaddr_in6&>(addr);
-    inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host));
-    return absl::StrCat("[", host, "]:", ntohs(a.sin6_port));
-  }
-  return "?";
-}
-
 std::string LocalAddress(int fd) {
   struct sockaddr_storage local = {};
   socklen_t length = sizeof(local);
@@ -755,58 +741,6 @@ absl::Status ReadSource(const SendJob& job, uint64_t offset,
   }
   return absl::OkStatus();
 }
-
-// --- Signals -----------------------------------------------------------------
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void OnStopSignal(int signal_number) {
-  g_stop_signal = signal_number;
-}
-
-// While one lives, SIGINT and SIGTERM set a flag the send loop checks each
-// round instead of killing the process; the handlers found are restored when
-// the last one dies. Overlapping instances (concurrent sending `RunZcsend`
-// calls) share one installation.
-class ScopedStopSignals {
- public:
-  ScopedStopSignals() {
-    std::lock_guard<std::mutex> lock(Mu());
-    if (Users()++ > 0) return;
-    g_stop_signal = 0;
-    struct sigaction action = {};
-    action.sa_handler = OnStopSignal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
-    sigaction(SIGINT, &action, &Saved()[0]);
-    sigaction(SIGTERM, &action, &Saved()[1]);
-  }
-  ~ScopedStopSignals() {
-    std::lock_guard<std::mutex> lock(Mu());
-    if (--Users() > 0) return;
-    sigaction(SIGINT, &Saved()[0], nullptr);
-    sigaction(SIGTERM, &Saved()[1], nullptr);
-  }
-  ScopedStopSignals(const ScopedStopSignals&) = delete;
-  ScopedStopSignals& operator=(const ScopedStopSignals&) = delete;
-
-  // The signal that arrived, or 0.
-  static int Pending() { return g_stop_signal; }
-
- private:
-  static std::mutex& Mu() {
-    static std::mutex* const mu = new std::mutex;
-    return *mu;
-  }
-  static int& Users() {
-    static int users = 0;
-    return users;
-  }
-  static struct sigaction* Saved() {
-    static struct sigaction saved[2];
-    return saved;
-  }
-};
 
 // Enqueues buffers on `c` while it holds at most --max-in-flight unreleased
 // bytes and `kMaxBuffersInFlight` buffers and its ring has room, and no stop

@@ -1,7 +1,9 @@
 #include "zcplan/uring/net.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -129,6 +131,21 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
                      "[::1]:9000"));
   }
   return std::make_pair(host, port);
+}
+
+std::string FormatAddress(const struct sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const struct sockaddr_in&>(addr);
+    inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host));
+    return absl::StrCat(host, ":", ntohs(a.sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const struct sockaddr_in6&>(addr);
+    inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host));
+    return absl::StrCat("[", host, "]:", ntohs(a.sin6_port));
+  }
+  return "?";
 }
 
 }  // namespace zcplan

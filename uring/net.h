@@ -1,5 +1,5 @@
 // Small socket helpers shared by the executor's tools and sweeps: an owning
-// file descriptor and a TCP connect by name.
+// file descriptor, a TCP connect by name and socket addresses as text.
 //
 // Thread safety: `UniqueFd` is a plain value type; the functions are
 // reentrant.
@@ -7,6 +7,7 @@
 #ifndef ZCPLAN_URING_NET_H_
 #define ZCPLAN_URING_NET_H_
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
@@ -64,6 +65,9 @@ class UniqueFd {
 // InvalidArgument quoting the text.
 [[nodiscard]] absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
     const std::string& text);
+
+// "HOST:PORT" for an IPv4 address, "[HOST]:PORT" for IPv6, "?" otherwise.
+std::string FormatAddress(const struct sockaddr_storage& addr);
 
 }  // namespace zcplan
 

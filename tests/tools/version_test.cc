@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "zcplan/tools/zchttpd_cli.h"
 #include "zcplan/tools/zcplan_cli.h"
 #include "zcplan/tools/zcsend_cli.h"
 #include "zcplan/tools/zcsweep_cli.h"

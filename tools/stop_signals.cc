@@ -1,0 +1,48 @@
+#include "zcplan/tools/stop_signals.h"
+
+#include <signal.h>
+
+#include <csignal>
+#include <mutex>
+
+namespace zcplan {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void OnStopSignal(int signal_number) {
+  g_stop_signal = signal_number;
+}
+
+std::mutex& Mu() {
+  static std::mutex* const mu = new std::mutex;
+  return *mu;
+}
+
+int users = 0;              // guarded by Mu()
+struct sigaction saved[2];  // guarded by Mu()
+
+}  // namespace
+
+ScopedStopSignals::ScopedStopSignals() {
+  std::lock_guard<std::mutex> lock(Mu());
+  if (users++ > 0) return;
+  g_stop_signal = 0;
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
+  sigaction(SIGINT, &action, &saved[0]);
+  sigaction(SIGTERM, &action, &saved[1]);
+}
+
+ScopedStopSignals::~ScopedStopSignals() {
+  std::lock_guard<std::mutex> lock(Mu());
+  if (--users > 0) return;
+  sigaction(SIGINT, &saved[0], nullptr);
+  sigaction(SIGTERM, &saved[1], nullptr);
+}
+
+int ScopedStopSignals::Pending() { return g_stop_signal; }
+
+}  // namespace zcplan

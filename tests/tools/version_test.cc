@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/zchttpd_cli.h"
 #include "zcplan/tools/zcplan_cli.h"
 #include "zcplan/tools/zcsend_cli.h"
@@ -51,7 +52,7 @@ TEST(VersionTest, VersionIsSemanticAndNewestInTheChangelog) {
     }
   }
   EXPECT_EQ(dots, 2) << version;
-  std::ifstream changelog("CHANGELOG.md");
+  std::ifstream changelog(DataPath("CHANGELOG.md"));
   ASSERT_TRUE(changelog) << "CHANGELOG.md not in the runfiles";
   std::string line;
   while (std::getline(changelog, line) && line.rfind("## ", 0) != 0) {

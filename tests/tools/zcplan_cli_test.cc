@@ -27,14 +27,15 @@
 #include "zcplan/planner/cost.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
+#include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {
 
-// Relative to the runfiles root, where Bazel runs tests.
-constexpr char kHttpTrace[] = "tools/traces/http_server.trace";
-constexpr char kChunkedTrace[] = "tools/traces/chunked.trace";
+// The sample traces, in the runfiles (data = ["//tools:traces"]).
+std::string HttpTrace() { return DataPath("tools/traces/http_server.trace"); }
+std::string ChunkedTrace() { return DataPath("tools/traces/chunked.trace"); }
 
 struct Result {
   int code;
@@ -247,7 +248,7 @@ TEST(ZcplanPlanTest, TraceFileGivesOneJsonLinePerBatchWithLineNumbers) {
 
 TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
   absl::StatusOr<std::vector<TraceBatch>> http =
-      ParseTrace(ReadFileOrDie(kHttpTrace));
+      ParseTrace(ReadFileOrDie(HttpTrace()));
   ASSERT_TRUE(http.ok()) << http.status();
   EXPECT_GE(http->size(), 20u);
   EXPECT_LE(http->size(), 40u);
@@ -260,7 +261,7 @@ TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
   EXPECT_TRUE(has_large);
 
   absl::StatusOr<std::vector<TraceBatch>> chunked =
-      ParseTrace(ReadFileOrDie(kChunkedTrace));
+      ParseTrace(ReadFileOrDie(ChunkedTrace()));
   ASSERT_TRUE(chunked.ok()) << chunked.status();
   EXPECT_GE(chunked->size(), 10u);
   int terminators = 0;
@@ -280,7 +281,7 @@ TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
 }
 
 TEST(ZcplanPlanTest, PlansBothSampleTraces) {
-  for (const char* trace : {kHttpTrace, kChunkedTrace}) {
+  for (const std::string& trace : {HttpTrace(), ChunkedTrace()}) {
     const Result r = Zcplan({"plan", "--trace", trace, "--format=json"});
     EXPECT_EQ(r.code, 0) << r.err;
     absl::StatusOr<std::vector<TraceBatch>> batches =
@@ -299,7 +300,8 @@ TEST(ZcplanPlanTest, PlansBothSampleTraces) {
 }
 
 // The threshold Simulate() ranks best for the sample trace.
-uint64_t LibraryBest(const char* trace, absl::Span<const uint64_t> thresholds,
+uint64_t LibraryBest(const std::string& trace,
+                     absl::Span<const uint64_t> thresholds,
                      const PlanOptions& options = PlanOptions()) {
   absl::StatusOr<std::vector<TraceBatch>> batches =
       ParseTrace(ReadFileOrDie(trace));
@@ -312,7 +314,7 @@ uint64_t LibraryBest(const char* trace, absl::Span<const uint64_t> thresholds,
 
 TEST(ZcplanSimulateTest, TableMarksTheBestThresholdOfTheCostModel) {
   const uint64_t thresholds[] = {1024, 4096, 16384, 65536, PlanOptions::kNever};
-  for (const char* trace : {kHttpTrace, kChunkedTrace}) {
+  for (const std::string& trace : {HttpTrace(), ChunkedTrace()}) {
     const Result r = Zcplan(
         {"simulate", "--trace", trace, "--thresholds", "1K,4K,16K,64K,never"});
     ASSERT_EQ(r.code, 0) << r.err;
@@ -345,7 +347,7 @@ TEST(ZcplanSimulateTest, TableMarksTheBestThresholdOfTheCostModel) {
 }
 
 TEST(ZcplanSimulateTest, SaysWhichWeightsWereUsedAndThatTheyAreUncalibrated) {
-  const Result r = Zcplan({"simulate", "--trace", kHttpTrace});
+  const Result r = Zcplan({"simulate", "--trace", HttpTrace()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(
       r.out,
@@ -356,7 +358,7 @@ TEST(ZcplanSimulateTest, SaysWhichWeightsWereUsedAndThatTheyAreUncalibrated) {
       << r.out;
 
   const Result set =
-      Zcplan({"simulate", "--trace", kHttpTrace, "--per-op=100"});
+      Zcplan({"simulate", "--trace", HttpTrace(), "--per-op=100"});
   ASSERT_EQ(set.code, 0) << set.err;
   EXPECT_TRUE(absl::StrContains(set.out, "weights: per_op=100 ")) << set.out;
   EXPECT_TRUE(absl::StrContains(set.out, "weights not set by a flag"))
@@ -364,12 +366,12 @@ TEST(ZcplanSimulateTest, SaysWhichWeightsWereUsedAndThatTheyAreUncalibrated) {
 }
 
 TEST(ZcplanSimulateTest, JsonNamesTheBestThreshold) {
-  const Result r = Zcplan({"simulate", "--trace", kChunkedTrace, "--thresholds",
-                           "1K..64K,never", "--format=json"});
+  const Result r = Zcplan({"simulate", "--trace", ChunkedTrace(),
+                           "--thresholds", "1K..64K,never", "--format=json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const uint64_t thresholds[] = {1024,  2048,  4096,  8192,
                                  16384, 32768, 65536, PlanOptions::kNever};
-  const uint64_t best = LibraryBest(kChunkedTrace, thresholds);
+  const uint64_t best = LibraryBest(ChunkedTrace(), thresholds);
   ASSERT_NE(best, PlanOptions::kNever);
   EXPECT_EQ(JsonNumber(r.out, "best_threshold"), best);
   EXPECT_EQ(JsonNumber(r.out, "batches"), 22);
@@ -409,10 +411,10 @@ TEST(ZcplanSimulateTest, RangeDoublesUpToTheBound) {
 }
 
 TEST(ZcplanSimulateTest, GapLowersTheCostOfTheChunkedTrace) {
-  const Result without = Zcplan({"simulate", "--trace", kChunkedTrace,
+  const Result without = Zcplan({"simulate", "--trace", ChunkedTrace(),
                                  "--thresholds=16K", "--format=json"});
   const Result with =
-      Zcplan({"simulate", "--trace", kChunkedTrace, "--thresholds=16K",
+      Zcplan({"simulate", "--trace", ChunkedTrace(), "--thresholds=16K",
               "--format=json", "--gap", "16"});
   ASSERT_EQ(without.code, 0);
   ASSERT_EQ(with.code, 0);
@@ -430,7 +432,7 @@ TEST(ZcplanSimulateTest, WeightsFileSetsTheWeightsOfTheCostModel) {
                     "per_copy_byte 1.5\n"
                     "page_size 16384\n");
   const Result table =
-      Zcplan({"simulate", "--trace", kHttpTrace, "--weights", path});
+      Zcplan({"simulate", "--trace", HttpTrace(), "--weights", path});
   ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_EQ(table.err, "");
   // Named weights from the file, the others the defaults.
@@ -444,7 +446,7 @@ TEST(ZcplanSimulateTest, WeightsFileSetsTheWeightsOfTheCostModel) {
   EXPECT_FALSE(absl::StrContains(table.out, "default weights")) << table.out;
   EXPECT_FALSE(absl::StrContains(table.out, "uncalibrated")) << table.out;
 
-  const Result json = Zcplan({"simulate", "--trace", kHttpTrace,
+  const Result json = Zcplan({"simulate", "--trace", HttpTrace(),
                               "--format=json", "--weights=" + path});
   ASSERT_EQ(json.code, 0) << json.err;
   const size_t weights_at = json.out.find("\"weights\": {");
@@ -459,13 +461,13 @@ TEST(ZcplanSimulateTest, WeightsFileSetsTheWeightsOfTheCostModel) {
 
   // The costs are those of the same weights given as flags, not the
   // defaults'.
-  const Result flags = Zcplan({"simulate", "--trace", kHttpTrace,
+  const Result flags = Zcplan({"simulate", "--trace", HttpTrace(),
                                "--format=json", "--per-op=100", "--per-zc-op=0",
                                "--per-copy-byte=1.5", "--page-size=16K"});
   ASSERT_EQ(flags.code, 0) << flags.err;
   EXPECT_EQ(json.out, flags.out);
   const Result defaults =
-      Zcplan({"simulate", "--trace", kHttpTrace, "--format=json"});
+      Zcplan({"simulate", "--trace", HttpTrace(), "--format=json"});
   ASSERT_EQ(defaults.code, 0) << defaults.err;
   EXPECT_NE(JsonNumber(json.out, "cost"), JsonNumber(defaults.out, "cost"));
 }
@@ -477,7 +479,7 @@ TEST(ZcplanSimulateTest, WeightsFileWrittenByFormatCostWeightsReadsBack) {
   w.page_size = 8192;
   const std::string path =
       WriteTempFile("formatted.weights", FormatCostWeights(w));
-  const Result r = Zcplan({"simulate", "--trace", kChunkedTrace,
+  const Result r = Zcplan({"simulate", "--trace", ChunkedTrace(),
                            "--format=json", "--weights", path});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(JsonNumber(r.out, "per_op"), 987.654);  // JSON keeps 6 digits.

@@ -42,12 +42,14 @@
 #include "gtest/gtest.h"
 #include "zcplan/tests/tools/shared_text.h"
 #include "zcplan/tests/uring/silent_peer.h"
+#include "zcplan/tests/util/runfiles.h"
+#include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {
 
-// Relative to the runfiles root, where Bazel runs tests.
-constexpr char kHttpTrace[] = "tools/traces/http_server.trace";
+// A sample trace, in the runfiles (data = ["//tools:traces"]).
+std::string HttpTrace() { return DataPath("tools/traces/http_server.trace"); }
 constexpr uint64_t k8M = uint64_t{8} << 20;
 
 struct Result {
@@ -668,11 +670,12 @@ TEST(ZcsendSendTest, FourConnectionsEachCarryTheWholeStream) {
 
 TEST(ZcsendSendTest, TraceSizesDeliverTheStream) {
   SKIP_WITHOUT_IO_URING();
-  ASSERT_EQ(access(kHttpTrace, R_OK), 0)
-      << kHttpTrace << " not in the runfiles (cwd must be the runfiles root)";
-  const Result sent = SendPattern({"--trace", kHttpTrace});
+  const std::string trace = HttpTrace();
+  ASSERT_EQ(access(trace.c_str(), R_OK), 0) << trace << " not in the runfiles";
+  const Result sent = SendPattern({"--trace", trace});
+  // Long paths (the runfiles' are) are cut, as in every message.
   EXPECT_TRUE(absl::StrContains(
-      sent.out, absl::StrCat("options: trace ", kHttpTrace, ", ")))
+      sent.out, absl::StrCat("options: trace ", EscapeForMessage(trace), ", ")))
       << sent.out;
   EXPECT_TRUE(absl::StrContains(sent.out,
                                 "plan of the first message (trace "

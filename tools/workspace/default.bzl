@@ -9,9 +9,13 @@ Usage, in zcplan's WORKSPACE or in another workspace that uses zcplan:
 
 Each repository is declared here once and only here. A workspace that
 already declares some of them (for instance one that builds Abseil from
-source, or that has the real rules_cc) passes their names in `omit`:
+source, or that has the real rules_cc) declares them before calling this,
+and passes their names in `omit`:
 
     zcplan_dependencies(omit = ["com_google_absl", "rules_cc"])
+
+A repository declared before the call is kept even when `omit` forgets it:
+each declaration here is skipped if the name exists already.
 
 Nothing is downloaded: Bazel's own helper repositories are provided from
 Debian packages or generated, and the C++ libraries are the host's, found
@@ -38,6 +42,7 @@ load(
 )
 load("//tools/workspace/rules_cc:repository.bzl", "rules_cc_repository")
 load("//tools/workspace/rules_java:repository.bzl", "rules_java_repository")
+load("//tools/workspace/rules_shell:repository.bzl", "rules_shell_repository")
 
 # Repository name -> macro that declares it under that name.
 _REPOSITORIES = {
@@ -46,6 +51,7 @@ _REPOSITORIES = {
     "remote_coverage_tools": remote_coverage_tools_repository,
     "rules_cc": rules_cc_repository,
     "rules_java": rules_java_repository,
+    "rules_shell": rules_shell_repository,
     # C++ libraries.
     "com_github_google_benchmark": com_github_google_benchmark_repository,
     "com_google_absl": com_google_absl_repository,
@@ -56,6 +62,9 @@ _REPOSITORIES = {
 def zcplan_dependencies(omit = []):
     """Declares zcplan's external repositories, except those in `omit`.
 
+    A repository the calling workspace declared before this call is never
+    redeclared (it would shadow the caller's), whether or not it is in `omit`.
+
     Args:
       omit: names of repositories the calling workspace declares itself.
     """
@@ -64,5 +73,5 @@ def zcplan_dependencies(omit = []):
             fail(("zcplan_dependencies: unknown repository '{}' in omit; " +
                   "known: {}").format(name, sorted(_REPOSITORIES.keys())))
     for name, declare in _REPOSITORIES.items():
-        if name not in omit:
+        if name not in omit and not native.existing_rule(name):
             declare(name = name)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Instructions per buffer of the sending thread, counted by callgrind: the
 # reference message at n = 1024 and 2048 (size_aware, each copy op) through
 # the raw liburing loop, the executor on its own ring and the executor on the

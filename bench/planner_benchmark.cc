@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Planner speed against a baseline that only sums the iovec lengths.
 //
 //   bazel run -c opt //bench:planner_benchmark -- --benchmark_repetitions=5

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Prints the ratio table for the project's send bars from a send_benchmark run.
 
     bazel run -c opt //bench:send_benchmark -- --benchmark_repetitions=5 \\

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Send throughput on loopback TCP: the executor under each zero-copy strategy,
 // next to a hand-written liburing loop that submits the same SQEs.
 //

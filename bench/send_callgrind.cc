@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Sends a fixed number of the reference messages (bench/send_loops.h) with
 // one sender, for callgrind to count the sending thread's instructions per
 // buffer; bench/callgrind.sh runs it under valgrind and prints the counts.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The send loops that bench/send_benchmark.cc times and bench/send_callgrind.cc
 // counts instructions of: one message at a time over a loopback TCP pair, by
 // a hand-written liburing loop, by the executor on its own ring, or by the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The send queue's per-message bookkeeping, without a ring: what the
 // executor does to a connection's SendQueue for one message sent whole.
 //

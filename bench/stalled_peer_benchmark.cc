@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What one stalled peer costs the other connections on the same ring.
 //
 // Connection A's peer never reads: A's zero-copy bytes fill the executor's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fitting the cost model to measurements, and comparing rankings.
 //
 // A sweep (tools/zcsweep) measures what each threshold really costs on a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cost estimate for a planned chain, for offline simulation.
 //
 // `EstimateCost` counts what a plan asks of the kernel (ops by kind, bytes and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One-line text for planned ops and chains, in the notation of planner.h:
 //
 //   writev[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K]

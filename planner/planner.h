@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Size-aware send planning for one TCP connection.
 //
 // Given the queue of buffers waiting on a connection, `PlanChain` returns the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Offline planning simulation: plan whole traces, compare thresholds.
 //
 // `Simulate` plans every batch of a trace under each candidate threshold,

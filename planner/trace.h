@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Sizes and traces: the text formats the zcplan tools read.
 //
 // A size is a decimal byte count with an optional binary suffix, K (KiB),

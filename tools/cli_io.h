@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Input files and error lines for zcplan's command-line tools.
 //
 // Every tool reads user-named files (traces, weights, a file to send) and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages that zcplan's build and CI need.
 #
 # Idempotent: when everything is installed already it does nothing (and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "zcplan/tools/stop_signals.h"
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SIGINT and SIGTERM as a request to stop, for tools that run until told to
 // (a sender, a server): while a `ScopedStopSignals` lives, either signal sets
 // a flag the tool's loop reads instead of killing the process.

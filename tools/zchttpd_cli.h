@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `zchttpd` HTTP server as a function, so that tests run it in-process.
 //
 // `zchttpd` is an HTTP/1.1 keep-alive server whose responses go out through

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zchttpd: an HTTP/1.1 server whose responses go through the zcplan
 // executor on the server's own io_uring; see zchttpd --help.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `zcplan` command-line tool as a function, so that tests run it
 // in-process with string streams.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zcplan: plans io_uring send chains for buffer sizes; see zcplan --help.
 
 #include <unistd.h>

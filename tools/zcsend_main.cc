@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zcsend: sends data through the zcplan executor, or receives it; see
 // zcsend --help.
 

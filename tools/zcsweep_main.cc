@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zcsweep: tunes the zero-copy threshold by measuring; see zcsweep --help.
 
 #include <unistd.h>

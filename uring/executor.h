@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs planned send chains on TCP sockets, many connections on one io_uring.
 //
 // An `Executor` runs on one ring: a ring of its own (`Create`), or the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The real `Ring`: a liburing instance, probed once when it is made.
 //
 // Thread safety: one thread (see ring.h).

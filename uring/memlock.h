@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the kernel charges to RLIMIT_MEMLOCK for zero-copy sends.
 //
 // A zero-copy send on memory that is not a registered buffer pins its pages

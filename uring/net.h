@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Small socket helpers shared by the executor's tools and sweeps: an owning
 // file descriptor, a TCP connect by name and socket addresses as text.
 //

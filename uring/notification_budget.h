@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The notification-bytes budget: how many bytes unregistered zero-copy sends
 // may hold awaiting notification over one ring, and what a connection whose
 // next zero-copy op does not fit should do.

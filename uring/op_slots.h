@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The executor's ops in flight, and the user_data that names them.
 //
 // Every SQE the executor submits carries a 64-bit user_data that the kernel

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The memory regions registered with a ring as fixed buffers.
 //
 // `RegisteredRegions` remembers the regions given to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one seam between the executor and the kernel.
 //
 // `Ring` is the small part of an io_uring instance the executor uses: get an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The send queue of one connection: the buffers enqueued on it, in order,
 // from push to release.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the executor checks of a socket before it sends on it, and how it
 // tells sockets apart whatever descriptor reaches them.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "zcplan/uring/sqe_encoder.h"
 
 #include <liburing.h>

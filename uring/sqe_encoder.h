@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Turns one planned op into its submission-queue entry, with no state.
 //
 // `LayOutOp` cuts the op's byte ranges out of the queue (the pieces), picks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Send statistics: the counters of one connection (`SendStats`) and of a
 // ring (`RingStats`), and one table of `SendStats`' fields that drives
 // `SendStats::Add` and `FormatStats` and lets tools print columns.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Measures what a workload costs through the executor under several planner
 // settings: the engine behind `zcsweep`, for programs that want to tune the
 // zero-copy threshold on their own hardware and traffic.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs a libFuzzer target without libFuzzer: on each file named on the
 // command line, then on random inputs from a fixed seed. Lets `bazel test`
 // exercise fuzz targets with any compiler.

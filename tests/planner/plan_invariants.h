@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test-only: checks a planned chain against the planner's contract.
 
 #ifndef ZCPLAN_TESTS_PLANNER_PLAN_INVARIANTS_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Planning into a reused Plan allocates nothing once it has grown.
 
 #include <sys/uio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the planner's invariants on arbitrary input.
 // Built as a real fuzzer with --config=fuzz; replayed on random input in
 // plain `bazel test` (planner_fuzz_test).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Randomized invariants: many random queues and options, fixed seed.
 
 #include <cstdint>

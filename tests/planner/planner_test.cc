@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "zcplan/planner/planner.h"
 
 #include <sys/uio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test-only: random queues and options that stress the planner's edges.
 
 #ifndef ZCPLAN_TESTS_PLANNER_RANDOM_QUEUE_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // LineReader (tools/cli_io.h): a file's lines one at a time, bounded.
 
 #include <fcntl.h>

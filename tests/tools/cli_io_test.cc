@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "zcplan/tools/cli_io.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A stream buffer one thread writes (a tool run in-process on a thread) and
 // another reads while it does: tests wait for a line to appear before they
 // act (connect, send a signal).

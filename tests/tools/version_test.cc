@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every tool answers --version with the one version zcplan has (set in
 // MODULE.bazel), before looking at any other flag, and CHANGELOG.md's newest
 // entry is that version.

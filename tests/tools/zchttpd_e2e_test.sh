@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End-to-end check of the real zchttpd binary, as a script drives it:
 #   1. --listen 127.0.0.1:0 prints "listening on 127.0.0.1:PORT" first;
 #      curl fetches /16 and /mixed/16 over one connection (bodies checked

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zchttpd, run in-process on port 0 and driven by clients that are not its
 // own: curl (keep-alive over many URLs, several strategies, both shapes,
 // every body compared byte for byte with the documented pattern) and raw

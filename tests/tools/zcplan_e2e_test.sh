@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End-to-end check of the real zcplan binary: stdout, stderr and exit codes.
 # Usage: zcplan_e2e_test.sh PATH_TO_ZCPLAN
 set -u

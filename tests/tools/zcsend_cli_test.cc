@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the zcsend tool, run in-process: bad input, and real sends over
 // loopback TCP through the executor to `zcsend --listen` (run on a thread) or
 // to a plain socket the test reads itself. The sending tests skip with the

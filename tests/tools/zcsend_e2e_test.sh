@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End-to-end check of the real zcsend binary over loopback TCP:
 #   1. zcsend --peer sends a file to socat, which writes it out: cmp.
 #   2. zcsend --listen --check-pattern in the background, zcsend --peer sends

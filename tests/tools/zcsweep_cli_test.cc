@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // zcsweep run in-process: bad input, and short real sweeps over loopback
 // whose table, recommendation, warning, files and calibrated weights are
 // checked (they skip with the reason where io_uring is unavailable).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Deterministic fault tests of the executor through the ring seam: a
 // state-based fake ring (fake_ring.h) runs the SQEs against in-memory sockets
 // and plays back each kernel behaviour of docs/kernel.md.

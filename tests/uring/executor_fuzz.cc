@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the executor's guarantees under any sequence of faults,
 // through the fake ring (fake_ring.h).
 // Built as a real fuzzer with --config=fuzz; replayed on random input in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The executor on a real io_uring over loopback TCP: byte-exact streams under
 // random mixed workloads, short writes, many connections on one ring, a peer
 // that resets, adaptive zero-copy, registered buffers, Close mid-stream, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "zcplan/tests/uring/fake_ring.h"
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A state-based fake of the ring seam (uring/ring.h) for deterministic tests.
 //
 // `FakeRing` executes the SQEs it is given against in-memory sockets: each fd

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the fake ring's own model of the kernel (docs/kernel.md):
 // SQEs are prepared with liburing's prep helpers and run on a `FakeRing`
 // directly, without the executor, so a fake that drifts from the kernel it

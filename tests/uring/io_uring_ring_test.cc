@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real io_uring through the `Ring` seam (uring/io_uring_ring.h), and the
 // kernel behaviours the executor is built on (docs/kernel.md),
 // checked on this machine's kernel over loopback TCP.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the user_data codec and the op-slot table: a completion that is
 // not one of the table's ops in flight (the caller's, an internal request's,
 // a freed or reused slot's) must never be found.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The executor on the caller's ring (a nonzero user_data_tag), over the fake
 // ring: the test plays the caller, which submits and reaps the ring itself
 // and hands the executor its completions (Owns / HandleCompletion).

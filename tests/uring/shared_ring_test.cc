@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The executor on a ring the test owns (Executor::CreateOnRing), on the real
 // kernel: the test is a small server that runs accept, recv and timeouts of
 // its own on its io_uring, with user_data values that an executor without a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A TCP peer for tests of stalled connections: a listener on 127.0.0.1 with a
 // small receive buffer whose connections are accepted and never read, so a
 // sender to it stalls after a few hundred KB.

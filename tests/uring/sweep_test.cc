@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the sweep engine (uring/sweep.h): the pure summaries and the
 // recommendation on made-up runs, and short real sweeps over loopback (they
 // skip with the reason where io_uring is unavailable).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test helpers shared by the executor tests: loopback TCP pairs, a token
 // ledger that checks every buffer is released exactly once, and patterned
 // streams with a checker for what a receiver got.

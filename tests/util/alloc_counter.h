@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Counts heap allocations: linking this library replaces the global
 // operator new/delete with malloc/free wrappers that count every
 // operator new. For tests and benchmarks that check "no allocation".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Finds a test's data files through Bazel's runfiles, so that the tests pass
 // both in zcplan's own workspace and as `bazel test @zcplan//...` from another
 // workspace (where the working directory is the other workspace's runfiles

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """A repository of .bzl files that forward rules to Bazel's built-in ones.
 

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """A repository rule that exposes libraries installed on the host as
 `cc_library` targets, using the flags `pkg-config` reports for them.

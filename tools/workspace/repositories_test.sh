@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks what can be checked of MODULE.bazel without a Bazel that reads it:
 #  1. every external repository that a BUILD or .bzl file of zcplan names
 #     (`@name//...`, comments included) is declared both in MODULE.bazel (a
 #     bazel_dep's repo_name, or its name when it has none, or the module's
 #     own name) and in tools/workspace/default.bzl's _REPOSITORIES table,
 #     unless Bazel itself provides it (BUILTIN below);
-#  2. the module's version, on the module() line, has the form 0.x.y.
+#  2. the module's version, on the module() line, has the form 0.x.y;
+#  3. every source file has an SPDX licence line, and includes zcplan's
+#     headers as "zcplan/...".
 # It also checks itself: a file naming an undeclared repository must fail.
 #
 # The BUILD and .bzl files are found in zcplan's source tree, which the
@@ -142,6 +145,28 @@ if [[ ! "${module_line}" =~ version\ *=\ *\"0\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\
 fi
 [[ "${module_line}" =~ name\ *=\ *\"zcplan\" ]] ||
   fail "MODULE.bazel's module() line does not name zcplan: ${module_line}"
+
+# 3. Every source file carries the licence's SPDX line near its top, and
+# every C++ file includes zcplan's headers by their "zcplan/" path (a bare
+# "planner/planner.h" would pick up a consumer's header of that path).
+sources=()
+while IFS= read -r f; do
+  sources+=("${source_root}/${f}")
+done < <(cd "${source_root}" &&
+  find . \( -name 'bazel-*' -o -name .git \
+    -o -path ./tools/workspace/consumer_example \) -prune -o \
+    \( -name '*.cc' -o -name '*.h' -o -name '*.sh' -o -name '*.py' \
+    -o -name BUILD.bazel -o -name '*.bzl' \) -print | sed 's,^\./,,' | sort)
+echo "checking ${#sources[@]} source files for SPDX lines and include paths"
+for f in "${sources[@]}"; do
+  head -n 3 "${f}" | grep -q 'SPDX-License-Identifier: Apache-2.0' ||
+    fail "${f#"${source_root}/"} has no SPDX-License-Identifier line"
+done
+bare="$(grep -nE '^#include "(planner|uring|tools|tests|bench)/' \
+  "${sources[@]}" 2>/dev/null | grep -v '"tools/cpp/' || true)"
+[[ -z "${bare}" ]] ||
+  fail "zcplan headers included without the zcplan/ prefix:
+${bare}"
 
 if [[ "${failures}" -ne 0 ]]; then
   echo "${failures} failure(s)" >&2

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides Google Benchmark under its usual repository name,
 @com_github_google_benchmark, from the host's copy (Debian's

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides Abseil under its usual repository name, @com_google_absl, from
 the host's copy (Debian's libabsl-dev, 20220623 on Debian 12), found with

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides GoogleTest under its usual repository name,
 @com_google_googletest, from the host's copy (Debian's libgtest-dev, 1.12.1

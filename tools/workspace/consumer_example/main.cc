@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Plans the batch [4K, 4K, 16K, 32K, 2K] with a 16 KiB zero-copy threshold
 // and prints the chain, one op per line: "writev 8192", "sendmsg_zc 49152",
 // "send 2048".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Checks that zcplan, used from another workspace, splits the example batch
 // as planner/planner.h describes:
 //   writev[4K,4K] -> sendmsg_zc[16K,32K] -> send[2K].

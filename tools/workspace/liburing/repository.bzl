@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides @liburing//:liburing from the host's liburing (Debian's
 liburing-dev, 2.3 on Debian 12), found with pkg-config.

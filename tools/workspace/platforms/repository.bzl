@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides @platforms (the standard constraint settings, e.g.
 `@platforms//os:linux`) from Debian's bazel-platforms package, so that

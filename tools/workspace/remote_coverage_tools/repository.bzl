@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides an empty @remote_coverage_tools.
 

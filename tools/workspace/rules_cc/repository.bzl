@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides @rules_cc as a thin shim over Bazel's built-in C++ rules.
 

@@ -1,4 +1,5 @@
 # -*- python -*-
+# SPDX-License-Identifier: Apache-2.0
 
 """Provides @rules_java from Debian's bazel-rules-java package.
 

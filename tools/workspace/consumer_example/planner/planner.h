@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The consumer's own planner: a header with the same path as zcplan's
 // planner/planner.h, which zcplan's headers must never pick up (they include
 // "zcplan/planner/planner.h").

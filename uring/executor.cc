@@ -510,20 +510,25 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                                    " buffers but ",
                                                    tokens.size(), " tokens"));
   }
-  // One pass checks every buffer and sums them against the room left (so
-  // the sum cannot wrap); the errors, rare, are found again in order.
+  // The usual case in one pass: each buffer checked (a base, 1..SSIZE_MAX
+  // bytes, room left under max_queued_bytes, summed against the room so the
+  // sum cannot wrap) as the queue copies and sums them. Otherwise nothing
+  // is queued and the error is found again, in order, below.
   const uint64_t queued = c->queue.held_bytes();
   const uint64_t room = c->options.max_queued_bytes - queued;
-  uint64_t bytes = 0;
-  bool bad = false;
-  bool over = false;
-  for (const iovec& b : buffers) {
-    bad |= (b.iov_base == nullptr) |
-           (b.iov_len - 1 >= static_cast<size_t>(SSIZE_MAX));
-    over |= b.iov_len > room - bytes;
-    bytes += b.iov_len;
+  if (c->state == State::kOpen &&
+      c->queue.PushIf(buffers, tokens, [room](const iovec& b, uint64_t before) {
+        return (b.iov_base != nullptr) &
+               (b.iov_len - 1 < static_cast<size_t>(SSIZE_MAX)) &
+               (b.iov_len <= room - before);
+      })) {
+    if (buffers.empty()) return absl::OkStatus();
+    c->stats.buffers_enqueued += buffers.size();
+    c->stats.bytes_enqueued += c->queue.held_bytes() - queued;
+    MarkReady(static_cast<uint32_t>(c - conns_.data()));
+    return absl::OkStatus();
   }
-  for (size_t i = 0; bad && i < buffers.size(); ++i) {
+  for (size_t i = 0; i < buffers.size(); ++i) {
     const iovec& b = buffers[i];
     if (b.iov_base == nullptr || b.iov_len == 0 ||
         b.iov_len > static_cast<size_t>(SSIZE_MAX)) {
@@ -542,7 +547,7 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
         "connection ", id.value, " failed: ", c->error.ToString()));
   }
   uint64_t before = 0;
-  for (size_t i = 0; over && i < buffers.size(); ++i) {
+  for (size_t i = 0; i < buffers.size(); ++i) {
     if (buffers[i].iov_len > room - before) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "Enqueue: buffer ", i, " (length ", buffers[i].iov_len,
@@ -552,12 +557,7 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
     }
     before += buffers[i].iov_len;
   }
-  if (buffers.empty()) return absl::OkStatus();
-  c->queue.Push(buffers, tokens, bytes);
-  c->stats.buffers_enqueued += buffers.size();
-  c->stats.bytes_enqueued += bytes;
-  MarkReady(static_cast<uint32_t>(c - conns_.data()));
-  return absl::OkStatus();
+  return absl::InternalError("Enqueue: batch refused for no reason found");
 }
 
 absl::Status Executor::Impl::Flush() {

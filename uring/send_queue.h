@@ -78,6 +78,13 @@ class SendQueue {
   // it again).
   void Push(absl::Span<const iovec> buffers, absl::Span<const uint64_t> tokens,
             uint64_t bytes);
+  // Pushes `buffers` if `accept(buffer, bytes_before)` is true for every
+  // one of them (`bytes_before`: the bytes of the batch before it), checked
+  // in the same pass that sums their lengths; otherwise pushes none of them
+  // and returns false. For a caller that checks each buffer anyway.
+  template <typename Accept>
+  bool PushIf(absl::Span<const iovec> buffers,
+              absl::Span<const uint64_t> tokens, Accept&& accept);
 
   // Buffers pushed and not yet released, and their bytes.
   size_t held() const { return held_; }
@@ -285,6 +292,36 @@ inline void SendQueue::Push(absl::Span<const iovec> buffers,
   assert(sum - start == bytes);
   held_ += n;
   held_bytes_ += sum - start;
+}
+
+template <typename Accept>
+bool SendQueue::PushIf(absl::Span<const iovec> buffers,
+                       absl::Span<const uint64_t> tokens, Accept&& accept) {
+  assert(buffers.size() == tokens.size());
+  const size_t n = buffers.size();
+  MakeRoom(n);
+  const size_t old = iovs_.size();
+  const uint64_t start = BytesBefore(old);
+  iovs_.insert(iovs_.end(), buffers.begin(), buffers.end());
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  ends_.resize(old + n);
+  uint64_t* e = ends_.data() + old;
+  uint64_t sum = start;
+  bool ok = true;
+  for (size_t k = 0; k < n; ++k) {
+    ok &= accept(buffers[k], sum - start);
+    sum += buffers[k].iov_len;
+    e[k] = sum;
+  }
+  if (!ok) {
+    iovs_.resize(old);
+    tokens_.resize(old);
+    ends_.resize(old);
+    return false;
+  }
+  held_ += n;
+  held_bytes_ += sum - start;
+  return true;
 }
 
 inline void SendQueue::Hold(uint64_t first, uint32_t count) {

@@ -320,6 +320,33 @@ TEST(SendQueueTest, PushDuringReleaseCallbackKeepsSeqsAndTokens) {
   EXPECT_EQ(q.first_seq(), 206u);
 }
 
+// PushIf pushes a batch only if every buffer is accepted, and gives the
+// check the bytes before each buffer in the batch.
+TEST(SendQueueTest, PushIfPushesAllOrNothing) {
+  SendQueue q;
+  PushN(q, 3, 10);
+  const iovec batch[] = {Buf(3, 5), Buf(4, 7), Buf(5, 9)};
+  const uint64_t tokens[] = {103, 104, 105};
+  std::vector<uint64_t> befores;
+  EXPECT_FALSE(q.PushIf(batch, tokens, [&](const iovec& b, uint64_t before) {
+    befores.push_back(before);
+    return b.iov_len != 7;
+  }));
+  EXPECT_EQ(befores, std::vector<uint64_t>({0, 5, 12}));
+  EXPECT_EQ(q.end_seq(), 3u);
+  EXPECT_EQ(q.held(), 3u);
+  EXPECT_EQ(q.held_bytes(), 30u);
+  EXPECT_TRUE(
+      q.PushIf(batch, tokens, [](const iovec&, uint64_t) { return true; }));
+  EXPECT_EQ(q.end_seq(), 6u);
+  EXPECT_EQ(q.held_bytes(), 51u);
+  EXPECT_EQ(q.token(5), 105u);
+  EXPECT_EQ(q.at(4).iov_len, 7u);
+  q.SetSent(6, 0);
+  EXPECT_EQ(ReleaseAll(q, false).size(), 6u);
+  EXPECT_EQ(q.held_bytes(), 0u);
+}
+
 TEST(SendQueueTest, CompactFreesFrontAfterManyBuffers) {
   SendQueue q;
   PushN(q, 10000, 8);

@@ -6,6 +6,7 @@
 # missing or io_uring is unavailable.
 # Usage: http_qps_smoke_test.sh PATH_TO_HTTP_QPS_PY PATH_TO_ZCHTTPD
 set -u
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ beside the script
 script=$1
 zchttpd=$2
 tmp=${TEST_TMPDIR:-$(mktemp -d)}

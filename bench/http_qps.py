@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """QPS of zchttpd under wrk on loopback, per send strategy (issue 10, sec. 2).
 
     bazel build -c opt //tools:zchttpd

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Smoke test of bench/http_qps.py against the real zchttpd: its wrk parser on
 # a canned wrk report (socket errors, non-2xx, latency units), then one short
 # run (one shape, one N, one strategy, 1 s) whose CSV, JSON and SVG must be

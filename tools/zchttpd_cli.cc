@@ -154,6 +154,7 @@ namespace {
 // --- Configuration -----------------------------------------------------------
 
 constexpr uint64_t kMaxBody = uint64_t{1} << 30;
+constexpr uint64_t kMaxZcCap = uint64_t{1} << 40;
 constexpr uint32_t kMaxPieces = kMaxReferencePieces;  // 65536
 constexpr uint64_t kMixedBody = 256 * 1024;
 constexpr size_t kMaxRequestHeader = 8 * 1024;
@@ -188,6 +189,7 @@ struct Config {
   uint32_t max_connections = 1024;
   absl::Duration stats_every = absl::ZeroDuration();
   bool registered = false;
+  uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
 };
 
 absl::Status Bad(absl::string_view message) {
@@ -258,6 +260,17 @@ constexpr Flag kFlags[] = {
          return Bad(absl::StrCat("bad value ", "'", v, "'", " (on or off)"));
        }
        c.adaptive = v == "on";
+       return absl::OkStatus();
+     }},
+    {"zc-cap", true,
+     [](absl::string_view v, Config& c) {
+       absl::StatusOr<uint64_t> size = ParseSize(v);
+       if (!size.ok()) return size.status();
+       if (*size > kMaxZcCap) {
+         return Bad(absl::StrCat("bad size ", "'", v, "'", ": expected 0..",
+                                 FormatSize(kMaxZcCap), " (0: the default)"));
+       }
+       c.zc_cap = *size;
        return absl::OkStatus();
      }},
     {"body", true,
@@ -705,6 +718,7 @@ absl::Status Worker::Start() {
 
   ExecutorOptions eo;
   eo.user_data_tag = kExecutorTag;
+  eo.max_bytes_awaiting_notification = config_.zc_cap;
   eo.teardown_timeout = absl::ZeroDuration();
   eo.on_release_batch =
       [this](ConnectionId id, absl::Span<const uint64_t> tokens,
@@ -1411,6 +1425,10 @@ Flags:
   --max-connections N    per thread (default 1024); more are closed at once
   --stats-every DURATION print a stats line this often (e.g. 1s; default off)
   --registered           register the body arenas as fixed buffers
+  --zc-cap SIZE          most bytes of unregistered zero-copy sends awaiting
+                         notification per ring (default 0: the executor's
+                         default, half of what RLIMIT_MEMLOCK leaves); past
+                         it the executor sends by copy (cap_copies)
 
 Output: "listening on ADDR:PORT ..." first; "stats: ..." lines; on SIGINT or
 SIGTERM "stopping (SIGINT)" and a "final: ..." line with the counters

@@ -783,6 +783,8 @@ TEST(ZchttpdFlagsTest, BadInputIsOneLineAndExitTwo) {
       {"--stats-every", "-1s"},
       {"--stats-every", "1ms"},
       {"--max-connections", "0"},
+      {"--zc-cap", "2T"},
+      {"--zc-cap", "-1"},
       {"--bogus"},
       {"positional"},
       {"--registered=yes"},

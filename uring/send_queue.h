@@ -275,23 +275,9 @@ inline void SendQueue::Push(absl::Span<const iovec> buffers,
 inline void SendQueue::Push(absl::Span<const iovec> buffers,
                             absl::Span<const uint64_t> tokens,
                             [[maybe_unused]] uint64_t bytes) {
-  assert(buffers.size() == tokens.size());
-  const size_t n = buffers.size();
-  MakeRoom(n);
-  const size_t old = iovs_.size();
-  const uint64_t start = BytesBefore(old);
-  iovs_.insert(iovs_.end(), buffers.begin(), buffers.end());
-  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
-  ends_.resize(old + n);
-  uint64_t* e = ends_.data() + old;
-  uint64_t sum = start;
-  for (size_t k = 0; k < n; ++k) {
-    sum += buffers[k].iov_len;
-    e[k] = sum;
-  }
-  assert(sum - start == bytes);
-  held_ += n;
-  held_bytes_ += sum - start;
+  [[maybe_unused]] const uint64_t before = held_bytes_;
+  PushIf(buffers, tokens, [](const iovec&, uint64_t) { return true; });
+  assert(held_bytes_ - before == bytes);
 }
 
 template <typename Accept>

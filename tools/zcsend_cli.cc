@@ -1418,6 +1418,8 @@ struct ListenControl {
   ZcsendTestHooks hooks;
   // Filled in: per connection accepted, the peer's address and the bytes.
   std::vector<std::pair<std::string, uint64_t>>* received = nullptr;
+  // Set when it ended because `stop` was set (not a failure of its own).
+  bool* stopped_by_sender = nullptr;
 };
 
 // With `control.listener` open (--loopback), receives on it instead of
@@ -1540,6 +1542,9 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
     }
     if (control.stop != nullptr && control.stop->load()) {
       if (failure.empty()) failure = "stopped: the sender gave up";
+      if (control.stopped_by_sender != nullptr) {
+        *control.stopped_by_sender = true;
+      }
       end = absl::Now();
       break;
     }
@@ -1704,6 +1709,8 @@ int RunLoopback(Config config, const SendJob& job, const ZcsendTestHooks& hooks,
   control.stop = &sender_failed;
   control.hooks = hooks;
   control.received = &received;
+  bool receiver_stopped_by_sender = false;
+  control.stopped_by_sender = &receiver_stopped_by_sender;
   int receiver_rc = kZcsendFailed;
   // When the receiver fails, its listener and accepted sockets close (the
   // sender's connections are reset) and the flag stops the sender's loop.
@@ -1732,8 +1739,14 @@ int RunLoopback(Config config, const SendJob& job, const ZcsendTestHooks& hooks,
     out << "  " << line << "\n";
   }
   out << std::flush;
-  // One side's failure makes the other fail too: report the cause.
-  if (sent.stopped_by_peer) {
+  // One side's failure makes the other fail too: report the cause. A
+  // receiver that failed on its own is it, even when the sender noticed
+  // the closed connections before the receiver's flag (an attach or send
+  // error on a socket the receiver had just closed).
+  // (A signal stops both sides: the sender reports it, below.)
+  if (sent.stopped_by_peer ||
+      (receiver_rc != kZcsendOk && !receiver_stopped_by_sender &&
+       ScopedStopSignals::Pending() == 0)) {
     err << receiver_err.str();
     return kZcsendFailed;
   }

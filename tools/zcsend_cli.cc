@@ -6,7 +6,6 @@
 #include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -14,21 +13,18 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -50,63 +46,13 @@
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/tools/stop_signals.h"
+#include "zcplan/uring/buffer_pool.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/net.h"
+#include "zcplan/uring/pattern.h"
+#include "zcplan/uring/receiver.h"
 
 namespace zcplan {
-
-// --- The pattern -------------------------------------------------------------
-
-namespace {
-
-// splitmix64's output function.
-uint64_t PatternWord(uint64_t word) {
-  uint64_t z = (word + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// The 8 stream bytes of word `word`, least significant byte first.
-void PatternBytes(uint64_t word, unsigned char out[8]) {
-  const uint64_t w = PatternWord(word);
-  for (int j = 0; j < 8; ++j) out[j] = static_cast<unsigned char>(w >> (8 * j));
-}
-
-}  // namespace
-
-unsigned char PatternByteAt(uint64_t offset) {
-  return static_cast<unsigned char>(PatternWord(offset >> 3) >>
-                                    (8 * (offset & 7)));
-}
-
-void FillPattern(uint64_t offset, absl::Span<unsigned char> data) {
-  size_t i = 0;
-  for (; i < data.size() && ((offset + i) & 7) != 0; ++i) {
-    data[i] = PatternByteAt(offset + i);
-  }
-  for (; i + 8 <= data.size(); i += 8) {
-    PatternBytes((offset + i) >> 3, &data[i]);
-  }
-  for (; i < data.size(); ++i) data[i] = PatternByteAt(offset + i);
-}
-
-size_t FindPatternMismatch(uint64_t offset,
-                           absl::Span<const unsigned char> data) {
-  size_t i = 0;
-  for (; i < data.size() && ((offset + i) & 7) != 0; ++i) {
-    if (data[i] != PatternByteAt(offset + i)) return i;
-  }
-  unsigned char expected[8];
-  for (; i + 8 <= data.size(); i += 8) {
-    PatternBytes((offset + i) >> 3, expected);
-    if (std::memcmp(expected, &data[i], 8) != 0) break;
-  }
-  for (; i < data.size(); ++i) {
-    if (data[i] != PatternByteAt(offset + i)) return i;
-  }
-  return data.size();
-}
 
 namespace {
 
@@ -117,8 +63,6 @@ constexpr uint32_t kMaxConnections = 1024;
 constexpr absl::string_view kDefaultSplit = "4K,4K,16K,32K,2K";
 // The most one registered buffer may span (the kernel's limit).
 constexpr uint64_t kMaxRegisteredBytes = uint64_t{1} << 30;
-// Tokens carry the connection's index above this many bits of sequence.
-constexpr int kSeqBits = 44;
 constexpr absl::Duration kPollTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
 constexpr absl::Duration kDefaultIdleTimeout = absl::Seconds(30);
@@ -199,6 +143,7 @@ struct Config {
   uint64_t max_in_flight = kDefaultMaxInFlight;
   absl::Duration idle_timeout = kDefaultIdleTimeout;  // zero: none
   bool loopback = false;  // send to a receiver of our own on 127.0.0.1
+  bool resend = false;    // send the same memory again, never refilled
   // Receiver.
   bool has_listen = false;
   uint16_t listen_port = 0;
@@ -333,6 +278,11 @@ constexpr Flag kFlags[] = {
     {"loopback", kSender, false,
      [](absl::string_view, Config& c) {
        c.loopback = true;
+       return absl::OkStatus();
+     }},
+    {"resend", kSender, false,
+     [](absl::string_view, Config& c) {
+       c.resend = true;
        return absl::OkStatus();
      }},
     {"listen", kReceiver, true,
@@ -483,6 +433,12 @@ absl::Status CheckSendFlags(const Config& c) {
                             QuoteForMessage(c.file), " and --bytes ",
                             FormatSize(c.bytes), ")"));
   }
+  if (c.has_file && c.resend) {
+    return Bad(absl::StrCat(
+        "give --file or --resend (which sends the pattern's memory again), "
+        "not both (got --file ",
+        QuoteForMessage(c.file), ")"));
+  }
   if (c.has_split && c.has_trace) {
     return Bad(absl::StrCat("give --split or --trace, not both (got --split ",
                             QuoteForMessage(c.split_text), " and --trace ",
@@ -582,66 +538,12 @@ absl::StatusOr<SendJob> PrepareSend(const Config& c) {
   return job;
 }
 
-// Anonymous memory, unmapped on destruction unless leaked.
-class Region {
- public:
-  static absl::StatusOr<Region> Map(uint64_t bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "cannot map ", HumanSize(bytes), " of buffers: ", Errno(errno)));
-    }
-    Region r;
-    r.data_ = static_cast<unsigned char*>(p);
-    r.size_ = bytes;
-    return r;
-  }
-  Region() = default;
-  Region(Region&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(o.size_) {}
-  Region& operator=(Region&& o) noexcept {
-    Region old(std::move(*this));
-    data_ = std::exchange(o.data_, nullptr);
-    size_ = o.size_;
-    return *this;
-  }
-  ~Region() {
-    if (data_ != nullptr) munmap(data_, size_);
-  }
-  unsigned char* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
-  // Gives the memory up without unmapping it: for buffers the kernel may
-  // still read (a zero-copy send that was never confirmed done). Unmapping
-  // them would let the next mapping's contents go out on the wire; they stay
-  // mapped until the process exits. Deliberately leaks.
-  void Leak() { data_ = nullptr; }
-
- private:
-  unsigned char* data_ = nullptr;
-  uint64_t size_ = 0;
-};
-
-// One connection's buffers: a ring of `capacity` bytes handed out in stream
-// order. A buffer's bytes are rewritten only after the executor released it.
+// One connection: its socket, where its data is, and its progress. Its
+// buffers are ring `index` of `SendState::pool`.
 struct Conn {
   Fd fd;
   ConnectionId id;
-  std::string local;  // the local address, "HOST:PORT"
-  unsigned char* ring = nullptr;
-  uint64_t capacity = 0;
-  // Logical positions in the ring: [tail, head) is held by `pieces`.
-  uint64_t head = 0;
-  uint64_t tail = 0;
-  struct Piece {
-    uint64_t start;  // logical position
-    uint64_t length;
-    bool released;
-  };
-  std::deque<Piece> pieces;  // enqueued and not yet reclaimed, in order
-  uint64_t first_seq = 0;    // sequence number of pieces.front()
-  uint64_t unreleased = 0;   // bytes enqueued, not yet released
+  std::string local;         // the local address, "HOST:PORT"
   uint64_t next_offset = 0;  // stream bytes enqueued so far
   size_t next_piece = 0;     // index into SendJob::pieces
   uint64_t released_ok = 0;  // bytes released as sent
@@ -655,12 +557,6 @@ struct Conn {
   absl::Time last_progress;
   bool abandoned = false;  // reset by `SendRun::Abandon`
 
-  bool Done(uint64_t total) const {
-    return pieces.empty() && (next_offset == total || !error.ok());
-  }
-  bool Complete(uint64_t total) const {
-    return pieces.empty() && next_offset == total && error.ok();
-  }
   // Reads what the peer acknowledged; true when it grew.
   bool UpdateAcked() {
     uint64_t now = 0;
@@ -685,13 +581,28 @@ struct SendState {
   // reused or unmapped.
   bool memory_unsafe = false;
 
+  // The buffers, one ring per connection; reused only once released.
+  std::optional<BufferPool> pool;
+
+  bool Holds(size_t i) const { return pool.has_value() && pool->held(i) > 0; }
+  // Nothing held, and all sent or failed.
+  bool Done(size_t i) const {
+    return !Holds(i) &&
+           (conns[i].next_offset == job->total || !conns[i].error.ok());
+  }
+  bool Complete(size_t i) const {
+    return !Holds(i) && conns[i].next_offset == job->total &&
+           conns[i].error.ok();
+  }
+  bool HoldsAny() const { return pool.has_value() && !pool->empty(); }
+
   void OnRelease(ConnectionId id, uint64_t token, const absl::Status& status) {
-    const uint64_t index = token >> kSeqBits;
-    const uint64_t seq = token & ((uint64_t{1} << kSeqBits) - 1);
-    if (index >= conns.size() || conns[index].id != id ||
-        seq < conns[index].first_seq ||
-        seq - conns[index].first_seq >= conns[index].pieces.size() ||
-        conns[index].pieces[seq - conns[index].first_seq].released) {
+    const uint32_t index = BufferPool::TokenRing(token);
+    absl::StatusOr<BufferPool::Released> released =
+        index < conns.size() && conns[index].id == id
+            ? pool->Release(token)
+            : absl::NotFoundError("another connection's");
+    if (!released.ok()) {
       if (internal_error.empty()) {
         internal_error =
             absl::StrCat("executor released token ", token, " on connection ",
@@ -700,20 +611,12 @@ struct SendState {
       return;
     }
     Conn& c = conns[index];
-    Conn::Piece& piece = c.pieces[seq - c.first_seq];
-    piece.released = true;
-    c.unreleased -= piece.length;
     ++c.releases;
     if (status.ok()) {
-      c.released_ok += piece.length;
+      c.released_ok += released->length;
     } else {
       if (c.error.ok()) c.error = status;
       if (KernelMayStillRead(status)) memory_unsafe = true;
-    }
-    while (!c.pieces.empty() && c.pieces.front().released) {
-      c.tail = c.pieces.front().start + c.pieces.front().length;
-      c.pieces.pop_front();
-      ++c.first_seq;
     }
     last_release = absl::Now();
   }
@@ -722,7 +625,7 @@ struct SendState {
 absl::Status ReadSource(const SendJob& job, uint64_t offset,
                         unsigned char* data, size_t length) {
   if (job.file.get() < 0) {
-    FillPattern(offset, absl::MakeSpan(data, length));
+    Pattern().Fill(offset, absl::MakeSpan(data, length));
     return absl::OkStatus();
   }
   while (length > 0) {
@@ -749,39 +652,38 @@ absl::Status ReadSource(const SendJob& job, uint64_t offset,
 // in `c.error`.
 absl::Status TopUp(SendState& state, size_t index, Executor& executor) {
   Conn& c = state.conns[index];
+  BufferPool& pool = *state.pool;
+  const uint32_t ring = static_cast<uint32_t>(index);
   const SendJob& job = *state.job;
   for (uint64_t n = 1; c.error.ok() && c.next_offset < job.total; ++n) {
-    if (c.pieces.size() >= kMaxBuffersInFlight) break;
+    if (pool.held(ring) >= kMaxBuffersInFlight) break;
     if (n % kBuffersPerStopCheck == 0 && ScopedStopSignals::Pending() != 0) {
       break;
     }
     const uint64_t length =
         std::min(job.pieces[c.next_piece], job.total - c.next_offset);
-    if (c.unreleased > 0 &&
-        c.unreleased + length > state.config->max_in_flight) {
+    const uint64_t unreleased = pool.unreleased_bytes(ring);
+    if (unreleased > 0 && unreleased + length > state.config->max_in_flight) {
       break;
     }
-    if (c.pieces.empty()) c.head = c.tail = 0;
-    uint64_t start = c.head;
-    if (start % c.capacity + length > c.capacity) {
-      start += c.capacity - start % c.capacity;  // wrap
+    const std::optional<BufferPool::Buffer> buffer = pool.Acquire(ring, length);
+    if (!buffer.has_value()) break;
+    // --resend: the memory holds what it was filled with at the start.
+    if (!state.config->resend) {
+      if (absl::Status s = ReadSource(job, c.next_offset, buffer->data, length);
+          !s.ok()) {
+        pool.Release(buffer->token).IgnoreError();
+        return s;
+      }
     }
-    if (start + length - c.tail > c.capacity) break;
-    unsigned char* data = c.ring + start % c.capacity;
-    if (absl::Status s = ReadSource(job, c.next_offset, data, length);
+    if (absl::Status s =
+            executor.Enqueue(c.id, buffer->data, length, buffer->token);
         !s.ok()) {
-      return s;
-    }
-    const uint64_t token =
-        (uint64_t{index} << kSeqBits) | (c.first_seq + c.pieces.size());
-    if (absl::Status s = executor.Enqueue(c.id, data, length, token); !s.ok()) {
+      pool.Release(buffer->token).IgnoreError();  // not taken
       absl::Status sticky = executor.ConnectionError(c.id);
       c.error = sticky.ok() ? s : sticky;
       break;
     }
-    c.pieces.push_back({start, length, false});
-    c.head = start + length;
-    c.unreleased += length;
     c.next_offset += length;
     c.next_piece = (c.next_piece + 1) % job.pieces.size();
   }
@@ -831,8 +733,8 @@ std::string OpCounts(const SendStats& s) {
 // What `--loopback` tells the sender while it runs.
 // What the caller tells the sender while it runs.
 struct SendControl {
-  const std::atomic<bool>* peer_failed = nullptr;  // the receiver gave up
-  bool never_reset = false;  // ZcsendTestHooks::sender_never_resets
+  std::function<bool()> peer_failed;  // the receiver gave up
+  bool never_reset = false;           // ZcsendTestHooks::sender_never_resets
 };
 
 struct SendResult {
@@ -869,7 +771,7 @@ class SendRun {
     return kZcsendFailed;
   }
   bool PeerFailed() const {
-    return control_.peer_failed != nullptr && control_.peer_failed->load();
+    return control_.peer_failed != nullptr && control_.peer_failed();
   }
   // The executor, the registered region and the connections; a failure is
   // reported on err, or is the peer's (`stopped_by_peer_`).
@@ -895,7 +797,6 @@ class SendRun {
   std::ostream& err_;
   // Destroyed in reverse: the executor (which may still release buffers into
   // `state_`) before the state and the memory the buffers live in.
-  Region region_;
   SendState state_;
   std::unique_ptr<Executor> executor_;
   bool stopped_by_peer_ = false;
@@ -911,13 +812,15 @@ class SendRun {
 };
 
 bool SendRun::SetUp() {
-  absl::StatusOr<Region> region =
-      Region::Map(job_.ring_bytes * config_.connections);
-  if (!region.ok()) {
-    Fail(region.status().message());
+  absl::StatusOr<BufferPool> pool =
+      BufferPool::Create(config_.connections, job_.ring_bytes);
+  if (!pool.ok()) {
+    Fail(pool.status().message());
     return false;
   }
-  region_ = *std::move(region);
+  state_.pool = *std::move(pool);
+  // --resend: filled once, sent again and again.
+  if (config_.resend) Pattern().Fill(0, state_.pool->memory());
 
   ExecutorOptions options;
   // An abandoned run resets its connections first (see `Abandon`): what the
@@ -940,10 +843,11 @@ bool SendRun::SetUp() {
   features_ = executor_->features();
 
   if (config_.registered) {
-    const struct iovec whole = {region_.data(), region_.size()};
+    const struct iovec whole = {state_.pool->memory().data(),
+                                state_.pool->memory().size()};
     if (absl::Status s = executor_->RegisterBuffers({&whole, 1}); !s.ok()) {
       Fail(absl::StrCat("--registered: cannot register ",
-                        HumanSize(region_.size()),
+                        HumanSize(state_.pool->memory().size()),
                         " of buffers: ", s.ToString(),
                         " (registered memory counts against `ulimit -l`; lower "
                         "--max-in-flight or --connections)"));
@@ -985,8 +889,6 @@ bool SendRun::SetUp() {
       return false;
     }
     c.id = *id;
-    c.ring = region_.data() + i * job_.ring_bytes;
-    c.capacity = job_.ring_bytes;
   }
   return true;
 }
@@ -995,6 +897,8 @@ void SendRun::PrintHeader() {
   const Config& config = config_;
   out_ << "zcsend: " << SizeAndBytes(job_.total) << " of "
        << (config.has_file ? QuoteForMessage(config.file)
+           : config.resend ? std::string("pattern, resent from ") +
+                                 HumanSize(job_.ring_bytes) + " of memory"
                            : std::string("pattern"))
        << " on " << Count(config.connections, "connection") << " to "
        << EscapeForMessage(config.peer) << "\n"
@@ -1033,9 +937,9 @@ Ending SendRun::Loop(std::string* message) {
         *message = std::string(s.message());
         return Ending::kFailed;
       }
-      const Conn& c = state_.conns[i];
-      if (!c.Done(job_.total)) busy = true;
-      if (c.error.ok() && !c.Done(job_.total)) all_failed_or_done = false;
+      const bool done = state_.Done(i);
+      if (!done) busy = true;
+      if (state_.conns[i].error.ok() && !done) all_failed_or_done = false;
     }
     if (!state_.internal_error.empty()) {
       *message = state_.internal_error;
@@ -1065,7 +969,7 @@ std::optional<size_t> SendRun::IdleConnection() {
   std::optional<size_t> idle;
   for (size_t i = 0; i < state_.conns.size(); ++i) {
     Conn& c = state_.conns[i];
-    if (c.Done(job_.total) || !c.error.ok()) continue;
+    if (state_.Done(i) || !c.error.ok()) continue;
     const bool released = c.releases != c.releases_seen;
     c.releases_seen = c.releases;
     if (c.UpdateAcked() || released) {
@@ -1116,7 +1020,7 @@ void SendRun::CloseConnections() {
   for (size_t i = 0; i < state_.conns.size(); ++i) {
     Conn& c = state_.conns[i];
     if (c.fd.get() < 0) continue;
-    if (!c.Complete(job_.total)) {
+    if (!state_.Complete(i)) {
       abandon.push_back(i);
       continue;
     }
@@ -1151,8 +1055,7 @@ void SendRun::Abandon(const std::vector<size_t>& stalled) {
 void SendRun::PollUntilReleased(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    bool held = false;
-    for (const Conn& c : state_.conns) held = held || !c.pieces.empty();
+    const bool held = state_.HoldsAny();
     const absl::Duration left = deadline - absl::Now();
     if (!held || left <= absl::ZeroDuration()) return;
     if (!executor_->Poll(std::min(left, kPollTimeout)).ok()) return;
@@ -1160,8 +1063,7 @@ void SendRun::PollUntilReleased(absl::Duration timeout) {
 }
 
 bool SendRun::DestroyExecutor() {
-  bool held = false;
-  for (const Conn& c : state_.conns) held = held || !c.pieces.empty();
+  const bool held = state_.HoldsAny();
   held_at_teardown_ = held;
   if (executor_ != nullptr) {
     // Resets what still holds buffers (reset_on_shutdown); what the kernel
@@ -1174,8 +1076,8 @@ bool SendRun::DestroyExecutor() {
   // sweep does, a buffer not given back after the reset counts as such,
   // whatever status teardown gave it.
   if (held) state_.memory_unsafe = true;
-  if (!state_.memory_unsafe) return false;
-  region_.Leak();
+  if (!state_.memory_unsafe || !state_.pool.has_value()) return false;
+  state_.pool->KeepMapped();
   return true;
 }
 
@@ -1264,7 +1166,8 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
          << t.chains_zc_paused << " chain(s) sent by copy meanwhile\n";
   }
   if (config.registered) {
-    out_ << "registered buffers: " << SizeAndBytes(region_.size()) << ", "
+    out_ << "registered buffers: " << SizeAndBytes(state_.pool->memory().size())
+         << ", "
          << (t.fixed_buffer_ops > 0
                  ? absl::StrCat(t.fixed_buffer_ops,
                                 " zero-copy ops used fixed buffers")
@@ -1278,7 +1181,7 @@ void SendRun::PrintReport(absl::Duration elapsed, Ending ending) {
             "these numbers say nothing about zero-copy on real hardware\n";
   }
   if (memory_kept_) {
-    out_ << "note: kept " << HumanSize(region_.size())
+    out_ << "note: kept " << HumanSize(state_.pool->memory().size())
          << " of buffer memory mapped until exit: "
          << (held_at_teardown_
                  ? "the kernel still held some of it at the end"
@@ -1388,14 +1291,6 @@ SendResult RunSend(const Config& config, const SendJob& job,
 
 // --- Receiver ----------------------------------------------------------------
 
-struct Peer {
-  Fd fd;
-  Fd out;
-  std::string address;
-  uint64_t bytes = 0;
-  bool open = true;
-};
-
 absl::Status WriteAll(int fd, const unsigned char* data, size_t length) {
   while (length > 0) {
     const ssize_t n = write(fd, data, length);
@@ -1411,222 +1306,86 @@ std::string OutPath(const Config& c, size_t i) {
   return c.connections == 1 ? c.out_path : absl::StrCat(c.out_path, ".", i + 1);
 }
 
-// What `--loopback` gives its receiver besides the listening socket.
-struct ListenControl {
-  Fd listener;                              // receive on this one
-  const std::atomic<bool>* stop = nullptr;  // the sender gave up: stop
-  ZcsendTestHooks hooks;
-  // Filled in: per connection accepted, the peer's address and the bytes.
-  std::vector<std::pair<std::string, uint64_t>>* received = nullptr;
-  // Set when it ended because `stop` was set (not a failure of its own).
-  bool* stopped_by_sender = nullptr;
+// What the receiver's callbacks (on its thread) print and collect.
+struct ReceiveState {
+  const Config* config = nullptr;
+  std::ostream* out = nullptr;  // the per-connection lines
+  uint64_t undercount = 0;      // ZcsendTestHooks
+  std::vector<Fd> files;        // --out, per connection
+  std::string first_failure;    // the first connection that failed
+
+  // The bytes connection `i` is reported with.
+  uint64_t Counted(size_t i, const ReceivedConnection& c) const {
+    return c.bytes - (i == 0 && c.eof ? std::min(c.bytes, undercount) : 0);
+  }
 };
 
-// With `control.listener` open (--loopback), receives on it instead of
-// opening one.
-int RunListen(const Config& config, std::ostream& out, std::ostream& err,
-              ListenControl control = ListenControl()) {
-  Fd listener = std::move(control.listener);
-  const ZcsendTestHooks& hooks = control.hooks;
+ReceiverOptions MakeReceiverOptions(ReceiveState& state,
+                                    const ZcsendTestHooks& hooks) {
+  const Config& config = *state.config;
+  ReceiverOptions options;
+  options.connections = config.connections;
+  options.check_pattern = config.check_pattern;
+  if (hooks.receiver_accept_fails_at > 0) {
+    options.accept_fault = [at = hooks.receiver_accept_fails_at,
+                            error = hooks.receiver_accept_errno](size_t n) {
+      return n == at ? error : 0;
+    };
+  }
+  if (!state.files.empty()) {
+    options.on_data = [&state](size_t i, absl::Span<const unsigned char> d) {
+      if (absl::Status s = WriteAll(state.files[i].get(), d.data(), d.size());
+          !s.ok()) {
+        return absl::DataLossError(absl::StrCat(
+            "--out: ", OutPath(*state.config, i), ": ", s.message()));
+      }
+      return absl::OkStatus();
+    };
+  }
+  options.on_end = [&state](size_t i, const ReceivedConnection& c) {
+    if (c.error != 0 && state.first_failure.empty()) {
+      state.first_failure =
+          absl::StrCat("connection ", i + 1, " from ", c.peer, ": ",
+                       Errno(c.error), " after ", c.bytes, " bytes");
+    }
+    *state.out << "connection " << i + 1 << " from " << c.peer
+               << (c.eof ? " closed" : " failed") << " after "
+               << SizeAndBytes(state.Counted(i, c)) << std::endl;
+  };
+  return options;
+}
+
+// The receiver's summary on `out` and its exit code, once it has ended;
+// `received` (when given) gets each connection's peer and count.
+int ReportReceived(
+    const Receiver& receiver, const ReceiveState& state, std::ostream& out,
+    std::ostream& err,
+    std::vector<std::pair<std::string, uint64_t>>* received = nullptr) {
+  const Config& config = *state.config;
   auto fail = [&err](absl::string_view message) {
     err << "zcsend: " << message << "\n";
     return kZcsendFailed;
   };
-  std::vector<Peer> peers(config.connections);
-  if (config.has_out) {
-    // PATH.1 .. PATH.N are written beside PATH: a PATH that is not a
-    // regular file (/dev/null) is refused rather than given siblings.
-    if (struct stat st = {};
-        peers.size() > 1 && stat(config.out_path.c_str(), &st) == 0) {
-      if (absl::Status s = CheckOutputFile(config.out_path, "--out"); !s.ok()) {
-        return BadInput(s, err);
-      }
-    }
-    for (size_t i = 0; i < peers.size(); ++i) {
-      if (absl::Status s = CheckOutputFile(OutPath(config, i), "--out");
-          !s.ok()) {
-        return BadInput(s, err);
-      }
-    }
-    for (size_t i = 0; i < peers.size(); ++i) {
-      const std::string path = OutPath(config, i);
-      // Non-blocking, and checked on the descriptor: a FIFO put in place
-      // after the check cannot hang the open.
-      peers[i].out.Reset(
-          open(path.c_str(),
-               O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644));
-      struct stat st = {};
-      if (peers[i].out.get() < 0 || fstat(peers[i].out.get(), &st) != 0 ||
-          !S_ISREG(st.st_mode)) {
-        return BadInput(
-            Bad(absl::StrCat(
-                "--out: cannot write ", QuoteForMessage(path), ": ",
-                peers[i].out.get() < 0 ? Errno(errno) : "not a regular file")),
-            err);
-      }
-    }
-  }
-
-  if (listener.get() < 0) {
-    struct addrinfo hints = {};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    struct addrinfo* list = nullptr;
-    const std::string port = absl::StrCat(config.listen_port);
-    if (int rc = getaddrinfo(config.bind.c_str(), port.c_str(), &hints, &list);
-        rc != 0) {
-      return fail(absl::StrCat("--bind: cannot resolve ",
-                               QuoteForMessage(config.bind), ": ",
-                               gai_strerror(rc)));
-    }
-    int error = 0;
-    for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-      listener.Reset(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                            ai->ai_protocol));
-      const int one = 1;
-      if (listener.get() >= 0 &&
-          setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one,
-                     sizeof(one)) == 0 &&
-          bind(listener.get(), ai->ai_addr, ai->ai_addrlen) == 0 &&
-          listen(listener.get(), static_cast<int>(std::max<uint32_t>(
-                                     config.connections, 16))) == 0) {
-        error = 0;
-        break;
-      }
-      error = errno;
-      listener.Reset();
-    }
-    freeaddrinfo(list);
-    if (listener.get() < 0) {
-      return fail(absl::StrCat("cannot listen on ",
-                               EscapeForMessage(config.bind), ":", port, ": ",
-                               Errno(error)));
-    }
-  }
-  struct sockaddr_storage local = {};
-  socklen_t local_len = sizeof(local);
-  getsockname(listener.get(), reinterpret_cast<struct sockaddr*>(&local),
-              &local_len);
-  out << "listening on " << FormatAddress(local) << std::endl;
-
-  std::vector<unsigned char> buffer(1 << 20);
-  size_t accepted = 0;
-  size_t open_peers = 0;
-  absl::Time start;
-  absl::Time end;
-  std::string mismatch;  // the first pattern mismatch
-  std::string failure;   // the first receive error
-  std::vector<struct pollfd> fds;
-  std::vector<size_t> fd_peer;
-  while (accepted < peers.size() || open_peers > 0) {
-    fds.clear();
-    fd_peer.clear();
-    if (accepted < peers.size()) {
-      fds.push_back({listener.get(), POLLIN, 0});
-      fd_peer.push_back(peers.size());
-    }
-    for (size_t i = 0; i < accepted; ++i) {
-      if (!peers[i].open) continue;
-      fds.push_back({peers[i].fd.get(), POLLIN, 0});
-      fd_peer.push_back(i);
-    }
-    // With a stop flag, look at it every poll round.
-    const int timeout_ms =
-        control.stop == nullptr
-            ? -1
-            : static_cast<int>(absl::ToInt64Milliseconds(kPollTimeout));
-    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
-      if (errno == EINTR) continue;
-      return fail(absl::StrCat("poll: ", Errno(errno)));
-    }
-    if (control.stop != nullptr && control.stop->load()) {
-      if (failure.empty()) failure = "stopped: the sender gave up";
-      if (control.stopped_by_sender != nullptr) {
-        *control.stopped_by_sender = true;
-      }
-      end = absl::Now();
-      break;
-    }
-    for (size_t k = 0; k < fds.size(); ++k) {
-      if (fds[k].revents == 0) continue;
-      if (fd_peer[k] == peers.size()) {
-        struct sockaddr_storage from = {};
-        socklen_t from_len = sizeof(from);
-        int fd = -1;
-        if (hooks.receiver_accept_fails_at == accepted + 1) {
-          errno = hooks.receiver_accept_errno;
-        } else {
-          fd =
-              accept4(listener.get(), reinterpret_cast<struct sockaddr*>(&from),
-                      &from_len, SOCK_CLOEXEC);
-        }
-        if (fd < 0) {
-          if (errno == EINTR || errno == ECONNABORTED) continue;
-          return fail(absl::StrCat("accept: ", Errno(errno)));
-        }
-        if (accepted == 0) start = absl::Now();
-        Peer& p = peers[accepted++];
-        p.fd.Reset(fd);
-        p.address = FormatAddress(from);
-        ++open_peers;
-        if (accepted == peers.size()) listener.Reset();
-        continue;
-      }
-      Peer& p = peers[fd_peer[k]];
-      const ssize_t n = recv(p.fd.get(), buffer.data(), buffer.size(), 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n > 0) {
-        const auto got =
-            absl::MakeConstSpan(buffer.data(), static_cast<size_t>(n));
-        if (config.check_pattern && mismatch.empty()) {
-          const size_t at = FindPatternMismatch(p.bytes, got);
-          if (at < got.size()) {
-            mismatch = absl::StrFormat(
-                "connection %d from %s: byte %d is 0x%02x, expected 0x%02x",
-                fd_peer[k] + 1, p.address, p.bytes + at, got[at],
-                PatternByteAt(p.bytes + at));
-          }
-        }
-        if (p.out.get() >= 0) {
-          if (absl::Status s = WriteAll(p.out.get(), got.data(), got.size());
-              !s.ok()) {
-            return fail(absl::StrCat("--out: ", OutPath(config, fd_peer[k]),
-                                     ": ", s.message()));
-          }
-        }
-        p.bytes += static_cast<uint64_t>(n);
-        continue;
-      }
-      if (n < 0 && failure.empty()) {
-        failure =
-            absl::StrCat("connection ", fd_peer[k] + 1, " from ", p.address,
-                         ": ", Errno(errno), " after ", p.bytes, " bytes");
-      }
-      if (n == 0 && fd_peer[k] == 0) {
-        p.bytes -= std::min(p.bytes, hooks.receiver_undercount_bytes);
-      }
-      p.open = false;
-      p.fd.Reset();
-      --open_peers;
-      end = absl::Now();
-      out << "connection " << fd_peer[k] + 1 << " from " << p.address
-          << (n == 0 ? " closed" : " failed") << " after "
-          << SizeAndBytes(p.bytes) << std::endl;
-    }
-  }
-
+  const absl::Status& status = receiver.status();
+  // A failed accept or --out: no summary.
+  if (!status.ok() && !absl::IsCancelled(status)) return fail(status.message());
   uint64_t total = 0;
-  for (size_t i = 0; i < accepted; ++i) {
-    total += peers[i].bytes;
-    if (control.received != nullptr) {
-      control.received->emplace_back(peers[i].address, peers[i].bytes);
+  std::string mismatch;  // the first connection's pattern mismatch
+  const std::vector<ReceivedConnection>& conns = receiver.connections();
+  for (size_t i = 0; i < conns.size(); ++i) {
+    const ReceivedConnection& c = conns[i];
+    total += state.Counted(i, c);
+    if (received != nullptr)
+      received->emplace_back(c.peer, state.Counted(i, c));
+    if (c.mismatch_at >= 0 && mismatch.empty()) {
+      mismatch = absl::StrFormat(
+          "connection %d from %s: byte %d is 0x%02x, expected 0x%02x", i + 1,
+          c.peer, c.mismatch_at, c.mismatch_got, c.mismatch_expected);
     }
   }
-  const absl::Duration elapsed =
-      accepted == 0 ? absl::ZeroDuration() : end - start;
+  const absl::Duration elapsed = receiver.elapsed();
   out << "received " << total << " bytes (" << HumanSize(total) << ") on "
-      << Count(peers.size(), "connection") << " in "
+      << Count(config.connections, "connection") << " in "
       << absl::StrFormat("%.3f s", absl::ToDoubleSeconds(elapsed)) << ": "
       << Rate(total, elapsed) << "\n";
   if (config.check_pattern) {
@@ -1638,16 +1397,136 @@ int RunListen(const Config& config, std::ostream& out, std::ostream& err,
   }
   if (config.has_out) {
     out << "wrote "
-        << (peers.size() == 1
+        << (config.connections == 1
                 ? config.out_path
-                : absl::StrCat(config.out_path, ".1..", peers.size()))
+                : absl::StrCat(config.out_path, ".1..", config.connections))
         << "\n";
   }
   out << std::flush;
-  if (!failure.empty()) return fail(failure);
-  if (!mismatch.empty())
+  if (!state.first_failure.empty()) return fail(state.first_failure);
+  if (absl::IsCancelled(status)) return fail("stopped: the sender gave up");
+  if (!mismatch.empty()) {
     return fail(absl::StrCat("pattern mismatch: ", mismatch));
+  }
   return kZcsendOk;
+}
+
+// A receiver that did not end well: the sender stops (--loopback).
+bool ReceiverFailed(const Receiver& receiver) {
+  if (!receiver.done()) return false;
+  if (!receiver.status().ok()) return true;
+  for (const ReceivedConnection& c : receiver.connections()) {
+    if (c.error != 0 || c.mismatch_at >= 0) return true;
+  }
+  return false;
+}
+
+// --out: PATH, or PATH.1 .. PATH.N, opened for writing. Errors are bad
+// input.
+absl::Status OpenOutFiles(const Config& config, std::vector<Fd>& files) {
+  // PATH.1 .. PATH.N are written beside PATH: a PATH that is not a regular
+  // file (/dev/null) is refused rather than given siblings.
+  if (struct stat st = {};
+      config.connections > 1 && stat(config.out_path.c_str(), &st) == 0) {
+    if (absl::Status s = CheckOutputFile(config.out_path, "--out"); !s.ok()) {
+      return s;
+    }
+  }
+  for (size_t i = 0; i < config.connections; ++i) {
+    if (absl::Status s = CheckOutputFile(OutPath(config, i), "--out");
+        !s.ok()) {
+      return s;
+    }
+  }
+  files.resize(config.connections);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string path = OutPath(config, i);
+    // Non-blocking, and checked on the descriptor: a FIFO put in place
+    // after the check cannot hang the open.
+    files[i].Reset(open(path.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK,
+                        0644));
+    struct stat st = {};
+    if (files[i].get() < 0 || fstat(files[i].get(), &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+      return Bad(absl::StrCat(
+          "--out: cannot write ", QuoteForMessage(path), ": ",
+          files[i].get() < 0 ? Errno(errno) : "not a regular file"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The listening socket of --listen PORT --bind ADDR.
+absl::StatusOr<Fd> OpenListener(const Config& config) {
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  struct addrinfo* list = nullptr;
+  const std::string port = absl::StrCat(config.listen_port);
+  if (int rc = getaddrinfo(config.bind.c_str(), port.c_str(), &hints, &list);
+      rc != 0) {
+    return absl::UnavailableError(absl::StrCat("--bind: cannot resolve ",
+                                               QuoteForMessage(config.bind),
+                                               ": ", gai_strerror(rc)));
+  }
+  Fd listener;
+  int error = 0;
+  for (struct addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    listener.Reset(
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+    const int one = 1;
+    if (listener.get() >= 0 &&
+        setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one,
+                   sizeof(one)) == 0 &&
+        bind(listener.get(), ai->ai_addr, ai->ai_addrlen) == 0 &&
+        listen(listener.get(), static_cast<int>(std::max<uint32_t>(
+                                   config.connections, 16))) == 0) {
+      error = 0;
+      break;
+    }
+    error = errno;
+    listener.Reset();
+  }
+  freeaddrinfo(list);
+  if (listener.get() < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ",
+                                               EscapeForMessage(config.bind),
+                                               ":", port, ": ", Errno(error)));
+  }
+  return listener;
+}
+
+// zcsend --listen.
+int RunListen(const Config& config, std::ostream& out, std::ostream& err) {
+  ReceiveState state;
+  state.config = &config;
+  state.out = &out;
+  if (config.has_out) {
+    if (absl::Status s = OpenOutFiles(config, state.files); !s.ok()) {
+      return BadInput(s, err);
+    }
+  }
+  absl::StatusOr<Fd> listener = OpenListener(config);
+  if (!listener.ok()) {
+    err << "zcsend: " << listener.status().message() << "\n";
+    return kZcsendFailed;
+  }
+  struct sockaddr_storage local = {};
+  socklen_t local_len = sizeof(local);
+  getsockname(listener->get(), reinterpret_cast<struct sockaddr*>(&local),
+              &local_len);
+  // Before the receiver's thread writes to `out`.
+  out << "listening on " << FormatAddress(local) << std::endl;
+  absl::StatusOr<std::unique_ptr<Receiver>> receiver = Receiver::OnListener(
+      *std::move(listener), MakeReceiverOptions(state, ZcsendTestHooks()));
+  if (!receiver.ok()) {
+    err << "zcsend: " << receiver.status().message() << "\n";
+    return kZcsendFailed;
+  }
+  (*receiver)->Join().IgnoreError();  // reported below
+  return ReportReceived(**receiver, state, out, err);
 }
 
 // The first connection whose byte count differs between the sender's
@@ -1679,61 +1558,49 @@ std::string CompareCounts(
 // Each stops the other when it fails, and the byte counts are compared.
 int RunLoopback(Config config, const SendJob& job, const ZcsendTestHooks& hooks,
                 std::ostream& out, std::ostream& err) {
-  Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (listener.get() < 0 ||
-      bind(listener.get(), reinterpret_cast<struct sockaddr*>(&addr),
-           sizeof(addr)) != 0 ||
-      listen(listener.get(), static_cast<int>(std::max<uint32_t>(
-                                 config.connections, 16))) != 0 ||
-      getsockname(listener.get(), reinterpret_cast<struct sockaddr*>(&addr),
-                  &len) != 0) {
-    err << "zcsend: cannot listen on 127.0.0.1: " << Errno(errno) << "\n";
-    return kZcsendFailed;
-  }
   Config receiver_config;
   receiver_config.has_listen = true;
   receiver_config.bind = "127.0.0.1";
-  receiver_config.check_pattern = !config.has_file;
+  // --resend sends whatever its buffers were filled with, over and over.
+  receiver_config.check_pattern = !config.has_file && !config.resend;
   receiver_config.connections = config.connections;
   std::ostringstream receiver_out;
   std::ostringstream receiver_err;
-  std::atomic<bool> receiver_failed{false};
-  std::atomic<bool> sender_failed{false};
-  std::vector<std::pair<std::string, uint64_t>> received;
-  ListenControl control;
-  control.listener = std::move(listener);
-  control.stop = &sender_failed;
-  control.hooks = hooks;
-  control.received = &received;
-  bool receiver_stopped_by_sender = false;
-  control.stopped_by_sender = &receiver_stopped_by_sender;
-  int receiver_rc = kZcsendFailed;
+  ReceiveState state;
+  state.config = &receiver_config;
+  state.out = &receiver_out;
+  state.undercount = hooks.receiver_undercount_bytes;
   // When the receiver fails, its listener and accepted sockets close (the
-  // sender's connections are reset) and the flag stops the sender's loop.
-  std::thread receiver([&] {
-    receiver_rc = RunListen(receiver_config, receiver_out, receiver_err,
-                            std::move(control));
-    if (receiver_rc != kZcsendOk) receiver_failed = true;
-  });
-  const std::string port = absl::StrCat(ntohs(addr.sin_port));
+  // sender's connections are reset) and `peer_failed` stops the sender.
+  absl::StatusOr<std::unique_ptr<Receiver>> started =
+      Receiver::Listen(MakeReceiverOptions(state, hooks));
+  if (!started.ok()) {
+    err << "zcsend: " << started.status().message() << "\n";
+    return kZcsendFailed;
+  }
+  Receiver& receiver = **started;
   config.has_peer = true;
   config.peer_host = "127.0.0.1";
-  config.peer_port = port;
-  config.peer = absl::StrCat("127.0.0.1:", port);
+  config.peer_port = receiver.port();
+  config.peer = receiver.address();
   std::ostringstream sender_err;
   SendControl send_control;
-  send_control.peer_failed = &receiver_failed;
+  send_control.peer_failed = [&receiver] { return ReceiverFailed(receiver); };
   send_control.never_reset = hooks.sender_never_resets;
   const SendResult sent = RunSend(config, job, send_control, out, sender_err);
-  // A sender that failed has closed its connections; the flag stops a
-  // receiver still waiting for connections that will not come.
-  if (sent.code != kZcsendOk) sender_failed = true;
-  receiver.join();
-  out << "receiver on 127.0.0.1:" << port << ":\n";
+  // A sender that failed has closed its connections; a receiver still
+  // waiting for connections that will not come is stopped.
+  if (sent.code != kZcsendOk) {
+    receiver.Stop().IgnoreError();
+  } else {
+    receiver.Join().IgnoreError();
+  }
+  const bool receiver_stopped_by_sender = absl::IsCancelled(receiver.status());
+  std::vector<std::pair<std::string, uint64_t>> received;
+  const int receiver_rc =
+      ReportReceived(receiver, state, receiver_out, receiver_err, &received);
+  out << "receiver on " << receiver.address() << ":\n"
+      << "  listening on " << receiver.address() << "\n";
   std::istringstream lines(receiver_out.str());
   for (std::string line; std::getline(lines, line);) {
     out << "  " << line << "\n";
@@ -1787,7 +1654,11 @@ Sender (--peer HOST:PORT, or --loopback):
                        thread; it checks the pattern) and print both reports
   --file PATH          send the bytes of this file
   --bytes SIZE         or send SIZE bytes of the generated pattern (the
-                       stream --check-pattern verifies) [%s]
+                       stream --check-pattern verifies; see below) [%s]
+  --resend             send the same buffer memory again and again, filled
+                       with the pattern once and never refilled (as liburing's
+                       examples/send-zerocopy): the send path alone; not with
+                       --file, and --loopback's receiver only counts
   --split LIST         buffer sizes, repeated over the data [%s]
   --trace FILE         or take the sizes from a planner trace: each line is
                        one message, the lines repeat over the data
@@ -1821,6 +1692,12 @@ Receiver (--listen PORT, 0 for any free port):
   --check-pattern      check that each connection carries the generated
                        pattern from its first byte
 
+The pattern: byte N of each connection's stream is byte M %% 8 (least
+significant first) of the 64-bit word z(M / 8), where M = N mod %d
+(the period, a prime) and z(w) is splitmix64's output for the state
+(w + 1) * 0x9E3779B97F4A7C15: z ^= z >> 30; z *= 0xBF58476D1CE4E5B9;
+z ^= z >> 27; z *= 0x94D049BB133111EB; z ^= z >> 31.
+
 Sizes take K, M or G suffixes (binary). Flags take their value as
 --flag=VALUE or --flag VALUE.
 
@@ -1844,7 +1721,7 @@ stdout; 130 or 143 when stopped by SIGINT or SIGTERM.
 )",
       FormatSize(kDefaultBytes), kDefaultSplit, FormatThreshold(d.zc_threshold),
       CopyOpName(d.copy_op), FormatSize(kDefaultMaxInFlight),
-      kMaxBuffersInFlight);
+      kMaxBuffersInFlight, kPatternPeriod);
 }
 
 int RunZcsend(absl::Span<const std::string> args, std::ostream& out,

@@ -8,7 +8,8 @@
 // more connections that share one ring. It prints the plan of the first
 // message and, at the end, the executor's counters. `zcsend --listen PORT` is
 // a plain (non-io_uring) receiver that counts the bytes, can check the
-// pattern and can write what it received to a file.
+// pattern (uring/pattern.h, stream 0 on every connection) and can write what
+// it received to a file. `zcsend --loopback` runs both in one process.
 //
 // The tool is a thin shell over planner/ and uring/: it parses flags, moves
 // data into buffers and formats results; the executor does the sending.
@@ -89,20 +90,6 @@ struct ZcsendTestHooks {
 
 // The text printed by `zcsend --help`.
 std::string ZcsendUsage();
-
-// The generated data stream, the same for the sender (`--bytes`) and the
-// receiver (`--check-pattern`): byte `offset` of the stream is a hash of
-// `offset` (byte offset % 8 of the 64-bit mix of offset / 8), so a byte that
-// is lost, repeated, reordered or overwritten shows up at its offset.
-unsigned char PatternByteAt(uint64_t offset);
-
-// Writes stream bytes `offset .. offset + data.size() - 1` into `data`.
-void FillPattern(uint64_t offset, absl::Span<unsigned char> data);
-
-// The index in `data` of the first byte that differs from the stream
-// starting at `offset`, or `data.size()` when all match.
-size_t FindPatternMismatch(uint64_t offset,
-                           absl::Span<const unsigned char> data);
 
 }  // namespace zcplan
 

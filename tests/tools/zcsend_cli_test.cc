@@ -45,6 +45,7 @@
 #include "zcplan/tests/uring/silent_peer.h"
 #include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/uring/pattern.h"
 
 namespace zcplan {
 namespace {
@@ -392,30 +393,30 @@ Result SendPattern(std::vector<std::string> sender_flags, uint64_t bytes = k8M,
 TEST(ZcsendPatternTest, FillMatchesByteAtFromAnyOffset) {
   for (uint64_t offset : {0, 1, 7, 8, 13, 4096, 1000003}) {
     std::vector<unsigned char> data(77);
-    FillPattern(offset, absl::MakeSpan(data));
+    Pattern().Fill(offset, absl::MakeSpan(data));
     for (size_t i = 0; i < data.size(); ++i) {
-      ASSERT_EQ(data[i], PatternByteAt(offset + i)) << offset << "+" << i;
+      ASSERT_EQ(data[i], Pattern().ByteAt(offset + i)) << offset << "+" << i;
     }
-    EXPECT_EQ(FindPatternMismatch(offset, data), data.size());
+    EXPECT_EQ(Pattern().FindMismatch(offset, data), data.size());
   }
 }
 
 TEST(ZcsendPatternTest, MismatchFoundAtItsIndex) {
   std::vector<unsigned char> data(4096);
-  FillPattern(5, absl::MakeSpan(data));
+  Pattern().Fill(5, absl::MakeSpan(data));
   for (size_t at :
        {size_t{0}, size_t{3}, size_t{8}, size_t{2049}, size_t{4095}}) {
     std::vector<unsigned char> bad = data;
     bad[at] ^= 0x40;
-    EXPECT_EQ(FindPatternMismatch(5, bad), at);
+    EXPECT_EQ(Pattern().FindMismatch(5, bad), at);
   }
   // A shifted stream (one byte lost) is caught at once.
-  EXPECT_LT(FindPatternMismatch(4, data), 16u);
+  EXPECT_LT(Pattern().FindMismatch(4, data), 16u);
 }
 
 TEST(ZcsendPatternTest, PatternIsNotConstantOrShortPeriod) {
   std::vector<unsigned char> data(1 << 16);
-  FillPattern(0, absl::MakeSpan(data));
+  Pattern().Fill(0, absl::MakeSpan(data));
   std::vector<bool> seen(256);
   for (unsigned char b : data) seen[b] = true;
   EXPECT_EQ(std::count(seen.begin(), seen.end(), true), 256);
@@ -483,6 +484,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"--peer", "127.0.0.1:9", "--file", "/etc/hostname", "--bytes",
                  "1M"},
                 "not both"},
+        BadCase{
+            {"--peer", "127.0.0.1:9", "--file", "/etc/hostname", "--resend"},
+            "give --file or --resend"},
+        BadCase{{"--listen", "0", "--resend"}, "--resend"},
         BadCase{{"--peer", "127.0.0.1:9", "--listen", "0"}, "not both"},
         BadCase{{"--peer", "127.0.0.1:9", "--loopback"}, "not both"},
         BadCase{{"--loopback", "--listen", "0"}, "not both"},
@@ -581,6 +586,60 @@ TEST(ZcsendSendTest, LoopbackSendsAFileWithoutPatternCheck) {
   EXPECT_EQ(r.code, kZcsendOk) << r.err << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "received 100000 bytes")) << r.out;
   EXPECT_FALSE(absl::StrContains(r.out, "pattern:")) << r.out;
+}
+
+// --resend sends its buffers' memory as it was filled at the start: each
+// 64K buffer on the wire is one of the ring's five 64K slots (the ring holds
+// --max-in-flight + the largest buffer = 320K), never the stream's bytes at
+// that offset beyond the first lap.
+TEST(ZcsendSendTest, ResendSendsTheSameMemoryWithoutRefilling) {
+  SKIP_WITHOUT_IO_URING();
+  PlainSink sink;
+  constexpr size_t kPiece = 64 << 10;
+  const size_t bytes = 40 * kPiece;
+  const Result sent =
+      Zcsend({"--peer", sink.peer(), "--bytes", absl::StrCat(bytes), "--split",
+              "64K", "--max-in-flight", "256K", "--resend"});
+  const std::string& got = sink.Join(/*poke=*/sent.code != kZcsendOk);
+  EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
+  EXPECT_TRUE(absl::StrContains(sent.out, "of pattern, resent from 320K"))
+      << sent.out;
+  ASSERT_EQ(got.size(), bytes);
+  std::vector<std::string> slots;
+  for (size_t slot = 0; slot < 5; ++slot) {
+    std::string s(kPiece, '\0');
+    Pattern().Fill(
+        slot * kPiece,
+        absl::MakeSpan(reinterpret_cast<unsigned char*>(&s[0]), s.size()));
+    slots.push_back(s);
+  }
+  for (size_t i = 0; i < bytes / kPiece; ++i) {
+    const std::string piece = got.substr(i * kPiece, kPiece);
+    EXPECT_TRUE(std::find(slots.begin(), slots.end(), piece) != slots.end())
+        << "buffer " << i << " is not one of the ring's slots";
+  }
+  // A refilling sender would have sent the stream: not so here.
+  std::string stream(bytes, '\0');
+  Pattern().Fill(0, absl::MakeSpan(reinterpret_cast<unsigned char*>(&stream[0]),
+                                   stream.size()));
+  EXPECT_NE(got, stream);
+}
+
+TEST(ZcsendSendTest, LoopbackResendOnlyCounts) {
+  SKIP_WITHOUT_IO_URING();
+  const Result r = Zcsend({"--loopback", "--bytes", "8M", "--resend"});
+  EXPECT_EQ(r.code, kZcsendOk) << r.err << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "received 8388608 bytes")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "pattern:")) << r.out;
+}
+
+TEST(ZcsendTest, HelpDefinesThePattern) {
+  const std::string help = ZcsendUsage();
+  EXPECT_TRUE(
+      absl::StrContains(help, absl::StrCat("M = N mod ", kPatternPeriod, "\n")))
+      << help;
+  EXPECT_TRUE(absl::StrContains(help, "0x9E3779B97F4A7C15")) << help;
+  EXPECT_TRUE(absl::StrContains(help, "--resend")) << help;
 }
 
 TEST(ZcsendSendTest, CopyOpSendmsg) {
@@ -694,7 +753,8 @@ TEST(ZcsendSendTest, PlainReceiverGetsThePattern) {
   EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
   ASSERT_EQ(got.size(), bytes);
   std::string expected(bytes, '\0');
-  FillPattern(0, absl::MakeSpan(reinterpret_cast<unsigned char*>(&expected[0]),
+  Pattern().Fill(0,
+                 absl::MakeSpan(reinterpret_cast<unsigned char*>(&expected[0]),
                                 expected.size()));
   EXPECT_TRUE(got == expected)
       << "first difference at byte "
@@ -953,7 +1013,7 @@ TEST(ZcsendFaultTest, OnePeerNotReadingDoesNotStallTheOtherConnection) {
       const ssize_t n = recv(live, buf.data(), buf.size(), 0);
       if (n <= 0) break;
       const uint64_t at = read_bytes;
-      const size_t bad = FindPatternMismatch(
+      const size_t bad = Pattern().FindMismatch(
           at, absl::MakeConstSpan(buf.data(), static_cast<size_t>(n)));
       if (bad < static_cast<size_t>(n) && mismatch < 0) mismatch = at + bad;
       read_bytes += static_cast<uint64_t>(n);
@@ -1011,7 +1071,7 @@ TEST(ZcsendFaultTest, MemoryTheKernelMayStillReadIsKept) {
     if (poll(&p, 1, 10000) <= 0) break;
   }
   ASSERT_GT(got.size(), 0u);
-  const size_t at = FindPatternMismatch(
+  const size_t at = Pattern().FindMismatch(
       0, absl::MakeConstSpan(reinterpret_cast<const unsigned char*>(got.data()),
                              got.size()));
   EXPECT_EQ(at, got.size()) << "of " << got.size() << " bytes";

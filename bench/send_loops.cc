@@ -21,6 +21,7 @@
 #include "absl/types/span.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/receiver.h"
 
 // Debian 12 ships liburing 2.3, whose headers predate this (kernel 6.2).
 #ifndef IORING_SEND_ZC_REPORT_USAGE
@@ -103,10 +104,8 @@ absl::Status SubmitAndWait(io_uring* ring) {
 // ---------------------------------------------------------------------------
 // The baseline: plain liburing, no zcplan code in the loop.
 
-enum class RawKind { kWritev, kSendmsg, kSend, kSendmsgZc, kSendZc };
-
 struct RawOp {
-  RawKind kind;
+  OpKind kind;  // the planner's name for the SQE the loop submits
   size_t first;
   size_t count;
   uint64_t bytes;
@@ -121,7 +120,7 @@ std::vector<RawOp> GroupBySize(const std::vector<iovec>& iovs,
   size_t i = 0;
   while (i < iovs.size()) {
     const bool zc = iovs[i].iov_len >= threshold;
-    RawOp op{RawKind::kSend, i, 0, 0};
+    RawOp op{OpKind::kSend, i, 0, 0};
     while (i < iovs.size() && (iovs[i].iov_len >= threshold) == zc &&
            op.count < 1024) {
       op.bytes += iovs[i].iov_len;
@@ -129,11 +128,11 @@ std::vector<RawOp> GroupBySize(const std::vector<iovec>& iovs,
       ++i;
     }
     if (zc) {
-      op.kind = op.count == 1 ? RawKind::kSendZc : RawKind::kSendmsgZc;
+      op.kind = op.count == 1 ? OpKind::kSendZc : OpKind::kSendmsgZc;
     } else if (op.count == 1) {
-      op.kind = RawKind::kSend;
+      op.kind = OpKind::kSend;
     } else {
-      op.kind = writev ? RawKind::kWritev : RawKind::kSendmsg;
+      op.kind = writev ? OpKind::kWritev : OpKind::kSendmsg;
     }
     ops.push_back(op);
   }
@@ -152,7 +151,7 @@ absl::Status CheckAgainstPlanner(const std::vector<iovec>& iovs,
   const auto& planned = plan->ops();
   bool same = plan->complete() && planned.size() == ops.size();
   for (size_t i = 0; same && i < ops.size(); ++i) {
-    same = static_cast<int>(planned[i].kind) == static_cast<int>(ops[i].kind) &&
+    same = planned[i].kind == ops[i].kind &&
            planned[i].first_iov == ops[i].first &&
            planned[i].iov_count == ops[i].count &&
            planned[i].bytes == ops[i].bytes && planned[i].offset == 0;
@@ -162,11 +161,6 @@ absl::Status CheckAgainstPlanner(const std::vector<iovec>& iovs,
         "the baseline's ops differ from the planner's for this message");
   }
   return absl::OkStatus();
-}
-
-// The planner's name of the op (RawKind lists the OpKinds in their order).
-absl::string_view RawKindName(RawKind kind) {
-  return OpKindName(static_cast<OpKind>(kind));
 }
 
 // Submits the SQEs the planner makes for size_aware as one linked chain and
@@ -208,21 +202,21 @@ class RawSender final : public Sender {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never full: <= 5 ops
       const iovec& first = iovs_[ops_[i].first];
       switch (ops_[i].kind) {
-        case RawKind::kWritev:
+        case OpKind::kWritev:
           io_uring_prep_writev(sqe, fd_, &first,
                                static_cast<unsigned>(ops_[i].count), 0);
           break;
-        case RawKind::kSendmsg:
+        case OpKind::kSendmsg:
           io_uring_prep_sendmsg(sqe, fd_, &msgs_[i], kFlags);
           break;
-        case RawKind::kSend:
+        case OpKind::kSend:
           io_uring_prep_send(sqe, fd_, first.iov_base, first.iov_len, kFlags);
           break;
-        case RawKind::kSendZc:
+        case OpKind::kSendZc:
           io_uring_prep_send_zc(sqe, fd_, first.iov_base, first.iov_len, kFlags,
                                 IORING_SEND_ZC_REPORT_USAGE);
           break;
-        case RawKind::kSendmsgZc:
+        case OpKind::kSendmsgZc:
           io_uring_prep_sendmsg_zc(sqe, fd_, &msgs_[i], kFlags);
           sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
           break;
@@ -260,13 +254,13 @@ class RawSender final : public Sender {
         }
         if (cqe->res == static_cast<int>(op.bytes)) {
           totals_.bytes_sent += op.bytes;
-          if (op.kind == RawKind::kSendZc || op.kind == RawKind::kSendmsgZc) {
+          if (IsZeroCopy(op.kind)) {
             totals_.bytes_zero_copy += op.bytes;
           }
         } else if (failure.empty()) {
           // Not handled here: the executor re-plans from the byte reached.
           failure = absl::StrCat(
-              RawKindName(op.kind), " of ", op.bytes, " bytes completed with ",
+              OpKindName(op.kind), " of ", op.bytes, " bytes completed with ",
               cqe->res < 0 ? std::strerror(-cqe->res)
                            : absl::StrCat(cqe->res, " bytes").c_str(),
               "; the baseline does not handle short sends");
@@ -456,9 +450,9 @@ Message::Message(const std::vector<uint64_t>& lengths) {
 }
 
 Loopback::~Loopback() {
-  if (thread_.joinable()) {
+  if (receiver_thread_ != nullptr) {
     shutdown(sender_, SHUT_RDWR);
-    thread_.join();
+    receiver_thread_.reset();  // stops and joins it
   }
   if (sender_ >= 0) close(sender_);
   if (receiver_ >= 0) close(receiver_);
@@ -507,22 +501,12 @@ int Loopback::ReleaseReceiver() { return std::exchange(receiver_, -1); }
 absl::Status Loopback::Open(int socket_buffer_bytes,
                             std::function<void()> on_receiver_start) {
   if (absl::Status s = Connect(socket_buffer_bytes); !s.ok()) return s;
-  thread_ = std::thread([this, start = std::move(on_receiver_start)] {
-    if (start) start();
-    std::vector<char> scratch(256 * 1024);
-    uint64_t total = 0;
-    for (;;) {
-      const ssize_t r = recv(receiver_, scratch.data(), scratch.size(), 0);
-      if (r > 0) {
-        total += static_cast<uint64_t>(r);
-      } else if (r < 0 && errno == EINTR) {
-        continue;
-      } else {
-        break;
-      }
-    }
-    received_ = total;
-  });
+  ReceiverOptions options;
+  options.on_start = std::move(on_receiver_start);
+  absl::StatusOr<std::unique_ptr<Receiver>> started =
+      Receiver::OnSockets({receiver_}, std::move(options));
+  if (!started.ok()) return started.status();
+  receiver_thread_ = *std::move(started);
   return absl::OkStatus();
 }
 
@@ -535,8 +519,9 @@ uint64_t Loopback::Retransmits() const {
 
 uint64_t Loopback::Finish() {
   shutdown(sender_, SHUT_WR);
-  if (thread_.joinable()) thread_.join();
-  return received_;
+  if (receiver_thread_ == nullptr) return 0;
+  receiver_thread_->Join().IgnoreError();  // the count says what arrived
+  return receiver_thread_->total_bytes();
 }
 
 absl::StatusOr<std::unique_ptr<Sender>> MakeSender(const SenderConfig& config,

@@ -16,12 +16,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/uring/receiver.h"
 
 namespace zcplan {
 namespace bench {
@@ -51,9 +51,9 @@ class Message {
   uint64_t bytes_ = 0;
 };
 
-// A connected loopback TCP pair and a thread that reads the receiving end
-// until EOF, discarding. TCP_NODELAY on the sender; SO_SNDBUF on the sender
-// and SO_RCVBUF on the receiver set to `socket_buffer_bytes`.
+// A connected loopback TCP pair and a thread (uring/receiver.h) that reads
+// the receiving end until EOF, discarding. TCP_NODELAY on the sender; SO_SNDBUF
+// on the sender and SO_RCVBUF on the receiver set to `socket_buffer_bytes`.
 class Loopback {
  public:
   Loopback() = default;
@@ -83,8 +83,7 @@ class Loopback {
  private:
   int sender_ = -1;
   int receiver_ = -1;
-  std::thread thread_;
-  uint64_t received_ = 0;  // written by the thread before it ends
+  std::unique_ptr<Receiver> receiver_thread_;  // reads `receiver_`
 };
 
 enum class SenderKind {

@@ -144,6 +144,12 @@ class Receiver {
   absl::Status Start();
   void Run();
   absl::Status Loop();
+  // The parts of `Loop`, on the thread.
+  uint64_t Limit(size_t i) const;
+  void Add(int fd, std::string peer);
+  void End(size_t i);
+  absl::Status Accept();
+  absl::Status Read(size_t i, absl::Span<unsigned char> buffer);
 
   const ReceiverOptions options_;
   UniqueFd listener_;
@@ -155,10 +161,15 @@ class Receiver {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   absl::Notification finished_;
-  // Written by the thread before `finished_`.
+  // The thread's; read by others after `finished_`.
   absl::Status status_;
   std::vector<ReceivedConnection> connections_;
   absl::Duration elapsed_;
+  std::vector<int> fds_;        // per connection
+  std::vector<bool> readable_;  // per connection: may have bytes to read
+  size_t open_ = 0;             // connections not ended
+  absl::Time start_;
+  absl::Time last_end_;
 };
 
 }  // namespace zcplan

@@ -59,6 +59,7 @@
 #include "zcplan/planner/planner.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/receiver.h"
 
 namespace zcplan {
 namespace {
@@ -134,9 +135,10 @@ std::vector<size_t> MixedSizesUntil(std::mt19937_64& rng, size_t total,
   return sizes;
 }
 
-// Reads sockets on one thread with poll() and checks each stream. A socket is
-// done when it has carried its stream's length, reaches EOF or fails.
-class Receiver {
+// Reads sockets on a thread (uring/receiver.h) and checks each stream. A
+// socket is done when it has carried its stream's length, reaches EOF or
+// fails.
+class CheckingReceiver {
  public:
   struct Options {
     size_t read_size = 256 * K;
@@ -145,74 +147,50 @@ class Receiver {
     absl::Duration timeout = kReceiveTimeout;
   };
 
-  Receiver(std::vector<std::pair<int, StreamCheck>> sockets, Options options)
-      : sockets_(std::move(sockets)), options_(options) {
-    thread_ = std::thread([this] { Run(); });
+  CheckingReceiver(std::vector<std::pair<int, StreamCheck>> sockets,
+                   Options options) {
+    ReceiverOptions o;
+    o.read_size = options.read_size;
+    o.pause_after_read = options.pause;
+    o.timeout = options.timeout;
+    o.check_pattern = true;
+    std::vector<int> fds;
+    for (const auto& [fd, check] : sockets) {
+      fds.push_back(fd);
+      o.pattern_streams.push_back(check.stream);
+      o.byte_limits.push_back(check.expected);
+      checks_.push_back(check);
+    }
+    absl::StatusOr<std::unique_ptr<Receiver>> r =
+        Receiver::OnSockets(std::move(fds), std::move(o));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) receiver_ = *std::move(r);
   }
-  explicit Receiver(std::vector<std::pair<int, StreamCheck>> sockets)
-      : Receiver(std::move(sockets), Options()) {}
-  ~Receiver() {
-    stop_ = true;
-    Join();
-  }
-  Receiver(const Receiver&) = delete;
-  Receiver& operator=(const Receiver&) = delete;
+  explicit CheckingReceiver(std::vector<std::pair<int, StreamCheck>> sockets)
+      : CheckingReceiver(std::move(sockets), Options()) {}
+  CheckingReceiver(const CheckingReceiver&) = delete;
+  CheckingReceiver& operator=(const CheckingReceiver&) = delete;
 
   void Join() {
-    if (thread_.joinable()) thread_.join();
+    if (receiver_ == nullptr) return;
+    receiver_->Join().IgnoreError();  // timed_out() tells
+    timed_out_ = absl::IsDeadlineExceeded(receiver_->status());
+    for (size_t i = 0; i < receiver_->connections().size(); ++i) {
+      const ReceivedConnection& c = receiver_->connections()[i];
+      checks_[i].received = c.bytes;
+      checks_[i].first_mismatch = c.mismatch_at;
+      checks_[i].eof = c.eof;
+      checks_[i].error = c.error;
+    }
   }
   // Valid after Join.
-  const StreamCheck& check(size_t i) const { return sockets_[i].second; }
+  const StreamCheck& check(size_t i) const { return checks_[i]; }
   bool timed_out() const { return timed_out_; }
 
  private:
-  void Run() {
-    std::vector<unsigned char> buf(options_.read_size);
-    std::vector<pollfd> fds;
-    std::vector<size_t> which;
-    const absl::Time deadline = absl::Now() + options_.timeout;
-    while (!stop_) {
-      fds.clear();
-      which.clear();
-      for (size_t i = 0; i < sockets_.size(); ++i) {
-        if (sockets_[i].second.Finished()) continue;
-        fds.push_back(pollfd{sockets_[i].first, POLLIN, 0});
-        which.push_back(i);
-      }
-      if (fds.empty()) return;
-      const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) {
-        timed_out_ = true;
-        return;
-      }
-      const int ms = static_cast<int>(
-          absl::ToInt64Milliseconds(std::min(left, absl::Milliseconds(100))));
-      const int ready = poll(fds.data(), fds.size(), std::max(ms, 1));
-      if (ready < 0 && errno != EINTR) return;
-      if (ready <= 0) continue;
-      for (size_t k = 0; k < fds.size(); ++k) {
-        if (fds[k].revents == 0) continue;
-        StreamCheck& c = sockets_[which[k]].second;
-        const ssize_t n = recv(fds[k].fd, buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n > 0) {
-          c.Feed(buf.data(), static_cast<size_t>(n));
-          if (options_.pause > absl::ZeroDuration()) {
-            absl::SleepFor(options_.pause);
-          }
-        } else if (n == 0) {
-          c.eof = true;
-        } else if (errno != EAGAIN && errno != EINTR) {
-          c.error = errno;
-        }
-      }
-    }
-  }
-
-  std::vector<std::pair<int, StreamCheck>> sockets_;
-  Options options_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> timed_out_{false};
-  std::thread thread_;
+  std::vector<StreamCheck> checks_;
+  std::unique_ptr<Receiver> receiver_;
+  bool timed_out_ = false;
 };
 
 // The counters of a connection that sent all of `stream`.
@@ -362,7 +340,7 @@ TEST_P(MixedWorkloadTest, StreamIsByteExactAndStatsMatchThePlan) {
   absl::StatusOr<ConnectionId> id =
       executor_->Attach(pair->client, Options(threshold, copy_op));
   ASSERT_TRUE(id.ok()) << id.status();
-  Receiver receiver({{pair->server, CheckFor(stream)}});
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
@@ -461,10 +439,10 @@ TEST_F(ExecutorLoopbackTest, ShortWritevsResumeFromTheExactByte) {
   absl::StatusOr<ConnectionId> id =
       executor_->Attach(pair->client, Options(16 * K, CopyOp::kWritev));
   ASSERT_TRUE(id.ok()) << id.status();
-  Receiver::Options slow;
+  CheckingReceiver::Options slow;
   slow.read_size = 2 * K;
   slow.pause = absl::Microseconds(300);
-  Receiver receiver({{pair->server, CheckFor(stream)}}, slow);
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}}, slow);
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
@@ -508,7 +486,7 @@ TEST_F(ExecutorLoopbackTest, SixtyFourConnectionsOnOneRingStayExact) {
     streams.push_back(&stream);
     sockets.emplace_back(pair->server, CheckFor(stream));
   }
-  Receiver receiver(std::move(sockets));
+  CheckingReceiver receiver(std::move(sockets));
 
   // Interleaved: each round visits the connections in a random order and
   // enqueues 0..2 buffers on each, polling every few enqueues.
@@ -580,7 +558,7 @@ TEST_P(PeerResetTest, FailsThatConnectionOnlyAndReleasesEveryBufferOnce) {
       executor_->Attach(healthy->client, Options(16 * K, copy_op));
   ASSERT_TRUE(id_a.ok()) << id_a.status();
   ASSERT_TRUE(id_b.ok()) << id_b.status();
-  Receiver receiver({{healthy->server, CheckFor(b)}});
+  CheckingReceiver receiver({{healthy->server, CheckFor(b)}});
 
   // All of a's stream is queued; the peer reads its start while the executor
   // runs (and b's buffers trickle in), then resets.
@@ -711,7 +689,7 @@ TEST_P(AdaptiveTest, CopiedNotificationsTurnZeroCopyOffOnlyWhenAdaptive) {
   absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_TRUE(executor_->ZeroCopyEnabled(*id));
-  Receiver receiver({{pair->server, CheckFor(stream)}});
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
 
   for (size_t i = 0; i < kPerRound; ++i) {
     ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
@@ -794,7 +772,7 @@ TEST_F(ExecutorLoopbackTest, ZeroCopyOnRegisteredBuffersIsExact) {
   absl::StatusOr<ConnectionId> id =
       executor_->Attach(pair->client, Options(16 * K, CopyOp::kSendmsg));
   ASSERT_TRUE(id.ok()) << id.status();
-  Receiver receiver({{pair->server, CheckFor(stream)}});
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng, 8));
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
@@ -837,10 +815,10 @@ TEST_F(ExecutorLoopbackTest, CloseMidStreamCancelsTheRestAndGoesIdle) {
   ASSERT_TRUE(id.ok()) << id.status();
   // A slow reader keeps the socket full, so ops are in flight at Close, and
   // lets zero-copy sends complete (their notifications need the data acked).
-  Receiver::Options slow;
+  CheckingReceiver::Options slow;
   slow.read_size = 4 * K;
   slow.pause = absl::Milliseconds(1);
-  Receiver receiver({{pair->server, CheckFor(stream)}}, slow);
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}}, slow);
 
   while (!stream.done()) {
     ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
@@ -1023,7 +1001,7 @@ ChildReport RunMemlockChild(const ChildSpec& spec) {
   absl::StatusOr<ConnectionId> id = executor->Attach(pair->client, o);
   if (!id.ok()) return fail(absl::StrCat("Attach: ", id.status().ToString()));
   {
-    Receiver receiver({{pair->server, CheckFor(stream)}});
+    CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
     auto drain = [&]() {
       const absl::Status drained = executor->Drain(kDrainTimeout);
       if (!drained.ok()) {
@@ -1431,7 +1409,7 @@ TEST_F(ExecutorLoopbackTest, AbortGetsAStalledPeersBuffersBack) {
   const ReleaseCounts counts = CountReleases(ledger_, s1);
   EXPECT_EQ(counts.ok + counts.other, s1.count());
   EXPECT_EQ(counts.kernel_may_read, 0u);
-  Receiver receiver({{live->server, CheckFor(s2)}});
+  CheckingReceiver receiver({{live->server, CheckFor(s2)}});
   while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, b).ok());
   ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
   receiver.Join();
@@ -1462,7 +1440,7 @@ TEST_F(ExecutorLoopbackTest, StalledPeerHoldingTheCapDoesNotStarveOthers) {
   ASSERT_GT(held, 3 * M) << "A should hold most of the 4 MiB cap";
 
   const absl::Time start = absl::Now();
-  Receiver receiver({{live->server, CheckFor(s2)}});
+  CheckingReceiver receiver({{live->server, CheckFor(s2)}});
   while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, b).ok());
   const absl::Time deadline = absl::Now() + kStepTimeout;
   while (!executor_->Idle(b) && absl::Now() < deadline) {
@@ -1499,7 +1477,7 @@ TEST_F(ExecutorLoopbackTest, ExecutorBuiltOnOneThreadRunsOnAnother) {
   while (!stream.done()) {
     ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
   }
-  Receiver receiver({{pair->server, CheckFor(stream)}});
+  CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
   absl::Status drained;
   std::thread runner([&] { drained = executor_->Drain(kDrainTimeout); });
   runner.join();
@@ -1551,7 +1529,7 @@ TEST_P(EpollTest, EpollLoopDrivesTheExecutorThroughItsWatchFd) {
     clients.push_back(fd);
     checks.push_back({fd, CheckFor(stream)});
   }
-  Receiver receiver(checks);
+  CheckingReceiver receiver(checks);
 
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   ASSERT_GE(ep, 0);

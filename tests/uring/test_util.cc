@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace zcplan {
 
@@ -204,7 +205,7 @@ Stream::Stream(uint64_t id, std::vector<size_t> sizes)
     std::abort();
   }
   data_ = static_cast<unsigned char*>(p);
-  for (size_t i = 0; i < total_; ++i) data_[i] = PatternByte(id_, i);
+  Pattern(id_).Fill(0, absl::MakeSpan(data_, total_));
 }
 
 absl::Status Stream::EnqueueNext(Executor& executor, TokenLedger& ledger,
@@ -222,12 +223,9 @@ absl::Status Stream::EnqueueNext(Executor& executor, TokenLedger& ledger,
 
 void StreamCheck::Feed(const unsigned char* p, size_t n) {
   if (first_mismatch < 0) {
-    for (size_t i = 0; i < n; ++i) {
-      if (p[i] != PatternByte(stream, received + i)) {
-        first_mismatch = static_cast<int64_t>(received + i);
-        break;
-      }
-    }
+    const size_t at =
+        Pattern(stream).FindMismatch(received, absl::MakeConstSpan(p, n));
+    if (at < n) first_mismatch = static_cast<int64_t>(received + at);
   }
   received += n;
 }

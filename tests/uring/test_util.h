@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/pattern.h"
 
 namespace zcplan {
 
@@ -100,13 +101,9 @@ std::string KernelRelease();
 // the kernel.io_uring_disabled sysctl and `status` (the error that said so).
 std::string IoUringSkipReason(const absl::Status& status);
 
-// Fills `out` with a deterministic byte pattern: byte i of stream `stream` is
-// PatternByte(stream, i).
+// Byte `i` of stream `stream` of the pattern (uring/pattern.h).
 inline unsigned char PatternByte(uint64_t stream, uint64_t i) {
-  uint64_t x =
-      (i + 1) * 0x9E3779B97F4A7C15ull ^ (stream * 0xD1B54A32D192ED03ull);
-  x ^= x >> 29;
-  return static_cast<unsigned char>(x ^ (x >> 17));
+  return Pattern(stream).ByteAt(i);
 }
 
 // Stream `id`: bytes PatternByte(id, 0..total) in one mmap'd arena (page
@@ -143,7 +140,7 @@ class Stream {
   size_t next_ = 0;
 };
 
-// Checks received bytes against PatternByte(stream, offset).
+// Checks received bytes against stream `stream` of the pattern.
 struct StreamCheck {
   uint64_t stream = 0;
   uint64_t expected = 0;  // the stream's length; reading stops there

@@ -8,8 +8,9 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "zcplan/tools/cli_io.h"
 
@@ -93,7 +94,9 @@ absl::StatusOr<ParsedFlags> ParseFlags(
                               syntax.context, "; see ", syntax.tool,
                               " --help"));
     }
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    // ABSL_FLAG names are identifiers: --copy-op is FLAGS_copy_op.
+    absl::CommandLineFlag* flag =
+        absl::FindCommandLineFlag(absl::StrReplaceAll(name, {{"-", "_"}}));
     if (flag == nullptr) {
       return absl::InternalError(
           absl::StrCat("flag --", name, " is taken but not defined"));

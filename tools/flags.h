@@ -3,7 +3,9 @@
 //
 // A tool declares its flags with `ABSL_FLAG` at file scope (the project's
 // own value types are in planner/flag_types.h) and parses its arguments with
-// `ParseFlags`, naming the flags it takes. The syntax is the tools' own:
+// `ParseFlags`, naming the flags it takes as they are spelled on the command
+// line: "copy-op" for `ABSL_FLAG(..., copy_op, ...)` (Abseil's names are
+// identifiers; "--copy_op" stays unknown). The syntax is the tools' own:
 //
 //   --name=value   --name value   (the value may not start with "--")
 //   --name         for a bool flag, which takes no value
@@ -66,10 +68,10 @@ struct FlagSyntax {
 };
 
 // Parses `args` (without argv[0]) against the flags named in `allowed` (each
-// defined with ABSL_FLAG in the binary), then calls `read` while the parsed
-// values are set and returns what `read` returns if it is not OK. Errors:
-// InvalidArgument as above; Internal when a name in `allowed` is not a
-// defined flag (a bug in the tool).
+// defined with ABSL_FLAG in the binary, '-' in a name standing for '_'), then
+// calls `read` while the parsed values are set and returns what `read` returns
+// if it is not OK. Errors: InvalidArgument as above; Internal when a name in
+// `allowed` is not a defined flag (a bug in the tool).
 [[nodiscard]] absl::StatusOr<ParsedFlags> ParseFlags(
     absl::Span<const std::string> args,
     absl::Span<const absl::string_view> allowed, const FlagSyntax& syntax,

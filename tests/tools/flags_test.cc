@@ -18,6 +18,7 @@ ABSL_FLAG(zcplan::Threshold, threshold, zcplan::Threshold{16384},
 ABSL_FLAG(bool, loud, false, "a switch");
 ABSL_FLAG(uint32_t, count, 1, "a count");
 ABSL_FLAG(std::string, name, "", "a name");
+ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::CopyOp::kWritev, "a copy op");
 
 namespace zcplan {
 namespace {
@@ -25,8 +26,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr absl::string_view kAll[] = {"size", "threshold", "loud", "count",
-                                      "name"};
+constexpr absl::string_view kAll[] = {"size",  "threshold", "loud",
+                                      "count", "copy-op",   "name"};
 constexpr FlagSyntax kPositional{"tool", " for 'plan'", true};
 constexpr FlagSyntax kFlagsOnly{"tool", "", false};
 
@@ -87,6 +88,24 @@ TEST(FlagsTest, EveryFlagIsBackAtItsDefaultAfterwards) {
   // Also after an error half-way through.
   EXPECT_THAT(ErrorOf({"--size=8K", "--count=x"}), HasSubstr("--count"));
   EXPECT_EQ(absl::GetFlag(FLAGS_size).bytes, 4096u);
+}
+
+TEST(FlagsTest, HyphensOnTheCommandLineAreUnderscoresInTheName) {
+  const absl::string_view copy_op[] = {"copy-op"};
+  CopyOp op = CopyOp::kWritev;
+  absl::StatusOr<ParsedFlags> parsed = ParseFlags(
+      {"--copy-op=sendmsg"}, copy_op, kFlagsOnly, [&](const ParsedFlags&) {
+        op = absl::GetFlag(FLAGS_copy_op);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(op, CopyOp::kSendmsg);
+  EXPECT_THAT(parsed->given, ElementsAre("copy-op"));
+  parsed = ParseFlags({"--copy_op=sendmsg"}, copy_op, kFlagsOnly,
+                      [](const ParsedFlags&) { return absl::OkStatus(); });
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "unknown flag '--copy_op'; see tool --help");
 }
 
 TEST(FlagsTest, TheLastOfARepeatedFlagWins) {

@@ -40,6 +40,10 @@ std::string AbslUnparseFlag(Threshold value) {
 
 bool AbslParseFlag(absl::string_view text, ByteSizeList* value,
                    std::string* error) {
+  if (text.empty()) {  // What AbslUnparseFlag writes for no sizes.
+    value->bytes.clear();
+    return true;
+  }
   return Take(ParseSizeList(text), &value->bytes, error);
 }
 std::string AbslUnparseFlag(const ByteSizeList& value) {
@@ -50,6 +54,10 @@ std::string AbslUnparseFlag(const ByteSizeList& value) {
 
 bool AbslParseFlag(absl::string_view text, ThresholdList* value,
                    std::string* error) {
+  if (text.empty()) {  // What AbslUnparseFlag writes for no thresholds.
+    value->bytes.clear();
+    return true;
+  }
   return Take(ParseThresholdList(text), &value->bytes, error);
 }
 std::string AbslUnparseFlag(const ThresholdList& value) {

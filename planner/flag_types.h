@@ -31,12 +31,14 @@ struct Threshold {
   uint64_t bytes = 0;
 };
 
-// A size list: "4K,4K 16K" (ParseSizeList; never empty once parsed).
+// A size list: "4K,4K 16K" (ParseSizeList). "" is the empty list (the
+// default a flag is reset to); a tool that needs sizes refuses it.
 struct ByteSizeList {
   std::vector<uint64_t> bytes;
 };
 
-// A threshold list: "1K..8K,never" (ParseThresholdList).
+// A threshold list: "1K..8K,never" (ParseThresholdList); "" is the empty
+// list, as for ByteSizeList.
 struct ThresholdList {
   std::vector<uint64_t> bytes;
 };

@@ -55,7 +55,10 @@ TEST(FlagTypesTest, ListsKeepOrderAndRefuseEmpty) {
   EXPECT_EQ(Parsed<ByteSizeList>("4K,4K 16K").bytes,
             (std::vector<uint64_t>{4096, 4096, 16384}));
   EXPECT_EQ(absl::UnparseFlag(ByteSizeList{{4096, 100}}), "4K,100");
-  EXPECT_FALSE(Error<ByteSizeList>("").empty());
+  EXPECT_TRUE(Parsed<ByteSizeList>("").bytes.empty());  // The default.
+  EXPECT_EQ(absl::UnparseFlag(ByteSizeList{}), "");
+  EXPECT_TRUE(Parsed<ThresholdList>("").bytes.empty());
+  EXPECT_THAT(Error<ByteSizeList>(","), HasSubstr("no sizes"));
   EXPECT_EQ(Parsed<ThresholdList>("1K..4K,never").bytes,
             (std::vector<uint64_t>{1024, 2048, 4096, PlanOptions::kNever}));
   const ThresholdList list = Parsed<ThresholdList>("0,64K,never");

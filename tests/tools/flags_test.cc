@@ -8,6 +8,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/flag_types.h"
@@ -18,6 +19,10 @@ ABSL_FLAG(zcplan::Threshold, threshold, zcplan::Threshold{16384},
 ABSL_FLAG(bool, loud, false, "a switch");
 ABSL_FLAG(uint32_t, count, 1, "a count");
 ABSL_FLAG(std::string, name, "", "a name");
+ABSL_FLAG(zcplan::ByteSizeList, split, {}, "a size list");
+ABSL_FLAG(zcplan::ThresholdList, thresholds, {}, "a threshold list");
+ABSL_FLAG(absl::Duration, every, absl::Seconds(1), "a duration");
+ABSL_FLAG(zcplan::OnOff, adaptive, zcplan::OnOff{true}, "a switch word");
 ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::CopyOp::kWritev, "a copy op");
 
 namespace zcplan {
@@ -106,6 +111,31 @@ TEST(FlagsTest, HyphensOnTheCommandLineAreUnderscoresInTheName) {
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.status().message(),
             "unknown flag '--copy_op'; see tool --help");
+}
+
+TEST(FlagsTest, EveryTypeIsResetSilently) {
+  const absl::string_view names[] = {
+      "split", "thresholds", "every", "adaptive", "copy-op", "name", "loud"};
+  testing::internal::CaptureStderr();
+  std::vector<uint64_t> split;
+  absl::StatusOr<ParsedFlags> parsed =
+      ParseFlags({"--split=4K,8K", "--thresholds=0,never", "--every=5ms",
+                  "--adaptive=off", "--copy-op=sendmsg", "--name=n", "--loud"},
+                 names, kFlagsOnly, [&](const ParsedFlags&) {
+                   split = absl::GetFlag(FLAGS_split).bytes;
+                   return absl::OkStatus();
+                 });
+  const std::string stderr_text = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(split, ElementsAre(4096, 8192));
+  EXPECT_EQ(stderr_text, "");  // absl::FlagSaver would log each restore.
+  EXPECT_TRUE(absl::GetFlag(FLAGS_split).bytes.empty());
+  EXPECT_TRUE(absl::GetFlag(FLAGS_thresholds).bytes.empty());
+  EXPECT_EQ(absl::GetFlag(FLAGS_every), absl::Seconds(1));
+  EXPECT_TRUE(absl::GetFlag(FLAGS_adaptive).on);
+  EXPECT_EQ(absl::GetFlag(FLAGS_copy_op), CopyOp::kWritev);
+  EXPECT_EQ(absl::GetFlag(FLAGS_name), "");
+  EXPECT_FALSE(absl::GetFlag(FLAGS_loud));
 }
 
 TEST(FlagsTest, TheLastOfARepeatedFlagWins) {

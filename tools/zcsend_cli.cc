@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -41,10 +42,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "zcplan/planner/describe.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/buffer_pool.h"
 #include "zcplan/uring/executor.h"
@@ -53,7 +56,6 @@
 #include "zcplan/uring/receiver.h"
 
 namespace zcplan {
-
 namespace {
 
 constexpr uint64_t kDefaultBytes = uint64_t{64} << 20;
@@ -120,6 +122,45 @@ std::string Rate(uint64_t bytes, absl::Duration elapsed) {
                          bytes * 8 / seconds / 1e9);
 }
 
+}  // namespace
+}  // namespace zcplan
+
+ABSL_FLAG(std::string, peer, "", "HOST:PORT to send to");
+ABSL_FLAG(std::string, file, "", "send the bytes of this file");
+ABSL_FLAG(zcplan::ByteSize, bytes, zcplan::ByteSize{zcplan::kDefaultBytes},
+          "bytes of the pattern to send");
+ABSL_FLAG(zcplan::ByteSizeList, split,
+          zcplan::ByteSizeList{*zcplan::ParseSizeList(zcplan::kDefaultSplit)},
+          "buffer sizes, repeated over the data");
+ABSL_FLAG(std::string, trace, "", "take the buffer sizes from this trace");
+ABSL_FLAG(zcplan::Threshold, threshold,
+          zcplan::Threshold{zcplan::PlanOptions().zc_threshold},
+          "zero-copy threshold");
+ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::PlanOptions().copy_op,
+          "the op for groups of small buffers");
+ABSL_FLAG(zcplan::ByteSize, gap,
+          zcplan::ByteSize{zcplan::PlanOptions().zc_gap_bytes},
+          "the planner's gap knob");
+ABSL_FLAG(zcplan::OnOff, adaptive, zcplan::OnOff{true}, "adaptive zero-copy");
+ABSL_FLAG(bool, registered, false, "buffers in one registered region");
+ABSL_FLAG(zcplan::ByteSize, max_in_flight,
+          zcplan::ByteSize{zcplan::kDefaultMaxInFlight},
+          "unreleased bytes per connection");
+// Text, parsed in ReadFlags: their errors say what a good value looks like.
+ABSL_FLAG(std::string, idle_timeout,
+          absl::FormatDuration(zcplan::kDefaultIdleTimeout),
+          "end a run without progress for this long (0: off)");
+ABSL_FLAG(bool, loopback, false, "send to a receiver of zcsend's own");
+ABSL_FLAG(bool, resend, false, "send the same memory again, never refilled");
+ABSL_FLAG(std::string, listen, "0", "receive on this port");
+ABSL_FLAG(std::string, bind, "0.0.0.0", "the receiver's address");
+ABSL_FLAG(std::string, out, "", "write what arrives to this file");
+ABSL_FLAG(bool, check_pattern, false, "check the pattern");
+ABSL_FLAG(uint32_t, connections, 1, "connections");
+
+namespace zcplan {
+namespace {
+
 // --- Configuration -----------------------------------------------------------
 
 enum Side : uint8_t { kSender = 1, kReceiver = 2, kBoth = 3 };
@@ -153,18 +194,50 @@ struct Config {
   bool check_pattern = false;
   // Both.
   uint32_t connections = 1;
-
-  std::vector<std::pair<std::string, Side>> given;  // Flags seen, in order.
 };
 
-absl::Status ParsePeer(absl::string_view v, Config& c) {
+// Which side each flag is for.
+struct FlagSide {
+  absl::string_view name;
+  Side side;
+};
+
+constexpr FlagSide kFlagSides[] = {
+    {"peer", kSender},          {"file", kSender},
+    {"bytes", kSender},         {"split", kSender},
+    {"trace", kSender},         {"threshold", kSender},
+    {"copy-op", kSender},       {"gap", kSender},
+    {"adaptive", kSender},      {"registered", kSender},
+    {"max-in-flight", kSender}, {"idle-timeout", kSender},
+    {"loopback", kSender},      {"resend", kSender},
+    {"listen", kReceiver},      {"bind", kReceiver},
+    {"out", kReceiver},         {"check-pattern", kReceiver},
+    {"connections", kBoth},
+};
+
+constexpr absl::string_view kFlagNames[] = {
+    "peer",     "file",          "bytes",         "split",
+    "trace",    "threshold",     "copy-op",       "gap",
+    "adaptive", "registered",    "max-in-flight", "idle-timeout",
+    "loopback", "resend",        "listen",        "bind",
+    "out",      "check-pattern", "connections"};
+
+// "--NAME: MESSAGE", the message (which may quote a value) escaped and
+// capped.
+absl::Status FlagError(absl::string_view name, absl::string_view message) {
+  return Bad(absl::StrCat("--", name, ": ",
+                          EscapeForMessage(message, kMaxMessageChars)));
+}
+
+absl::Status ReadPeer(absl::string_view v, Config& c) {
   absl::StatusOr<std::pair<std::string, std::string>> hp =
       SplitHostPort(std::string(v));
-  if (!hp.ok()) return hp.status();
+  if (!hp.ok()) return FlagError("peer", hp.status().message());
   if (hp->first.size() > kMaxHostChars) {
-    return Bad(absl::StrCat("host name of ", hp->first.size(),
-                            " bytes is longer than ", kMaxHostChars, ": ",
-                            QuoteForMessage(hp->first)));
+    return FlagError("peer",
+                     absl::StrCat("host name of ", hp->first.size(),
+                                  " bytes is longer than ", kMaxHostChars, ": ",
+                                  QuoteForMessage(hp->first)));
   }
   c.has_peer = true;
   c.peer = std::string(v);
@@ -173,203 +246,15 @@ absl::Status ParsePeer(absl::string_view v, Config& c) {
   return absl::OkStatus();
 }
 
-absl::Status SetSize(absl::string_view v, uint64_t* field) {
-  absl::StatusOr<uint64_t> size = ParseSize(v);
-  if (!size.ok()) return size.status();
-  *field = *size;
-  return absl::OkStatus();
-}
-
-absl::Status SetOnOff(absl::string_view v, bool* field) {
-  if (v == "on") {
-    *field = true;
-  } else if (v == "off") {
-    *field = false;
-  } else {
-    return Bad(absl::StrCat("bad value '", v, "' (on or off)"));
-  }
-  return absl::OkStatus();
-}
-
-using Setter = absl::Status (*)(absl::string_view value, Config& config);
-
-struct Flag {
-  absl::string_view name;
-  Side side;
-  bool takes_value;
-  Setter set;
-};
-
-constexpr Flag kFlags[] = {
-    {"peer", kSender, true, ParsePeer},
-    {"file", kSender, true,
-     [](absl::string_view v, Config& c) {
-       c.has_file = true;
-       c.file = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"bytes", kSender, true,
-     [](absl::string_view v, Config& c) {
-       c.has_bytes = true;
-       if (absl::Status s = SetSize(v, &c.bytes); !s.ok()) return s;
-       if (c.bytes == 0) return Bad("bad size '0': send at least 1 byte");
-       return absl::OkStatus();
-     }},
-    {"split", kSender, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(v);
-       if (!sizes.ok()) return sizes.status();
-       c.has_split = true;
-       c.split = *std::move(sizes);
-       c.split_text = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"trace", kSender, true,
-     [](absl::string_view v, Config& c) {
-       c.has_trace = true;
-       c.trace_path = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"threshold", kSender, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> t = ParseThreshold(v);
-       if (!t.ok()) return t.status();
-       c.plan.zc_threshold = *t;
-       return absl::OkStatus();
-     }},
-    {"copy-op", kSender, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<CopyOp> op = ParseCopyOp(v);
-       if (!op.ok()) return op.status();
-       c.plan.copy_op = *op;
-       return absl::OkStatus();
-     }},
-    {"gap", kSender, true,
-     [](absl::string_view v, Config& c) {
-       return SetSize(v, &c.plan.zc_gap_bytes);
-     }},
-    {"adaptive", kSender, true,
-     [](absl::string_view v, Config& c) { return SetOnOff(v, &c.adaptive); }},
-    {"registered", kSender, false,
-     [](absl::string_view, Config& c) {
-       c.registered = true;
-       return absl::OkStatus();
-     }},
-    {"max-in-flight", kSender, true,
-     [](absl::string_view v, Config& c) {
-       if (absl::Status s = SetSize(v, &c.max_in_flight); !s.ok()) return s;
-       if (c.max_in_flight == 0 || c.max_in_flight > kMaxMaxInFlight) {
-         return Bad(absl::StrCat("bad size '", v, "': expected 1..",
-                                 FormatSize(kMaxMaxInFlight)));
-       }
-       return absl::OkStatus();
-     }},
-    {"idle-timeout", kSender, true,
-     [](absl::string_view v, Config& c) {
-       absl::Duration d;
-       if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
-           d == absl::InfiniteDuration()) {
-         return Bad(absl::StrCat("bad duration '", v,
-                                 "' (e.g. 30s, 500ms; 0 turns it off)"));
-       }
-       c.idle_timeout = d;
-       return absl::OkStatus();
-     }},
-    {"loopback", kSender, false,
-     [](absl::string_view, Config& c) {
-       c.loopback = true;
-       return absl::OkStatus();
-     }},
-    {"resend", kSender, false,
-     [](absl::string_view, Config& c) {
-       c.resend = true;
-       return absl::OkStatus();
-     }},
-    {"listen", kReceiver, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> port = ParseCount(v, 0, 65535);
-       if (!port.ok()) {
-         return Bad(absl::StrCat("bad port '", v,
-                                 "': expected 0..65535 (0: any free port)"));
-       }
-       c.has_listen = true;
-       c.listen_port = static_cast<uint16_t>(*port);
-       return absl::OkStatus();
-     }},
-    {"bind", kReceiver, true,
-     [](absl::string_view v, Config& c) {
-       if (v.empty()) return Bad("empty address");
-       c.bind = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"out", kReceiver, true,
-     [](absl::string_view v, Config& c) {
-       if (v.empty()) return Bad("empty path");
-       c.has_out = true;
-       c.out_path = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"check-pattern", kReceiver, false,
-     [](absl::string_view, Config& c) {
-       c.check_pattern = true;
-       return absl::OkStatus();
-     }},
-    {"connections", kBoth, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> n = ParseCount(v, 1, kMaxConnections);
-       if (!n.ok()) return n.status();
-       c.connections = *n;
-       return absl::OkStatus();
-     }},
-};
-
-bool IsHelp(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
-
-absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
-                              ": every input is a flag; see zcsend --help"));
-    }
-    const size_t eq = arg.find('=');
-    const absl::string_view name = arg.substr(2, eq - 2);
-    const Flag* flag = nullptr;
-    for (const Flag& f : kFlags) {
-      if (f.name == name) flag = &f;
-    }
-    if (flag == nullptr) {
-      return Bad(absl::StrCat("unknown flag ",
-                              QuoteForMessage(absl::StrCat("--", name)),
-                              "; see zcsend --help"));
-    }
-    absl::string_view value;
-    if (!flag->takes_value) {
-      if (eq != absl::string_view::npos) {
-        return Bad(absl::StrCat("flag --", name, " takes no value (got ",
-                                QuoteForMessage(arg.substr(eq + 1)), ")"));
-      }
-    } else if (eq != absl::string_view::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      value = args[++i];
-    } else {
-      return Bad(absl::StrCat("flag --", name, " needs a value"));
-    }
-    if (absl::Status s = flag->set(value, config); !s.ok()) {
-      // The message quotes the value as given: escape and cap it.
-      return Bad(absl::StrCat("--", name, ": ",
-                              EscapeForMessage(s.message(), kMaxMessageChars)));
-    }
-    config.given.emplace_back(std::string(name), flag->side);
-  }
-  if (config.has_peer && config.loopback) {
+// Which flags were given, and that each is for the side that runs.
+absl::Status CheckSides(const ParsedFlags& parsed, Config& c) {
+  if (c.has_peer && c.loopback) {
     return Bad(
         "give --peer or --loopback (a receiver of its own on 127.0.0.1), not "
         "both");
   }
-  const bool sends = config.has_peer || config.loopback;
-  if (sends == config.has_listen) {
+  const bool sends = c.has_peer || c.loopback;
+  if (sends == c.has_listen) {
     return Bad(sends ? "give --peer or --loopback (send) or --listen "
                        "(receive), not both"
                      : "nothing to do: give --peer HOST:PORT to send, "
@@ -377,16 +262,88 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
                        "--listen PORT to receive; see zcsend --help");
   }
   const Side side = sends ? kSender : kReceiver;
-  for (const auto& [name, flag_side] : config.given) {
-    if ((flag_side & side) == 0) {
+  for (const std::string& name : parsed.given) {
+    for (const FlagSide& f : kFlagSides) {
+      if (f.name != name || (f.side & side) != 0) continue;
       return Bad(absl::StrCat(
           "flag --", name, " is for the ",
-          flag_side == kSender ? "sender (--peer)" : "receiver (--listen)",
+          f.side == kSender ? "sender (--peer)" : "receiver (--listen)",
           ", not the ",
           side == kSender ? "sender (--peer)" : "receiver (--listen)"));
     }
   }
   return absl::OkStatus();
+}
+
+// Copies the parsed flags into `c` and checks them (inside ParseFlags).
+absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
+  auto given = [&parsed](absl::string_view name) {
+    return std::find(parsed.given.begin(), parsed.given.end(), name) !=
+           parsed.given.end();
+  };
+  if (given("peer")) {
+    if (absl::Status s = ReadPeer(absl::GetFlag(FLAGS_peer), c); !s.ok()) {
+      return s;
+    }
+  }
+  c.has_file = given("file");
+  c.file = absl::GetFlag(FLAGS_file);
+  c.has_bytes = given("bytes");
+  c.bytes = absl::GetFlag(FLAGS_bytes).bytes;
+  if (c.bytes == 0) {
+    return FlagError("bytes", "bad size '0': send at least 1 byte");
+  }
+  c.has_split = given("split");
+  c.split = absl::GetFlag(FLAGS_split).bytes;
+  c.split_text = AbslUnparseFlag(absl::GetFlag(FLAGS_split));
+  if (c.split.empty()) return FlagError("split", "no buffer sizes");
+  c.has_trace = given("trace");
+  c.trace_path = absl::GetFlag(FLAGS_trace);
+  c.plan.zc_threshold = absl::GetFlag(FLAGS_threshold).bytes;
+  c.plan.copy_op = absl::GetFlag(FLAGS_copy_op);
+  c.plan.zc_gap_bytes = absl::GetFlag(FLAGS_gap).bytes;
+  c.adaptive = absl::GetFlag(FLAGS_adaptive).on;
+  c.registered = absl::GetFlag(FLAGS_registered);
+  c.max_in_flight = absl::GetFlag(FLAGS_max_in_flight).bytes;
+  if (c.max_in_flight == 0 || c.max_in_flight > kMaxMaxInFlight) {
+    return FlagError(
+        "max-in-flight",
+        absl::StrCat("bad size '", FormatSize(c.max_in_flight),
+                     "': expected 1..", FormatSize(kMaxMaxInFlight)));
+  }
+  const std::string idle = absl::GetFlag(FLAGS_idle_timeout);
+  if (!absl::ParseDuration(idle, &c.idle_timeout) ||
+      c.idle_timeout < absl::ZeroDuration() ||
+      c.idle_timeout == absl::InfiniteDuration()) {
+    return FlagError("idle-timeout",
+                     absl::StrCat("bad duration '", idle,
+                                  "' (e.g. 30s, 500ms; 0 turns it off)"));
+  }
+  c.loopback = absl::GetFlag(FLAGS_loopback);
+  c.resend = absl::GetFlag(FLAGS_resend);
+  c.has_listen = given("listen");
+  const std::string port_text = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<uint32_t> port = ParseCount(port_text, 0, 65535);
+  if (!port.ok()) {
+    return FlagError("listen", absl::StrCat("bad port '", port_text,
+                                            "': expected 0..65535 (0: any "
+                                            "free port)"));
+  }
+  c.listen_port = static_cast<uint16_t>(*port);
+  c.bind = absl::GetFlag(FLAGS_bind);
+  if (c.bind.empty()) return FlagError("bind", "empty address");
+  c.has_out = given("out");
+  c.out_path = absl::GetFlag(FLAGS_out);
+  if (c.has_out && c.out_path.empty()) return FlagError("out", "empty path");
+  c.check_pattern = absl::GetFlag(FLAGS_check_pattern);
+  c.connections = absl::GetFlag(FLAGS_connections);
+  // ParseCount's message for the number given.
+  if (absl::StatusOr<uint32_t> n =
+          ParseCount(absl::StrCat(c.connections), 1, kMaxConnections);
+      !n.ok()) {
+    return FlagError("connections", n.status().message());
+  }
+  return CheckSides(parsed, c);
 }
 
 using Fd = UniqueFd;
@@ -1735,13 +1692,18 @@ int RunZcsendUnchecked(absl::Span<const std::string> args, std::ostream& out,
                        std::ostream& err, const ZcsendTestHooks& hooks) {
   if (PrintVersionIfAsked(args, "zcsend", out)) return kZcsendOk;
   for (const std::string& arg : args) {
-    if (IsHelp(arg)) {
+    if (arg == "--help" || arg == "-h") {
       out << ZcsendUsage();
       return kZcsendOk;
     }
   }
   Config config;
-  if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+  if (absl::Status s = ParseFlags(args, kFlagNames, {"zcsend", "", false},
+                                  [&config](const ParsedFlags& parsed) {
+                                    return ReadFlags(parsed, config);
+                                  })
+                           .status();
+      !s.ok()) {
     return BadInput(s, err);
   }
   if (config.has_listen) return RunListen(config, out, err);

@@ -62,7 +62,7 @@
 // benchmarks are interleaved, so a burst of load on a shared machine does not
 // land on one side of a ratio only).
 //
-// Sockets (--sockbuf=BYTES, default 524288): TCP_NODELAY on the sender;
+// Sockets (--sockbuf=SIZE, default 512K): TCP_NODELAY on the sender;
 // SO_SNDBUF and SO_RCVBUF set (the kernel doubles the value;
 // net.core.wmem_max / rmem_max cap it) rather than autotuned, because
 //   - autotuning starts the receive buffer at 128 KiB (tcp_rmem), which the
@@ -99,12 +99,52 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "benchmark/benchmark.h"
 #include "zcplan/bench/send_loops.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/tools/flags.h"
+
+namespace zcplan {
+
+// Where the sending and receiving threads run (--placement): "same",
+// "spread" or "any".
+enum class Placement { kSame, kSpread, kAny };
+
+constexpr std::pair<Placement, absl::string_view> kPlacements[] = {
+    {Placement::kSame, "same"},
+    {Placement::kSpread, "spread"},
+    {Placement::kAny, "any"}};
+
+bool AbslParseFlag(absl::string_view text, Placement* value,
+                   std::string* error) {
+  for (const auto& [p, name] : kPlacements) {
+    if (text != name) continue;
+    *value = p;
+    return true;
+  }
+  *error = absl::StrCat("bad placement '", text, "': same, spread or any");
+  return false;
+}
+
+std::string AbslUnparseFlag(Placement value) {
+  for (const auto& [p, name] : kPlacements) {
+    if (p == value) return std::string(name);
+  }
+  return "?";
+}
+
+}  // namespace zcplan
+
+ABSL_FLAG(zcplan::Placement, placement, zcplan::Placement::kSame,
+          "where the sending and receiving threads run");
+ABSL_FLAG(zcplan::ByteSize, sockbuf, zcplan::ByteSize{512 * 1024},
+          "SO_SNDBUF and SO_RCVBUF of the loopback pair");
 
 namespace zcplan {
 namespace {
@@ -129,8 +169,6 @@ void Unavailable(benchmark::State& state, const std::string& message) {
   state.SkipWithError(message.c_str());
 }
 
-// Where the sending and receiving threads run (--placement).
-enum class Placement { kSame, kSpread, kAny };
 Placement placement = Placement::kSame;
 int socket_buffer_bytes = 512 * 1024;  // --sockbuf
 
@@ -338,29 +376,43 @@ int main(int argc, char** argv) {
     }
     if (!given) args.insert(args.begin() + 1, flag);
   }
-  // This program's own flags, taken out before Google Benchmark sees them.
+  // This program's own flags (with a value after them when not given as
+  // --flag=value), taken out before Google Benchmark sees them.
+  std::vector<std::string> own;
   for (size_t i = 1; i < args.size();) {
     const std::string arg = args[i];
-    if (arg == "--placement=same" || arg == "--placement=spread" ||
-        arg == "--placement=any") {
-      zcplan::placement = arg == "--placement=same" ? zcplan::Placement::kSame
-                          : arg == "--placement=spread"
-                              ? zcplan::Placement::kSpread
-                              : zcplan::Placement::kAny;
-    } else if (arg.rfind("--sockbuf=", 0) == 0) {
-      zcplan::socket_buffer_bytes = std::atoi(arg.c_str() + 10);
-      if (zcplan::socket_buffer_bytes <= 0) {
-        std::fprintf(stderr, "--sockbuf needs a positive byte count\n");
-        return 2;
-      }
-    } else if (arg.rfind("--placement", 0) == 0) {
-      std::fprintf(stderr, "--placement takes same, spread or any\n");
-      return 2;
-    } else {
+    const bool ours =
+        arg.rfind("--placement", 0) == 0 || arg.rfind("--sockbuf", 0) == 0;
+    if (!ours) {
       ++i;
       continue;
     }
+    own.push_back(arg);
     args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+    if (arg.find('=') == std::string::npos && i < args.size()) {
+      own.push_back(args[i]);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  constexpr absl::string_view kOwnFlags[] = {"placement", "sockbuf"};
+  const absl::Status parsed =
+      zcplan::ParseFlags(
+          own, kOwnFlags, {"send_benchmark", "", false},
+          [](const zcplan::ParsedFlags&) {
+            zcplan::placement = absl::GetFlag(FLAGS_placement);
+            const uint64_t sockbuf = absl::GetFlag(FLAGS_sockbuf).bytes;
+            if (sockbuf == 0 || sockbuf > (1u << 30)) {
+              return absl::InvalidArgumentError(
+                  "--sockbuf: expected 1..1G bytes");
+            }
+            zcplan::socket_buffer_bytes = static_cast<int>(sockbuf);
+            return absl::OkStatus();
+          })
+          .status();
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "send_benchmark: %s\n",
+                 std::string(parsed.message()).c_str());
+    return 2;
   }
   if (sched_getaffinity(0, sizeof(zcplan::allowed_cpus),
                         &zcplan::allowed_cpus) != 0) {
@@ -371,10 +423,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--placement=spread needs two CPUs\n");
     return 2;
   }
-  benchmark::AddCustomContext(
-      "placement", zcplan::placement == zcplan::Placement::kSame     ? "same"
-                   : zcplan::placement == zcplan::Placement::kSpread ? "spread"
-                                                                     : "any");
+  benchmark::AddCustomContext("placement",
+                              zcplan::AbslUnparseFlag(zcplan::placement));
   benchmark::AddCustomContext("sockbuf",
                               std::to_string(zcplan::socket_buffer_bytes));
   int count = static_cast<int>(args.size());

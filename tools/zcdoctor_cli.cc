@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "zcplan/planner/trace.h"
@@ -68,13 +69,17 @@ absl::StatusOr<DoctorRequest::Peer> ParsePeer(absl::string_view text) {
 
 absl::Status SetFlag(absl::string_view name, absl::string_view v, Config& c) {
   if (name == "peer") {
-    absl::StatusOr<DoctorRequest::Peer> peer = ParsePeer(v);
-    if (!peer.ok()) {
-      return Bad(absl::StrCat("bad peer ", QuoteForMessage(v),
-                              ": expected HOST or HOST:PORT, e.g. 192.0.2.7, "
-                              "192.0.2.7:9000 or [2001:db8::7]:9000"));
+    c.peers.clear();
+    for (absl::string_view item : absl::StrSplit(v, ',')) {
+      absl::StatusOr<DoctorRequest::Peer> peer = ParsePeer(item);
+      if (!peer.ok()) {
+        return Bad(absl::StrCat("bad peer ", QuoteForMessage(item),
+                                ": expected HOST or HOST:PORT, e.g. "
+                                "192.0.2.7, 192.0.2.7:9000 or "
+                                "[2001:db8::7]:9000"));
+      }
+      c.peers.push_back(*peer);
     }
-    c.peers.push_back(*peer);
   } else if (name == "probe") {
     absl::StatusOr<std::pair<std::string, std::string>> hp =
         SplitHostPort(std::string(v));
@@ -250,9 +255,9 @@ and what to do; the last line is the verdict.
                                     (zcsend --listen 9000, socat, any sink)
 
 Flags:
-  --peer HOST[:PORT]   check the route to this peer instead of every
-                       interface; repeat for more peers (the port only picks
-                       the route)
+  --peer LIST          check the route to these peers instead of every
+                       interface: HOST or HOST:PORT, comma-separated (the
+                       port only picks the route)
   --probe HOST:PORT    also send a few MiB in 64 KiB zero-copy buffers to a
                        TCP receiver there through the executor, and count the
                        notifications that say the kernel copied; its route is

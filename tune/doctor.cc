@@ -516,7 +516,7 @@ Verdict JudgeReport(const DoctorReport& report) {
     if (c.status == CheckStatus::kBlocks) {
       return Verdict{false,
                      absl::StrCat("zero-copy cannot pay on this machine: ",
-                                  BlockReason(c))};
+                                  BlockReason(c), " (", c.name, ")")};
     }
   }
   std::vector<std::string> pays;

@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -34,6 +35,7 @@
 namespace zcplan {
 namespace {
 
+constexpr int kCapIpcLock = 14;
 constexpr int kCapSysAdmin = 21;
 constexpr size_t kMaxSmallFile = 64 << 10;
 // More feature names than any kernel has (about 70 today).
@@ -400,9 +402,9 @@ absl::StatusOr<DoctorReport> Examine(const DoctorRequest& request) {
   const std::optional<std::string> status = ReadSmallFile("/proc/self/status");
   const std::optional<uint64_t> caps =
       status.has_value() ? ParseCapEff(*status) : std::nullopt;
-  const bool charged = ring.status.ok()
-                           ? ring.features.memlock_charged
-                           : !(caps.has_value() && ((*caps >> 14) & 1));
+  const bool charged =
+      ring.status.ok() ? ring.features.memlock_charged
+                       : !(caps.has_value() && ((*caps >> kCapIpcLock) & 1));
   report.host.push_back(JudgeMemlock(MemlockSoftLimit(), charged));
   report.host.push_back(JudgeCapIpcLock(caps));
   report.host.push_back(JudgeNotificationCap(DefaultNotificationCap(ring)));

@@ -165,6 +165,7 @@ TEST(ZcdoctorCliTest, BadInputIsOneLineAndExitTwo) {
   ExpectBadInput({"--peer="}, "--peer: bad peer ''");
   ExpectBadInput({"--peer", "a b"}, "--peer: bad peer 'a b'");
   ExpectBadInput({"--peer", "host:0"}, "--peer: bad peer");
+  ExpectBadInput({"--peer", "127.0.0.1,,::1"}, "--peer: bad peer ''");
   ExpectBadInput({"--probe", "127.0.0.1"}, "--probe: bad address");
   ExpectBadInput({"--probe", "127.0.0.1:99999"}, "--probe: bad address");
   ExpectBadInput({"--probe-bytes", "0"}, "--probe-bytes: bad size '0'");
@@ -214,6 +215,14 @@ TEST(ZcdoctorCliTest, LoopbackPeerCannotPayHere) {
                 HasSubstr("verdict: zero-copy cannot pay to 127.0.0.1 (lo, "
                           "loopback): the receiving side copies\n"));
   }
+}
+
+TEST(ZcdoctorCliTest, SeveralPeersAreEachJudged) {
+  const Result r = Doctor({"--peer", "127.0.0.1,127.0.0.2:9000"});
+  EXPECT_EQ(r.code, kZcdoctorBlocked);
+  EXPECT_THAT(r.out, HasSubstr("to 127.0.0.1\n"));
+  EXPECT_THAT(r.out, HasSubstr("to 127.0.0.2\n"));
+  EXPECT_THAT(r.out, HasSubstr("127.0.0.2 via lo"));
 }
 
 TEST(ZcdoctorCliTest, DefaultRunJudgesLoopbackAmongTheInterfaces) {

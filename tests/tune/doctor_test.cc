@@ -616,7 +616,7 @@ TEST(VerdictTest, HostBlockWins) {
   EXPECT_FALSE(v.pays);
   EXPECT_EQ(v.text,
             "zero-copy cannot pay on this machine: io_uring is off on this "
-            "machine");
+            "machine (io_uring_disabled)");
 }
 
 TEST(VerdictTest, NoPathsCannotPay) {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -18,11 +19,22 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
+#include "zcplan/tools/json.h"
 #include "zcplan/tune/doctor.h"
 #include "zcplan/tune/doctor_sources.h"
 #include "zcplan/uring/net.h"
+
+ABSL_FLAG(std::string, peer, "",
+          "peers to check the routes to, HOST or HOST:PORT, comma-separated");
+ABSL_FLAG(std::string, probe, "", "HOST:PORT of a receiver for a live send");
+ABSL_FLAG(zcplan::ByteSize, probe_bytes,
+          zcplan::ByteSize{zcplan::SendProbeOptions().bytes},
+          "bytes the live send sends");
+ABSL_FLAG(std::string, format, "text", "text or json");
 
 namespace zcplan {
 namespace {
@@ -67,93 +79,52 @@ absl::StatusOr<DoctorRequest::Peer> ParsePeer(absl::string_view text) {
   return peer;
 }
 
-absl::Status SetFlag(absl::string_view name, absl::string_view v, Config& c) {
-  if (name == "peer") {
-    c.peers.clear();
-    for (absl::string_view item : absl::StrSplit(v, ',')) {
+// The flags as they are spelled on the command line.
+constexpr absl::string_view kFlagNames[] = {"peer", "probe", "probe-bytes",
+                                            "format"};
+
+// Copies the parsed flags into `c` (called inside ParseFlags).
+absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
+  const std::string peers = absl::GetFlag(FLAGS_peer);
+  const bool peer_given = std::find(parsed.given.begin(), parsed.given.end(),
+                                    "peer") != parsed.given.end();
+  if (peer_given || !peers.empty()) {
+    for (absl::string_view item : absl::StrSplit(peers, ',')) {
       absl::StatusOr<DoctorRequest::Peer> peer = ParsePeer(item);
       if (!peer.ok()) {
-        return Bad(absl::StrCat("bad peer ", QuoteForMessage(item),
+        return Bad(absl::StrCat("--peer: bad peer ", QuoteForMessage(item),
                                 ": expected HOST or HOST:PORT, e.g. "
                                 "192.0.2.7, 192.0.2.7:9000 or "
                                 "[2001:db8::7]:9000"));
       }
       c.peers.push_back(*peer);
     }
-  } else if (name == "probe") {
+  }
+  const std::string probe = absl::GetFlag(FLAGS_probe);
+  if (!probe.empty()) {
     absl::StatusOr<std::pair<std::string, std::string>> hp =
-        SplitHostPort(std::string(v));
+        SplitHostPort(probe);
     if (!hp.ok() || !PlausibleHost(hp->first)) {
-      return Bad(absl::StrCat("bad address ", QuoteForMessage(v),
+      return Bad(absl::StrCat("--probe: bad address ", QuoteForMessage(probe),
                               ": expected HOST:PORT with a port 1..65535, "
                               "e.g. 127.0.0.1:9000 or [::1]:9000"));
     }
     c.probe_host = hp->first;
     c.probe_port = hp->second;
-  } else if (name == "probe-bytes") {
-    absl::StatusOr<uint64_t> n = ParseSize(v);
-    if (!n.ok() || *n == 0 || *n > kMaxProbeBytes) {
-      return Bad(absl::StrCat("bad size ", QuoteForMessage(v),
-                              ": expected 1..256M, e.g. 4M"));
-    }
-    c.probe_bytes = *n;
-  } else if (name == "format") {
-    if (v != "text" && v != "json") {
-      return Bad(
-          absl::StrCat("bad format ", QuoteForMessage(v), " (text or json)"));
-    }
-    c.json = v == "json";
   }
+  c.probe_bytes = absl::GetFlag(FLAGS_probe_bytes).bytes;
+  if (c.probe_bytes == 0 || c.probe_bytes > kMaxProbeBytes) {
+    return Bad(absl::StrCat("--probe-bytes: bad size '",
+                            FormatSize(c.probe_bytes), "': expected 1..",
+                            FormatSize(kMaxProbeBytes), ", e.g. 4M"));
+  }
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format != "text" && format != "json") {
+    return Bad(absl::StrCat("--format: bad format ", QuoteForMessage(format),
+                            " (text or json)"));
+  }
+  c.json = format == "json";
   return absl::OkStatus();
-}
-
-constexpr absl::string_view kValueFlags[] = {"peer", "probe", "probe-bytes",
-                                             "format"};
-
-absl::Status ParseArgs(absl::Span<const std::string> args, Config& c) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
-                              ": every input is a flag; see zcdoctor --help"));
-    }
-    const size_t eq = arg.find('=');
-    const std::string name(arg.substr(2, eq - 2));
-    if (std::find(std::begin(kValueFlags), std::end(kValueFlags), name) ==
-        std::end(kValueFlags)) {
-      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
-                              "; see zcdoctor --help"));
-    }
-    absl::string_view v;
-    if (eq != absl::string_view::npos) {
-      v = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      v = args[++i];
-    } else {
-      return Bad(absl::StrCat("flag --", EscapeForMessage(name, 40),
-                              " needs a value"));
-    }
-    absl::Status s = SetFlag(name, v, c);
-    if (!s.ok()) return Bad(absl::StrCat("--", name, ": ", s.message()));
-  }
-  return absl::OkStatus();
-}
-
-// A JSON string with every control character escaped.
-// TODO: //tools:json's JsonString once it lands.
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  for (unsigned char ch : text) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += static_cast<char>(ch);
-    } else if (ch < 0x20 || ch == 0x7f) {
-      out += absl::StrFormat("\\u%04x", ch);
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out + "\"";
 }
 
 void PrintChecksJson(absl::Span<const Check> checks, std::ostream& out) {
@@ -287,7 +258,13 @@ int RunZcdoctor(absl::Span<const std::string> args, std::ostream& out,
   }
   try {
     Config config;
-    if (absl::Status s = ParseArgs(args, config); !s.ok()) {
+    if (absl::Status s = ParseFlags(args, kFlagNames, {"zcdoctor", "", false},
+                                    [&](const ParsedFlags& parsed) {
+                                      return ReadFlags(parsed, config);
+                                    })
+                             .status();
+        !s.ok()) {
+      // Escaped already, by ParseFlags and by ReadFlags.
       err << "zcdoctor: " << s.message() << "\n";
       return kZcdoctorBadInput;
     }

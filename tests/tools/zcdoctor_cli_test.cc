@@ -170,6 +170,8 @@ TEST(ZcdoctorCliTest, BadInputIsOneLineAndExitTwo) {
   ExpectBadInput({"--probe", "127.0.0.1:99999"}, "--probe: bad address");
   ExpectBadInput({"--probe-bytes", "0"}, "--probe-bytes: bad size '0'");
   ExpectBadInput({"--probe-bytes", "1G"}, "--probe-bytes: bad size '1G'");
+  ExpectBadInput({"--probe-bytes", "lots"}, "--probe-bytes: bad size 'lots'");
+  ExpectBadInput({"--peer"}, "flag --peer needs a value");
   ExpectBadInput({"--peer\x01"}, "unknown flag '--peer\\x01'");
 }
 

@@ -389,43 +389,32 @@ InterfaceFacts Nic(const std::string& name) {
   return f;
 }
 
+// An interface with no bus device behind it.
+InterfaceFacts Soft(const std::string& name, int arp_type,
+                    const std::string& driver, const std::string& uevent = "") {
+  InterfaceFacts f;
+  f.name = name;
+  f.arp_type = arp_type;
+  f.driver = driver;
+  f.uevent = uevent;
+  return f;
+}
+
 TEST(DeviceTest, Kinds) {
-  InterfaceFacts lo;
-  lo.name = "lo";
+  InterfaceFacts lo = Soft("lo", 772, "");
   lo.loopback = true;
-  lo.arp_type = 772;
   EXPECT_EQ(ClassifyDevice(lo), DeviceKind::kLoopback);
   lo.loopback = false;  // the ARP type alone says so
   EXPECT_EQ(ClassifyDevice(lo), DeviceKind::kLoopback);
-
-  InterfaceFacts veth;
-  veth.name = "veth0";
-  veth.arp_type = 1;
-  veth.driver = "veth";
-  EXPECT_EQ(ClassifyDevice(veth), DeviceKind::kVeth);
-
-  InterfaceFacts tun;
-  tun.name = "tun0";
-  tun.arp_type = 65534;
-  EXPECT_EQ(ClassifyDevice(tun), DeviceKind::kTun);
-  InterfaceFacts tap;
-  tap.name = "tap0";
-  tap.arp_type = 1;
-  tap.driver = "tun";
-  EXPECT_EQ(ClassifyDevice(tap), DeviceKind::kTun);
-
-  InterfaceFacts bridge;
-  bridge.name = "br0";
-  bridge.arp_type = 1;
-  bridge.uevent = "DEVTYPE=bridge\nINTERFACE=br0\nIFINDEX=5\n";
-  EXPECT_EQ(ClassifyDevice(bridge), DeviceKind::kBridge);
-
-  InterfaceFacts vlan;
-  vlan.name = "eth0.7";
-  vlan.arp_type = 1;
-  vlan.uevent = "DEVTYPE=vlan\nINTERFACE=eth0.7\n";
-  EXPECT_EQ(ClassifyDevice(vlan), DeviceKind::kVirtual);
-
+  EXPECT_EQ(ClassifyDevice(Soft("veth0", 1, "veth")), DeviceKind::kVeth);
+  EXPECT_EQ(ClassifyDevice(Soft("tun0", 65534, "")), DeviceKind::kTun);
+  EXPECT_EQ(ClassifyDevice(Soft("tap0", 1, "tun")), DeviceKind::kTun);
+  EXPECT_EQ(ClassifyDevice(Soft("br0", 1, "",
+                                "DEVTYPE=bridge\nINTERFACE=br0\nIFINDEX=5\n")),
+            DeviceKind::kBridge);
+  EXPECT_EQ(ClassifyDevice(Soft("eth0.7", 1, "802.1Q VLAN Support",
+                                "DEVTYPE=vlan\nINTERFACE=eth0.7\n")),
+            DeviceKind::kVirtual);
   EXPECT_EQ(ClassifyDevice(Nic("eth0")), DeviceKind::kNic);
 }
 

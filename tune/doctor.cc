@@ -398,7 +398,7 @@ std::vector<Check> JudgeInterface(const InterfaceFacts& facts) {
   const std::string& n = facts.name;
   std::string value(DeviceKindName(kind));
   if (!facts.driver.empty() && facts.driver != value) {
-    absl::StrAppend(&value, " (driver ", facts.driver, ")");
+    absl::StrAppend(&value, ", driver ", facts.driver);
   }
   switch (kind) {
     case DeviceKind::kLoopback:

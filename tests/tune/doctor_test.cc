@@ -422,7 +422,7 @@ TEST(InterfaceTest, NicWithOffloadsIsOk) {
   const std::vector<Check> checks = JudgeInterface(Nic("eth0"));
   ASSERT_EQ(checks.size(), 5u);
   for (const Check& c : checks) EXPECT_EQ(c.status, CheckStatus::kOk) << c.name;
-  EXPECT_EQ(checks[0].value, "nic (driver virtio_net)");
+  EXPECT_EQ(checks[0].value, "nic, driver virtio_net");
 }
 
 TEST(InterfaceTest, LoopbackBlocksBecauseTheReceiverCopies) {

@@ -476,9 +476,11 @@ Check JudgeSendProbe(const SendProbeResult& r) {
   if (!r.status.ok()) {
     return Make(kName, CheckStatus::kWarning,
                 absl::StrCat("failed: ", r.status.message()),
-                absl::StrCat("start a receiver at ", r.peer,
+                absl::StrCat("nothing learnt; the live send needs a receiver "
+                             "that reads at ",
+                             r.peer,
                              " (zcsend --listen PORT, or socat -u "
-                             "TCP-LISTEN:PORT,fork /dev/null) and run again"));
+                             "TCP-LISTEN:PORT,fork /dev/null)"));
   }
   const std::string sent = absl::StrCat(
       HumanSize(r.bytes_zero_copy), " zero-copy, ", HumanSize(r.bytes_copied),

@@ -23,11 +23,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const Check* Find(const std::vector<Check>& checks, const std::string& name) {
+// A copy of the check named `name` (a failure, and a default Check, when
+// there is none).
+Check Find(const std::vector<Check>& checks, const std::string& name) {
   for (const Check& c : checks) {
-    if (c.name == name) return &c;
+    if (c.name == name) return c;
   }
-  return nullptr;
+  ADD_FAILURE() << "no check " << name;
+  return Check{};
 }
 
 // ETHTOOL_GSTRINGS(ETH_SS_FEATURES) on Linux 6.18, in bit order.
@@ -185,7 +188,7 @@ TEST(RingTest, EverythingPresentIsOk) {
   for (const Check& c : checks) {
     EXPECT_EQ(c.status, CheckStatus::kOk) << c.name;
   }
-  EXPECT_THAT(Find(checks, "io_uring_ring")->value, HasSubstr("52 KiB"));
+  EXPECT_THAT(Find(checks, "io_uring_ring").value, HasSubstr("52 KiB"));
 }
 
 TEST(RingTest, NoRingIsOneBlockingCheck) {
@@ -203,24 +206,24 @@ TEST(RingTest, NoRingIsOneBlockingCheck) {
 TEST(RingTest, MissingOpcodesAndFlags) {
   RingFeatures f = FullFeatures();
   f.send_zc = false;
-  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "send_zc")->status,
+  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "send_zc").status,
             CheckStatus::kBlocks);
   f = FullFeatures();
   f.sendmsg_zc = false;
-  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "sendmsg_zc")->status,
+  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "sendmsg_zc").status,
             CheckStatus::kWarning);
   f = FullFeatures();
   f.zc_report_usage = false;
-  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "zc_report_usage")->status,
+  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "zc_report_usage").status,
             CheckStatus::kWarning);
   f = FullFeatures();
   f.sendmsg_zc_fixed = false;
   EXPECT_EQ(
-      Find(JudgeRing({absl::OkStatus(), f}), "sendmsg_zc_fixed_buf")->status,
+      Find(JudgeRing({absl::OkStatus(), f}), "sendmsg_zc_fixed_buf").status,
       CheckStatus::kWarning);
   f = FullFeatures();
   f.setup_flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "single_issuer")->status,
+  EXPECT_EQ(Find(JudgeRing({absl::OkStatus(), f}), "single_issuer").status,
             CheckStatus::kWarning);
 }
 
@@ -432,39 +435,38 @@ TEST(InterfaceTest, LoopbackBlocksBecauseTheReceiverCopies) {
   lo.arp_type = 772;
   lo.offloads = OffloadsFromFeatures(KernelFeatureNames(), kLoopbackActive);
   const std::vector<Check> checks = JudgeInterface(lo);
-  const Check* device = Find(checks, "device");
-  ASSERT_NE(device, nullptr);
-  EXPECT_EQ(device->status, CheckStatus::kBlocks);
-  EXPECT_EQ(device->value, "loopback");
-  EXPECT_THAT(device->advice, HasSubstr("the receiving side copies"));
-  EXPECT_THAT(device->advice, HasSubstr("cannot pay"));
-  EXPECT_EQ(Find(checks, "scatter_gather")->status, CheckStatus::kOk);
+  const Check device = Find(checks, "device");
+  EXPECT_EQ(device.status, CheckStatus::kBlocks);
+  EXPECT_EQ(device.value, "loopback");
+  EXPECT_THAT(device.advice, HasSubstr("the receiving side copies"));
+  EXPECT_THAT(device.advice, HasSubstr("cannot pay"));
+  EXPECT_EQ(Find(checks, "scatter_gather").status, CheckStatus::kOk);
 }
 
 TEST(InterfaceTest, VethAndTunBlockBridgeWarns) {
   InterfaceFacts veth = Nic("veth0");
   veth.has_device = false;
   veth.driver = "veth";
-  EXPECT_EQ(Find(JudgeInterface(veth), "device")->status, CheckStatus::kBlocks);
+  EXPECT_EQ(Find(JudgeInterface(veth), "device").status, CheckStatus::kBlocks);
   InterfaceFacts tun = Nic("tun0");
   tun.has_device = false;
   tun.arp_type = 65534;
   tun.driver = "tun";
-  EXPECT_EQ(Find(JudgeInterface(tun), "device")->status, CheckStatus::kBlocks);
+  EXPECT_EQ(Find(JudgeInterface(tun), "device").status, CheckStatus::kBlocks);
   InterfaceFacts br = Nic("br0");
   br.has_device = false;
   br.driver = "bridge";
-  EXPECT_EQ(Find(JudgeInterface(br), "device")->status, CheckStatus::kWarning);
+  EXPECT_EQ(Find(JudgeInterface(br), "device").status, CheckStatus::kWarning);
 }
 
 TEST(InterfaceTest, NoScatterGatherBlocks) {
   InterfaceFacts f = Nic("eth1");
   f.offloads->scatter_gather = false;
-  const Check* sg = Find(JudgeInterface(f), "scatter_gather");
-  EXPECT_EQ(sg->status, CheckStatus::kBlocks);
-  EXPECT_EQ(sg->value, "off");
-  EXPECT_THAT(sg->advice, HasSubstr("silently copies"));
-  EXPECT_THAT(sg->advice, HasSubstr("ethtool -K eth1 sg on"));
+  const Check sg = Find(JudgeInterface(f), "scatter_gather");
+  EXPECT_EQ(sg.status, CheckStatus::kBlocks);
+  EXPECT_EQ(sg.value, "off");
+  EXPECT_THAT(sg.advice, HasSubstr("silently copies"));
+  EXPECT_THAT(sg.advice, HasSubstr("ethtool -K eth1 sg on"));
 }
 
 TEST(InterfaceTest, NoChecksumBlocksNoSegmentationWarns) {
@@ -473,10 +475,10 @@ TEST(InterfaceTest, NoChecksumBlocksNoSegmentationWarns) {
   f.offloads->tso = false;
   f.offloads->gso = std::nullopt;
   const std::vector<Check> checks = JudgeInterface(f);
-  EXPECT_EQ(Find(checks, "tx_checksum")->status, CheckStatus::kBlocks);
-  EXPECT_EQ(Find(checks, "tso")->status, CheckStatus::kWarning);
-  EXPECT_EQ(Find(checks, "gso")->status, CheckStatus::kWarning);
-  EXPECT_EQ(Find(checks, "gso")->value, "unknown");
+  EXPECT_EQ(Find(checks, "tx_checksum").status, CheckStatus::kBlocks);
+  EXPECT_EQ(Find(checks, "tso").status, CheckStatus::kWarning);
+  EXPECT_EQ(Find(checks, "gso").status, CheckStatus::kWarning);
+  EXPECT_EQ(Find(checks, "gso").value, "unknown");
 }
 
 TEST(InterfaceTest, UnreadableOffloadsWarn) {

@@ -348,6 +348,9 @@ SendProbeResult RunSendProbe(const std::string& host, const std::string& port,
   Executor& ex = **executor;
   ConnectionOptions co;
   co.plan.zc_threshold = 4096;
+  // One buffer per op: a notification for each, so the count of copied
+  // ones is a sample of the path, not of two large ops.
+  co.plan.max_iovs_per_op = 1;
   co.adaptive_zero_copy = false;
   absl::StatusOr<ConnectionId> id = ex.Attach(fd->get(), co);
   if (!id.ok()) {

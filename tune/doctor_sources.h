@@ -86,8 +86,9 @@ struct SendProbeOptions {
 
 // Sends `options.bytes` of zeroes to a receiver at `host`:`port` through the
 // executor (zero-copy threshold 4 KiB, adaptive zero-copy off, so every
-// buffer tries zero-copy; IORING_SEND_ZC_REPORT_USAGE where the kernel has
-// it) and returns its counters. A failure (cannot connect, io_uring not
+// buffer tries zero-copy; one buffer per op, so each has its notification;
+// IORING_SEND_ZC_REPORT_USAGE where the kernel has it) and returns its
+// counters. A failure (cannot connect, io_uring not
 // usable, the receiver stopped reading within the timeout) is in `status`.
 SendProbeResult RunSendProbe(const std::string& host, const std::string& port,
                              const SendProbeOptions& options = {});

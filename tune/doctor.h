@@ -221,8 +221,10 @@ struct Verdict {
 
 // Zero-copy can pay when no host check blocks and, for peers, no check of
 // any peer's path blocks, or, for interfaces, at least one interface's path
-// has nothing that blocks. The text names the first blocking check of each
-// path that fails, or the interfaces where it can pay.
+// has nothing that blocks. The text gives the cause of the first blocking
+// check (its advice up to the first ": ") of the host or of each path that
+// fails, and the paths where it can pay, e.g. "zero-copy cannot pay to
+// 127.0.0.1 (lo, loopback): the receiving side copies".
 Verdict JudgeReport(const DoctorReport& report);
 
 }  // namespace zcplan

@@ -1502,6 +1502,9 @@ TEST_F(ExecutorLoopbackTest, ExecutorBuiltOnOneThreadRunsOnAnother) {
 // zero-copy stream (threshold 0, adaptive off, so notifications come too),
 // calling only HandleReady, never Poll with a wait. Every stream must arrive
 // exact, and every buffer come back, with the loop woken by the fd alone.
+// Small socket buffers (far below each stream) keep a fast receiver from
+// letting every send complete inside the HandleReady that follows an accept:
+// the last stream can only finish after a ring wake-up.
 class EpollTest : public ExecutorLoopbackTest,
                   public testing::WithParamInterface<bool> {};
 
@@ -1519,12 +1522,16 @@ TEST_P(EpollTest, EpollLoopDrivesTheExecutorThroughItsWatchFd) {
   ASSERT_TRUE(listening.ok()) << listening.status();
   const int listener = *listening;
   constexpr int kConnections = 4;
+  static constexpr int kSmallBuffer = 64 * K;  // the kernel doubles it
   std::vector<int> clients;
   std::vector<std::pair<int, StreamCheck>> checks;
   for (int i = 0; i < kConnections; ++i) {
     Stream& stream =
         NewStream(1000 + i, std::vector<size_t>(64, (i + 1) * 16 * K));
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSmallBuffer,
+                         sizeof(kSmallBuffer)),
+              0);
     ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     clients.push_back(fd);
     checks.push_back({fd, CheckFor(stream)});
@@ -1552,6 +1559,9 @@ TEST_P(EpollTest, EpollLoopDrivesTheExecutorThroughItsWatchFd) {
         const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) continue;
         accepted.push_back(fd);
+        ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kSmallBuffer,
+                             sizeof(kSmallBuffer)),
+                  0);
         absl::StatusOr<ConnectionId> id = executor_->Attach(fd, AllZeroCopy());
         ASSERT_TRUE(id.ok()) << id.status();
         ids.push_back(*id);

@@ -9,7 +9,9 @@
 // message and, at the end, the executor's counters. `zcsend --listen PORT` is
 // a plain (non-io_uring) receiver that counts the bytes, can check the
 // pattern (uring/pattern.h, stream 0 on every connection) and can write what
-// it received to a file. `zcsend --loopback` runs both in one process.
+// it received to a file. `zcsend --loopback` runs both in one process, and
+// `--resend` sends the same buffer memory again without refilling it, so that
+// the send path alone is measured.
 //
 // The tool is a thin shell over planner/ and uring/: it parses flags, moves
 // data into buffers and formats results; the executor does the sending.

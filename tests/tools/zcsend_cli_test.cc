@@ -46,6 +46,7 @@
 #include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/uring/pattern.h"
+#include "zcplan/uring/receiver.h"
 
 namespace zcplan {
 namespace {
@@ -229,42 +230,37 @@ int ListenOnLoopback(int backlog, int* port) {
   return fd;
 }
 
-// A plain receiver: accepts one connection and reads it to the end.
+// A plain receiver (uring/receiver.h): accepts one connection and reads it
+// to the end, keeping what it read.
 class PlainSink {
  public:
   PlainSink() {
-    listener_ = ListenOnLoopback(1, &port_);
-    if (listener_ < 0) return;
-    thread_ = std::thread([this] {
-      const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) return;
-      char buffer[1 << 16];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
-        data_.append(buffer, static_cast<size_t>(n));
-      }
-      close(fd);
-    });
+    ReceiverOptions options;
+    options.on_data = [this](size_t, absl::Span<const unsigned char> d) {
+      data_.append(reinterpret_cast<const char*>(d.data()), d.size());
+      return absl::OkStatus();
+    };
+    absl::StatusOr<std::unique_ptr<zcplan::Receiver>> r =
+        zcplan::Receiver::Listen(std::move(options));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) receiver_ = *std::move(r);
   }
   PlainSink(const PlainSink&) = delete;
   PlainSink& operator=(const PlainSink&) = delete;
-  ~PlainSink() {
-    if (thread_.joinable()) Join();
-    if (listener_ >= 0) close(listener_);
+  std::string peer() const {
+    return receiver_ == nullptr ? "127.0.0.1:1" : receiver_->address();
   }
-  std::string peer() const { return absl::StrCat("127.0.0.1:", port_); }
-  // Everything received; pokes the sink first if `poke` (nobody connected).
-  const std::string& Join(bool poke = false) {
-    if (poke) Poke(port_);
-    thread_.join();
+  // Everything received; with `stop`, stops a sink nobody connected to.
+  const std::string& Join(bool stop = false) {
+    if (receiver_ != nullptr) {
+      (stop ? receiver_->Stop() : receiver_->Join()).IgnoreError();
+    }
     return data_;
   }
 
  private:
-  int listener_ = -1;
-  int port_ = 0;
-  std::string data_;
-  std::thread thread_;
+  std::string data_;  // written by the receiver's thread until it ends
+  std::unique_ptr<zcplan::Receiver> receiver_;
 };
 
 // `RunZcsendWithHooks` on a thread, its output readable while it runs.
@@ -600,7 +596,7 @@ TEST(ZcsendSendTest, ResendSendsTheSameMemoryWithoutRefilling) {
   const Result sent =
       Zcsend({"--peer", sink.peer(), "--bytes", absl::StrCat(bytes), "--split",
               "64K", "--max-in-flight", "256K", "--resend"});
-  const std::string& got = sink.Join(/*poke=*/sent.code != kZcsendOk);
+  const std::string& got = sink.Join(/*stop=*/sent.code != kZcsendOk);
   EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
   EXPECT_TRUE(absl::StrContains(sent.out, "of pattern, resent from 320K"))
       << sent.out;
@@ -749,7 +745,7 @@ TEST(ZcsendSendTest, PlainReceiverGetsThePattern) {
   const uint64_t bytes = (uint64_t{3} << 20) + 4321;
   const Result sent = Zcsend({"--peer", sink.peer(), "--bytes",
                               absl::StrCat(bytes), "--split", "1K,100K,3"});
-  const std::string& got = sink.Join(/*poke=*/sent.code != kZcsendOk);
+  const std::string& got = sink.Join(/*stop=*/sent.code != kZcsendOk);
   EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
   ASSERT_EQ(got.size(), bytes);
   std::string expected(bytes, '\0');

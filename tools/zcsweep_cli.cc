@@ -7,13 +7,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <memory>
 #include <new>
 #include <string>
@@ -32,14 +30,16 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "zcplan/planner/calibrate.h"
 #include "zcplan/planner/cost.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tune/calibration.h"
+#include "zcplan/tune/plot.h"
+#include "zcplan/tune/summary.h"
+#include "zcplan/tune/sweep.h"
 #include "zcplan/uring/net.h"
-#include "zcplan/uring/sweep.h"
 
 namespace zcplan {
 namespace {
@@ -299,37 +299,6 @@ std::string Share(double share) {
   return share < 0 ? "-" : absl::StrFormat("%.0f%%", share * 100);
 }
 
-// The model's counts per message for a setting: the planner's plans of the
-// workload, summed over its messages, divided by their number.
-PlanCost CountsPerMessage(const std::vector<std::vector<uint64_t>>& messages,
-                          const PlanOptions& options) {
-  PlanCost total;
-  Plan scratch;
-  const CostWeights weights;
-  for (const std::vector<uint64_t>& sizes : messages) {
-    const std::vector<iovec> queue = MakeSyntheticQueue(sizes);
-    (void)ForEachChain(
-        queue, options, &scratch, [&](const Plan& plan, size_t base) {
-          total += EstimateCost(absl::MakeConstSpan(queue).subspan(base), plan,
-                                weights);
-          return true;
-        });
-  }
-  // Per message, in the unit CalibrateWeights fits (doubles of counts would
-  // lose nothing here: counts per message are small).
-  PlanCost per;
-  const uint64_t n = messages.size();
-  for (int k = 0; k < kNumOpKinds; ++k) {
-    per.ops_by_kind[k] = total.ops_by_kind[k] / n;
-  }
-  per.bytes_copied = total.bytes_copied / n;
-  per.bytes_zero_copy = total.bytes_zero_copy / n;
-  per.iovs_copied = total.iovs_copied / n;
-  per.iovs_zero_copy = total.iovs_zero_copy / n;
-  per.pages_pinned = total.pages_pinned / n;
-  return per;
-}
-
 std::string JsonString(absl::string_view s) {
   std::string out = "\"";
   for (char ch : s) {
@@ -345,172 +314,8 @@ std::string JsonString(absl::string_view s) {
   return out + "\"";
 }
 
-// Text for an SVG text node.
-std::string XmlText(absl::string_view s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
-
 std::string JsonThreshold(uint64_t t) {
   return t == PlanOptions::kNever ? "\"never\"" : absl::StrCat(t);
-}
-
-// --- The plot
-// ------------------------------------------------------------------
-
-// Two panels over the same x axis (the thresholds, evenly spaced): throughput
-// on top, CPU seconds per GB below; one line per series (copy op, gap,
-// adaptive), medians with min..max whiskers.
-std::string Svg(const std::vector<SweepPoint>& points,
-                const std::vector<PointSummary>& sums,
-                const std::vector<uint64_t>& thresholds,
-                absl::string_view title, size_t recommended) {
-  constexpr double kW = 860, kPanelH = 250, kLeft = 80, kRight = 190, kTop = 70,
-                   kGap = 80;
-  const double plot_w = kW - kLeft - kRight;
-  std::map<std::string, std::vector<size_t>> series;
-  for (size_t i = 0; i < points.size(); ++i) {
-    const SweepSetting& s = points[i].setting;
-    std::string name = std::string(CopyOpName(s.plan.copy_op));
-    if (s.plan.zc_gap_bytes > 0) {
-      absl::StrAppend(&name, ", gap ", FormatSize(s.plan.zc_gap_bytes));
-    }
-    if (s.adaptive) absl::StrAppend(&name, ", adaptive");
-    series[name].push_back(i);
-  }
-  auto x_of = [&](uint64_t threshold) {
-    const size_t k =
-        std::find(thresholds.begin(), thresholds.end(), threshold) -
-        thresholds.begin();
-    return kLeft + (thresholds.size() == 1
-                        ? plot_w / 2
-                        : plot_w * static_cast<double>(k) /
-                              static_cast<double>(thresholds.size() - 1));
-  };
-  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-                          "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"};
-  std::string svg = absl::StrFormat(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-      "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-      "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
-      kW, kTop + 2 * kPanelH + kGap + 70, kLeft, XmlText(title));
-  struct Panel {
-    const char* label;
-    double PointSummary::*mid;
-    double PointSummary::*lo;
-    double PointSummary::*hi;
-  };
-  const Panel panels[] = {
-      {"throughput, MB/s (higher is better)", &PointSummary::mb_per_s,
-       &PointSummary::mb_per_s_min, &PointSummary::mb_per_s_max},
-      {"sender CPU, s per GB (lower is better)", &PointSummary::cpu_s_per_gb,
-       &PointSummary::cpu_s_per_gb_min, &PointSummary::cpu_s_per_gb_max},
-  };
-  for (int p = 0; p < 2; ++p) {
-    const Panel& panel = panels[p];
-    const double top = kTop + p * (kPanelH + kGap);
-    double ymax = 0;
-    for (const PointSummary& s : sums) ymax = std::max(ymax, s.*panel.hi);
-    if (ymax <= 0) ymax = 1;
-    // Four round steps: 1, 2 or 5 times a power of ten.
-    const double raw = ymax / 4;
-    const double mag = std::pow(10, std::floor(std::log10(raw)));
-    double step = 10 * mag;
-    for (double m : {1.0, 2.0, 5.0}) {
-      if (m * mag >= raw) {
-        step = m * mag;
-        break;
-      }
-    }
-    const double nice = 4 * step;
-    auto y_of = [&](double v) { return top + kPanelH * (1 - v / nice); };
-    absl::StrAppendFormat(
-        &svg,
-        "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n"
-        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-        "stroke=\"black\"/>\n"
-        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-        "stroke=\"black\"/>\n",
-        kLeft, top - 8, panel.label, kLeft, top, kLeft, top + kPanelH, kLeft,
-        top + kPanelH, kLeft + plot_w, top + kPanelH);
-    for (int t = 0; t <= 4; ++t) {
-      const double v = nice * t / 4;
-      absl::StrAppendFormat(
-          &svg,
-          "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" "
-          "stroke=\"#ddd\"/>\n<text x=\"%.0f\" y=\"%.1f\" "
-          "text-anchor=\"end\">%s</text>\n",
-          kLeft, y_of(v), kLeft + plot_w, y_of(v), kLeft - 6, y_of(v) + 4,
-          absl::StrFormat("%g", std::round(v / mag) * mag));
-    }
-    for (uint64_t t : thresholds) {
-      absl::StrAppendFormat(&svg,
-                            "<text x=\"%.1f\" y=\"%.0f\" "
-                            "text-anchor=\"middle\">%s</text>\n",
-                            x_of(t), top + kPanelH + 16, FormatThreshold(t));
-    }
-    if (p == 1) {
-      absl::StrAppendFormat(
-          &svg,
-          "<text x=\"%.0f\" y=\"%.0f\" "
-          "text-anchor=\"middle\">zero-copy threshold</text>\n",
-          kLeft + plot_w / 2, top + kPanelH + 36);
-    }
-    int color = 0;
-    for (const auto& [name, indices] : series) {
-      const char* c = colors[color++ % 8];
-      std::string path;
-      for (size_t i : indices) {
-        const double x = x_of(points[i].setting.plan.zc_threshold);
-        absl::StrAppendFormat(&path, "%s%.1f,%.1f ", path.empty() ? "M" : "L",
-                              x, y_of(sums[i].*panel.mid));
-        absl::StrAppendFormat(
-            &svg,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-            "stroke=\"%s\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" "
-            "fill=\"%s\"/>\n",
-            x, y_of(sums[i].*panel.lo), x, y_of(sums[i].*panel.hi), c, x,
-            y_of(sums[i].*panel.mid), i == recommended ? 6 : 3,
-            i == recommended ? "black" : c);
-      }
-      absl::StrAppendFormat(&svg,
-                            "<path d=\"%s\" fill=\"none\" stroke=\"%s\" "
-                            "stroke-width=\"2\"/>\n",
-                            path, c);
-      if (p == 0) {
-        const double ly = kTop + 10 + 18 * (color - 1);
-        absl::StrAppendFormat(
-            &svg,
-            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-            "stroke=\"%s\" stroke-width=\"3\"/>\n<text x=\"%.0f\" "
-            "y=\"%.0f\">%s</text>\n",
-            kLeft + plot_w + 15, ly, kLeft + plot_w + 35, ly, c,
-            kLeft + plot_w + 40, ly + 4, name);
-      }
-    }
-  }
-  absl::StrAppendFormat(
-      &svg,
-      "<text x=\"%.0f\" y=\"%.0f\" fill=\"#555\">dots: medians; bars: "
-      "min..max over repetitions; large black dot: recommended</text>\n",
-      kLeft, kTop + 2 * kPanelH + kGap + 62);
-  return svg + "</svg>\n";
 }
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
@@ -725,53 +530,21 @@ absl::Status Calibrate(const Config& c, const SweepOptions& so,
                        const std::vector<SweepPoint>& points,
                        const std::vector<PointSummary>& sums,
                        std::ostream& out) {
-  std::vector<CalibrationSample> samples;
-  std::vector<size_t> used;
-  for (size_t i = 0; i < points.size(); ++i) {
-    const SweepSetting& s = points[i].setting;
-    if (s.adaptive || sums[i].cpu_ns_per_message <= 0) continue;
-    PlanOptions po = s.plan;
-    po.max_ops_per_chain = std::min<uint32_t>(po.max_ops_per_chain, 256);
-    samples.push_back(
-        {CountsPerMessage(so.messages, po), sums[i].cpu_ns_per_message});
-    used.push_back(i);
-  }
-  absl::StatusOr<Calibration> cal = CalibrateWeights(samples);
+  absl::StatusOr<SweepCalibration> cal =
+      CalibrateSweep(so.messages, points, sums);
   if (!cal.ok()) {
     return absl::Status(cal.status().code(),
                         absl::StrCat("--calibrate: ", cal.status().message()));
   }
-  std::vector<double> measured, fitted, defaults;
-  for (const CalibrationSample& s : samples) {
-    measured.push_back(s.measured);
-    fitted.push_back(WeighCounts(s.counts, cal->weights));
-    defaults.push_back(WeighCounts(s.counts, CostWeights()));
-  }
-  auto argmin = [](const std::vector<double>& v) {
-    return static_cast<size_t>(std::min_element(v.begin(), v.end()) -
-                               v.begin());
-  };
-  const std::string file = absl::StrCat(
-      "# zcplan cost weights (ns per unit), calibrated by zcsweep from ",
-      samples.size(), " settings of ", workload, " to ",
-      c.peer.empty() ? "loopback" : c.peer,
-      absl::StrFormat(
-          "\n# rms relative error %.1f%%; Kendall tau vs measured %.2f "
-          "(default weights: %.2f)\n",
-          cal->rms_relative_error * 100, KendallTau(fitted, measured),
-          KendallTau(defaults, measured)),
-      cal->unfitted.empty()
-          ? ""
-          : absl::StrCat("# not determined by this sweep (kept or 0): ",
-                         absl::StrJoin(cal->unfitted, ", "), "\n"),
-      "# use: zcplan simulate --weights FILE ...\n",
-      FormatCostWeights(cal->weights));
+  const std::string file = FormatWeightsFile(
+      *cal,
+      {"zcsweep", std::string(workload), c.peer.empty() ? "loopback" : c.peer});
   if (absl::Status s = WriteText(c.calibrate_path, file); !s.ok()) return s;
   out << "\ncalibrated cost weights (ns per unit) written to "
       << EscapeForMessage(c.calibrate_path) << ":\n";
   // Rounded for reading; the file has the exact values.
-  for (absl::string_view line : absl::StrSplit(FormatCostWeights(cal->weights),
-                                               '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(
+           FormatCostWeights(cal->fit.weights), '\n', absl::SkipEmpty())) {
     const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
     double value = 0;
     if (words.size() == 2 && absl::SimpleAtod(words[1], &value)) {
@@ -780,22 +553,22 @@ absl::Status Calibrate(const Config& c, const SweepOptions& so,
       out << "  " << line << "\n";
     }
   }
-  if (!cal->unfitted.empty()) {
+  if (!cal->fit.unfitted.empty()) {
     out << "  not determined by this sweep: "
-        << absl::StrJoin(cal->unfitted, ", ") << "\n";
+        << absl::StrJoin(cal->fit.unfitted, ", ") << "\n";
   }
   out << absl::StrFormat(
       "model vs measurement over %d settings: rms relative error %.1f%%; "
       "ranking agreement (Kendall tau, 1 = same order) %.2f calibrated, "
       "%.2f with the default weights\n",
-      samples.size(), cal->rms_relative_error * 100,
-      KendallTau(fitted, measured), KendallTau(defaults, measured));
+      cal->samples.size(), cal->fit.rms_relative_error * 100, cal->tau_fitted,
+      cal->tau_default);
   out << "cheapest by measurement: "
-      << DescribeSetting(points[used[argmin(measured)]].setting)
+      << DescribeSetting(points[cal->cheapest_measured].setting)
       << "; by the calibrated model: "
-      << DescribeSetting(points[used[argmin(fitted)]].setting)
+      << DescribeSetting(points[cal->cheapest_fitted].setting)
       << "; by the default model: "
-      << DescribeSetting(points[used[argmin(defaults)]].setting) << "\n";
+      << DescribeSetting(points[cal->cheapest_default].setting) << "\n";
   return absl::OkStatus();
 }
 
@@ -848,8 +621,8 @@ int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
             base + ".json",
             ResultsJson(c, workload, message_bytes / so.messages.size(), points,
                         sums, rec, all_copied)),
-        std::make_pair(base + ".svg",
-                       Svg(points, sums, c.thresholds, title, rec.index))}) {
+        std::make_pair(base + ".svg", SweepPlotSvg(points, sums, c.thresholds,
+                                                   title, rec.index))}) {
     if (absl::Status s = WriteText(path, text); !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepFailed;

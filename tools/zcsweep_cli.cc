@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -31,10 +32,13 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "zcplan/planner/cost.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
+#include "zcplan/tools/json.h"
 #include "zcplan/tune/calibration.h"
 #include "zcplan/tune/plot.h"
 #include "zcplan/tune/summary.h"
@@ -51,22 +55,56 @@ constexpr absl::string_view kDefaultProfile = "message:1024";
 // the general trace limit (1 GiB) would let parsing alone take many GB.
 constexpr uint64_t kMaxSweepTraceBytes = uint64_t{16} << 20;
 
+ThresholdList DefaultThresholds() {
+  return {*ParseThresholdList(kDefaultThresholds)};
+}
+
+}  // namespace
+}  // namespace zcplan
+
+// The values are checked in ReadFlags, which names the flag in each error.
+ABSL_FLAG(std::string, profile, std::string(zcplan::kDefaultProfile),
+          "message:N, the reference message in N pieces");
+ABSL_FLAG(std::string, trace, "", "a planner trace: one message per line");
+ABSL_FLAG(zcplan::ByteSizeList, split, {}, "one message of these sizes");
+ABSL_FLAG(zcplan::ThresholdList, thresholds, zcplan::DefaultThresholds(),
+          "the thresholds to sweep");
+ABSL_FLAG(std::vector<std::string>, copy_ops, {"writev"},
+          "writev, sendmsg or both");
+ABSL_FLAG(zcplan::ByteSizeList, gaps, zcplan::ByteSizeList{{0}},
+          "gap-knob values to sweep");
+ABSL_FLAG(std::string, adaptive, "off", "adaptive zero-copy: off, on or both");
+ABSL_FLAG(uint32_t, repetitions, 3, "runs per setting");
+ABSL_FLAG(absl::Duration, time, absl::Milliseconds(300),
+          "sending time per run");
+ABSL_FLAG(uint32_t, in_flight, 1, "messages in flight");
+ABSL_FLAG(std::string, peer, "", "HOST:PORT of a TCP receiver");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
+          "how long a peer may take nothing (0: for ever)");
+ABSL_FLAG(std::string, out, "zcsweep-out", "the directory for the files");
+ABSL_FLAG(std::string, calibrate, "", "the weights file to write");
+ABSL_FLAG(bool, quiet, false, "no progress lines");
+
+namespace zcplan {
+namespace {
+
+constexpr absl::string_view kFlagNames[] = {
+    "profile",   "trace",    "split",       "thresholds", "copy-ops",
+    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
+    "in-flight", "peer",     "out",         "calibrate",  "quiet"};
+
 struct Config {
-  std::string profile = std::string(kDefaultProfile);
+  std::string profile;
   bool has_profile = false;
   std::string trace_path;
-  std::string split;
-  std::string thresholds_text = std::string(kDefaultThresholds);
-  std::vector<uint64_t> thresholds;
-  std::vector<CopyOp> copy_ops = {CopyOp::kWritev};
-  std::vector<uint64_t> gaps = {0};
-  std::vector<bool> adaptive = {false};
-  uint32_t repetitions = 3;
-  absl::Duration time = absl::Milliseconds(300);
-  uint32_t in_flight = 1;
+  std::vector<uint64_t> split;  // empty: no --split
+  SweepGrid grid;
+  uint32_t repetitions = 0;
+  absl::Duration time;
+  uint32_t in_flight = 0;
   std::string peer;
-  absl::Duration idle_timeout = absl::Seconds(30);
-  std::string out_dir = "zcsweep-out";
+  absl::Duration idle_timeout;
+  std::string out_dir;
   std::string calibrate_path;
   bool progress = true;
 };
@@ -91,136 +129,57 @@ bool PlausibleHost(absl::string_view host) {
   return true;
 }
 
-// The flags that take a value (--quiet takes none).
-constexpr absl::string_view kValueFlags[] = {
-    "profile",   "trace",    "split",       "thresholds", "copy-ops",
-    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
-    "in-flight", "peer",     "out",         "calibrate"};
+absl::Status CheckPeer(const std::string& peer) {
+  absl::StatusOr<std::pair<std::string, std::string>> hp = SplitHostPort(peer);
+  if (hp.ok() && PlausibleHost(hp->first)) return absl::OkStatus();
+  return Bad(absl::StrCat("bad address ", QuoteForMessage(peer),
+                          ": expected HOST:PORT with a port 1..65535, "
+                          "e.g. 127.0.0.1:9000 or [::1]:9000"));
+}
 
-absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
-                              ": every input is a flag; see zcsweep --help"));
-    }
-    const size_t eq = arg.find('=');
-    const std::string name(arg.substr(2, eq - 2));
-    const std::string flag = EscapeForMessage(name, 40);
-    if (name == "quiet") {
-      if (eq != absl::string_view::npos) {
-        return Bad("flag --quiet takes no value");
-      }
-      c.progress = false;
-      continue;
-    }
-    if (std::find(std::begin(kValueFlags), std::end(kValueFlags), name) ==
-        std::end(kValueFlags)) {
-      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
-                              "; see zcsweep --help"));
-    }
-    absl::string_view v;
-    if (eq != absl::string_view::npos) {
-      v = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      v = args[++i];
-    } else {
-      return Bad(absl::StrCat("flag --", flag, " needs a value"));
-    }
-    absl::Status s;
-    if (name == "profile") {
-      c.profile = std::string(v);
-      c.has_profile = true;
-    } else if (name == "trace") {
-      if (v.empty()) s = Bad("empty path");
-      c.trace_path = std::string(v);
-    } else if (name == "split") {
-      if (v.empty()) s = Bad("empty list; give sizes, e.g. 4K,4K,16K");
-      c.split = std::string(v);
-    } else if (name == "thresholds") {
-      c.thresholds_text = std::string(v);
-    } else if (name == "copy-ops") {
-      c.copy_ops.clear();
-      for (absl::string_view op : absl::StrSplit(v, ',')) {
-        absl::StatusOr<CopyOp> parsed = ParseCopyOp(op);
-        if (!parsed.ok()) {
-          s = Bad(Echo(parsed.status()));
-          break;
-        }
-        c.copy_ops.push_back(*parsed);
-      }
-    } else if (name == "gaps") {
-      absl::StatusOr<std::vector<uint64_t>> gaps = ParseSizeList(v);
-      if (gaps.ok()) {
-        c.gaps = *gaps;
-      } else {
-        s = Bad(Echo(gaps.status()));
-      }
-    } else if (name == "adaptive") {
-      if (v == "off") {
-        c.adaptive = {false};
-      } else if (v == "on") {
-        c.adaptive = {true};
-      } else if (v == "both") {
-        c.adaptive = {false, true};
-      } else {
-        s = Bad(absl::StrCat("bad value ", QuoteForMessage(v),
-                             " (off, on or both)"));
-      }
-    } else if (name == "repetitions") {
-      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1000);
-      if (n.ok()) c.repetitions = *n;
-      if (!n.ok()) s = Bad(Echo(n.status()));
-    } else if (name == "time") {
-      if (!absl::ParseDuration(v, &c.time) || c.time <= absl::ZeroDuration() ||
-          c.time > absl::Hours(1)) {
-        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
-                             ": expected e.g. 300ms or 2s, up to 1h"));
-      }
-    } else if (name == "idle-timeout") {
-      if (!absl::ParseDuration(v, &c.idle_timeout) ||
-          c.idle_timeout < absl::ZeroDuration() ||
-          c.idle_timeout > absl::Hours(24)) {
-        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
-                             ": expected e.g. 30s, up to 24h, or 0 for none"));
-      }
-    } else if (name == "in-flight") {
-      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1024);
-      if (n.ok()) c.in_flight = *n;
-      if (!n.ok()) s = Bad(Echo(n.status()));
-    } else if (name == "peer") {
-      absl::StatusOr<std::pair<std::string, std::string>> hp =
-          SplitHostPort(std::string(v));
-      if (!hp.ok() || !PlausibleHost(hp->first)) {
-        s = Bad(absl::StrCat("bad address ", QuoteForMessage(v),
-                             ": expected HOST:PORT with a port 1..65535, "
-                             "e.g. 127.0.0.1:9000 or [::1]:9000"));
-      }
-      c.peer = std::string(v);
-    } else if (name == "out") {
-      if (v.empty()) s = Bad("empty directory");
-      c.out_dir = std::string(v);
-    } else if (name == "calibrate") {
-      if (v.empty()) s = Bad("empty path");
-      c.calibrate_path = std::string(v);
-    }
-    if (!s.ok()) return Bad(absl::StrCat("--", flag, ": ", s.message()));
+absl::Status CheckCount(uint32_t n, uint32_t max) {
+  if (n >= 1 && n <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad number '", n, "': expected 1..", max));
+}
+
+absl::Status CheckDuration(absl::Duration d, absl::Duration min,
+                           absl::Duration max, absl::string_view expected) {
+  if (d >= min && d <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad duration ",
+                          QuoteForMessage(absl::FormatDuration(d)),
+                          ": expected ", expected));
+}
+
+absl::StatusOr<std::vector<CopyOp>> ParseCopyOps(
+    const std::vector<std::string>& names) {
+  if (names.empty()) return Bad("empty list; give writev, sendmsg or both");
+  std::vector<CopyOp> ops;
+  for (const std::string& name : names) {
+    absl::StatusOr<CopyOp> op = ParseCopyOp(name);
+    if (!op.ok()) return Bad(Echo(op.status()));
+    ops.push_back(*op);
   }
+  return ops;
+}
+
+absl::StatusOr<std::vector<bool>> ParseAdaptive(absl::string_view v) {
+  if (v == "off") return std::vector<bool>{false};
+  if (v == "on") return std::vector<bool>{true};
+  if (v == "both") return std::vector<bool>{false, true};
+  return Bad(
+      absl::StrCat("bad value ", QuoteForMessage(v), " (off, on or both)"));
+}
+
+// The checks that need more than one flag.
+absl::Status CheckCombination(const Config& c) {
   const int sources = c.has_profile + !c.trace_path.empty() + !c.split.empty();
   if (sources > 1) {
     return Bad("give one workload: --profile, --trace or --split");
   }
-  absl::StatusOr<std::vector<uint64_t>> thresholds =
-      ParseThresholdList(c.thresholds_text);
-  if (!thresholds.ok()) {
-    return Bad(absl::StrCat("--thresholds: ", Echo(thresholds.status())));
-  }
-  c.thresholds = *thresholds;
   if (!c.calibrate_path.empty()) {
-    const bool fixed = std::find(c.adaptive.begin(), c.adaptive.end(), false) !=
-                       c.adaptive.end();
+    const std::vector<SweepSetting> settings = GridSettings(c.grid);
     const size_t samples =
-        fixed ? c.thresholds.size() * c.copy_ops.size() * c.gaps.size() : 0;
+        std::count_if(settings.begin(), settings.end(), IsCalibrationSetting);
     if (samples < 2) {
       return Bad(absl::StrCat(
           "--calibrate needs at least 2 settings without adaptive zero-copy "
@@ -229,6 +188,72 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     }
   }
   return absl::OkStatus();
+}
+
+// Copies the parsed flags into `c` and checks them (called inside
+// ParseFlags, while the values are set).
+absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
+  auto given = [&](absl::string_view name) {
+    return std::find(parsed.given.begin(), parsed.given.end(), name) !=
+           parsed.given.end();
+  };
+  c.profile = absl::GetFlag(FLAGS_profile);
+  c.has_profile = given("profile");
+  c.trace_path = absl::GetFlag(FLAGS_trace);
+  c.split = absl::GetFlag(FLAGS_split).bytes;
+  c.grid.thresholds = absl::GetFlag(FLAGS_thresholds).bytes;
+  absl::StatusOr<std::vector<CopyOp>> ops =
+      ParseCopyOps(absl::GetFlag(FLAGS_copy_ops));
+  c.grid.gaps = absl::GetFlag(FLAGS_gaps).bytes;
+  absl::StatusOr<std::vector<bool>> adaptive =
+      ParseAdaptive(absl::GetFlag(FLAGS_adaptive));
+  c.repetitions = absl::GetFlag(FLAGS_repetitions);
+  c.time = absl::GetFlag(FLAGS_time);
+  c.in_flight = absl::GetFlag(FLAGS_in_flight);
+  c.peer = absl::GetFlag(FLAGS_peer);
+  c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  c.out_dir = absl::GetFlag(FLAGS_out);
+  c.calibrate_path = absl::GetFlag(FLAGS_calibrate);
+  c.progress = !absl::GetFlag(FLAGS_quiet);
+  const std::pair<absl::string_view, absl::Status> checks[] = {
+      {"trace", given("trace") && c.trace_path.empty() ? Bad("empty path")
+                                                       : absl::OkStatus()},
+      {"split", given("split") && c.split.empty()
+                    ? Bad("empty list; give sizes, e.g. 4K,4K,16K")
+                    : absl::OkStatus()},
+      {"thresholds", c.grid.thresholds.empty()
+                         ? Bad(Echo(ParseThresholdList("").status()))
+                         : absl::OkStatus()},
+      {"copy-ops", ops.status()},
+      {"gaps", c.grid.gaps.empty() ? Bad(Echo(ParseSizeList("").status()))
+                                   : absl::OkStatus()},
+      {"adaptive", adaptive.status()},
+      {"repetitions", CheckCount(c.repetitions, 1000)},
+      {"time", CheckDuration(c.time, absl::Nanoseconds(1), absl::Hours(1),
+                             "e.g. 300ms or 2s, up to 1h")},
+      {"idle-timeout",
+       CheckDuration(c.idle_timeout, absl::ZeroDuration(), absl::Hours(24),
+                     "e.g. 30s, up to 24h, or 0 for none")},
+      {"in-flight", CheckCount(c.in_flight, 1024)},
+      {"peer", given("peer") ? CheckPeer(c.peer) : absl::OkStatus()},
+      {"out", c.out_dir.empty() ? Bad("empty directory") : absl::OkStatus()},
+      {"calibrate", given("calibrate") && c.calibrate_path.empty()
+                        ? Bad("empty path")
+                        : absl::OkStatus()},
+  };
+  for (const auto& [name, status] : checks) {
+    if (!status.ok()) {
+      return Bad(absl::StrCat("--", name, ": ", status.message()));
+    }
+  }
+  c.grid.copy_ops = *std::move(ops);
+  c.grid.adaptive = *std::move(adaptive);
+  return CheckCombination(c);
+}
+
+// "split 4K,4K,16K", as the planner writes sizes.
+std::string SplitName(const Config& c) {
+  return absl::StrCat("split ", AbslUnparseFlag(ByteSizeList{c.split}));
 }
 
 // The workload's messages and a one-line description.
@@ -258,14 +283,11 @@ LoadWorkload(const Config& c) {
                                messages.size(), " messages)"));
   }
   if (!c.split.empty()) {
-    absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(c.split);
-    if (!sizes.ok()) {
-      return Bad(absl::StrCat("--split: ", Echo(sizes.status())));
-    }
-    sizes->erase(std::remove(sizes->begin(), sizes->end(), 0), sizes->end());
-    if (sizes->empty()) return Bad("--split: every buffer is empty");
-    messages.push_back(*sizes);
-    return std::make_pair(messages, absl::StrCat("split ", c.split));
+    std::vector<uint64_t> sizes = c.split;
+    sizes.erase(std::remove(sizes.begin(), sizes.end(), 0), sizes.end());
+    if (sizes.empty()) return Bad("--split: every buffer is empty");
+    messages.push_back(std::move(sizes));
+    return std::make_pair(messages, SplitName(c));
   }
   absl::string_view profile = c.profile;
   if (absl::ConsumePrefix(&profile, "message:")) {
@@ -291,27 +313,12 @@ std::string WorkloadName(const Config& c) {
     return absl::StrCat("trace ", EscapeForMessage(c.trace_path.substr(
                                       c.trace_path.find_last_of('/') + 1)));
   }
-  if (!c.split.empty()) return absl::StrCat("split ", c.split);
+  if (!c.split.empty()) return SplitName(c);
   return c.profile;
 }
 
 std::string Share(double share) {
   return share < 0 ? "-" : absl::StrFormat("%.0f%%", share * 100);
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", ch);
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
 }
 
 std::string JsonThreshold(uint64_t t) {
@@ -359,20 +366,7 @@ SweepOptions MakeSweepOptions(const Config& c,
   so.messages_in_flight = c.in_flight;
   so.peer = c.peer;
   so.idle_timeout = c.idle_timeout;
-  for (bool adaptive : c.adaptive) {
-    for (uint64_t gap : c.gaps) {
-      for (CopyOp op : c.copy_ops) {
-        for (uint64_t t : c.thresholds) {
-          SweepSetting s;
-          s.plan.zc_threshold = t;
-          s.plan.copy_op = op;
-          s.plan.zc_gap_bytes = gap;
-          s.adaptive = adaptive;
-          so.settings.push_back(s);
-        }
-      }
-    }
-  }
+  so.settings = GridSettings(c.grid);
   return so;
 }
 
@@ -467,7 +461,7 @@ std::string ResultsJson(const Config& c, absl::string_view workload,
       ", \"message_bytes\": ", message_bytes,
       ", \"peer\": ", JsonString(c.peer.empty() ? "loopback" : c.peer),
       ", \"repetitions\": ", c.repetitions,
-      ", \"run_seconds\": ", absl::ToDoubleSeconds(c.time),
+      ", \"run_seconds\": ", JsonNumber(absl::ToDoubleSeconds(c.time)),
       ", \"recommended\": ", rec.index,
       ", \"reason\": ", JsonString(rec.reason),
       ", \"all_notifications_copied\": ", all_copied ? "true" : "false",
@@ -475,21 +469,27 @@ std::string ResultsJson(const Config& c, absl::string_view workload,
   for (size_t i = 0; i < points.size(); ++i) {
     const SweepPoint& p = points[i];
     const PointSummary& s = sums[i];
+    auto range = [](double median, double min, double max,
+                    const absl::FormatSpec<double>& f) {
+      return absl::StrCat("{\"median\": ", JsonNumber(median, f),
+                          ", \"min\": ", JsonNumber(min, f),
+                          ", \"max\": ", JsonNumber(max, f), "}");
+    };
     absl::StrAppend(
         &json, "  {\"threshold\": ", JsonThreshold(p.setting.plan.zc_threshold),
-        ", \"copy_op\": \"", CopyOpName(p.setting.plan.copy_op),
-        "\", \"gap\": ", p.setting.plan.zc_gap_bytes,
+        ", \"copy_op\": ", JsonString(CopyOpName(p.setting.plan.copy_op)),
+        ", \"gap\": ", p.setting.plan.zc_gap_bytes,
         ", \"adaptive\": ", p.setting.adaptive ? "true" : "false",
-        absl::StrFormat(", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
-                        "\"max\": %.1f}, \"cpu_s_per_gb\": {\"median\": %.4f, "
-                        "\"min\": %.4f, \"max\": %.4f}, \"ops_per_message\": "
-                        "%.2f, \"zero_copy_share\": %.4f, \"copied_share\": "
-                        "%.4f, \"short_sends\": %d, \"runs\": %d}",
-                        s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max,
-                        s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
-                        s.ops_per_message, s.zero_copy_share, s.copied_share,
-                        s.short_sends, p.runs.size()),
-        i + 1 < points.size() ? "," : "", "\n");
+        ", \"mb_per_s\": ",
+        range(s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max, "%.1f"),
+        ", \"cpu_s_per_gb\": ",
+        range(s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max, "%.4f"));
+    absl::StrAppend(
+        &json, ", \"ops_per_message\": ", JsonNumber(s.ops_per_message, "%.2f"),
+        ", \"zero_copy_share\": ", JsonNumber(s.zero_copy_share, "%.4f"),
+        ", \"copied_share\": ", JsonNumber(s.copied_share, "%.4f"),
+        ", \"short_sends\": ", s.short_sends, ", \"runs\": ", p.runs.size(),
+        "}", i + 1 < points.size() ? "," : "", "\n");
   }
   return json + " ]}\n";
 }
@@ -621,8 +621,9 @@ int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
             base + ".json",
             ResultsJson(c, workload, message_bytes / so.messages.size(), points,
                         sums, rec, all_copied)),
-        std::make_pair(base + ".svg", SweepPlotSvg(points, sums, c.thresholds,
-                                                   title, rec.index))}) {
+        std::make_pair(
+            base + ".svg",
+            SweepPlotSvg(points, sums, c.grid.thresholds, title, rec.index))}) {
     if (absl::Status s = WriteText(path, text); !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepFailed;
@@ -780,7 +781,12 @@ int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
   int code = kZcsweepOk;
   try {
     Config config;
-    if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+    if (absl::Status s = ParseFlags(args, kFlagNames, {"zcsweep", "", false},
+                                    [&](const ParsedFlags& parsed) {
+                                      return ReadFlags(parsed, config);
+                                    })
+                             .status();
+        !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepBadInput;
     }

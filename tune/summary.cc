@@ -34,6 +34,25 @@ std::string DescribeSetting(const SweepSetting& s) {
   return out;
 }
 
+std::vector<SweepSetting> GridSettings(const SweepGrid& grid) {
+  std::vector<SweepSetting> settings;
+  for (bool adaptive : grid.adaptive) {
+    for (uint64_t gap : grid.gaps) {
+      for (CopyOp op : grid.copy_ops) {
+        for (uint64_t threshold : grid.thresholds) {
+          SweepSetting s;
+          s.plan.zc_threshold = threshold;
+          s.plan.copy_op = op;
+          s.plan.zc_gap_bytes = gap;
+          s.adaptive = adaptive;
+          settings.push_back(s);
+        }
+      }
+    }
+  }
+  return settings;
+}
+
 PointSummary Summarize(const SweepPoint& point) {
   PointSummary s;
   std::vector<double> mbps, cpu_gb, ns_msg;

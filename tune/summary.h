@@ -27,6 +27,19 @@ struct SweepSetting {
   bool adaptive = false;
 };
 
+// The settings of a sweep as the product of the values to try.
+struct SweepGrid {
+  std::vector<uint64_t> thresholds;  // sizes, or PlanOptions::kNever
+  std::vector<CopyOp> copy_ops = {CopyOp::kWritev};
+  std::vector<uint64_t> gaps = {0};  // PlanOptions::zc_gap_bytes
+  std::vector<bool> adaptive = {false};
+};
+
+// Every combination of `grid`'s values (other PlanOptions at their
+// defaults), ordered by adaptive, then gap, then copy op, then threshold
+// (the innermost), so that each series of a plot is one run of thresholds.
+std::vector<SweepSetting> GridSettings(const SweepGrid& grid);
+
 // One repetition of one setting.
 struct SweepRun {
   double seconds = 0;      // wall time of the timed part

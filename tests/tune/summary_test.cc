@@ -5,6 +5,7 @@
 #include "zcplan/tune/summary.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -90,6 +91,28 @@ TEST(SweepDescribeTest, NamesEveryKnobThatIsSet) {
   s.plan.zc_gap_bytes = 64;
   EXPECT_EQ(DescribeSetting(s), "threshold never, sendmsg, gap 64, adaptive");
   EXPECT_EQ(DescribeSetting(Point(16384, {}).setting), "threshold 16K, writev");
+}
+
+TEST(GridSettingsTest, ThresholdsInnermostAdaptiveOutermost) {
+  SweepGrid grid;
+  grid.thresholds = {0, PlanOptions::kNever};
+  grid.copy_ops = {CopyOp::kWritev, CopyOp::kSendmsg};
+  grid.gaps = {0, 64};
+  grid.adaptive = {false, true};
+  const std::vector<SweepSetting> settings = GridSettings(grid);
+  ASSERT_EQ(settings.size(), 16u);
+  std::vector<std::string> names;
+  for (const SweepSetting& s : settings) names.push_back(DescribeSetting(s));
+  EXPECT_EQ(names[0], "threshold 0, writev");
+  EXPECT_EQ(names[1], "threshold never, writev");
+  EXPECT_EQ(names[2], "threshold 0, sendmsg");
+  EXPECT_EQ(names[4], "threshold 0, writev, gap 64");
+  EXPECT_EQ(names[8], "threshold 0, writev, adaptive");
+  EXPECT_EQ(names[15], "threshold never, sendmsg, gap 64, adaptive");
+  // Other options keep the planner's defaults.
+  EXPECT_EQ(settings[15].plan.max_iovs_per_op, PlanOptions().max_iovs_per_op);
+  grid.gaps.clear();
+  EXPECT_TRUE(GridSettings(grid).empty());
 }
 
 }  // namespace

@@ -83,19 +83,48 @@ Axis LinearAxis(double max) {
   return a;
 }
 
-// Whole decades around `min`..`max` (both positive): ticks at the powers of
-// ten, and at 2 and 5 times them when the axis spans at most two decades.
+// The 1-2-5 value (1, 2 or 5 times a power of ten) at or below `v` > 0, and
+// the one at or above it.
+double Round125Down(double v) {
+  const double mag = std::pow(10, std::floor(std::log10(v)));
+  double down = mag / 2;
+  for (double m : {1.0, 2.0, 5.0, 10.0}) {
+    if (m * mag <= v * (1 + 1e-9)) down = m * mag;
+  }
+  return down;
+}
+double Round125Up(double v) {
+  const double mag = std::pow(10, std::floor(std::log10(v)));
+  for (double m : {1.0, 2.0, 5.0, 10.0}) {
+    if (m * mag >= v * (1 - 1e-9)) return m * mag;
+  }
+  return 20 * mag;
+}
+
+// From the 1-2-5 value at or below `min` to the one at or above `max` (both
+// positive), with a tick at each 1-2-5 value; past three decades, from
+// power of ten to power of ten with a tick at each.
 Axis LogAxis(double min, double max) {
+  if (!(min > 0) || !(max >= min)) min = max = 1;
+  double lo = Round125Down(min);
+  double hi = Round125Up(max);
+  if (hi <= lo) hi = Round125Up(lo * 1.5);
+  const bool decades = std::log10(hi / lo) > 3;
+  if (decades) {
+    lo = std::pow(10, std::floor(std::log10(min) + 1e-9));
+    hi = std::pow(10, std::ceil(std::log10(max) - 1e-9));
+  }
   Axis a;
   a.log = true;
-  if (!(min > 0) || !(max >= min)) min = max = 1;
-  a.lo = std::floor(std::log10(min));
-  a.hi = std::max(std::ceil(std::log10(max)), a.lo + 1);
-  const bool fine = a.hi - a.lo <= 2;
-  for (double k = a.lo; k <= a.hi; ++k) {
+  a.lo = std::log10(lo);
+  a.hi = std::log10(hi);
+  for (double k = std::floor(a.lo) - 1; k <= std::ceil(a.hi); ++k) {
     for (double m : {1.0, 2.0, 5.0}) {
-      if (m > 1 && (!fine || k == a.hi)) break;
-      a.ticks.push_back(m * std::pow(10, k));
+      const double v = m * std::pow(10, k);
+      if ((m == 1 || !decades) && v >= lo * (1 - 1e-9) &&
+          v <= hi * (1 + 1e-9)) {
+        a.ticks.push_back(v);
+      }
     }
   }
   return a;

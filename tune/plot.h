@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The plot of a threshold sweep, as an SVG document: throughput (MB/s, a
 // linear axis from 0) above the sending thread's CPU per GB (a logarithmic
-// axis, so that one setting far costlier than the rest, such as threshold 0
-// on loopback, does not flatten every other difference), both against the
-// thresholds (evenly spaced), one line per series (copy op, gap, adaptive),
-// medians with min..max bars.
+// axis between 1-2-5 values, so that one setting far costlier than the rest,
+// such as threshold 0 on loopback, does not flatten every other difference),
+// both against the thresholds (evenly spaced), one line per series (copy op,
+// gap, adaptive), medians with min..max bars.
 //
 // Pure: returns text, writes nothing. Thread safety: reentrant.
 

@@ -179,11 +179,16 @@ TEST(SweepPlotSvgTest, ZeroCpuSitsOnTheBottomOfTheLogAxis) {
   EXPECT_GT(ys[3], ys[4]);
   EXPECT_GT(ys[4], ys[5]);
   EXPECT_FALSE(absl::StrContains(svg, "nan"));
-  // One decade (0.1..1) with 2x and 5x ticks.
-  for (const char* tick :
-       {">0.1</text>", ">0.2</text>", ">0.5</text>", ">1</text>"}) {
+  // From the 1-2-5 value below the lowest to the one above the highest
+  // (0.2..1), with a tick at each.
+  for (const char* tick : {">0.2</text>", ">0.5</text>", ">1</text>"}) {
     EXPECT_THAT(svg, HasSubstr(tick));
   }
+  EXPECT_FALSE(absl::StrContains(svg, ">0.1</text>")) << svg;
+  EXPECT_FALSE(absl::StrContains(svg, ">2</text>")) << svg;
+  // The lowest tick is the panel's bottom edge, the highest its top.
+  EXPECT_THAT(svg, HasSubstr("y=\"654.0\" text-anchor=\"end\">0.2</text>"));
+  EXPECT_THAT(svg, HasSubstr("y=\"404.0\" text-anchor=\"end\">1</text>"));
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ int RunCapturing(const std::string& command, std::string* output) {
 // The tools run as programs: each defines its own flags, and one process
 // cannot link two tools' flags.
 TEST(VersionTest, EveryToolPrintsTheVersion) {
-  for (const char* tool : {"zcplan", "zcsend", "zcsweep", "zchttpd"}) {
+  for (const char* tool :
+       {"zcplan", "zcsend", "zcsweep", "zchttpd", "zcdoctor"}) {
     const std::string path = DataPath(absl::StrCat("tools/", tool));
     // Even beside a flag that is bad: --version is answered first.
     for (const char* args : {" --version", " --no-such-flag --version"}) {

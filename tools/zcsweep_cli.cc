@@ -34,6 +34,7 @@
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/tools/flags.h"
 #include "zcplan/tools/json.h"
+#include "zcplan/tools/stop_signals.h"
 #include "zcplan/tune/calibration.h"
 #include "zcplan/tune/plot.h"
 #include "zcplan/tune/summary.h"
@@ -114,35 +115,12 @@ std::string Echo(const absl::Status& status) {
   return EscapeForMessage(status.message(), 300);
 }
 
-// A host name or address as given in --peer: printable, no spaces, and no
-// longer than a DNS name can be.
-bool PlausibleHost(absl::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char ch : host) {
-    if (ch <= ' ' || ch > '~') return false;
-  }
-  return true;
-}
-
 absl::Status CheckPeer(const std::string& peer) {
   absl::StatusOr<std::pair<std::string, std::string>> hp = SplitHostPort(peer);
   if (hp.ok() && PlausibleHost(hp->first)) return absl::OkStatus();
   return Bad(absl::StrCat("bad address ", QuoteForMessage(peer),
                           ": expected HOST:PORT with a port 1..65535, "
                           "e.g. 127.0.0.1:9000 or [::1]:9000"));
-}
-
-absl::Status CheckCount(uint32_t n, uint32_t max) {
-  if (n >= 1 && n <= max) return absl::OkStatus();
-  return Bad(absl::StrCat("bad number '", n, "': expected 1..", max));
-}
-
-absl::Status CheckDuration(absl::Duration d, absl::Duration min,
-                           absl::Duration max, absl::string_view expected) {
-  if (d >= min && d <= max) return absl::OkStatus();
-  return Bad(absl::StrCat("bad duration ",
-                          QuoteForMessage(absl::FormatDuration(d)),
-                          ": expected ", expected));
 }
 
 absl::StatusOr<std::vector<CopyOp>> ParseCopyOps(
@@ -210,36 +188,36 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
   c.out_dir = absl::GetFlag(FLAGS_out);
   c.calibrate_path = absl::GetFlag(FLAGS_calibrate);
   c.progress = !absl::GetFlag(FLAGS_quiet);
-  const std::pair<absl::string_view, absl::Status> checks[] = {
-      {"trace", given("trace") && c.trace_path.empty() ? Bad("empty path")
-                                                       : absl::OkStatus()},
-      {"split", given("split") && c.split.empty()
-                    ? Bad("empty list; give sizes, e.g. 4K,4K,16K")
-                    : absl::OkStatus()},
-      {"thresholds", c.grid.thresholds.empty()
-                         ? Bad(Echo(ParseThresholdList("").status()))
-                         : absl::OkStatus()},
-      {"copy-ops", ops.status()},
-      {"gaps", c.grid.gaps.empty() ? Bad(Echo(ParseSizeList("").status()))
-                                   : absl::OkStatus()},
-      {"adaptive", adaptive.status()},
-      {"repetitions", CheckCount(c.repetitions, 1000)},
-      {"time", CheckDuration(c.time, absl::Nanoseconds(1), absl::Hours(1),
-                             "e.g. 300ms or 2s, up to 1h")},
-      {"idle-timeout",
-       CheckDuration(c.idle_timeout, absl::ZeroDuration(), absl::Hours(24),
-                     "e.g. 30s, up to 24h, or 0 for none")},
-      {"in-flight", CheckCount(c.in_flight, 1024)},
-      {"peer", given("peer") ? CheckPeer(c.peer) : absl::OkStatus()},
-      {"out", c.out_dir.empty() ? Bad("empty directory") : absl::OkStatus()},
-      {"calibrate", given("calibrate") && c.calibrate_path.empty()
-                        ? Bad("empty path")
+  if (absl::Status s = FirstFailedCheck({
+          {"trace", given("trace") && c.trace_path.empty() ? Bad("empty path")
+                                                           : absl::OkStatus()},
+          {"split", given("split") && c.split.empty()
+                        ? Bad("empty list; give sizes, e.g. 4K,4K,16K")
                         : absl::OkStatus()},
-  };
-  for (const auto& [name, status] : checks) {
-    if (!status.ok()) {
-      return Bad(absl::StrCat("--", name, ": ", status.message()));
-    }
+          {"thresholds", c.grid.thresholds.empty()
+                             ? Bad(Echo(ParseThresholdList("").status()))
+                             : absl::OkStatus()},
+          {"copy-ops", ops.status()},
+          {"gaps", c.grid.gaps.empty() ? Bad(Echo(ParseSizeList("").status()))
+                                       : absl::OkStatus()},
+          {"adaptive", adaptive.status()},
+          {"repetitions", CountInRange(c.repetitions, 1, 1000)},
+          {"time", DurationInRange(c.time, absl::Nanoseconds(1), absl::Hours(1),
+                                   "e.g. 300ms or 2s, up to 1h")},
+          {"idle-timeout",
+           DurationInRange(c.idle_timeout, absl::ZeroDuration(),
+                           absl::Hours(24),
+                           "e.g. 30s, up to 24h, or 0 for none")},
+          {"in-flight", CountInRange(c.in_flight, 1, 1024)},
+          {"peer", given("peer") ? CheckPeer(c.peer) : absl::OkStatus()},
+          {"out",
+           c.out_dir.empty() ? Bad("empty directory") : absl::OkStatus()},
+          {"calibrate", given("calibrate") && c.calibrate_path.empty()
+                            ? Bad("empty path")
+                            : absl::OkStatus()},
+      });
+      !s.ok()) {
+    return s;
   }
   c.grid.copy_ops = *std::move(ops);
   c.grid.adaptive = *std::move(adaptive);
@@ -364,39 +342,6 @@ SweepOptions MakeSweepOptions(const Config& c,
   so.settings = GridSettings(c.grid);
   return so;
 }
-
-// SIGINT and SIGTERM, while an instance lives, only record the signal (the
-// sweep looks between polls); the dispositions before are restored after. A
-// signal the process ignored (nohup, a background job) stays ignored.
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-void OnStopSignal(int signal) { g_stop_signal = signal; }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa = {};
-    sa.sa_handler = OnStopSignal;
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 2; ++i) {
-      sigaction(kSignals[i], &sa, &old_[i]);
-      if (old_[i].sa_handler == SIG_IGN)
-        sigaction(kSignals[i], &old_[i], nullptr);
-    }
-  }
-  ~StopSignals() {
-    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
-  static int received() { return g_stop_signal; }
-
- private:
-  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  struct sigaction old_[2];
-};
 
 const char* SignalName(int signal) {
   return signal == SIGINT ? "SIGINT" : "SIGTERM";
@@ -655,13 +600,13 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
     return kZcsweepBadInput;
   }
 
-  const StopSignals signals;
-  so.should_stop = [] { return StopSignals::received() != 0; };
+  const ScopedStopSignals signals;  // Only recorded; the sweep looks.
+  so.should_stop = [] { return ScopedStopSignals::Pending() != 0; };
   // Connect (or start the receiver thread) before printing anything: an
   // unreachable peer is one line on stderr.
   absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(so);
   if (!sweep.ok()) {
-    if (const int signal = StopSignals::received(); signal != 0) {
+    if (const int signal = ScopedStopSignals::Pending(); signal != 0) {
       err << "zcsweep: interrupted by " << SignalName(signal)
           << " before the sweep started\n";
       return kZcsweepInterruptedBase + signal;
@@ -693,7 +638,7 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
             r.messages, elapsed / done * (total - done));
       });
   if (!run.ok()) {
-    if (const int signal = StopSignals::received();
+    if (const int signal = ScopedStopSignals::Pending();
         signal != 0 && absl::IsCancelled(run)) {
       return ReportInterrupted(c, **sweep, signal, out, err);
     }

@@ -21,6 +21,7 @@
 #include "absl/types/span.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/memlock.h"
 #include "zcplan/uring/receiver.h"
 
 // Debian 12 ships liburing 2.3, whose headers predate this (kernel 6.2).
@@ -438,7 +439,7 @@ Message::Message(const std::vector<uint64_t>& lengths) {
   size_t total = 0;
   for (uint64_t len : lengths) total += round_up(len, kAlign) + kGap;
   arena_.reset(
-      static_cast<char*>(std::aligned_alloc(4096, round_up(total, 4096))));
+      static_cast<char*>(std::aligned_alloc(kPageBytes, RoundUpToPage(total))));
   size_t at = 0;
   for (size_t i = 0; i < lengths.size(); ++i) {
     char* p = arena_.get() + at;

@@ -45,6 +45,7 @@
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/buffer_pool.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/memlock.h"
 #include "zcplan/uring/net.h"
 #include "zcplan/uring/pattern.h"
 #include "zcplan/uring/receiver.h"
@@ -399,11 +400,6 @@ absl::Status CheckSendFlags(const Config& c) {
     return Bad(absl::StrCat("bad planner options: ", s.message()));
   }
   return absl::OkStatus();
-}
-
-uint64_t RoundUpToPage(uint64_t n) {
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  return (n + page - 1) / page * page;
 }
 
 // The buffer sizes of `sizes` (zeros dropped) into `job`, each checked

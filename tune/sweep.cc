@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -18,7 +17,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -26,14 +24,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/memlock.h"
 #include "zcplan/uring/net.h"
+#include "zcplan/uring/receiver.h"
 
 namespace zcplan {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
 using Fd = UniqueFd;
+
+// How long the receiver thread may take to read what is left after the FIN.
+constexpr absl::Duration kSinkDrainTimeout = absl::Seconds(10);
 
 double ThreadCpuSeconds() {
   struct rusage ru = {};
@@ -41,60 +42,6 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
-
-absl::Status Errno(absl::string_view what) {
-  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
-}
-
-// A receiver thread on 127.0.0.1 that reads and discards one connection.
-class LoopbackSink {
- public:
-  absl::StatusOr<Fd> Start() {
-    Fd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr = {};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (listener.get() < 0 ||
-        bind(listener.get(), reinterpret_cast<sockaddr*>(&addr),
-             sizeof(addr)) != 0 ||
-        listen(listener.get(), 1) != 0 ||
-        getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) !=
-            0) {
-      return Errno("loopback receiver");
-    }
-    Fd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (client.get() < 0 ||
-        connect(client.get(), reinterpret_cast<sockaddr*>(&addr),
-                sizeof(addr)) != 0) {
-      return Errno("connect to the loopback receiver");
-    }
-    Fd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (server.get() < 0) return Errno("accept");
-    thread_ = std::thread([this, fd = std::move(server)] {
-      std::vector<char> buffer(1 << 20);
-      for (;;) {
-        const ssize_t n = recv(fd.get(), buffer.data(), buffer.size(), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        bytes_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      }
-    });
-    return client;
-  }
-
-  // Call after the sending side is closed.
-  uint64_t Join() {
-    if (thread_.joinable()) thread_.join();
-    return bytes_.load();
-  }
-
-  ~LoopbackSink() { Join(); }
-
- private:
-  std::thread thread_;
-  std::atomic<uint64_t> bytes_{0};
-};
 
 absl::StatusOr<Fd> ConnectTo(const std::string& peer) {
   absl::StatusOr<std::pair<std::string, std::string>> hp = SplitHostPort(peer);
@@ -109,8 +56,6 @@ struct MessageBuffers {
   std::vector<std::vector<iovec>> pieces;  // per workload message
 };
 
-uint64_t PageRound(uint64_t size) { return (size + kPage - 1) / kPage * kPage; }
-
 // Adds `b` to `a`, saturating at UINT64_MAX.
 uint64_t AddSaturating(uint64_t a, uint64_t b) {
   return a > UINT64_MAX - b ? UINT64_MAX : a + b;
@@ -118,8 +63,9 @@ uint64_t AddSaturating(uint64_t a, uint64_t b) {
 
 // The bytes MakeBuffers allocates for one message of `sizes`.
 uint64_t MessageSpan(const std::vector<uint64_t>& sizes) {
-  uint64_t span = kPage;  // alignment
-  for (uint64_t s : sizes) span = AddSaturating(span, PageRound(s) + kPage);
+  uint64_t span = kPageBytes;  // alignment
+  for (uint64_t s : sizes)
+    span = AddSaturating(span, RoundUpToPage(s) + kPageBytes);
   return span;
 }
 
@@ -137,11 +83,12 @@ absl::StatusOr<MessageBuffers> MakeBuffers(
     unsigned char* base = b.storage.back().get();
     std::memset(base, 0x5a, span);  // fault the pages in before timing
     unsigned char* p = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(base) + kPage - 1) / kPage * kPage);
+        (reinterpret_cast<uintptr_t>(base) + kPageBytes - 1) / kPageBytes *
+        kPageBytes);
     std::vector<iovec> message;
     for (uint64_t s : sizes) {
       message.push_back(iovec{p, s});
-      p += PageRound(s) + kPage;
+      p += RoundUpToPage(s) + kPageBytes;
     }
     b.pieces.push_back(std::move(message));
   }
@@ -264,7 +211,7 @@ class Sweep::Impl {
   const SweepOptions o_;
   std::vector<MessageBuffers> buffers_;  // per slot
   std::vector<uint64_t> message_bytes_;  // per workload message
-  LoopbackSink sink_;
+  std::unique_ptr<Receiver> sink_;       // Without a peer: reads and discards.
   Fd fd_;
   std::unique_ptr<Executor> executor_;
 
@@ -314,19 +261,21 @@ absl::Status Sweep::Impl::Start() {
   }
   executor_ = std::move(*executor);
 
-  absl::StatusOr<Fd> fd = o_.peer.empty() ? sink_.Start() : ConnectTo(o_.peer);
+  destination_ = o_.peer;
+  if (o_.peer.empty()) {
+    absl::StatusOr<std::unique_ptr<Receiver>> sink =
+        Receiver::Listen(ReceiverOptions());
+    if (!sink.ok()) return sink.status();
+    sink_ = std::move(*sink);
+    destination_ = absl::StrCat("the receiver thread on ", sink_->address());
+  }
+  absl::StatusOr<Fd> fd = o_.peer.empty()
+                              ? ConnectTcp("127.0.0.1", sink_->port())
+                              : ConnectTo(o_.peer);
   if (!fd.ok()) return fd.status();
   fd_ = std::move(*fd);
   const int one = 1;
   setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  destination_ = o_.peer;
-  if (destination_.empty()) {
-    sockaddr_in addr = {};
-    socklen_t len = sizeof(addr);
-    getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-    destination_ =
-        absl::StrCat("the receiver thread on 127.0.0.1:", ntohs(addr.sin_port));
-  }
 
   const uint32_t slots = o_.messages_in_flight;
   for (uint32_t i = 0; i < slots; ++i) {
@@ -530,7 +479,11 @@ Sweep::Impl::~Impl() {
     shutdown(fd_.get(), SHUT_WR);
     fd_.Reset();
   }
-  sink_.Join();
+  if (sink_ != nullptr) {
+    // The receiver ends at the FIN; a bounded wait, then it is stopped.
+    sink_->WaitFor(kSinkDrainTimeout);
+    (void)sink_->Stop();  // Its status says only how it ended: not needed.
+  }
 }
 
 Sweep::Sweep(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 
@@ -20,8 +21,7 @@ absl::StatusOr<BufferPool> BufferPool::Create(uint32_t rings,
         "a buffer pool needs 1..", kMaxRings, " rings of at least 1 byte (got ",
         rings, " of ", ring_bytes, ")"));
   }
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t rounded = (ring_bytes + page - 1) / page * page;
+  const uint64_t rounded = RoundUpToPage(ring_bytes);
   if (rounded < ring_bytes || rounded > UINT64_MAX / rings) {
     return absl::InvalidArgumentError("buffer pool size overflows");
   }

@@ -240,18 +240,16 @@ class IoUringRing final : public Ring {
   // each rounded up to whole pages.
   uint64_t RingMemlockBytes(uint32_t flags, uint32_t kernel_features,
                             uint32_t sq_entries) const {
-    auto pages = [](uint64_t bytes) {
-      return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
-    };
     const uint64_t sqe_size =
         (flags & IORING_SETUP_SQE128) ? 128 : sizeof(io_uring_sqe);
     uint64_t rings = ring_->cq.ring_sz;
     if (kernel_features & IORING_FEAT_SINGLE_MMAP) {
       rings = std::max<uint64_t>(rings, ring_->sq.ring_sz);
     } else {
-      rings = pages(rings) + pages(ring_->sq.ring_sz);
+      rings = RoundUpToPage(rings) + RoundUpToPage(ring_->sq.ring_sz);
     }
-    return pages(rings) + pages(uint64_t{sq_entries} * sqe_size);
+    return RoundUpToPage(rings) +
+           RoundUpToPage(uint64_t{sq_entries} * sqe_size);
   }
 
   // Submits the probe SQE (prepared with kProbeUserData) and returns its

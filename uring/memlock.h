@@ -20,6 +20,11 @@ namespace zcplan {
 // sysconf(_SC_PAGESIZE), so a machine where it differs fails loudly.
 inline constexpr uint64_t kPageBytes = 4096;
 
+// `bytes` rounded up to whole pages (0 when that wraps past UINT64_MAX).
+constexpr uint64_t RoundUpToPage(uint64_t bytes) {
+  return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
+}
+
 // The charge for one unregistered zero-copy op of `bytes` bytes.
 constexpr uint64_t MemlockCharge(uint64_t bytes) {
   return (bytes / kPageBytes + 2) * kPageBytes;

@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -34,14 +35,36 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/net.h"
 #include "zcplan/uring/stats.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HOST:PORT to listen on");
+ABSL_FLAG(zcplan::Threshold, threshold,
+          zcplan::Threshold{zcplan::PlanOptions().zc_threshold},
+          "zero-copy threshold");
+ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::PlanOptions().copy_op,
+          "the op for groups of small pieces");
+ABSL_FLAG(zcplan::ByteSize, gap,
+          zcplan::ByteSize{zcplan::PlanOptions().zc_gap_bytes},
+          "the planner's gap knob");
+ABSL_FLAG(zcplan::OnOff, adaptive, zcplan::OnOff{true}, "adaptive zero-copy");
+ABSL_FLAG(zcplan::ByteSize, zc_cap, zcplan::ByteSize{0},
+          "zero-copy bytes awaiting notification per ring (0: default)");
+ABSL_FLAG(zcplan::ByteSize, body, zcplan::ByteSize{64 * 1024},
+          "the body of /<N>");
+ABSL_FLAG(uint32_t, threads, 1, "threads, each with its ring and executor");
+ABSL_FLAG(uint32_t, max_connections, 1024, "connections per thread");
+ABSL_FLAG(absl::Duration, stats_every, absl::ZeroDuration(),
+          "print a stats line this often");
+ABSL_FLAG(bool, registered, false, "register the body arenas");
 
 namespace zcplan {
 
@@ -196,163 +219,60 @@ absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
-absl::Status ParseListen(absl::string_view v, Config& c) {
-  std::string host;
-  absl::string_view port;
-  const size_t colon = v.rfind(':');
-  if (colon == absl::string_view::npos) {
-    return Bad(absl::StrCat("bad address ", "'", v, "'",
-                            ": expected HOST:PORT or [IPV6]:PORT"));
-  }
-  host = std::string(v.substr(0, colon));
-  port = v.substr(colon + 1);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host.empty() || host.size() > 253) {
-    return Bad(absl::StrCat("bad host in ", "'", v, "'"));
-  }
-  absl::StatusOr<uint32_t> p = ParseCount(port, 0, 65535);
-  if (!p.ok()) {
-    return Bad(absl::StrCat("bad port in ", "'", v, "'",
-                            ": expected 0..65535 (0: any free port)"));
-  }
-  c.listen = std::string(v);
-  c.host = host;
-  c.port = static_cast<uint16_t>(*p);
-  return absl::OkStatus();
+constexpr absl::string_view kFlagNames[] = {
+    "listen",          "threshold",   "copy-op",   "gap",
+    "adaptive",        "zc-cap",      "body",      "threads",
+    "max-connections", "stats-every", "registered"};
+
+absl::Status CheckSize(uint64_t size, uint64_t min, uint64_t max,
+                       absl::string_view note = "") {
+  if (size >= min && size <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad size '", FormatSize(size), "': expected ",
+                          FormatSize(min), "..", FormatSize(max), note));
 }
 
-using Setter = absl::Status (*)(absl::string_view value, Config& config);
+absl::Status CheckCount(uint32_t n, uint32_t max) {
+  if (n >= 1 && n <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad number '", n, "': expected 1..", max));
+}
 
-struct Flag {
-  absl::string_view name;
-  bool takes_value;
-  Setter set;
-};
-
-constexpr Flag kFlags[] = {
-    {"listen", true, ParseListen},
-    {"threshold", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> t = ParseThreshold(v);
-       if (!t.ok()) return t.status();
-       c.plan.zc_threshold = *t;
-       return absl::OkStatus();
-     }},
-    {"copy-op", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<CopyOp> op = ParseCopyOp(v);
-       if (!op.ok()) return op.status();
-       c.plan.copy_op = *op;
-       return absl::OkStatus();
-     }},
-    {"gap", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> gap = ParseSize(v);
-       if (!gap.ok()) return gap.status();
-       c.plan.zc_gap_bytes = *gap;
-       return absl::OkStatus();
-     }},
-    {"adaptive", true,
-     [](absl::string_view v, Config& c) {
-       if (v != "on" && v != "off") {
-         return Bad(absl::StrCat("bad value ", "'", v, "'", " (on or off)"));
-       }
-       c.adaptive = v == "on";
-       return absl::OkStatus();
-     }},
-    {"zc-cap", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> size = ParseSize(v);
-       if (!size.ok()) return size.status();
-       if (*size > kMaxZcCap) {
-         return Bad(absl::StrCat("bad size ", "'", v, "'", ": expected 0..",
-                                 FormatSize(kMaxZcCap), " (0: the default)"));
-       }
-       c.zc_cap = *size;
-       return absl::OkStatus();
-     }},
-    {"body", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> size = ParseSize(v);
-       if (!size.ok()) return size.status();
-       if (*size == 0 || *size > kMaxBody) {
-         return Bad(absl::StrCat("bad size ", "'", v, "'", ": expected 1..",
-                                 FormatSize(kMaxBody)));
-       }
-       c.body = *size;
-       return absl::OkStatus();
-     }},
-    {"threads", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> n = ParseCount(v, 1, kMaxThreads);
-       if (!n.ok()) return n.status();
-       c.threads = *n;
-       return absl::OkStatus();
-     }},
-    {"max-connections", true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint32_t> n = ParseCount(v, 1, kMaxConnections);
-       if (!n.ok()) return n.status();
-       c.max_connections = *n;
-       return absl::OkStatus();
-     }},
-    {"stats-every", true,
-     [](absl::string_view v, Config& c) {
-       absl::Duration d;
-       if (!absl::ParseDuration(v, &d) || d < absl::ZeroDuration() ||
-           d == absl::InfiniteDuration() ||
-           (d > absl::ZeroDuration() && d < absl::Milliseconds(10))) {
-         return Bad(absl::StrCat("bad duration ", "'", v, "'",
-                                 " (e.g. 1s, 500ms, at least 10ms; 0: off)"));
-       }
-       c.stats_every = d;
-       return absl::OkStatus();
-     }},
-    {"registered", false,
-     [](absl::string_view, Config& c) {
-       c.registered = true;
-       return absl::OkStatus();
-     }},
-};
-
-absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
-                              ": every input is a flag; see zchttpd --help"));
-    }
-    const size_t eq = arg.find('=');
-    const absl::string_view name = arg.substr(2, eq - 2);
-    const Flag* flag = nullptr;
-    for (const Flag& f : kFlags) {
-      if (f.name == name) flag = &f;
-    }
-    if (flag == nullptr) {
-      return Bad(absl::StrCat("unknown flag ",
-                              QuoteForMessage(absl::StrCat("--", name)),
-                              "; see zchttpd --help"));
-    }
-    absl::string_view value;
-    if (!flag->takes_value) {
-      if (eq != absl::string_view::npos) {
-        return Bad(absl::StrCat("flag --", name, " takes no value"));
-      }
-    } else if (eq != absl::string_view::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      value = args[++i];
-    } else {
-      return Bad(absl::StrCat("flag --", name, " needs a value"));
-    }
-    if (absl::Status s = flag->set(value, config); !s.ok()) {
-      return Bad(absl::StrCat("--", name, ": ",
-                              EscapeForMessage(s.message(), kMaxMessageChars)));
-    }
+// Copies the parsed flags into `c` (called inside ParseFlags).
+absl::Status ReadFlags(Config& c) {
+  c.listen = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<std::pair<std::string, std::string>> hp =
+      SplitHostPort(c.listen, /*min_port=*/0);
+  if (!hp.ok()) return Bad(absl::StrCat("--listen: ", hp.status().message()));
+  c.host = hp->first;
+  c.port = static_cast<uint16_t>(std::stoul(hp->second));
+  c.plan.zc_threshold = absl::GetFlag(FLAGS_threshold).bytes;
+  c.plan.copy_op = absl::GetFlag(FLAGS_copy_op);
+  c.plan.zc_gap_bytes = absl::GetFlag(FLAGS_gap).bytes;
+  c.adaptive = absl::GetFlag(FLAGS_adaptive).on;
+  c.zc_cap = absl::GetFlag(FLAGS_zc_cap).bytes;
+  c.body = absl::GetFlag(FLAGS_body).bytes;
+  c.threads = absl::GetFlag(FLAGS_threads);
+  c.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.stats_every = absl::GetFlag(FLAGS_stats_every);
+  c.registered = absl::GetFlag(FLAGS_registered);
+  const std::pair<absl::string_view, absl::Status> checks[] = {
+      {"zc-cap", CheckSize(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
+      {"body", CheckSize(c.body, 1, kMaxBody)},
+      {"threads", CheckCount(c.threads, kMaxThreads)},
+      {"max-connections", CheckCount(c.max_connections, kMaxConnections)},
+  };
+  for (const auto& [name, status] : checks) {
+    if (!status.ok())
+      return Bad(absl::StrCat("--", name, ": ", status.message()));
   }
-  if (absl::Status s = ValidatePlanOptions(config.plan); !s.ok()) {
+  if (c.stats_every < absl::ZeroDuration() ||
+      c.stats_every == absl::InfiniteDuration() ||
+      (c.stats_every > absl::ZeroDuration() &&
+       c.stats_every < absl::Milliseconds(10))) {
+    return Bad(absl::StrCat("--stats-every: bad duration '",
+                            absl::FormatDuration(c.stats_every),
+                            "' (e.g. 1s, 500ms, at least 10ms; 0: off)"));
+  }
+  if (absl::Status s = ValidatePlanOptions(c.plan); !s.ok()) {
     return Bad(absl::StrCat("bad planner options: ", s.message()));
   }
   return absl::OkStatus();
@@ -1457,7 +1377,11 @@ int RunZchttpdWithHooks(absl::Span<const std::string> args, std::ostream& out,
     }
   }
   Config config;
-  if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+  if (absl::Status s =
+          ParseFlags(args, kFlagNames, {"zchttpd", "", false},
+                     [&](const ParsedFlags&) { return ReadFlags(config); })
+              .status();
+      !s.ok()) {
     std::string message(s.message());
     std::replace_if(
         message.begin(), message.end(),

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 namespace {
@@ -239,9 +240,8 @@ class IoUringRing final : public Ring {
   // each rounded up to whole pages.
   uint64_t RingMemlockBytes(uint32_t flags, uint32_t kernel_features,
                             uint32_t sq_entries) const {
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    auto pages = [page](uint64_t bytes) {
-      return (bytes + page - 1) / page * page;
+    auto pages = [](uint64_t bytes) {
+      return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
     };
     const uint64_t sqe_size =
         (flags & IORING_SETUP_SQE128) ? 128 : sizeof(io_uring_sqe);

@@ -14,6 +14,10 @@
 
 namespace zcplan {
 
+// The page size, zcplan's one source of it: the unit of the kernel's charge
+// and of pinning. It is 4 KiB on the machines zcplan supports (x86-64, and
+// arm64 kernels with 4 KiB pages); `regions_test` checks it against
+// sysconf(_SC_PAGESIZE), so a machine where it differs fails loudly.
 inline constexpr uint64_t kPageBytes = 4096;
 
 // The charge for one unregistered zero-copy op of `bytes` bytes.

@@ -107,7 +107,7 @@ absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
 }
 
 absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
-    const std::string& text) {
+    const std::string& text, uint32_t min_port) {
   std::string host;
   std::string port;
   if (!text.empty() && text[0] == '[') {
@@ -125,11 +125,10 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
   uint32_t number = 0;
   if (host.empty() || port.empty() ||
       port.find_first_not_of("0123456789") != std::string::npos ||
-      !absl::SimpleAtoi(port, &number) || number < 1 || number > 65535) {
+      !absl::SimpleAtoi(port, &number) || number < min_port || number > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad address '", text,
-                     "': expected HOST:PORT, e.g. 127.0.0.1:9000 or "
-                     "[::1]:9000"));
+        absl::StrCat("bad address '", text, "': expected HOST:PORT (port ",
+                     min_port, "..65535), e.g. 127.0.0.1:9000 or [::1]:9000"));
   }
   return std::make_pair(host, port);
 }

@@ -62,10 +62,11 @@ class UniqueFd {
     const std::string& host, const std::string& port, absl::Duration timeout,
     const std::function<bool()>& stop = nullptr);
 
-// Splits "HOST:PORT" or "[IPV6]:PORT" (port 1..65535). Errors:
+// Splits "HOST:PORT" or "[IPV6]:PORT" (port `min_port`..65535: 1 for a peer,
+// 0 for a listening address, where 0 picks a free port). Errors:
 // InvalidArgument quoting the text.
 [[nodiscard]] absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
-    const std::string& text);
+    const std::string& text, uint32_t min_port = 1);
 
 // "HOST:PORT" for an IPv4 address, "[HOST]:PORT" for IPv6, "?" otherwise.
 std::string FormatAddress(const struct sockaddr_storage& addr);

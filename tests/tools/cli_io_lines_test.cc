@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -15,20 +14,13 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "zcplan/tests/util/files.h"
 #include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {
 
 using ::testing::ElementsAre;
-
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  const std::string path =
-      absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
 
 // All lines, or the error, of one LineReader over `fd`.
 absl::StatusOr<std::vector<std::string>> ReadLines(int fd, uint64_t max_bytes,
@@ -49,7 +41,7 @@ absl::StatusOr<std::vector<std::string>> ReadLines(int fd, uint64_t max_bytes,
 class LineReaderTest : public ::testing::Test {
  protected:
   int Open(const std::string& text) {
-    fd_ = open(WriteFile("lines", text).c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = open(WriteTestFile("lines", text).c_str(), O_RDONLY | O_CLOEXEC);
     EXPECT_GE(fd_, 0);
     return fd_;
   }
@@ -116,8 +108,7 @@ TEST_F(LineReaderTest, RefusesMoreThanItsByteLimit) {
 
 TEST_F(LineReaderTest, ReportsAReadError) {
   // A directory opens for reading but read() fails with EISDIR.
-  const char* dir = std::getenv("TEST_TMPDIR");
-  fd_ = open(dir != nullptr ? dir : "/tmp", O_RDONLY | O_DIRECTORY);
+  fd_ = open(TestTempDir().c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_GE(fd_, 0);
   EXPECT_EQ(ReadLines(fd_, 100, 10).status().message(),
             "cannot read: Is a directory");

@@ -8,38 +8,27 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "zcplan/tests/util/files.h"
 
 namespace zcplan {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string TempDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir != nullptr ? dir : "/tmp";
-}
-
-std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(TempDir(), "/", name);
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
-}
-
 TEST(CliIoTest, ReadsARegularFile) {
-  const std::string path = WriteFile("small", "64K 1K\n");
+  const std::string path = WriteTestFile("small", "64K 1K\n");
   absl::StatusOr<std::string> text = ReadRegularFile(path, "trace file", 100);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, "64K 1K\n");
 }
 
 TEST(CliIoTest, RefusesAFileAboveTheLimitNamingBoth) {
-  const std::string path = WriteFile("big", std::string(101, 'x'));
+  const std::string path = WriteTestFile("big", std::string(101, 'x'));
   absl::StatusOr<std::string> text = ReadRegularFile(path, "trace file", 100);
   ASSERT_FALSE(text.ok());
   EXPECT_EQ(text.status().code(), absl::StatusCode::kInvalidArgument);
@@ -50,7 +39,7 @@ TEST(CliIoTest, RefusesAFileAboveTheLimitNamingBoth) {
 
 TEST(CliIoTest, RefusesADirectory) {
   absl::StatusOr<std::string> text =
-      ReadRegularFile(TempDir(), "--trace", kMaxTraceFileBytes);
+      ReadRegularFile(TestTempDir(), "--trace", kMaxTraceFileBytes);
   ASSERT_FALSE(text.ok());
   EXPECT_THAT(text.status().message(), HasSubstr("is a directory"));
 }
@@ -64,7 +53,7 @@ TEST(CliIoTest, RefusesACharacterDeviceWithoutReadingIt) {
 
 // A FIFO with no writer blocks a plain open() forever; this must return.
 TEST(CliIoTest, RefusesAFifoWithoutBlocking) {
-  const std::string path = absl::StrCat(TempDir(), "/fifo");
+  const std::string path = absl::StrCat(TestTempDir(), "/fifo");
   unlink(path.c_str());
   ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
   absl::StatusOr<RegularFile> file =
@@ -82,7 +71,7 @@ TEST(CliIoTest, RefusesAMissingFileWithTheErrno) {
 }
 
 TEST(CliIoTest, OpenedFileIsBlockingAndSized) {
-  const std::string path = WriteFile("sized", "abcdef");
+  const std::string path = WriteTestFile("sized", "abcdef");
   absl::StatusOr<RegularFile> file = OpenRegularFile(path, "--file", 6);
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->size, 6u);
@@ -109,17 +98,18 @@ TEST(CliIoTest, PathInErrorsIsEscaped) {
 
 TEST(CliIoTest, OutputFileMayBeNewOrAnExistingRegularFile) {
   EXPECT_TRUE(
-      CheckOutputFile(absl::StrCat(TempDir(), "/new-output"), "--out").ok());
-  EXPECT_TRUE(CheckOutputFile(WriteFile("old-output", "x"), "--out").ok());
+      CheckOutputFile(absl::StrCat(TestTempDir(), "/new-output"), "--out")
+          .ok());
+  EXPECT_TRUE(CheckOutputFile(WriteTestFile("old-output", "x"), "--out").ok());
 }
 
 TEST(CliIoTest, OutputFileRefusesADirectoryAFifoAndAMissingParent) {
-  absl::Status s = CheckOutputFile(TempDir(), "--calibrate");
+  absl::Status s = CheckOutputFile(TestTempDir(), "--calibrate");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("is a directory"));
   EXPECT_THAT(s.message(), HasSubstr("--calibrate '"));
 
-  const std::string fifo = absl::StrCat(TempDir(), "/output-fifo");
+  const std::string fifo = absl::StrCat(TestTempDir(), "/output-fifo");
   unlink(fifo.c_str());
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   EXPECT_THAT(CheckOutputFile(fifo, "--calibrate").message(),
@@ -128,17 +118,18 @@ TEST(CliIoTest, OutputFileRefusesADirectoryAFifoAndAMissingParent) {
   s = CheckOutputFile("/nonexistent/dir/weights", "--calibrate");
   EXPECT_THAT(s.message(), HasSubstr("'/nonexistent/dir'"));
   EXPECT_THAT(s.message(), HasSubstr("No such file or directory"));
-  EXPECT_THAT(
-      CheckOutputFile(absl::StrCat(TempDir(), "/missing/"), "--out").message(),
-      HasSubstr("names a directory"));
+  EXPECT_THAT(CheckOutputFile(absl::StrCat(TestTempDir(), "/missing/"), "--out")
+                  .message(),
+              HasSubstr("names a directory"));
 }
 
 TEST(CliIoTest, OutputDirectoryMayBeNewOrExistingButNotAFile) {
-  EXPECT_TRUE(CheckOutputDirectory(TempDir(), "--out").ok());
+  EXPECT_TRUE(CheckOutputDirectory(TestTempDir(), "--out").ok());
   EXPECT_TRUE(
-      CheckOutputDirectory(absl::StrCat(TempDir(), "/new-dir/"), "--out").ok());
+      CheckOutputDirectory(absl::StrCat(TestTempDir(), "/new-dir/"), "--out")
+          .ok());
   const absl::Status s =
-      CheckOutputDirectory(WriteFile("not-a-dir", "x"), "--out");
+      CheckOutputDirectory(WriteTestFile("not-a-dir", "x"), "--out");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("is a regular file; give a directory"));
   EXPECT_THAT(CheckOutputDirectory("/nonexistent/a/b", "--out").message(),

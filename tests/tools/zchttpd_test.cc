@@ -26,7 +26,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -46,6 +45,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "zcplan/tests/tools/shared_text.h"
+#include "zcplan/tests/util/files.h"
 #include "zcplan/tools/zchttpd_cli.h"
 
 extern char** environ;
@@ -342,13 +342,6 @@ bool RunProgram(const std::vector<std::string>& argv, std::string* out,
   return true;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // --- Parsing ---------------------------------------------------------------
 
 TEST(ParseHttpRequestTest, CompleteGetWithKeepAliveDefaults) {
@@ -456,9 +449,7 @@ TEST_P(ZchttpdCurlTest, EveryBodyByteExactOverOneKeepAliveConnection) {
     }
   }
   wants.resize(50);
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir =
-      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/curl_", st.name);
+  const std::string dir = absl::StrCat(TestTempDir(), "/curl_", st.name);
   mkdir(dir.c_str(), 0700);
   std::vector<std::string> argv = {
       curl,
@@ -489,7 +480,7 @@ TEST_P(ZchttpdCurlTest, EveryBodyByteExactOverOneKeepAliveConnection) {
     EXPECT_EQ(w[1], absl::StrCat(wants[i].size)) << wants[i].path;
     EXPECT_EQ(w[3], absl::StrCat(wants[i].size)) << wants[i].path;
     connects += std::stoull(w[2]);
-    const std::string body = ReadFile(absl::StrCat(dir, "/", i));
+    const std::string body = ReadTestFile(absl::StrCat(dir, "/", i));
     EXPECT_EQ(body.size(), wants[i].size) << wants[i].path;
     EXPECT_EQ(FirstMismatch(body), -1) << wants[i].path;
   }

@@ -2,6 +2,7 @@
 #include "zcplan/uring/regions.h"
 
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <string>
@@ -11,6 +12,7 @@
 #include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "zcplan/uring/memlock.h"
 
 namespace zcplan {
 namespace {
@@ -23,6 +25,10 @@ iovec At(uintptr_t address, size_t length) {
 }
 
 constexpr uintptr_t kBase = uintptr_t{1} << 32;
+
+TEST(PageSizeTest, TheOnePageSizeIsThisMachines) {
+  EXPECT_EQ(static_cast<uint64_t>(sysconf(_SC_PAGESIZE)), kPageBytes);
+}
 
 TEST(RegisteredRegionsTest, ValidateAcceptsOneAndTheMost) {
   EXPECT_TRUE(RegisteredRegions::Validate({At(kBase, 1)}).ok());

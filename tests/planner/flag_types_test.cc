@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "zcplan/planner/flag_types.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/marshalling.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "zcplan/planner/planner.h"
+
+namespace zcplan {
+namespace {
+
+using ::testing::HasSubstr;
+
+template <typename T>
+T Parsed(absl::string_view text) {
+  T value{};
+  std::string error;
+  EXPECT_TRUE(absl::ParseFlag(text, &value, &error)) << text << ": " << error;
+  return value;
+}
+
+template <typename T>
+std::string Error(absl::string_view text) {
+  T value{};
+  std::string error;
+  EXPECT_FALSE(absl::ParseFlag(text, &value, &error)) << text;
+  return error;
+}
+
+TEST(FlagTypesTest, SizesTakeSuffixesAndRoundTrip) {
+  EXPECT_EQ(Parsed<ByteSize>("4096").bytes, 4096u);
+  EXPECT_EQ(Parsed<ByteSize>("4k").bytes, 4096u);
+  EXPECT_EQ(Parsed<ByteSize>("3G").bytes, uint64_t{3} << 30);
+  EXPECT_EQ(absl::UnparseFlag(ByteSize{1 << 20}), "1M");
+  EXPECT_EQ(absl::UnparseFlag(ByteSize{1500}), "1500");
+  EXPECT_THAT(Error<ByteSize>("4X"), HasSubstr("bad size '4X'"));
+  EXPECT_THAT(Error<ByteSize>("-1"), HasSubstr("bad size '-1'"));
+}
+
+TEST(FlagTypesTest, ThresholdsTakeNever) {
+  EXPECT_EQ(Parsed<Threshold>("never").bytes, PlanOptions::kNever);
+  EXPECT_EQ(Parsed<Threshold>("NEVER").bytes, PlanOptions::kNever);
+  EXPECT_EQ(Parsed<Threshold>("16K").bytes, 16384u);
+  EXPECT_EQ(Parsed<Threshold>("0").bytes, 0u);
+  EXPECT_EQ(absl::UnparseFlag(Threshold{PlanOptions::kNever}), "never");
+  EXPECT_EQ(Parsed<Threshold>(absl::UnparseFlag(Threshold{65536})).bytes,
+            65536u);
+  EXPECT_THAT(Error<Threshold>("sometimes"), HasSubstr("never"));
+}
+
+TEST(FlagTypesTest, ListsKeepOrderAndRefuseEmpty) {
+  EXPECT_EQ(Parsed<ByteSizeList>("4K,4K 16K").bytes,
+            (std::vector<uint64_t>{4096, 4096, 16384}));
+  EXPECT_EQ(absl::UnparseFlag(ByteSizeList{{4096, 100}}), "4K,100");
+  EXPECT_TRUE(Parsed<ByteSizeList>("").bytes.empty());  // The default.
+  EXPECT_EQ(absl::UnparseFlag(ByteSizeList{}), "");
+  EXPECT_TRUE(Parsed<ThresholdList>("").bytes.empty());
+  EXPECT_THAT(Error<ByteSizeList>(","), HasSubstr("no sizes"));
+  EXPECT_EQ(Parsed<ThresholdList>("1K..4K,never").bytes,
+            (std::vector<uint64_t>{1024, 2048, 4096, PlanOptions::kNever}));
+  const ThresholdList list = Parsed<ThresholdList>("0,64K,never");
+  EXPECT_EQ(Parsed<ThresholdList>(absl::UnparseFlag(list)).bytes, list.bytes);
+  EXPECT_THAT(Error<ThresholdList>("8K..1K"), HasSubstr("bad range"));
+}
+
+TEST(FlagTypesTest, OnOffAndCopyOp) {
+  EXPECT_TRUE(Parsed<OnOff>("on").on);
+  EXPECT_FALSE(Parsed<OnOff>("off").on);
+  EXPECT_EQ(Error<OnOff>("yes"), "bad value 'yes' (on or off)");
+  EXPECT_EQ(absl::UnparseFlag(OnOff{true}), "on");
+  EXPECT_EQ(Parsed<CopyOp>("sendmsg"), CopyOp::kSendmsg);
+  EXPECT_EQ(Parsed<CopyOp>("writev"), CopyOp::kWritev);
+  EXPECT_EQ(absl::UnparseFlag(CopyOp::kSendmsg), "sendmsg");
+  EXPECT_THAT(Error<CopyOp>("splice"), HasSubstr("unknown copy op 'splice'"));
+}
+
+}  // namespace
+}  // namespace zcplan

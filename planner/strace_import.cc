@@ -78,55 +78,47 @@ size_t SkipString(absl::string_view text, size_t i) {
   return absl::string_view::npos;
 }
 
-// Splits `text` at the commas outside brackets, braces, parentheses and
-// strings, trimming each piece. False if they do not balance.
-bool SplitTopLevel(absl::string_view text,
-                   std::vector<absl::string_view>* pieces) {
-  pieces->clear();
-  int depth = 0;
-  size_t start = 0;
-  for (size_t i = 0; i < text.size();) {
-    const char c = text[i];
-    if (c == '"') {
-      i = SkipString(text, i);
-      if (i == absl::string_view::npos) return false;
-      continue;
-    }
-    if (c == '(' || c == '[' || c == '{') ++depth;
-    if (c == ')' || c == ']' || c == '}') {
-      if (--depth < 0) return false;
-    }
-    if (c == ',' && depth == 0) {
-      pieces->push_back(
-          absl::StripAsciiWhitespace(text.substr(start, i - start)));
-      start = i + 1;
-    }
-    ++i;
-  }
-  if (depth != 0) return false;
-  pieces->push_back(absl::StripAsciiWhitespace(text.substr(start)));
-  return true;
-}
-
-// The index of the ')' that closes an argument list starting at text[0]
-// (just after its '('), or npos.
-size_t FindClose(absl::string_view text) {
+// The index of the first byte of `stops` outside strings, brackets, braces
+// and parentheses; text.size() if there is none. npos when a string does not
+// end or a bracket closes that was not opened.
+size_t FindTopLevel(absl::string_view text, absl::string_view stops) {
   int depth = 0;
   for (size_t i = 0; i < text.size();) {
     const char c = text[i];
+    if (depth == 0 && absl::StrContains(stops, c)) return i;
     if (c == '"') {
       i = SkipString(text, i);
       if (i == absl::string_view::npos) return i;
       continue;
     }
     if (c == '(' || c == '[' || c == '{') ++depth;
-    if (c == ')' || c == ']' || c == '}') {
-      if (depth == 0) return c == ')' ? i : absl::string_view::npos;
-      --depth;
+    if ((c == ')' || c == ']' || c == '}') && --depth < 0) {
+      return absl::string_view::npos;
     }
     ++i;
   }
-  return absl::string_view::npos;
+  return depth == 0 ? text.size() : absl::string_view::npos;
+}
+
+// Splits `text` at the commas outside strings and brackets, trimming each
+// piece. False if they do not balance.
+bool SplitTopLevel(absl::string_view text,
+                   std::vector<absl::string_view>* pieces) {
+  pieces->clear();
+  for (;;) {
+    const size_t comma = FindTopLevel(text, ",");
+    if (comma == absl::string_view::npos) return false;
+    pieces->push_back(absl::StripAsciiWhitespace(text.substr(0, comma)));
+    if (comma == text.size()) return true;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+// The index of the ')' that closes an argument list starting at text[0]
+// (just after its '('), or npos.
+size_t FindClose(absl::string_view text) {
+  const size_t close = FindTopLevel(text, ")");
+  return close == text.size() ? absl::string_view::npos : close;
 }
 
 // "name=value" among `fields`: sets `*value`, or returns false.

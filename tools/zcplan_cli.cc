@@ -993,7 +993,8 @@ void AppendBatch(absl::Span<const uint64_t> sizes, std::string* out) {
 }
 
 // Reads the whole capture, then writes the report and the trace: bad input
-// found on the way prints nothing.
+// found on the way prints nothing. Memory: the batches (a few words per
+// iovec), not the capture's text.
 absl::Status RunImport(const Config& config, std::ostream& out) {
   if (config.sizes.size() != 1) {
     return Bad(config.sizes.empty()
@@ -1049,36 +1050,40 @@ absl::Status RunImport(const Config& config, std::ostream& out) {
                             " has ",
                             Count(imp.connections.size(), "connection")));
   }
+  // Written a piece at a time: the trace of a large capture never exists as
+  // one string.
   std::string text = ImportReport(config, path, imp);
-  if (!config.summary_only) {
-    const auto Header = [&](size_t c) {
-      const ImportedConnection& ic = imp.connections[c];
-      absl::StrAppend(&text, "\n# connection ", c + 1, ": ", ic.name(),
-                      " (pid ", ic.pid(), " fd ", ic.fd(), "), ",
-                      Count(ic.batches(), "batch"), "\n");
-    };
-    if (config.connection > 0) {
-      const size_t c = config.connection - 1;
-      Header(c);
-      for (size_t b = 0; b < imp.connections[c].batches(); ++b) {
-        AppendBatch(imp.connections[c].sizes(b), &text);
-      }
-    } else if (config.by_time) {
-      absl::StrAppend(&text,
-                      "\n# every connection, in the order the calls started\n");
-      for (const auto& [c, b] : imp.InCaptureOrder()) {
-        AppendBatch(imp.connections[c].sizes(b), &text);
-      }
-    } else {
-      for (size_t c = 0; c < imp.connections.size(); ++c) {
-        Header(c);
-        for (size_t b = 0; b < imp.connections[c].batches(); ++b) {
-          AppendBatch(imp.connections[c].sizes(b), &text);
-        }
-      }
+  const auto Flush = [&](bool always) {
+    if (always || text.size() >= 64 * 1024) {
+      out << text;
+      text.clear();
     }
+  };
+  const auto Connection = [&](size_t c) {
+    const ImportedConnection& ic = imp.connections[c];
+    absl::StrAppend(&text, "\n# connection ", c + 1, ": ", ic.name(), " (pid ",
+                    ic.pid(), " fd ", ic.fd(), "), ",
+                    Count(ic.batches(), "batch"), "\n");
+    for (size_t b = 0; b < ic.batches(); ++b) {
+      AppendBatch(ic.sizes(b), &text);
+      Flush(false);
+    }
+  };
+  if (config.summary_only) {
+    // The report alone.
+  } else if (config.connection > 0) {
+    Connection(config.connection - 1);
+  } else if (config.by_time) {
+    absl::StrAppend(&text,
+                    "\n# every connection, in the order the calls started\n");
+    for (const auto& [c, b] : imp.InCaptureOrder()) {
+      AppendBatch(imp.connections[c].sizes(b), &text);
+      Flush(false);
+    }
+  } else {
+    for (size_t c = 0; c < imp.connections.size(); ++c) Connection(c);
   }
-  out << text;
+  Flush(true);
   out.flush();
   if (!out) return Failed("cannot write the output");
   return absl::OkStatus();

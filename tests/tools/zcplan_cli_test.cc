@@ -102,6 +102,30 @@ TEST(ZcplanPlanTest, SeedExampleTable) {
             "      0  send        4            0     2K   2048  no\n");
 }
 
+TEST(ZcplanPlanTest, FlagsOfOneRunDoNotCarryOverToTheNext) {
+  // Flags are process-wide Abseil flags; each run starts from the defaults.
+  const Result set = Zcplan({"plan", "--threshold=never", "--gap=1K",
+                             "--max-ops=2", "--copy-op=sendmsg", "64K"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_TRUE(absl::StartsWith(
+      set.out,
+      "options: threshold never, copy op sendmsg, at most 1024 "
+      "iovecs and 2147479552 bytes per op, 2 ops per chain, gap 1K\n"))
+      << set.out;
+  const Result next = Zcplan({"plan", "64K"});
+  ASSERT_EQ(next.code, 0) << next.err;
+  EXPECT_TRUE(absl::StartsWith(
+      next.out, absl::StrCat("options: threshold ",
+                             FormatThreshold(PlanOptions().zc_threshold),
+                             ", copy op writev, at most 1024 iovecs and "
+                             "2147479552 bytes per op, 64 ops per chain, gap "
+                             "off\n")))
+      << next.out;
+  // And a run that failed halfway leaves nothing set either.
+  EXPECT_EQ(Zcplan({"plan", "--threshold=never", "--max-ops=x", "4K"}).code, 2);
+  EXPECT_EQ(Zcplan({"plan", "64K"}).out, next.out);
+}
+
 TEST(ZcplanPlanTest, SeedExampleJsonIsExact) {
   const Result r = Zcplan({"plan", "--threshold", "16K", "--format", "json",
                            "4K", "4K", "16K", "32K", "2K"});

@@ -14,7 +14,8 @@ shuffled per repetition (--seed), so that drift on a shared machine spreads
 over all strategies instead of landing on one (A B C, C A B, ...). Each run
 starts a fresh zchttpd (--listen 127.0.0.1:0), waits for its "listening on"
 line, runs `wrk -t1 -c100 -dD --latency` against http://ADDR/SHAPE, then
-stops the server with SIGINT and reads its "final:" line. A server per run
+stops the server with SIGTERM (never ignored, unlike SIGINT in a
+background job) and reads its "final:" line. A server per run
 costs a few milliseconds (two small arenas) and makes each run's server
 counters that run's alone: its responses can be checked against wrk's
 requests, and no strategy inherits another's adaptive state or queues.
@@ -107,7 +108,7 @@ COLORS = {
     "adaptive": "#9467bd",
 }
 START_TIMEOUT = 10.0  # seconds for the "listening on" line
-STOP_TIMEOUT = 15.0  # seconds for exit after SIGINT
+STOP_TIMEOUT = 15.0  # seconds for exit after SIGTERM
 
 
 class Failure(Exception):
@@ -217,14 +218,14 @@ def start_server(cmd):
 
 
 def stop_server(proc):
-    """SIGINT, then the final line's counters (None when there is none)."""
-    proc.send_signal(signal.SIGINT)
+    """SIGTERM, then the final line's counters (None when there is none)."""
+    proc.send_signal(signal.SIGTERM)
     try:
         out, err = proc.communicate(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        return None, f"did not exit {STOP_TIMEOUT:.0f}s after SIGINT", ""
+        return None, f"did not exit {STOP_TIMEOUT:.0f}s after SIGTERM", ""
     final = [l for l in out.splitlines() if l.startswith("final: ")]
     note = "" if proc.returncode == 0 else f"exit {proc.returncode}: {err}"
     if not final:

@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
@@ -156,6 +157,35 @@ absl::StatusOr<ParsedFlags> ParseFlags(
   if (!dashes) parsed.positional_before_dashes = parsed.positional.size();
   if (absl::Status s = read(parsed); !s.ok()) return s;
   return parsed;
+}
+
+absl::Status CountInRange(uint64_t n, uint64_t min, uint64_t max) {
+  if (n >= min && n <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad number '", n, "': expected ", min, "..", max));
+}
+
+absl::Status SizeInRange(uint64_t bytes, uint64_t min, uint64_t max,
+                         absl::string_view note) {
+  if (bytes >= min && bytes <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad size '", FormatSize(bytes), "': expected ",
+                          FormatSize(min), "..", FormatSize(max), note));
+}
+
+absl::Status DurationInRange(absl::Duration d, absl::Duration min,
+                             absl::Duration max, absl::string_view expected) {
+  if (d >= min && d <= max) return absl::OkStatus();
+  return Bad(absl::StrCat("bad duration ",
+                          QuoteForMessage(absl::FormatDuration(d)),
+                          ": expected ", expected));
+}
+
+absl::Status FirstFailedCheck(std::initializer_list<FlagCheck> checks) {
+  for (const FlagCheck& check : checks) {
+    if (!check.status.ok()) {
+      return Bad(absl::StrCat("--", check.flag, ": ", check.status.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace zcplan

@@ -38,6 +38,8 @@
 #define ZCPLAN_TOOLS_FLAGS_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 
 namespace zcplan {
@@ -76,6 +79,27 @@ struct FlagSyntax {
     absl::Span<const std::string> args,
     absl::Span<const absl::string_view> allowed, const FlagSyntax& syntax,
     absl::FunctionRef<absl::Status(const ParsedFlags&)> read);
+
+// Range checks for `read`, each OK or one InvalidArgument line:
+//   "bad number 'N': expected MIN..MAX"
+//   "bad size 'S': expected MIN..MAX<note>"   (sizes as FormatSize writes them)
+//   "bad duration 'D': expected <expected>"
+[[nodiscard]] absl::Status CountInRange(uint64_t n, uint64_t min, uint64_t max);
+[[nodiscard]] absl::Status SizeInRange(uint64_t bytes, uint64_t min,
+                                       uint64_t max,
+                                       absl::string_view note = "");
+[[nodiscard]] absl::Status DurationInRange(absl::Duration d, absl::Duration min,
+                                           absl::Duration max,
+                                           absl::string_view expected);
+
+// One check per flag, in the order the help lists them: the first that
+// failed, as "--NAME: message", or OK.
+struct FlagCheck {
+  absl::string_view flag;
+  absl::Status status;
+};
+[[nodiscard]] absl::Status FirstFailedCheck(
+    std::initializer_list<FlagCheck> checks);
 
 }  // namespace zcplan
 

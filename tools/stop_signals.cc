@@ -33,8 +33,13 @@ ScopedStopSignals::ScopedStopSignals() {
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: the signal cuts a wait short
-  sigaction(SIGINT, &action, &saved[0]);
-  sigaction(SIGTERM, &action, &saved[1]);
+  const int signals[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; ++i) {
+    sigaction(signals[i], &action, &saved[i]);
+    // Ignored before (nohup, SIGINT in a background job): stays ignored.
+    if (saved[i].sa_handler == SIG_IGN)
+      sigaction(signals[i], &saved[i], nullptr);
+  }
 }
 
 ScopedStopSignals::~ScopedStopSignals() {

@@ -14,8 +14,10 @@ namespace zcplan {
 
 // Installs handlers for SIGINT and SIGTERM (without SA_RESTART, so that a
 // signal cuts a blocking wait short with EINTR) when the first instance is
-// made, and restores the handlers found when the last one is destroyed. The
-// flag is cleared when the handlers are installed.
+// made, and restores the handlers found when the last one is destroyed. A
+// signal the process ignores (started by nohup, or SIGINT in a shell's
+// background job) stays ignored. The flag is cleared when the handlers are
+// installed.
 class ScopedStopSignals {
  public:
   ScopedStopSignals();

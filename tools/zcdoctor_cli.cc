@@ -53,15 +53,6 @@ absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
-// A host name or address: printable, no spaces, no longer than a DNS name.
-bool PlausibleHost(absl::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char ch : host) {
-    if (ch <= ' ' || ch > '~') return false;
-  }
-  return true;
-}
-
 // HOST, HOST:PORT, an IPv6 address alone, or [IPV6] with or without :PORT.
 absl::StatusOr<DoctorRequest::Peer> ParsePeer(absl::string_view text) {
   DoctorRequest::Peer peer{std::string(text), "9"};

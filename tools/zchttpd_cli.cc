@@ -224,18 +224,6 @@ constexpr absl::string_view kFlagNames[] = {
     "adaptive",        "zc-cap",      "body",      "threads",
     "max-connections", "stats-every", "registered"};
 
-absl::Status CheckSize(uint64_t size, uint64_t min, uint64_t max,
-                       absl::string_view note = "") {
-  if (size >= min && size <= max) return absl::OkStatus();
-  return Bad(absl::StrCat("bad size '", FormatSize(size), "': expected ",
-                          FormatSize(min), "..", FormatSize(max), note));
-}
-
-absl::Status CheckCount(uint32_t n, uint32_t max) {
-  if (n >= 1 && n <= max) return absl::OkStatus();
-  return Bad(absl::StrCat("bad number '", n, "': expected 1..", max));
-}
-
 // Copies the parsed flags into `c` (called inside ParseFlags).
 absl::Status ReadFlags(Config& c) {
   c.listen = absl::GetFlag(FLAGS_listen);
@@ -254,15 +242,15 @@ absl::Status ReadFlags(Config& c) {
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.stats_every = absl::GetFlag(FLAGS_stats_every);
   c.registered = absl::GetFlag(FLAGS_registered);
-  const std::pair<absl::string_view, absl::Status> checks[] = {
-      {"zc-cap", CheckSize(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
-      {"body", CheckSize(c.body, 1, kMaxBody)},
-      {"threads", CheckCount(c.threads, kMaxThreads)},
-      {"max-connections", CheckCount(c.max_connections, kMaxConnections)},
-  };
-  for (const auto& [name, status] : checks) {
-    if (!status.ok())
-      return Bad(absl::StrCat("--", name, ": ", status.message()));
+  if (absl::Status s = FirstFailedCheck({
+          {"zc-cap", SizeInRange(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
+          {"body", SizeInRange(c.body, 1, kMaxBody)},
+          {"threads", CountInRange(c.threads, 1, kMaxThreads)},
+          {"max-connections",
+           CountInRange(c.max_connections, 1, kMaxConnections)},
+      });
+      !s.ok()) {
+    return s;
   }
   if (c.stats_every < absl::ZeroDuration() ||
       c.stats_every == absl::InfiniteDuration() ||

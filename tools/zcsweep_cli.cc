@@ -3,27 +3,21 @@
 
 #include <signal.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <csignal>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
-#include <map>
 #include <memory>
 #include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -32,14 +26,20 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "zcplan/planner/calibrate.h"
 #include "zcplan/planner/cost.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
+#include "zcplan/tools/json.h"
+#include "zcplan/tools/stop_signals.h"
+#include "zcplan/tune/calibration.h"
+#include "zcplan/tune/plot.h"
+#include "zcplan/tune/summary.h"
+#include "zcplan/tune/sweep.h"
 #include "zcplan/uring/net.h"
-#include "zcplan/uring/sweep.h"
 
 namespace zcplan {
 namespace {
@@ -51,22 +51,56 @@ constexpr absl::string_view kDefaultProfile = "message:1024";
 // the general trace limit (1 GiB) would let parsing alone take many GB.
 constexpr uint64_t kMaxSweepTraceBytes = uint64_t{16} << 20;
 
+ThresholdList DefaultThresholds() {
+  return {*ParseThresholdList(kDefaultThresholds)};
+}
+
+}  // namespace
+}  // namespace zcplan
+
+// The values are checked in ReadFlags, which names the flag in each error.
+ABSL_FLAG(std::string, profile, std::string(zcplan::kDefaultProfile),
+          "message:N, the reference message in N pieces");
+ABSL_FLAG(std::string, trace, "", "a planner trace: one message per line");
+ABSL_FLAG(zcplan::ByteSizeList, split, {}, "one message of these sizes");
+ABSL_FLAG(zcplan::ThresholdList, thresholds, zcplan::DefaultThresholds(),
+          "the thresholds to sweep");
+ABSL_FLAG(std::vector<std::string>, copy_ops, {"writev"},
+          "writev, sendmsg or both");
+ABSL_FLAG(zcplan::ByteSizeList, gaps, zcplan::ByteSizeList{{0}},
+          "gap-knob values to sweep");
+ABSL_FLAG(std::string, adaptive, "off", "adaptive zero-copy: off, on or both");
+ABSL_FLAG(uint32_t, repetitions, 3, "runs per setting");
+ABSL_FLAG(absl::Duration, time, absl::Milliseconds(300),
+          "sending time per run");
+ABSL_FLAG(uint32_t, in_flight, 1, "messages in flight");
+ABSL_FLAG(std::string, peer, "", "HOST:PORT of a TCP receiver");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
+          "how long a peer may take nothing (0: for ever)");
+ABSL_FLAG(std::string, out, "zcsweep-out", "the directory for the files");
+ABSL_FLAG(std::string, calibrate, "", "the weights file to write");
+ABSL_FLAG(bool, quiet, false, "no progress lines");
+
+namespace zcplan {
+namespace {
+
+constexpr absl::string_view kFlagNames[] = {
+    "profile",   "trace",    "split",       "thresholds", "copy-ops",
+    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
+    "in-flight", "peer",     "out",         "calibrate",  "quiet"};
+
 struct Config {
-  std::string profile = std::string(kDefaultProfile);
+  std::string profile;
   bool has_profile = false;
   std::string trace_path;
-  std::string split;
-  std::string thresholds_text = std::string(kDefaultThresholds);
-  std::vector<uint64_t> thresholds;
-  std::vector<CopyOp> copy_ops = {CopyOp::kWritev};
-  std::vector<uint64_t> gaps = {0};
-  std::vector<bool> adaptive = {false};
-  uint32_t repetitions = 3;
-  absl::Duration time = absl::Milliseconds(300);
-  uint32_t in_flight = 1;
+  std::vector<uint64_t> split;  // empty: no --split
+  SweepGrid grid;
+  uint32_t repetitions = 0;
+  absl::Duration time;
+  uint32_t in_flight = 0;
   std::string peer;
-  absl::Duration idle_timeout = absl::Seconds(30);
-  std::string out_dir = "zcsweep-out";
+  absl::Duration idle_timeout;
+  std::string out_dir;
   std::string calibrate_path;
   bool progress = true;
 };
@@ -81,146 +115,44 @@ std::string Echo(const absl::Status& status) {
   return EscapeForMessage(status.message(), 300);
 }
 
-// A host name or address as given in --peer: printable, no spaces, and no
-// longer than a DNS name can be.
-bool PlausibleHost(absl::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char ch : host) {
-    if (ch <= ' ' || ch > '~') return false;
-  }
-  return true;
+absl::Status CheckPeer(const std::string& peer) {
+  absl::StatusOr<std::pair<std::string, std::string>> hp = SplitHostPort(peer);
+  if (hp.ok() && PlausibleHost(hp->first)) return absl::OkStatus();
+  return Bad(absl::StrCat("bad address ", QuoteForMessage(peer),
+                          ": expected HOST:PORT with a port 1..65535, "
+                          "e.g. 127.0.0.1:9000 or [::1]:9000"));
 }
 
-// The flags that take a value (--quiet takes none).
-constexpr absl::string_view kValueFlags[] = {
-    "profile",   "trace",    "split",       "thresholds", "copy-ops",
-    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
-    "in-flight", "peer",     "out",         "calibrate"};
-
-absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
-      return Bad(absl::StrCat("unexpected argument ", QuoteForMessage(arg),
-                              ": every input is a flag; see zcsweep --help"));
-    }
-    const size_t eq = arg.find('=');
-    const std::string name(arg.substr(2, eq - 2));
-    const std::string flag = EscapeForMessage(name, 40);
-    if (name == "quiet") {
-      if (eq != absl::string_view::npos) {
-        return Bad("flag --quiet takes no value");
-      }
-      c.progress = false;
-      continue;
-    }
-    if (std::find(std::begin(kValueFlags), std::end(kValueFlags), name) ==
-        std::end(kValueFlags)) {
-      return Bad(absl::StrCat("unknown flag ", QuoteForMessage("--" + name),
-                              "; see zcsweep --help"));
-    }
-    absl::string_view v;
-    if (eq != absl::string_view::npos) {
-      v = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      v = args[++i];
-    } else {
-      return Bad(absl::StrCat("flag --", flag, " needs a value"));
-    }
-    absl::Status s;
-    if (name == "profile") {
-      c.profile = std::string(v);
-      c.has_profile = true;
-    } else if (name == "trace") {
-      if (v.empty()) s = Bad("empty path");
-      c.trace_path = std::string(v);
-    } else if (name == "split") {
-      if (v.empty()) s = Bad("empty list; give sizes, e.g. 4K,4K,16K");
-      c.split = std::string(v);
-    } else if (name == "thresholds") {
-      c.thresholds_text = std::string(v);
-    } else if (name == "copy-ops") {
-      c.copy_ops.clear();
-      for (absl::string_view op : absl::StrSplit(v, ',')) {
-        absl::StatusOr<CopyOp> parsed = ParseCopyOp(op);
-        if (!parsed.ok()) {
-          s = Bad(Echo(parsed.status()));
-          break;
-        }
-        c.copy_ops.push_back(*parsed);
-      }
-    } else if (name == "gaps") {
-      absl::StatusOr<std::vector<uint64_t>> gaps = ParseSizeList(v);
-      if (gaps.ok()) {
-        c.gaps = *gaps;
-      } else {
-        s = Bad(Echo(gaps.status()));
-      }
-    } else if (name == "adaptive") {
-      if (v == "off") {
-        c.adaptive = {false};
-      } else if (v == "on") {
-        c.adaptive = {true};
-      } else if (v == "both") {
-        c.adaptive = {false, true};
-      } else {
-        s = Bad(absl::StrCat("bad value ", QuoteForMessage(v),
-                             " (off, on or both)"));
-      }
-    } else if (name == "repetitions") {
-      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1000);
-      if (n.ok()) c.repetitions = *n;
-      if (!n.ok()) s = Bad(Echo(n.status()));
-    } else if (name == "time") {
-      if (!absl::ParseDuration(v, &c.time) || c.time <= absl::ZeroDuration() ||
-          c.time > absl::Hours(1)) {
-        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
-                             ": expected e.g. 300ms or 2s, up to 1h"));
-      }
-    } else if (name == "idle-timeout") {
-      if (!absl::ParseDuration(v, &c.idle_timeout) ||
-          c.idle_timeout < absl::ZeroDuration() ||
-          c.idle_timeout > absl::Hours(24)) {
-        s = Bad(absl::StrCat("bad duration ", QuoteForMessage(v),
-                             ": expected e.g. 30s, up to 24h, or 0 for none"));
-      }
-    } else if (name == "in-flight") {
-      absl::StatusOr<uint32_t> n = ParseCount(v, 1, 1024);
-      if (n.ok()) c.in_flight = *n;
-      if (!n.ok()) s = Bad(Echo(n.status()));
-    } else if (name == "peer") {
-      absl::StatusOr<std::pair<std::string, std::string>> hp =
-          SplitHostPort(std::string(v));
-      if (!hp.ok() || !PlausibleHost(hp->first)) {
-        s = Bad(absl::StrCat("bad address ", QuoteForMessage(v),
-                             ": expected HOST:PORT with a port 1..65535, "
-                             "e.g. 127.0.0.1:9000 or [::1]:9000"));
-      }
-      c.peer = std::string(v);
-    } else if (name == "out") {
-      if (v.empty()) s = Bad("empty directory");
-      c.out_dir = std::string(v);
-    } else if (name == "calibrate") {
-      if (v.empty()) s = Bad("empty path");
-      c.calibrate_path = std::string(v);
-    }
-    if (!s.ok()) return Bad(absl::StrCat("--", flag, ": ", s.message()));
+absl::StatusOr<std::vector<CopyOp>> ParseCopyOps(
+    const std::vector<std::string>& names) {
+  if (names.empty()) return Bad("empty list; give writev, sendmsg or both");
+  std::vector<CopyOp> ops;
+  for (const std::string& name : names) {
+    absl::StatusOr<CopyOp> op = ParseCopyOp(name);
+    if (!op.ok()) return Bad(Echo(op.status()));
+    ops.push_back(*op);
   }
+  return ops;
+}
+
+absl::StatusOr<std::vector<bool>> ParseAdaptive(absl::string_view v) {
+  if (v == "off") return std::vector<bool>{false};
+  if (v == "on") return std::vector<bool>{true};
+  if (v == "both") return std::vector<bool>{false, true};
+  return Bad(
+      absl::StrCat("bad value ", QuoteForMessage(v), " (off, on or both)"));
+}
+
+// The checks that need more than one flag.
+absl::Status CheckCombination(const Config& c) {
   const int sources = c.has_profile + !c.trace_path.empty() + !c.split.empty();
   if (sources > 1) {
     return Bad("give one workload: --profile, --trace or --split");
   }
-  absl::StatusOr<std::vector<uint64_t>> thresholds =
-      ParseThresholdList(c.thresholds_text);
-  if (!thresholds.ok()) {
-    return Bad(absl::StrCat("--thresholds: ", Echo(thresholds.status())));
-  }
-  c.thresholds = *thresholds;
   if (!c.calibrate_path.empty()) {
-    const bool fixed = std::find(c.adaptive.begin(), c.adaptive.end(), false) !=
-                       c.adaptive.end();
+    const std::vector<SweepSetting> settings = GridSettings(c.grid);
     const size_t samples =
-        fixed ? c.thresholds.size() * c.copy_ops.size() * c.gaps.size() : 0;
+        std::count_if(settings.begin(), settings.end(), IsCalibrationSetting);
     if (samples < 2) {
       return Bad(absl::StrCat(
           "--calibrate needs at least 2 settings without adaptive zero-copy "
@@ -229,6 +161,72 @@ absl::Status ParseFlags(absl::Span<const std::string> args, Config& c) {
     }
   }
   return absl::OkStatus();
+}
+
+// Copies the parsed flags into `c` and checks them (called inside
+// ParseFlags, while the values are set).
+absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
+  auto given = [&](absl::string_view name) {
+    return std::find(parsed.given.begin(), parsed.given.end(), name) !=
+           parsed.given.end();
+  };
+  c.profile = absl::GetFlag(FLAGS_profile);
+  c.has_profile = given("profile");
+  c.trace_path = absl::GetFlag(FLAGS_trace);
+  c.split = absl::GetFlag(FLAGS_split).bytes;
+  c.grid.thresholds = absl::GetFlag(FLAGS_thresholds).bytes;
+  absl::StatusOr<std::vector<CopyOp>> ops =
+      ParseCopyOps(absl::GetFlag(FLAGS_copy_ops));
+  c.grid.gaps = absl::GetFlag(FLAGS_gaps).bytes;
+  absl::StatusOr<std::vector<bool>> adaptive =
+      ParseAdaptive(absl::GetFlag(FLAGS_adaptive));
+  c.repetitions = absl::GetFlag(FLAGS_repetitions);
+  c.time = absl::GetFlag(FLAGS_time);
+  c.in_flight = absl::GetFlag(FLAGS_in_flight);
+  c.peer = absl::GetFlag(FLAGS_peer);
+  c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  c.out_dir = absl::GetFlag(FLAGS_out);
+  c.calibrate_path = absl::GetFlag(FLAGS_calibrate);
+  c.progress = !absl::GetFlag(FLAGS_quiet);
+  if (absl::Status s = FirstFailedCheck({
+          {"trace", given("trace") && c.trace_path.empty() ? Bad("empty path")
+                                                           : absl::OkStatus()},
+          {"split", given("split") && c.split.empty()
+                        ? Bad("empty list; give sizes, e.g. 4K,4K,16K")
+                        : absl::OkStatus()},
+          {"thresholds", c.grid.thresholds.empty()
+                             ? Bad(Echo(ParseThresholdList("").status()))
+                             : absl::OkStatus()},
+          {"copy-ops", ops.status()},
+          {"gaps", c.grid.gaps.empty() ? Bad(Echo(ParseSizeList("").status()))
+                                       : absl::OkStatus()},
+          {"adaptive", adaptive.status()},
+          {"repetitions", CountInRange(c.repetitions, 1, 1000)},
+          {"time", DurationInRange(c.time, absl::Nanoseconds(1), absl::Hours(1),
+                                   "e.g. 300ms or 2s, up to 1h")},
+          {"idle-timeout",
+           DurationInRange(c.idle_timeout, absl::ZeroDuration(),
+                           absl::Hours(24),
+                           "e.g. 30s, up to 24h, or 0 for none")},
+          {"in-flight", CountInRange(c.in_flight, 1, 1024)},
+          {"peer", given("peer") ? CheckPeer(c.peer) : absl::OkStatus()},
+          {"out",
+           c.out_dir.empty() ? Bad("empty directory") : absl::OkStatus()},
+          {"calibrate", given("calibrate") && c.calibrate_path.empty()
+                            ? Bad("empty path")
+                            : absl::OkStatus()},
+      });
+      !s.ok()) {
+    return s;
+  }
+  c.grid.copy_ops = *std::move(ops);
+  c.grid.adaptive = *std::move(adaptive);
+  return CheckCombination(c);
+}
+
+// "split 4K,4K,16K", as the planner writes sizes.
+std::string SplitName(const Config& c) {
+  return absl::StrCat("split ", AbslUnparseFlag(ByteSizeList{c.split}));
 }
 
 // The workload's messages and a one-line description.
@@ -258,14 +256,11 @@ LoadWorkload(const Config& c) {
                                messages.size(), " messages)"));
   }
   if (!c.split.empty()) {
-    absl::StatusOr<std::vector<uint64_t>> sizes = ParseSizeList(c.split);
-    if (!sizes.ok()) {
-      return Bad(absl::StrCat("--split: ", Echo(sizes.status())));
-    }
-    sizes->erase(std::remove(sizes->begin(), sizes->end(), 0), sizes->end());
-    if (sizes->empty()) return Bad("--split: every buffer is empty");
-    messages.push_back(*sizes);
-    return std::make_pair(messages, absl::StrCat("split ", c.split));
+    std::vector<uint64_t> sizes = c.split;
+    sizes.erase(std::remove(sizes.begin(), sizes.end(), 0), sizes.end());
+    if (sizes.empty()) return Bad("--split: every buffer is empty");
+    messages.push_back(std::move(sizes));
+    return std::make_pair(messages, SplitName(c));
   }
   absl::string_view profile = c.profile;
   if (absl::ConsumePrefix(&profile, "message:")) {
@@ -291,7 +286,7 @@ std::string WorkloadName(const Config& c) {
     return absl::StrCat("trace ", EscapeForMessage(c.trace_path.substr(
                                       c.trace_path.find_last_of('/') + 1)));
   }
-  if (!c.split.empty()) return absl::StrCat("split ", c.split);
+  if (!c.split.empty()) return SplitName(c);
   return c.profile;
 }
 
@@ -299,218 +294,8 @@ std::string Share(double share) {
   return share < 0 ? "-" : absl::StrFormat("%.0f%%", share * 100);
 }
 
-// The model's counts per message for a setting: the planner's plans of the
-// workload, summed over its messages, divided by their number.
-PlanCost CountsPerMessage(const std::vector<std::vector<uint64_t>>& messages,
-                          const PlanOptions& options) {
-  PlanCost total;
-  Plan scratch;
-  const CostWeights weights;
-  for (const std::vector<uint64_t>& sizes : messages) {
-    const std::vector<iovec> queue = MakeSyntheticQueue(sizes);
-    (void)ForEachChain(
-        queue, options, &scratch, [&](const Plan& plan, size_t base) {
-          total += EstimateCost(absl::MakeConstSpan(queue).subspan(base), plan,
-                                weights);
-          return true;
-        });
-  }
-  // Per message, in the unit CalibrateWeights fits (doubles of counts would
-  // lose nothing here: counts per message are small).
-  PlanCost per;
-  const uint64_t n = messages.size();
-  for (int k = 0; k < kNumOpKinds; ++k) {
-    per.ops_by_kind[k] = total.ops_by_kind[k] / n;
-  }
-  per.bytes_copied = total.bytes_copied / n;
-  per.bytes_zero_copy = total.bytes_zero_copy / n;
-  per.iovs_copied = total.iovs_copied / n;
-  per.iovs_zero_copy = total.iovs_zero_copy / n;
-  per.pages_pinned = total.pages_pinned / n;
-  return per;
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", ch);
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-// Text for an SVG text node.
-std::string XmlText(absl::string_view s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
-
 std::string JsonThreshold(uint64_t t) {
   return t == PlanOptions::kNever ? "\"never\"" : absl::StrCat(t);
-}
-
-// --- The plot
-// ------------------------------------------------------------------
-
-// Two panels over the same x axis (the thresholds, evenly spaced): throughput
-// on top, CPU seconds per GB below; one line per series (copy op, gap,
-// adaptive), medians with min..max whiskers.
-std::string Svg(const std::vector<SweepPoint>& points,
-                const std::vector<PointSummary>& sums,
-                const std::vector<uint64_t>& thresholds,
-                absl::string_view title, size_t recommended) {
-  constexpr double kW = 860, kPanelH = 250, kLeft = 80, kRight = 190, kTop = 70,
-                   kGap = 80;
-  const double plot_w = kW - kLeft - kRight;
-  std::map<std::string, std::vector<size_t>> series;
-  for (size_t i = 0; i < points.size(); ++i) {
-    const SweepSetting& s = points[i].setting;
-    std::string name = std::string(CopyOpName(s.plan.copy_op));
-    if (s.plan.zc_gap_bytes > 0) {
-      absl::StrAppend(&name, ", gap ", FormatSize(s.plan.zc_gap_bytes));
-    }
-    if (s.adaptive) absl::StrAppend(&name, ", adaptive");
-    series[name].push_back(i);
-  }
-  auto x_of = [&](uint64_t threshold) {
-    const size_t k =
-        std::find(thresholds.begin(), thresholds.end(), threshold) -
-        thresholds.begin();
-    return kLeft + (thresholds.size() == 1
-                        ? plot_w / 2
-                        : plot_w * static_cast<double>(k) /
-                              static_cast<double>(thresholds.size() - 1));
-  };
-  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-                          "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"};
-  std::string svg = absl::StrFormat(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-      "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-      "<text x=\"%.0f\" y=\"24\" font-size=\"15\">%s</text>\n",
-      kW, kTop + 2 * kPanelH + kGap + 70, kLeft, XmlText(title));
-  struct Panel {
-    const char* label;
-    double PointSummary::*mid;
-    double PointSummary::*lo;
-    double PointSummary::*hi;
-  };
-  const Panel panels[] = {
-      {"throughput, MB/s (higher is better)", &PointSummary::mb_per_s,
-       &PointSummary::mb_per_s_min, &PointSummary::mb_per_s_max},
-      {"sender CPU, s per GB (lower is better)", &PointSummary::cpu_s_per_gb,
-       &PointSummary::cpu_s_per_gb_min, &PointSummary::cpu_s_per_gb_max},
-  };
-  for (int p = 0; p < 2; ++p) {
-    const Panel& panel = panels[p];
-    const double top = kTop + p * (kPanelH + kGap);
-    double ymax = 0;
-    for (const PointSummary& s : sums) ymax = std::max(ymax, s.*panel.hi);
-    if (ymax <= 0) ymax = 1;
-    // Four round steps: 1, 2 or 5 times a power of ten.
-    const double raw = ymax / 4;
-    const double mag = std::pow(10, std::floor(std::log10(raw)));
-    double step = 10 * mag;
-    for (double m : {1.0, 2.0, 5.0}) {
-      if (m * mag >= raw) {
-        step = m * mag;
-        break;
-      }
-    }
-    const double nice = 4 * step;
-    auto y_of = [&](double v) { return top + kPanelH * (1 - v / nice); };
-    absl::StrAppendFormat(
-        &svg,
-        "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n"
-        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-        "stroke=\"black\"/>\n"
-        "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-        "stroke=\"black\"/>\n",
-        kLeft, top - 8, panel.label, kLeft, top, kLeft, top + kPanelH, kLeft,
-        top + kPanelH, kLeft + plot_w, top + kPanelH);
-    for (int t = 0; t <= 4; ++t) {
-      const double v = nice * t / 4;
-      absl::StrAppendFormat(
-          &svg,
-          "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" "
-          "stroke=\"#ddd\"/>\n<text x=\"%.0f\" y=\"%.1f\" "
-          "text-anchor=\"end\">%s</text>\n",
-          kLeft, y_of(v), kLeft + plot_w, y_of(v), kLeft - 6, y_of(v) + 4,
-          absl::StrFormat("%g", std::round(v / mag) * mag));
-    }
-    for (uint64_t t : thresholds) {
-      absl::StrAppendFormat(&svg,
-                            "<text x=\"%.1f\" y=\"%.0f\" "
-                            "text-anchor=\"middle\">%s</text>\n",
-                            x_of(t), top + kPanelH + 16, FormatThreshold(t));
-    }
-    if (p == 1) {
-      absl::StrAppendFormat(
-          &svg,
-          "<text x=\"%.0f\" y=\"%.0f\" "
-          "text-anchor=\"middle\">zero-copy threshold</text>\n",
-          kLeft + plot_w / 2, top + kPanelH + 36);
-    }
-    int color = 0;
-    for (const auto& [name, indices] : series) {
-      const char* c = colors[color++ % 8];
-      std::string path;
-      for (size_t i : indices) {
-        const double x = x_of(points[i].setting.plan.zc_threshold);
-        absl::StrAppendFormat(&path, "%s%.1f,%.1f ", path.empty() ? "M" : "L",
-                              x, y_of(sums[i].*panel.mid));
-        absl::StrAppendFormat(
-            &svg,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-            "stroke=\"%s\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" "
-            "fill=\"%s\"/>\n",
-            x, y_of(sums[i].*panel.lo), x, y_of(sums[i].*panel.hi), c, x,
-            y_of(sums[i].*panel.mid), i == recommended ? 6 : 3,
-            i == recommended ? "black" : c);
-      }
-      absl::StrAppendFormat(&svg,
-                            "<path d=\"%s\" fill=\"none\" stroke=\"%s\" "
-                            "stroke-width=\"2\"/>\n",
-                            path, c);
-      if (p == 0) {
-        const double ly = kTop + 10 + 18 * (color - 1);
-        absl::StrAppendFormat(
-            &svg,
-            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
-            "stroke=\"%s\" stroke-width=\"3\"/>\n<text x=\"%.0f\" "
-            "y=\"%.0f\">%s</text>\n",
-            kLeft + plot_w + 15, ly, kLeft + plot_w + 35, ly, c,
-            kLeft + plot_w + 40, ly + 4, name);
-      }
-    }
-  }
-  absl::StrAppendFormat(
-      &svg,
-      "<text x=\"%.0f\" y=\"%.0f\" fill=\"#555\">dots: medians; bars: "
-      "min..max over repetitions; large black dot: recommended</text>\n",
-      kLeft, kTop + 2 * kPanelH + kGap + 62);
-  return svg + "</svg>\n";
 }
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
@@ -554,55 +339,9 @@ SweepOptions MakeSweepOptions(const Config& c,
   so.messages_in_flight = c.in_flight;
   so.peer = c.peer;
   so.idle_timeout = c.idle_timeout;
-  for (bool adaptive : c.adaptive) {
-    for (uint64_t gap : c.gaps) {
-      for (CopyOp op : c.copy_ops) {
-        for (uint64_t t : c.thresholds) {
-          SweepSetting s;
-          s.plan.zc_threshold = t;
-          s.plan.copy_op = op;
-          s.plan.zc_gap_bytes = gap;
-          s.adaptive = adaptive;
-          so.settings.push_back(s);
-        }
-      }
-    }
-  }
+  so.settings = GridSettings(c.grid);
   return so;
 }
-
-// SIGINT and SIGTERM, while an instance lives, only record the signal (the
-// sweep looks between polls); the dispositions before are restored after. A
-// signal the process ignored (nohup, a background job) stays ignored.
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-void OnStopSignal(int signal) { g_stop_signal = signal; }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa = {};
-    sa.sa_handler = OnStopSignal;
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 2; ++i) {
-      sigaction(kSignals[i], &sa, &old_[i]);
-      if (old_[i].sa_handler == SIG_IGN)
-        sigaction(kSignals[i], &old_[i], nullptr);
-    }
-  }
-  ~StopSignals() {
-    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
-  static int received() { return g_stop_signal; }
-
- private:
-  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  struct sigaction old_[2];
-};
 
 const char* SignalName(int signal) {
   return signal == SIGINT ? "SIGINT" : "SIGTERM";
@@ -662,7 +401,7 @@ std::string ResultsJson(const Config& c, absl::string_view workload,
       ", \"message_bytes\": ", message_bytes,
       ", \"peer\": ", JsonString(c.peer.empty() ? "loopback" : c.peer),
       ", \"repetitions\": ", c.repetitions,
-      ", \"run_seconds\": ", absl::ToDoubleSeconds(c.time),
+      ", \"run_seconds\": ", JsonNumber(absl::ToDoubleSeconds(c.time)),
       ", \"recommended\": ", rec.index,
       ", \"reason\": ", JsonString(rec.reason),
       ", \"all_notifications_copied\": ", all_copied ? "true" : "false",
@@ -670,21 +409,27 @@ std::string ResultsJson(const Config& c, absl::string_view workload,
   for (size_t i = 0; i < points.size(); ++i) {
     const SweepPoint& p = points[i];
     const PointSummary& s = sums[i];
+    auto range = [](double median, double min, double max,
+                    const absl::FormatSpec<double>& f) {
+      return absl::StrCat("{\"median\": ", JsonNumber(median, f),
+                          ", \"min\": ", JsonNumber(min, f),
+                          ", \"max\": ", JsonNumber(max, f), "}");
+    };
     absl::StrAppend(
         &json, "  {\"threshold\": ", JsonThreshold(p.setting.plan.zc_threshold),
-        ", \"copy_op\": \"", CopyOpName(p.setting.plan.copy_op),
-        "\", \"gap\": ", p.setting.plan.zc_gap_bytes,
+        ", \"copy_op\": ", JsonString(CopyOpName(p.setting.plan.copy_op)),
+        ", \"gap\": ", p.setting.plan.zc_gap_bytes,
         ", \"adaptive\": ", p.setting.adaptive ? "true" : "false",
-        absl::StrFormat(", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
-                        "\"max\": %.1f}, \"cpu_s_per_gb\": {\"median\": %.4f, "
-                        "\"min\": %.4f, \"max\": %.4f}, \"ops_per_message\": "
-                        "%.2f, \"zero_copy_share\": %.4f, \"copied_share\": "
-                        "%.4f, \"short_sends\": %d, \"runs\": %d}",
-                        s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max,
-                        s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max,
-                        s.ops_per_message, s.zero_copy_share, s.copied_share,
-                        s.short_sends, p.runs.size()),
-        i + 1 < points.size() ? "," : "", "\n");
+        ", \"mb_per_s\": ",
+        range(s.mb_per_s, s.mb_per_s_min, s.mb_per_s_max, "%.1f"),
+        ", \"cpu_s_per_gb\": ",
+        range(s.cpu_s_per_gb, s.cpu_s_per_gb_min, s.cpu_s_per_gb_max, "%.4f"));
+    absl::StrAppend(
+        &json, ", \"ops_per_message\": ", JsonNumber(s.ops_per_message, "%.2f"),
+        ", \"zero_copy_share\": ", JsonNumber(s.zero_copy_share, "%.4f"),
+        ", \"copied_share\": ", JsonNumber(s.copied_share, "%.4f"),
+        ", \"short_sends\": ", s.short_sends, ", \"runs\": ", p.runs.size(),
+        "}", i + 1 < points.size() ? "," : "", "\n");
   }
   return json + " ]}\n";
 }
@@ -725,53 +470,21 @@ absl::Status Calibrate(const Config& c, const SweepOptions& so,
                        const std::vector<SweepPoint>& points,
                        const std::vector<PointSummary>& sums,
                        std::ostream& out) {
-  std::vector<CalibrationSample> samples;
-  std::vector<size_t> used;
-  for (size_t i = 0; i < points.size(); ++i) {
-    const SweepSetting& s = points[i].setting;
-    if (s.adaptive || sums[i].cpu_ns_per_message <= 0) continue;
-    PlanOptions po = s.plan;
-    po.max_ops_per_chain = std::min<uint32_t>(po.max_ops_per_chain, 256);
-    samples.push_back(
-        {CountsPerMessage(so.messages, po), sums[i].cpu_ns_per_message});
-    used.push_back(i);
-  }
-  absl::StatusOr<Calibration> cal = CalibrateWeights(samples);
+  absl::StatusOr<SweepCalibration> cal =
+      CalibrateSweep(so.messages, points, sums);
   if (!cal.ok()) {
     return absl::Status(cal.status().code(),
                         absl::StrCat("--calibrate: ", cal.status().message()));
   }
-  std::vector<double> measured, fitted, defaults;
-  for (const CalibrationSample& s : samples) {
-    measured.push_back(s.measured);
-    fitted.push_back(WeighCounts(s.counts, cal->weights));
-    defaults.push_back(WeighCounts(s.counts, CostWeights()));
-  }
-  auto argmin = [](const std::vector<double>& v) {
-    return static_cast<size_t>(std::min_element(v.begin(), v.end()) -
-                               v.begin());
-  };
-  const std::string file = absl::StrCat(
-      "# zcplan cost weights (ns per unit), calibrated by zcsweep from ",
-      samples.size(), " settings of ", workload, " to ",
-      c.peer.empty() ? "loopback" : c.peer,
-      absl::StrFormat(
-          "\n# rms relative error %.1f%%; Kendall tau vs measured %.2f "
-          "(default weights: %.2f)\n",
-          cal->rms_relative_error * 100, KendallTau(fitted, measured),
-          KendallTau(defaults, measured)),
-      cal->unfitted.empty()
-          ? ""
-          : absl::StrCat("# not determined by this sweep (kept or 0): ",
-                         absl::StrJoin(cal->unfitted, ", "), "\n"),
-      "# use: zcplan simulate --weights FILE ...\n",
-      FormatCostWeights(cal->weights));
+  const std::string file = FormatWeightsFile(
+      *cal,
+      {"zcsweep", std::string(workload), c.peer.empty() ? "loopback" : c.peer});
   if (absl::Status s = WriteText(c.calibrate_path, file); !s.ok()) return s;
   out << "\ncalibrated cost weights (ns per unit) written to "
       << EscapeForMessage(c.calibrate_path) << ":\n";
   // Rounded for reading; the file has the exact values.
-  for (absl::string_view line : absl::StrSplit(FormatCostWeights(cal->weights),
-                                               '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(
+           FormatCostWeights(cal->fit.weights), '\n', absl::SkipEmpty())) {
     const std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
     double value = 0;
     if (words.size() == 2 && absl::SimpleAtod(words[1], &value)) {
@@ -780,22 +493,22 @@ absl::Status Calibrate(const Config& c, const SweepOptions& so,
       out << "  " << line << "\n";
     }
   }
-  if (!cal->unfitted.empty()) {
+  if (!cal->fit.unfitted.empty()) {
     out << "  not determined by this sweep: "
-        << absl::StrJoin(cal->unfitted, ", ") << "\n";
+        << absl::StrJoin(cal->fit.unfitted, ", ") << "\n";
   }
   out << absl::StrFormat(
       "model vs measurement over %d settings: rms relative error %.1f%%; "
       "ranking agreement (Kendall tau, 1 = same order) %.2f calibrated, "
       "%.2f with the default weights\n",
-      samples.size(), cal->rms_relative_error * 100,
-      KendallTau(fitted, measured), KendallTau(defaults, measured));
+      cal->samples.size(), cal->fit.rms_relative_error * 100, cal->tau_fitted,
+      cal->tau_default);
   out << "cheapest by measurement: "
-      << DescribeSetting(points[used[argmin(measured)]].setting)
+      << DescribeSetting(points[cal->cheapest_measured].setting)
       << "; by the calibrated model: "
-      << DescribeSetting(points[used[argmin(fitted)]].setting)
+      << DescribeSetting(points[cal->cheapest_fitted].setting)
       << "; by the default model: "
-      << DescribeSetting(points[used[argmin(defaults)]].setting) << "\n";
+      << DescribeSetting(points[cal->cheapest_default].setting) << "\n";
   return absl::OkStatus();
 }
 
@@ -848,8 +561,9 @@ int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
             base + ".json",
             ResultsJson(c, workload, message_bytes / so.messages.size(), points,
                         sums, rec, all_copied)),
-        std::make_pair(base + ".svg",
-                       Svg(points, sums, c.thresholds, title, rec.index))}) {
+        std::make_pair(
+            base + ".svg",
+            SweepPlotSvg(points, sums, c.grid.thresholds, title, rec.index))}) {
     if (absl::Status s = WriteText(path, text); !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepFailed;
@@ -886,13 +600,13 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
     return kZcsweepBadInput;
   }
 
-  const StopSignals signals;
-  so.should_stop = [] { return StopSignals::received() != 0; };
+  const ScopedStopSignals signals;  // Only recorded; the sweep looks.
+  so.should_stop = [] { return ScopedStopSignals::Pending() != 0; };
   // Connect (or start the receiver thread) before printing anything: an
   // unreachable peer is one line on stderr.
   absl::StatusOr<std::unique_ptr<Sweep>> sweep = Sweep::Start(so);
   if (!sweep.ok()) {
-    if (const int signal = StopSignals::received(); signal != 0) {
+    if (const int signal = ScopedStopSignals::Pending(); signal != 0) {
       err << "zcsweep: interrupted by " << SignalName(signal)
           << " before the sweep started\n";
       return kZcsweepInterruptedBase + signal;
@@ -924,7 +638,7 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
             r.messages, elapsed / done * (total - done));
       });
   if (!run.ok()) {
-    if (const int signal = StopSignals::received();
+    if (const int signal = ScopedStopSignals::Pending();
         signal != 0 && absl::IsCancelled(run)) {
       return ReportInterrupted(c, **sweep, signal, out, err);
     }
@@ -1007,7 +721,12 @@ int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
   int code = kZcsweepOk;
   try {
     Config config;
-    if (absl::Status s = ParseFlags(args, config); !s.ok()) {
+    if (absl::Status s = ParseFlags(args, kFlagNames, {"zcsweep", "", false},
+                                    [&](const ParsedFlags& parsed) {
+                                      return ReadFlags(parsed, config);
+                                    })
+                             .status();
+        !s.ok()) {
       err << "zcsweep: " << s.message() << "\n";
       return kZcsweepBadInput;
     }

@@ -12,7 +12,8 @@
 // SVG plot, and with `--calibrate FILE` fits the planner's cost weights to
 // the measurements for `zcplan simulate --weights FILE`.
 //
-// The measuring is `uring/sweep.h`; this is flags and formatting.
+// The measuring, the summaries, the plot and the calibration are `//tune`
+// (tune/sweep.h, summary.h, plot.h, calibration.h); this is flags and output.
 //
 // Thread safety: `RunZcsweep` keeps no state between calls. While it sweeps
 // it handles SIGINT and SIGTERM (process-wide; the previous dispositions are

@@ -106,6 +106,14 @@ absl::StatusOr<UniqueFd> ConnectTcp(const std::string& host,
       "cannot connect to ", HostPort(host, port), ": ", std::strerror(error)));
 }
 
+bool PlausibleHost(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (const char ch : host) {
+    if (ch <= ' ' || ch > '~') return false;
+  }
+  return true;
+}
+
 absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
     const std::string& text, uint32_t min_port) {
   std::string host;

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace zcplan {
@@ -62,9 +63,13 @@ class UniqueFd {
     const std::string& host, const std::string& port, absl::Duration timeout,
     const std::function<bool()>& stop = nullptr);
 
-// Splits "HOST:PORT" or "[IPV6]:PORT" (port `min_port`..65535: 1 for a peer,
-// 0 for a listening address, where 0 picks a free port). Errors:
-// InvalidArgument quoting the text.
+// Whether `host` can be a host name or address: 1..253 printable ASCII
+// characters, no blank. (Whether it resolves is for getaddrinfo to say.)
+bool PlausibleHost(absl::string_view host);
+
+// Splits "HOST:PORT" or "[IPV6]:PORT" (port
+// `min_port`..65535: 1 for a peer, 0 for a listening address, where 0 picks a
+// free port). Errors: InvalidArgument quoting the text.
 [[nodiscard]] absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(
     const std::string& text, uint32_t min_port = 1);
 

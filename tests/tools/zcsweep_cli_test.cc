@@ -22,15 +22,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/cost.h"
 #include "zcplan/tests/tools/shared_text.h"
 #include "zcplan/tests/uring/silent_peer.h"
+#include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
 namespace {
@@ -387,7 +391,132 @@ TEST(ZcsweepTest, SweepPrintsTableRecommendationWarningAndWritesFiles) {
   EXPECT_TRUE(absl::StartsWith(svg, "<svg ")) << svg.substr(0, 100);
   EXPECT_TRUE(absl::StrContains(svg, ">16K</text>"));
   EXPECT_TRUE(absl::StrContains(svg, "throughput, MB/s"));
+  EXPECT_TRUE(absl::StrContains(svg, "s per GB (lower is better; log scale)"));
   EXPECT_TRUE(absl::EndsWith(svg, "</svg>\n"));
+}
+
+// A minimal JSON reader: true when `text` from `*at` on is one JSON value
+// (RFC 8259: no raw control characters in strings, only the defined
+// escapes); a string's value, decoded from ASCII escapes, goes to `*out`.
+class JsonChecker {
+ public:
+  explicit JsonChecker(absl::string_view text) : text_(text) {}
+
+  bool Document() { return Value() && (Space(), at_ == text_.size()); }
+  const std::vector<std::string>& strings() const { return strings_; }
+
+ private:
+  void Space() {
+    while (at_ < text_.size() && absl::ascii_isspace(text_[at_])) ++at_;
+  }
+  bool Eat(char ch) {
+    Space();
+    if (at_ < text_.size() && text_[at_] == ch) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  bool Value() {
+    Space();
+    if (at_ >= text_.size()) return false;
+    const char ch = text_[at_];
+    if (ch == '{') return Members('}', true);
+    if (ch == '[') return Members(']', false);
+    if (ch == '"') return String();
+    for (absl::string_view word : {"true", "false", "null"}) {
+      if (absl::StartsWith(text_.substr(at_), word)) {
+        at_ += word.size();
+        return true;
+      }
+    }
+    const size_t start = at_;
+    while (at_ < text_.size() &&
+           absl::StrContains("+-.eE0123456789", text_[at_])) {
+      ++at_;
+    }
+    double unused;
+    return at_ > start &&
+           absl::SimpleAtod(text_.substr(start, at_ - start), &unused);
+  }
+  bool Members(char close, bool object) {
+    ++at_;
+    if (Eat(close)) return true;
+    do {
+      if (object && !(Space(), String() && Eat(':'))) return false;
+      if (!Value()) return false;
+    } while (Eat(','));
+    return Eat(close);
+  }
+  bool String() {
+    if (!Eat('"')) return false;
+    std::string value;
+    while (at_ < text_.size() && text_[at_] != '"') {
+      const char ch = text_[at_++];
+      if (static_cast<unsigned char>(ch) < 0x20) return false;
+      if (ch != '\\') {
+        value += ch;
+        continue;
+      }
+      if (at_ >= text_.size()) return false;
+      const char e = text_[at_++];
+      if (e == 'u') {
+        int code = 0;
+        if (at_ + 4 > text_.size() ||
+            !absl::SimpleHexAtoi(text_.substr(at_, 4), &code) || code > 0x7f) {
+          return false;
+        }
+        at_ += 4;
+        value += static_cast<char>(code);
+      } else if (absl::StrContains("\"\\/", e)) {
+        value += e;
+      } else {
+        constexpr absl::string_view kNames = "bfnrt";
+        const size_t k = kNames.find(e);
+        if (k == absl::string_view::npos) return false;
+        value += "\b\f\n\r\t"[k];
+      }
+    }
+    strings_.push_back(value);
+    return Eat('"');
+  }
+
+  absl::string_view text_;
+  size_t at_ = 0;
+  std::vector<std::string> strings_;
+};
+
+TEST(JsonCheckerTest, RefusesWhatJsonDoes) {
+  EXPECT_TRUE(
+      JsonChecker("{\"a\": [1, -2.5e3, true, null, \"x\\u0009\"]}").Document());
+  EXPECT_FALSE(JsonChecker("{\"a\": \"tab\tin\"}").Document());
+  EXPECT_FALSE(JsonChecker("{\"a\": \"\\q\"}").Document());
+  EXPECT_FALSE(JsonChecker("{\"a\": 1,}").Document());
+  EXPECT_FALSE(JsonChecker("[1] 2").Document());
+}
+
+// A trace path with a quote, a backslash, a tab and a newline in it: the
+// workload line of sweep.json names it and the file is still valid JSON
+// (the path is escaped for messages, and the JSON writer escapes the rest).
+TEST(ZcsweepTest, JsonStaysValidForAnyTracePath) {
+  const std::string dir = TempDir("json-quote");
+  mkdir(dir.c_str(), 0755);
+  const std::string trace = dir + "/a\"b\\c\td\ne.trace";
+  std::ofstream(trace) << "4K 64K\n";
+  const Result r =
+      Zcsweep({"--trace", trace, "--thresholds", "0,never", "--repetitions",
+               "1", "--time", "20ms", "--quiet", "--out", dir + "/out"});
+  SKIP_IF_NO_IO_URING(r);
+  ASSERT_EQ(r.code, kZcsweepOk) << r.err;
+  const std::string json = ReadFile(dir + "/out/sweep.json");
+  JsonChecker checker(json);
+  ASSERT_TRUE(checker.Document()) << json;
+  ASSERT_GE(checker.strings().size(), 2u);
+  EXPECT_EQ(checker.strings()[0], "workload");
+  EXPECT_EQ(checker.strings()[1],
+            absl::StrCat("trace ", EscapeForMessage(trace), " (1 messages)"));
+  EXPECT_TRUE(absl::StrContains(json, "a\\\"b\\\\\\\\c\\\\td\\\\ne.trace"))
+      << json;
 }
 
 TEST(ZcsweepTest, CalibrateWritesWeightsThePlannerReads) {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Tests of the sweep engine (uring/sweep.h): the pure summaries and the
-// recommendation on made-up runs, and short real sweeps over loopback (they
-// skip with the reason where io_uring is unavailable).
+// Tests of the sweep engine (tune/sweep.h): option checks, and short real
+// sweeps over loopback (they skip with the reason where io_uring is
+// unavailable).
 
-#include "zcplan/uring/sweep.h"
+#include "zcplan/tune/sweep.h"
 
 #include <cerrno>
 #include <memory>
@@ -25,82 +25,6 @@ SweepSetting Setting(uint64_t threshold, bool adaptive = false) {
   s.plan.zc_threshold = threshold;
   s.adaptive = adaptive;
   return s;
-}
-
-// A point whose runs moved `bytes` each in the given CPU seconds (1 s wall).
-SweepPoint Point(uint64_t threshold, std::vector<double> cpu_seconds,
-                 double seconds = 1) {
-  SweepPoint p;
-  p.setting = Setting(threshold);
-  for (double cpu : cpu_seconds) {
-    SweepRun r;
-    r.seconds = seconds;
-    r.cpu_seconds = cpu;
-    r.messages = 1000;
-    r.bytes = 1000000000;  // 1 GB
-    r.stats.ops[static_cast<int>(OpKind::kWritev)] = 3000;
-    r.stats.bytes_copied = 750000000;
-    r.stats.bytes_zero_copy = 250000000;
-    r.stats.notifications = 10;
-    r.stats.copied_notifications = 5;
-    p.runs.push_back(r);
-  }
-  return p;
-}
-
-TEST(SweepSummaryTest, MediansRangesAndShares) {
-  const PointSummary s = Summarize(Point(16384, {0.5, 0.9, 0.6}));
-  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb, 0.6);
-  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb_min, 0.5);
-  EXPECT_DOUBLE_EQ(s.cpu_s_per_gb_max, 0.9);
-  EXPECT_DOUBLE_EQ(s.mb_per_s, 1000);
-  EXPECT_DOUBLE_EQ(s.cpu_ns_per_message, 0.6e6);
-  EXPECT_DOUBLE_EQ(s.ops_per_message, 3);
-  EXPECT_DOUBLE_EQ(s.zero_copy_share, 0.25);
-  EXPECT_DOUBLE_EQ(s.copied_share, 0.5);
-  EXPECT_EQ(s.notifications, 30u);
-}
-
-TEST(SweepSummaryTest, NoNotificationsMeansNoCopiedShare) {
-  SweepPoint p = Point(PlanOptions::kNever, {1});
-  p.runs[0].stats.notifications = 0;
-  p.runs[0].stats.copied_notifications = 0;
-  EXPECT_LT(Summarize(p).copied_share, 0);
-}
-
-TEST(SweepRecommendTest, LowestCpuPerGbWins) {
-  const std::vector<SweepPoint> points = {Point(0, {2.0, 2.1, 2.2}),
-                                          Point(16384, {0.50, 0.51, 0.52}),
-                                          Point(65536, {0.80, 0.81, 0.82})};
-  std::vector<PointSummary> sums;
-  for (const SweepPoint& p : points) sums.push_back(Summarize(p));
-  const Recommendation r = Recommend(points, sums);
-  EXPECT_EQ(r.index, 1u);
-  EXPECT_EQ(r.within_noise, std::vector<size_t>{1});
-  EXPECT_TRUE(absl::StrContains(r.reason, "0.510 s/GB")) << r.reason;
-  EXPECT_TRUE(absl::StrContains(r.reason, "threshold 16K")) << r.reason;
-}
-
-TEST(SweepRecommendTest, TiesWithinNoiseGoToTheHigherThroughput) {
-  // 16K is cheapest but noisy (0.4..0.7); 64K is within that range and
-  // twice as fast.
-  std::vector<SweepPoint> points = {Point(16384, {0.4, 0.5, 0.7}, 2.0),
-                                    Point(65536, {0.55, 0.6, 0.65}, 1.0),
-                                    Point(0, {3, 3, 3})};
-  std::vector<PointSummary> sums;
-  for (const SweepPoint& p : points) sums.push_back(Summarize(p));
-  const Recommendation r = Recommend(points, sums);
-  EXPECT_EQ(r.index, 1u);
-  EXPECT_EQ(r.within_noise, (std::vector<size_t>{0, 1}));
-  EXPECT_TRUE(absl::StrContains(r.reason, "highest throughput")) << r.reason;
-}
-
-TEST(SweepDescribeTest, NamesEveryKnobThatIsSet) {
-  SweepSetting s = Setting(PlanOptions::kNever, /*adaptive=*/true);
-  s.plan.copy_op = CopyOp::kSendmsg;
-  s.plan.zc_gap_bytes = 64;
-  EXPECT_EQ(DescribeSetting(s), "threshold never, sendmsg, gap 64, adaptive");
-  EXPECT_EQ(DescribeSetting(Setting(16384)), "threshold 16K, writev");
 }
 
 TEST(RunSweepTest, RejectsBadOptionsNamingThem) {

@@ -8,8 +8,9 @@
 // setting, sends the workload's messages in turn for a fixed time with a
 // fixed number of messages in flight (a message is done when every one of its
 // buffers is released), and records the wall time, the sending thread's CPU
-// time and the executor's counters. `Summarize` and `Recommend` turn the runs
-// into medians, spreads and a recommended setting.
+// time and the executor's counters (`tune/summary.h` has the types, and
+// `Summarize` and `Recommend`, which turn the runs into medians, spreads and
+// a recommended setting).
 //
 // A sweep never waits without a bound: every poll is bounded, a peer that
 // stops taking data ends the sweep after `SweepOptions::idle_timeout`, and
@@ -24,8 +25,8 @@
 // time is what is measured) and, for the built-in receiver, one more thread.
 // `Sweep` is used from one thread. The other functions are pure.
 
-#ifndef ZCPLAN_URING_SWEEP_H_
-#define ZCPLAN_URING_SWEEP_H_
+#ifndef ZCPLAN_TUNE_SWEEP_H_
+#define ZCPLAN_TUNE_SWEEP_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -38,15 +39,9 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "zcplan/planner/planner.h"
-#include "zcplan/uring/executor.h"
+#include "zcplan/tune/summary.h"
 
 namespace zcplan {
-
-// One point of a sweep: the planner options and adaptive zero-copy.
-struct SweepSetting {
-  PlanOptions plan;
-  bool adaptive = false;
-};
 
 struct SweepOptions {
   // The workload: each entry is one message's buffer sizes (at least one
@@ -74,20 +69,6 @@ struct SweepOptions {
   // buffers `Sweep::Start` prepares; when it returns true the sweep stops
   // with Cancelled, keeping the runs done. May be empty.
   std::function<bool()> should_stop;
-};
-
-// One repetition of one setting.
-struct SweepRun {
-  double seconds = 0;      // wall time of the timed part
-  double cpu_seconds = 0;  // sending thread, user + system (RUSAGE_THREAD)
-  uint64_t messages = 0;
-  uint64_t bytes = 0;
-  SendStats stats;  // the executor's counters for the run's connection
-};
-
-struct SweepPoint {
-  SweepSetting setting;
-  std::vector<SweepRun> runs;
 };
 
 // Called after each run with the number of runs done and to do.
@@ -159,41 +140,6 @@ class Sweep {
 [[nodiscard]] absl::StatusOr<std::vector<SweepPoint>> RunSweep(
     const SweepOptions& options, const SweepProgress& progress = nullptr);
 
-// Medians (and min..max) over a point's runs.
-struct PointSummary {
-  double mb_per_s = 0, mb_per_s_min = 0, mb_per_s_max = 0;  // 10^6 bytes/s
-  double cpu_s_per_gb = 0, cpu_s_per_gb_min = 0, cpu_s_per_gb_max = 0;
-  double cpu_ns_per_message = 0;  // median
-  double ops_per_message = 0;     // over all runs
-  double zero_copy_share = 0;     // bytes sent zero-copy / bytes sent
-  // Notifications that said the kernel copied / notifications; -1 if none.
-  double copied_share = -1;
-  uint64_t short_sends = 0;  // over all runs
-  uint64_t notifications = 0;
-  uint64_t copied_notifications = 0;
-};
-
-PointSummary Summarize(const SweepPoint& point);
-
-struct Recommendation {
-  size_t index = 0;  // into the points
-  // Points whose CPU per GB is within the noise of the lowest (including
-  // `index`).
-  std::vector<size_t> within_noise;
-  std::string reason;  // one sentence
-};
-
-// The setting with the best throughput per CPU: the lowest median CPU
-// seconds per GB. Points whose median lies within the noise of the lowest
-// (its min..max over the repetitions, and at least 5%) count as ties; of
-// those the one with the highest median throughput wins. Requires at least
-// one point with runs.
-Recommendation Recommend(absl::Span<const SweepPoint> points,
-                         absl::Span<const PointSummary> summaries);
-
-// "threshold 16K, writev" (and ", gap 64", ", adaptive" when set).
-std::string DescribeSetting(const SweepSetting& setting);
-
 }  // namespace zcplan
 
-#endif  // ZCPLAN_URING_SWEEP_H_
+#endif  // ZCPLAN_TUNE_SWEEP_H_

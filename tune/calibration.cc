@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "zcplan/tune/calibration.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "zcplan/planner/simulate.h"
+
+namespace zcplan {
+namespace {
+
+// The index into `points` of the sample with the lowest `cost`.
+size_t Cheapest(const std::vector<size_t>& points,
+                const std::vector<double>& cost) {
+  return points[std::min_element(cost.begin(), cost.end()) - cost.begin()];
+}
+
+// `text` with every control character as '?': one line of a comment.
+std::string OneLine(absl::string_view text) {
+  std::string out(text);
+  for (char& ch : out) {
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<PlanCost> CountsPerMessage(
+    absl::Span<const std::vector<uint64_t>> messages,
+    const PlanOptions& options) {
+  if (messages.empty()) {
+    return absl::InvalidArgumentError("the workload has no message");
+  }
+  PlanCost total;
+  Plan scratch;
+  const CostWeights weights;
+  for (const std::vector<uint64_t>& sizes : messages) {
+    const std::vector<iovec> queue = MakeSyntheticQueue(sizes);
+    absl::Status s = ForEachChain(
+        queue, options, &scratch, [&](const Plan& plan, size_t base) {
+          total += EstimateCost(absl::MakeConstSpan(queue).subspan(base), plan,
+                                weights);
+          return true;
+        });
+    if (!s.ok()) return s;
+  }
+  // Counts per message are small: whole numbers lose nothing the fit needs.
+  PlanCost per;
+  const uint64_t n = messages.size();
+  for (int k = 0; k < kNumOpKinds; ++k) {
+    per.ops_by_kind[k] = total.ops_by_kind[k] / n;
+  }
+  per.bytes_copied = total.bytes_copied / n;
+  per.bytes_zero_copy = total.bytes_zero_copy / n;
+  per.iovs_copied = total.iovs_copied / n;
+  per.iovs_zero_copy = total.iovs_zero_copy / n;
+  per.pages_pinned = total.pages_pinned / n;
+  return per;
+}
+
+bool IsCalibrationSetting(const SweepSetting& setting) {
+  return !setting.adaptive;
+}
+
+absl::StatusOr<SweepCalibration> CalibrateSweep(
+    absl::Span<const std::vector<uint64_t>> messages,
+    absl::Span<const SweepPoint> points,
+    absl::Span<const PointSummary> summaries) {
+  if (points.size() != summaries.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(points.size(), " points but ", summaries.size(),
+                     " summaries; expected one summary per point"));
+  }
+  SweepCalibration c;
+  std::vector<CalibrationSample> samples;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const SweepSetting& setting = points[i].setting;
+    if (!IsCalibrationSetting(setting) ||
+        !(summaries[i].cpu_ns_per_message > 0)) {
+      continue;
+    }
+    PlanOptions options = setting.plan;
+    options.max_ops_per_chain =
+        std::min<uint32_t>(options.max_ops_per_chain, 256);
+    absl::StatusOr<PlanCost> counts = CountsPerMessage(messages, options);
+    if (!counts.ok()) {
+      return absl::Status(counts.status().code(),
+                          absl::StrCat(DescribeSetting(setting), ": ",
+                                       counts.status().message()));
+    }
+    samples.push_back({*counts, summaries[i].cpu_ns_per_message});
+    c.samples.push_back(i);
+  }
+  absl::StatusOr<Calibration> fit = CalibrateWeights(samples);
+  if (!fit.ok()) return fit.status();
+  c.fit = *std::move(fit);
+  for (const CalibrationSample& s : samples) {
+    c.measured.push_back(s.measured);
+    c.fitted.push_back(WeighCounts(s.counts, c.fit.weights));
+    c.defaults.push_back(WeighCounts(s.counts, CostWeights()));
+  }
+  c.tau_fitted = KendallTau(c.fitted, c.measured);
+  c.tau_default = KendallTau(c.defaults, c.measured);
+  c.cheapest_measured = Cheapest(c.samples, c.measured);
+  c.cheapest_fitted = Cheapest(c.samples, c.fitted);
+  c.cheapest_default = Cheapest(c.samples, c.defaults);
+  return c;
+}
+
+std::string FormatWeightsFile(const SweepCalibration& c,
+                              const CalibrationOrigin& origin) {
+  std::string text = absl::StrCat(
+      "# zcplan cost weights (ns per unit), calibrated by ",
+      OneLine(origin.tool), " from ", c.samples.size(), " settings of ",
+      OneLine(origin.workload), " to ", OneLine(origin.destination), "\n",
+      absl::StrFormat("# rms relative error %.1f%%; Kendall tau vs measured "
+                      "%.2f (default weights: %.2f)\n",
+                      c.fit.rms_relative_error * 100, c.tau_fitted,
+                      c.tau_default));
+  if (!c.fit.unfitted.empty()) {
+    absl::StrAppend(&text, "# not determined by this sweep (kept or 0): ",
+                    absl::StrJoin(c.fit.unfitted, ", "), "\n");
+  }
+  absl::StrAppend(&text, "# use: zcplan simulate --weights FILE ...\n",
+                  FormatCostWeights(c.fit.weights));
+  return text;
+}
+
+}  // namespace zcplan

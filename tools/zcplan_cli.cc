@@ -231,11 +231,12 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
     c.by_time = order == "time";
     c.import.assume_sockets = absl::GetFlag(FLAGS_assume_sockets);
     c.connection = absl::GetFlag(FLAGS_connection).value;
-    if (Given(parsed, "connection") && c.connection == 0) {
-      return Bad("--connection: connections count from 1");
-    }
     c.summary_only = absl::GetFlag(FLAGS_summary);
-    return absl::OkStatus();
+    // Connections count from 1 (0, the default, is every connection).
+    return FirstFailedCheck(
+        {{"connection", Given(parsed, "connection")
+                            ? CountInRange(c.connection, 1, UINT32_MAX)
+                            : absl::OkStatus()}});
   }
   c.has_trace = Given(parsed, "trace");
   c.trace_path = absl::GetFlag(FLAGS_trace);

@@ -661,7 +661,7 @@ INSTANTIATE_TEST_SUITE_P(
         {{"import", "--order=size", "x"},
          "--order: unknown order 'size' (connection or time)"},
         {{"import", "--connection=0", "x"},
-         "--connection: connections count from 1"},
+         "--connection: bad number '0': expected 1..4294967295"},
         {{"import", "--connection=two", "x"}, "--connection: bad number 'two'"},
         {{"import", "--summary=yes", "x"},
          "flag --summary takes no value (got 'yes')"},

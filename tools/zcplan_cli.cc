@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
@@ -26,17 +27,124 @@
 #include "absl/strings/strip.h"
 #include "zcplan/planner/cost.h"
 #include "zcplan/planner/describe.h"
+#include "zcplan/planner/flag_types.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
+#include "zcplan/planner/strace_import.h"
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
+#include "zcplan/tools/flags.h"
+#include "zcplan/tools/json.h"
+
+namespace zcplan {
+namespace {
+
+// A whole number of at most 32 bits ("64"): the ops, iovecs and connection
+// counts of the flags.
+struct WholeNumber {
+  uint32_t value = 0;
+};
+
+// A cost weight: a number in 0..kMaxCostWeight, so that costs stay finite.
+struct Weight {
+  double value = 0;
+};
+
+// The value as given, in quotes, at most 200 bytes of it: the flag parser
+// escapes the whole message.
+std::string Quoted(absl::string_view text) {
+  constexpr size_t kMaxQuotedBytes = 200;
+  if (text.size() <= kMaxQuotedBytes) return absl::StrCat("'", text, "'");
+  return absl::StrCat("'", text.substr(0, kMaxQuotedBytes), "...(", text.size(),
+                      " bytes)'");
+}
+
+bool AbslParseFlag(absl::string_view text, WholeNumber* number,
+                   std::string* error) {
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(text, &number->value)) {
+    *error = absl::StrCat("bad number ", Quoted(text),
+                          ": expected a whole number, e.g. 64");
+    return false;
+  }
+  return true;
+}
+
+std::string AbslUnparseFlag(WholeNumber number) {
+  return absl::StrCat(number.value);
+}
+
+bool AbslParseFlag(absl::string_view text, Weight* weight, std::string* error) {
+  if (!absl::SimpleAtod(text, &weight->value) ||
+      !(weight->value >= 0 &&
+        weight->value <= kMaxCostWeight)) {  // Also refuses NaN.
+    *error = absl::StrCat(
+        "bad weight ", Quoted(text), ": expected a number in 0..",
+        static_cast<uint64_t>(kMaxCostWeight), " (see planner/cost.h)");
+    return false;
+  }
+  return true;
+}
+
+// Exact (the shortest text that reads back as the same double), so the
+// default a flag is reset to is the default.
+std::string AbslUnparseFlag(Weight weight) { return JsonNumber(weight.value); }
+
+}  // namespace
+}  // namespace zcplan
+
+// plan and simulate.
+ABSL_FLAG(std::string, trace, "", "a trace file: one batch per line");
+ABSL_FLAG(std::string, format, "table", "table or json");
+ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::PlanOptions().copy_op,
+          "writev or sendmsg: the op for several small buffers");
+ABSL_FLAG(zcplan::WholeNumber, max_iovs,
+          {zcplan::PlanOptions().max_iovs_per_op}, "iovecs per op");
+ABSL_FLAG(zcplan::ByteSize, max_bytes, {zcplan::PlanOptions().max_bytes_per_op},
+          "bytes per op");
+ABSL_FLAG(zcplan::WholeNumber, max_ops,
+          {zcplan::PlanOptions().max_ops_per_chain}, "ops per chain");
+ABSL_FLAG(zcplan::ByteSize, gap, {zcplan::PlanOptions().zc_gap_bytes},
+          "the gap knob, in bytes; 0 is off");
+// plan.
+ABSL_FLAG(zcplan::Threshold, threshold, {zcplan::PlanOptions().zc_threshold},
+          "buffers of at least this size go zero-copy");
+// simulate.
+ABSL_FLAG(zcplan::ThresholdList, thresholds, {},
+          "thresholds to compare; empty: the default list");
+ABSL_FLAG(std::string, weights, "", "a cost weights file");
+ABSL_FLAG(zcplan::Weight, per_op, {zcplan::CostWeights().per_op},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_zc_op, {zcplan::CostWeights().per_zc_op},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_copy_byte, {zcplan::CostWeights().per_copy_byte},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_zc_byte, {zcplan::CostWeights().per_zc_byte},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_copy_iov, {zcplan::CostWeights().per_copy_iov},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_zc_iov, {zcplan::CostWeights().per_zc_iov},
+          "cost weight");
+ABSL_FLAG(zcplan::Weight, per_pinned_page,
+          {zcplan::CostWeights().per_pinned_page}, "cost weight");
+ABSL_FLAG(zcplan::ByteSize, page_size, {zcplan::CostWeights().page_size},
+          "the page size of the cost model");
+// import.
+ABSL_FLAG(std::string, sizes, "sent", "sent or requested");
+ABSL_FLAG(bool, assume_sockets, false,
+          "take unannotated write/writev descriptors for sockets");
+ABSL_FLAG(zcplan::WholeNumber, connection, {0},
+          "only this connection (1-based); 0: all");
+ABSL_FLAG(std::string, order, "connection", "connection or time");
+ABSL_FLAG(bool, summary, false, "only the report, no batches");
 
 namespace zcplan {
 namespace {
 
 constexpr absl::string_view kDefaultThresholds = "1K..256K,never";
 
-enum class Command { kPlan, kSimulate };
+enum class Command { kPlan, kSimulate, kImport };
 enum class Format { kTable, kJson };
 
 struct Config {
@@ -49,145 +157,43 @@ struct Config {
   std::string trace_path;
   std::vector<uint64_t> thresholds;  // Empty: kDefaultThresholds.
   Format format = Format::kTable;
-  std::vector<std::string> sizes;        // Positional arguments.
-  size_t sizes_after_dashes = SIZE_MAX;  // Index of the first after '--'.
+  std::vector<std::string> sizes;  // Positional arguments.
+  size_t sizes_before_dashes = 0;  // How many of them came before '--'.
+  // import.
+  StraceImportOptions import;
+  uint32_t connection = 0;  // 0: every connection.
+  bool by_time = false;     // --order=time
+  bool summary_only = false;
 };
 
 absl::Status Bad(absl::string_view message) {
   return absl::InvalidArgumentError(message);
 }
 
-// --- Values -----------------------------------------------------------------
-
-absl::StatusOr<uint32_t> ParseCount(absl::string_view text) {
-  uint32_t value = 0;
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
-      !absl::SimpleAtoi(text, &value)) {
-    return Bad(absl::StrCat("bad number ", QuoteForMessage(text),
-                            ": expected a whole number, e.g. 64"));
-  }
-  return value;
-}
-
 // --- Flags ------------------------------------------------------------------
 
-using Setter = absl::Status (*)(absl::string_view value, Config& config);
-
-struct Flag {
-  absl::string_view name;
-  bool plan;
-  bool simulate;
-  Setter set;                             // Null for a cost weight:
-  double CostWeights::*weight = nullptr;  // this one is set instead.
-};
-
-absl::Status SetSize(absl::string_view value, uint64_t* field) {
-  absl::StatusOr<uint64_t> size = ParseSize(value);
-  if (!size.ok()) return size.status();
-  *field = *size;
-  return absl::OkStatus();
-}
-
-absl::Status SetCount(absl::string_view value, uint32_t* field) {
-  absl::StatusOr<uint32_t> count = ParseCount(value);
-  if (!count.ok()) return count.status();
-  *field = *count;
-  return absl::OkStatus();
-}
-
-absl::Status SetWeight(absl::string_view value, double CostWeights::*weight,
-                       Config& c) {
-  double number = 0;
-  if (!absl::SimpleAtod(value, &number) ||
-      !(number >= 0 && number <= kMaxCostWeight)) {  // Also refuses NaN.
-    return Bad(absl::StrCat(
-        "bad weight ", QuoteForMessage(value), ": expected a number in 0..",
-        static_cast<uint64_t>(kMaxCostWeight), " (see planner/cost.h)"));
-  }
-  c.weights.*weight = number;
-  c.weights_from_flags = true;
-  return absl::OkStatus();
-}
-
-constexpr Flag kFlags[] = {
-    {"trace", true, true,
-     [](absl::string_view v, Config& c) {
-       c.has_trace = true;
-       c.trace_path = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"format", true, true,
-     [](absl::string_view v, Config& c) {
-       if (v == "table") {
-         c.format = Format::kTable;
-       } else if (v == "json") {
-         c.format = Format::kJson;
-       } else {
-         return Bad(absl::StrCat("unknown format ", QuoteForMessage(v),
-                                 " (table or json)"));
-       }
-       return absl::OkStatus();
-     }},
-    {"threshold", true, false,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<uint64_t> t = ParseThreshold(v);
-       if (!t.ok()) return t.status();
-       c.options.zc_threshold = *t;
-       return absl::OkStatus();
-     }},
-    {"thresholds", false, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<std::vector<uint64_t>> t = ParseThresholdList(v);
-       if (!t.ok()) return t.status();
-       c.thresholds = *std::move(t);
-       return absl::OkStatus();
-     }},
-    {"copy-op", true, true,
-     [](absl::string_view v, Config& c) {
-       absl::StatusOr<CopyOp> op = ParseCopyOp(v);
-       if (!op.ok()) return op.status();
-       c.options.copy_op = *op;
-       return absl::OkStatus();
-     }},
-    {"max-iovs", true, true,
-     [](absl::string_view v, Config& c) {
-       return SetCount(v, &c.options.max_iovs_per_op);
-     }},
-    {"max-bytes", true, true,
-     [](absl::string_view v, Config& c) {
-       return SetSize(v, &c.options.max_bytes_per_op);
-     }},
-    {"max-ops", true, true,
-     [](absl::string_view v, Config& c) {
-       return SetCount(v, &c.options.max_ops_per_chain);
-     }},
-    {"gap", true, true,
-     [](absl::string_view v, Config& c) {
-       return SetSize(v, &c.options.zc_gap_bytes);
-     }},
-    {"weights", false, true,
-     [](absl::string_view v, Config& c) {
-       if (v.empty()) return Bad("empty path");
-       c.weights_path = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"per-op", false, true, nullptr, &CostWeights::per_op},
-    {"per-zc-op", false, true, nullptr, &CostWeights::per_zc_op},
-    {"per-copy-byte", false, true, nullptr, &CostWeights::per_copy_byte},
-    {"per-zc-byte", false, true, nullptr, &CostWeights::per_zc_byte},
-    {"per-copy-iov", false, true, nullptr, &CostWeights::per_copy_iov},
-    {"per-zc-iov", false, true, nullptr, &CostWeights::per_zc_iov},
-    {"per-pinned-page", false, true, nullptr, &CostWeights::per_pinned_page},
-    {"page-size", false, true,
-     [](absl::string_view v, Config& c) {
-       c.weights_from_flags = true;
-       return SetSize(v, &c.weights.page_size);
-     }},
-};
+constexpr absl::string_view kPlanFlags[] = {
+    "trace",    "format",  "threshold", "copy-op",
+    "max-iovs", "max-ops", "max-bytes", "gap"};
+constexpr absl::string_view kSimulateFlags[] = {
+    "trace",       "format",       "thresholds", "copy-op",
+    "max-iovs",    "max-ops",      "max-bytes",  "gap",
+    "weights",     "per-op",       "per-zc-op",  "per-copy-byte",
+    "per-zc-byte", "per-copy-iov", "per-zc-iov", "per-pinned-page",
+    "page-size"};
+constexpr absl::string_view kImportFlags[] = {"sizes", "assume-sockets",
+                                              "connection", "order", "summary"};
 
 absl::string_view CommandName(Command command) {
-  return command == Command::kPlan ? "plan" : "simulate";
+  switch (command) {
+    case Command::kPlan:
+      return "plan";
+    case Command::kSimulate:
+      return "simulate";
+    case Command::kImport:
+      return "import";
+  }
+  return "plan";
 }
 
 bool IsHelp(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
@@ -197,49 +203,108 @@ bool LooksLikeFlag(absl::string_view arg) {
   return arg.size() > 1 && arg[0] == '-' && !absl::ascii_isdigit(arg[1]);
 }
 
-absl::Status ParseFlags(absl::Span<const std::string> args, Config& config) {
-  bool flags_done = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const absl::string_view arg = args[i];
-    if (flags_done || !LooksLikeFlag(arg)) {
-      config.sizes.push_back(args[i]);
-      continue;
-    }
-    if (arg == "--") {
-      flags_done = true;
-      config.sizes_after_dashes = config.sizes.size();
-      continue;
-    }
-    const size_t eq = arg.find('=');
-    const absl::string_view name = absl::StripPrefix(arg.substr(0, eq), "--");
-    const Flag* flag = nullptr;
-    for (const Flag& f : kFlags) {
-      if (f.name == name &&
-          (config.command == Command::kPlan ? f.plan : f.simulate)) {
-        flag = &f;
-      }
-    }
-    if (flag == nullptr || !absl::StartsWith(arg, "--")) {
-      return Bad(absl::StrCat(
-          "unknown flag ", QuoteForMessage(arg.substr(0, eq)), " for '",
-          CommandName(config.command), "'; see zcplan --help"));
-    }
-    absl::string_view value;
-    if (eq != absl::string_view::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) {
-      value = args[++i];
+bool Given(const ParsedFlags& parsed, absl::string_view name) {
+  return std::find(parsed.given.begin(), parsed.given.end(), name) !=
+         parsed.given.end();
+}
+
+// Copies the parsed flags into `c` (called inside ParseFlags, while they are
+// set) and checks what one flag's parser cannot.
+absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
+  c.sizes = parsed.positional;
+  c.sizes_before_dashes = parsed.positional_before_dashes;
+  if (c.command == Command::kImport) {
+    const std::string sizes = absl::GetFlag(FLAGS_sizes);
+    if (sizes == "sent") {
+      c.import.sizes = ImportSizes::kSent;
+    } else if (sizes == "requested") {
+      c.import.sizes = ImportSizes::kRequested;
     } else {
-      return Bad(absl::StrCat("flag --", name, " needs a value"));
+      return Bad(absl::StrCat("--sizes: unknown sizes ", QuoteForMessage(sizes),
+                              " (sent or requested)"));
     }
-    if (absl::Status s = flag->set != nullptr
-                             ? flag->set(value, config)
-                             : SetWeight(value, flag->weight, config);
-        !s.ok()) {
-      return Bad(absl::StrCat("--", name, ": ", s.message()));
+    const std::string order = absl::GetFlag(FLAGS_order);
+    if (order != "connection" && order != "time") {
+      return Bad(absl::StrCat("--order: unknown order ", QuoteForMessage(order),
+                              " (connection or time)"));
     }
+    c.by_time = order == "time";
+    c.import.assume_sockets = absl::GetFlag(FLAGS_assume_sockets);
+    c.connection = absl::GetFlag(FLAGS_connection).value;
+    c.summary_only = absl::GetFlag(FLAGS_summary);
+    // Connections count from 1 (0, the default, is every connection).
+    return FirstFailedCheck(
+        {{"connection", Given(parsed, "connection")
+                            ? CountInRange(c.connection, 1, UINT32_MAX)
+                            : absl::OkStatus()}});
   }
+  c.has_trace = Given(parsed, "trace");
+  c.trace_path = absl::GetFlag(FLAGS_trace);
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format == "table") {
+    c.format = Format::kTable;
+  } else if (format == "json") {
+    c.format = Format::kJson;
+  } else {
+    return Bad(absl::StrCat("--format: unknown format ",
+                            QuoteForMessage(format), " (table or json)"));
+  }
+  c.options.copy_op = absl::GetFlag(FLAGS_copy_op);
+  c.options.max_iovs_per_op = absl::GetFlag(FLAGS_max_iovs).value;
+  c.options.max_ops_per_chain = absl::GetFlag(FLAGS_max_ops).value;
+  c.options.max_bytes_per_op = absl::GetFlag(FLAGS_max_bytes).bytes;
+  c.options.zc_gap_bytes = absl::GetFlag(FLAGS_gap).bytes;
+  if (c.command == Command::kPlan) {
+    c.options.zc_threshold = absl::GetFlag(FLAGS_threshold).bytes;
+    return absl::OkStatus();
+  }
+  c.thresholds = absl::GetFlag(FLAGS_thresholds).bytes;
+  if (Given(parsed, "thresholds") && c.thresholds.empty()) {
+    // "" reads as the empty list (the default); given, it is a mistake.
+    return Bad(absl::StrCat("--thresholds: ",
+                            ParseThresholdList("").status().message()));
+  }
+  c.weights_path = absl::GetFlag(FLAGS_weights);
+  if (Given(parsed, "weights") && c.weights_path.empty()) {
+    return Bad("--weights: empty path");
+  }
+  CostWeights& w = c.weights;
+  w.per_op = absl::GetFlag(FLAGS_per_op).value;
+  w.per_zc_op = absl::GetFlag(FLAGS_per_zc_op).value;
+  w.per_copy_byte = absl::GetFlag(FLAGS_per_copy_byte).value;
+  w.per_zc_byte = absl::GetFlag(FLAGS_per_zc_byte).value;
+  w.per_copy_iov = absl::GetFlag(FLAGS_per_copy_iov).value;
+  w.per_zc_iov = absl::GetFlag(FLAGS_per_zc_iov).value;
+  w.per_pinned_page = absl::GetFlag(FLAGS_per_pinned_page).value;
+  w.page_size = absl::GetFlag(FLAGS_page_size).bytes;
+  c.weights_from_flags = std::any_of(
+      parsed.given.begin(), parsed.given.end(), [](absl::string_view name) {
+        return absl::StartsWith(name, "per-") || name == "page-size";
+      });
   return absl::OkStatus();
+}
+
+absl::Status ParseCommandFlags(absl::Span<const std::string> args,
+                               Config& config) {
+  absl::Span<const absl::string_view> allowed;
+  switch (config.command) {
+    case Command::kPlan:
+      allowed = kPlanFlags;
+      break;
+    case Command::kSimulate:
+      allowed = kSimulateFlags;
+      break;
+    case Command::kImport:
+      allowed = kImportFlags;
+      break;
+  }
+  const std::string context =
+      absl::StrCat(" for '", CommandName(config.command), "'");
+  return ParseFlags(args, allowed, {"zcplan", context, /*positional=*/true},
+                    [&](const ParsedFlags& parsed) {
+                      return ReadFlags(parsed, config);
+                    })
+      .status();
 }
 
 // The batches to plan: the command line's sizes, or a trace file read line
@@ -281,7 +346,7 @@ class Input {
         sizes.insert(sizes.end(), some->begin(), some->end());
         continue;
       }
-      if (k >= config.sizes_after_dashes && LooksLikeFlag(config.sizes[k])) {
+      if (k >= config.sizes_before_dashes && LooksLikeFlag(config.sizes[k])) {
         return Bad(absl::StrCat(
             "bad size ", QuoteForMessage(config.sizes[k]),
             ": it comes after '--', which ends the flags, so it is taken as a "
@@ -359,26 +424,6 @@ std::string Count(uint64_t n, absl::string_view noun) {
 std::string JsonThreshold(uint64_t threshold) {
   return threshold == PlanOptions::kNever ? "\"never\""
                                           : absl::StrCat(threshold);
-}
-
-// A double as JSON: JSON has no inf or nan, so those are null (the weights
-// are bounded so that costs stay finite; this is the last line of defence).
-std::string JsonNumber(double value, const absl::FormatSpec<double>& format) {
-  return std::isfinite(value) ? absl::StrFormat(format, value) : "null";
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      absl::StrAppend(&out, "\\", std::string(1, c));
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppendFormat(&out, "\\u%04x", c);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out + "\"";
 }
 
 // One line of a table: each cell padded to its column's `width`, aligned by
@@ -888,6 +933,163 @@ absl::Status RunSimulate(const Config& config, const Input& input,
   return absl::OkStatus();
 }
 
+// --- import -----------------------------------------------------------------
+
+// The most connections the report lists one by one.
+constexpr size_t kMaxListedConnections = 100;
+
+// The report that heads an imported trace, every line a '#' comment.
+std::string ImportReport(const Config& config, absl::string_view capture,
+                         const StraceImport& imp) {
+  std::string text = absl::StrCat(
+      "# zcplan import of capture ", QuoteForMessage(capture), ": sizes ",
+      config.import.sizes == ImportSizes::kSent
+          ? "as sent (each call's iovecs cut at its return value)"
+          : "as requested (each call's iovecs as given)",
+      "\n");
+  uint64_t unused = 0;
+  for (const SkippedLines& s : imp.skipped) unused += s.lines;
+  absl::StrAppend(&text, "# ", Count(imp.lines, "line"), ": ", imp.lines_used,
+                  " made ", Count(imp.batches, "batch"), " of ",
+                  SizeAndBytes(imp.bytes), " in ", Count(imp.iovecs, "iovec"),
+                  " on ", Count(imp.connections.size(), "connection"), ", ",
+                  Count(imp.short_writes, "short write"), "; ", unused,
+                  " not used\n#\n");
+  TextTable connections("lrrrrrr");
+  connections.AddRow(
+      {"connection", "pid", "fd", "batches", "iovecs", "bytes", "short"});
+  for (size_t c = 0; c < imp.connections.size() && c < kMaxListedConnections;
+       ++c) {
+    const ImportedConnection& ic = imp.connections[c];
+    connections.AddRow({absl::StrCat(c + 1, " ", ic.name()),
+                        absl::StrCat(ic.pid()), absl::StrCat(ic.fd()),
+                        absl::StrCat(ic.batches()), absl::StrCat(ic.iovecs()),
+                        HumanSize(ic.bytes()),
+                        absl::StrCat(ic.short_writes())});
+  }
+  connections.AppendTo("#   ", &text);
+  if (imp.connections.size() > kMaxListedConnections) {
+    absl::StrAppend(&text, "#   ... and ",
+                    imp.connections.size() - kMaxListedConnections,
+                    " more connections\n");
+  }
+  if (!imp.skipped.empty()) {
+    TextTable skipped("lrr");
+    skipped.AddRow({"lines not used", "lines", "first"});
+    for (const SkippedLines& s : imp.skipped) {
+      skipped.AddRow({absl::StrCat(SkipKindName(s.kind), ": ", s.reason),
+                      absl::StrCat(s.lines), absl::StrCat(s.first_line)});
+    }
+    absl::StrAppend(&text, "#\n");
+    skipped.AppendTo("#   ", &text);
+  }
+  return text;
+}
+
+void AppendBatch(absl::Span<const uint64_t> sizes, std::string* out) {
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    absl::StrAppend(out, k > 0 ? " " : "", FormatSize(sizes[k]));
+  }
+  out->push_back('\n');
+}
+
+// Reads the whole capture, then writes the report and the trace: bad input
+// found on the way prints nothing. Memory: the batches (a few words per
+// iovec), not the capture's text.
+absl::Status RunImport(const Config& config, std::ostream& out) {
+  if (config.sizes.size() != 1) {
+    return Bad(config.sizes.empty()
+                   ? "no capture given: use zcplan import [flags] CAPTURE"
+                   : absl::StrCat("give one capture file (got ",
+                                  QuoteForMessage(config.sizes[0]), " and ",
+                                  QuoteForMessage(config.sizes[1]), ")"));
+  }
+  const std::string& path = config.sizes[0];
+  absl::StatusOr<RegularFile> file =
+      OpenRegularFile(path, "capture file", kMaxTraceFileBytes);
+  if (!file.ok()) return file.status();
+  const std::string name = absl::StrCat("capture file ", QuoteForMessage(path));
+  StraceImporter importer(config.import);
+  {
+    LineReader reader(file->fd, kMaxTraceFileBytes, kMaxTraceLineBytes);
+    absl::string_view line;
+    absl::Status status;
+    for (;;) {
+      absl::StatusOr<bool> more = reader.Next(&line);
+      if (!more.ok()) {
+        status = more.status();
+        break;
+      }
+      if (!*more) break;
+      importer.AddLine(line);
+    }
+    close(file->fd);
+    if (!status.ok()) {
+      return Bad(absl::StrCat(name, ": ", status.message()));
+    }
+  }
+  const StraceImport imp = std::move(importer).Finish();
+  if (imp.batches == 0) {
+    std::vector<std::string> reasons;
+    for (const SkippedLines& s : imp.skipped) {
+      if (reasons.size() == 3) {
+        reasons.push_back("...");
+        break;
+      }
+      reasons.push_back(
+          absl::StrCat(s.lines, " ", SkipKindName(s.kind), ": ", s.reason));
+    }
+    return Bad(absl::StrCat(
+        name, ": no send on a TCP socket in its ", Count(imp.lines, "line"),
+        reasons.empty() ? ""
+                        : absl::StrCat(" (", absl::StrJoin(reasons, "; "), ")"),
+        "; capture with strace -f -yy -e "
+        "trace=writev,sendmsg,sendto,write (see zcplan --help)"));
+  }
+  if (config.connection > imp.connections.size()) {
+    return Bad(absl::StrCat("--connection ", config.connection, ": ", name,
+                            " has ",
+                            Count(imp.connections.size(), "connection")));
+  }
+  // Written a piece at a time: the trace of a large capture never exists as
+  // one string.
+  std::string text = ImportReport(config, path, imp);
+  const auto Flush = [&](bool always) {
+    if (always || text.size() >= 64 * 1024) {
+      out << text;
+      text.clear();
+    }
+  };
+  const auto Connection = [&](size_t c) {
+    const ImportedConnection& ic = imp.connections[c];
+    absl::StrAppend(&text, "\n# connection ", c + 1, ": ", ic.name(), " (pid ",
+                    ic.pid(), " fd ", ic.fd(), "), ",
+                    Count(ic.batches(), "batch"), "\n");
+    for (size_t b = 0; b < ic.batches(); ++b) {
+      AppendBatch(ic.sizes(b), &text);
+      Flush(false);
+    }
+  };
+  if (config.summary_only) {
+    // The report alone.
+  } else if (config.connection > 0) {
+    Connection(config.connection - 1);
+  } else if (config.by_time) {
+    absl::StrAppend(&text,
+                    "\n# every connection, in the order the calls started\n");
+    for (const auto& [c, b] : imp.InCaptureOrder()) {
+      AppendBatch(imp.connections[c].sizes(b), &text);
+      Flush(false);
+    }
+  } else {
+    for (size_t c = 0; c < imp.connections.size(); ++c) Connection(c);
+  }
+  Flush(true);
+  out.flush();
+  if (!out) return Failed("cannot write the output");
+  return absl::OkStatus();
+}
+
 // A weights file: regular, bounded, and naming at least one weight.
 absl::StatusOr<CostWeights> ReadWeights(const std::string& path) {
   absl::StatusOr<std::string> text =
@@ -930,9 +1132,11 @@ absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
     config.command = Command::kPlan;
   } else if (command == "simulate") {
     config.command = Command::kSimulate;
+  } else if (command == "import") {
+    config.command = Command::kImport;
   } else {
     return Bad(absl::StrCat("unknown command ", QuoteForMessage(command),
-                            " (plan, simulate or help)"));
+                            " (plan, simulate, import or help)"));
   }
   const absl::Span<const std::string> rest = args.subspan(1);
   for (const std::string& arg : rest) {
@@ -942,7 +1146,7 @@ absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
       return config;
     }
   }
-  if (absl::Status s = ParseFlags(rest, config); !s.ok()) return s;
+  if (absl::Status s = ParseCommandFlags(rest, config); !s.ok()) return s;
   if (!config.weights_path.empty()) {
     if (config.weights_from_flags) {
       return Bad(absl::StrCat("give --weights ",
@@ -988,6 +1192,7 @@ std::string ZcplanUsage() {
   return absl::StrFormat(
       R"(usage: zcplan plan     [flags] (SIZE... | --trace FILE)
        zcplan simulate [flags] (SIZE... | --trace FILE)
+       zcplan import   [flags] CAPTURE
        zcplan help | zcplan --help | zcplan COMMAND --help
 
 Shows how the size-aware planner splits a batch of send buffers into linked
@@ -1001,6 +1206,8 @@ Commands:
   plan       print the chains planned for each batch
   simulate   plan every batch under several thresholds and rank them with
              the cost model
+  import     turn an strace capture of a running server's sends into a
+             trace, one batch per call, per connection
 
 Input (both commands):
   SIZE...             one batch: bytes, or with a K, M or G suffix (4K, 1M);
@@ -1032,7 +1239,32 @@ Simulate options:
   --weights FILE      cost weights from a file, one 'name value' per line,
                       as zcsweep --calibrate writes it
 
-Flags take their value as --flag=VALUE or --flag VALUE; '--' ends the flags.
+Import (a trace from a server's real sends):
+  Capture with
+    strace -f -yy -e trace=writev,sendmsg,sendto,write -e signal=none \
+           -o CAPTURE -p PID
+  -yy is needed to tell TCP sockets from files and pipes and to name each
+  connection by its addresses; -f for servers with several threads or
+  processes (give -p once per process); add -s N (N at least the most
+  iovecs the server writes at once) if it writes more than 32 per call.
+  One batch per writev/sendmsg/sendto/send/write call on a TCP socket; a
+  call that failed (-1 EAGAIN) or sent 0 bytes makes none. Every other line
+  is counted under its reason in the report that heads the trace (calls to
+  files, pipes and non-TCP sockets apart), never dropped unseen.
+  --sizes WHICH       sent: each call's iovecs cut at its return value, so a
+                      short write holds what the kernel took and every byte
+                      appears once; requested: the iovecs as given (a short
+                      write's rest then appears again in its retry) [sent]
+  --order ORDER       connection: each connection's batches together, under a
+                      '# connection N' line; time: in the order the calls
+                      started [connection]
+  --connection N      only connection N, as numbered in the report
+  --assume-sockets    import write/writev on descriptors strace did not
+                      annotate (a capture without -y), as sockets
+  --summary           only the report, no batches
+
+Flags take their value as --flag=VALUE or --flag VALUE (a switch such as
+--summary takes none); '--' ends the flags.
 
 Output:
   plan, table       per batch, a one-line summary per chain, then one row per
@@ -1052,10 +1284,15 @@ Output:
   simulate, json    one object: "input", "options", "weights", "results"
                     (one per threshold, "threshold" is a number or "never"),
                     "best_threshold"
+  import            a trace on stdout (for --trace; redirect it to a file):
+                    a '#' report (lines, batches, bytes, short writes, the
+                    connections, the lines not used by reason with the first
+                    of each), then one batch per line
 
 Limits (checked before any output):
-  --trace and --weights must name regular files: a directory, FIFO, device
-  or socket is refused at once. A trace file holds at most %s bytes
+  --trace, --weights and CAPTURE must name regular files: a directory,
+  FIFO, device or socket is refused at once. A capture is read like a
+  trace (the limits below); one with no send on a TCP socket is bad input. A trace file holds at most %s bytes
   (1 GiB), each line at most %s bytes (1 MiB); a weights file at most
   %s bytes (1 MiB), and it must name at least one weight. Planning may
   take at most %s ops per pass over the input (plan: one pass; simulate:
@@ -1088,10 +1325,14 @@ int RunZcplan(absl::Span<const std::string> args, std::ostream& out,
     return kZcplanOk;
   }
   Input input;
-  if (s.ok()) s = input.Open(*config);
-  if (s.ok()) {
-    s = config->command == Command::kPlan ? RunPlan(*config, input, out)
-                                          : RunSimulate(*config, input, out);
+  if (s.ok() && config->command == Command::kImport) {
+    s = RunImport(*config, out);
+  } else {
+    if (s.ok()) s = input.Open(*config);
+    if (s.ok()) {
+      s = config->command == Command::kPlan ? RunPlan(*config, input, out)
+                                            : RunSimulate(*config, input, out);
+    }
   }
   if (s.ok()) return kZcplanOk;
   err << "zcplan: " << OneLine(s.message()) << "\n";

@@ -4,8 +4,10 @@
 //
 // `zcplan plan` shows the chains the planner makes for one batch of buffer
 // sizes (or each batch of a trace file); `zcplan simulate` compares zero-copy
-// thresholds over a trace with the cost model. The tool is a thin shell over
-// planner/: it parses flags, reads the trace file and formats the results.
+// thresholds over a trace with the cost model; `zcplan import` turns an
+// strace capture of a server's sends into a trace (planner/strace_import.h).
+// The tool is a thin shell over planner/: it parses flags (Abseil flags, see
+// tools/flags.h), reads the input files and formats the results.
 //
 // Thread safety: `RunZcplan` keeps no state between calls; concurrent calls
 // are safe as long as their streams differ.
@@ -40,6 +42,10 @@ inline constexpr int kZcplanBadInput = 2;
 // options out of range) writes exactly one line starting with "zcplan: " that
 // names the bad value to `err`, writes nothing to `out`, and returns
 // kZcplanBadInput: the whole input is checked before any output.
+//
+// `import` reads the capture (a regular file, with the trace file limits)
+// once, whole, before any output; a capture in which no line makes a batch is
+// bad input.
 //
 // On success returns kZcplanOk. `plan` writes each batch's plan to `out` as
 // soon as it is planned (memory is that of one batch and one trace line, not

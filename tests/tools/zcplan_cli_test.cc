@@ -102,6 +102,30 @@ TEST(ZcplanPlanTest, SeedExampleTable) {
             "      0  send        4            0     2K   2048  no\n");
 }
 
+TEST(ZcplanPlanTest, FlagsOfOneRunDoNotCarryOverToTheNext) {
+  // Flags are process-wide Abseil flags; each run starts from the defaults.
+  const Result set = Zcplan({"plan", "--threshold=never", "--gap=1K",
+                             "--max-ops=2", "--copy-op=sendmsg", "64K"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_TRUE(absl::StartsWith(
+      set.out,
+      "options: threshold never, copy op sendmsg, at most 1024 "
+      "iovecs and 2147479552 bytes per op, 2 ops per chain, gap 1K\n"))
+      << set.out;
+  const Result next = Zcplan({"plan", "64K"});
+  ASSERT_EQ(next.code, 0) << next.err;
+  EXPECT_TRUE(absl::StartsWith(
+      next.out, absl::StrCat("options: threshold ",
+                             FormatThreshold(PlanOptions().zc_threshold),
+                             ", copy op writev, at most 1024 iovecs and "
+                             "2147479552 bytes per op, 64 ops per chain, gap "
+                             "off\n")))
+      << next.out;
+  // And a run that failed halfway leaves nothing set either.
+  EXPECT_EQ(Zcplan({"plan", "--threshold=never", "--max-ops=x", "4K"}).code, 2);
+  EXPECT_EQ(Zcplan({"plan", "64K"}).out, next.out);
+}
+
 TEST(ZcplanPlanTest, SeedExampleJsonIsExact) {
   const Result r = Zcplan({"plan", "--threshold", "16K", "--format", "json",
                            "4K", "4K", "16K", "32K", "2K"});
@@ -497,9 +521,13 @@ TEST_P(ZcplanHelpTest, PrintsUsageToStdoutAndExitsZero) {
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(r.out, ZcplanUsage());
   EXPECT_TRUE(absl::StartsWith(r.out, "usage: zcplan plan ")) << r.out;
-  for (const char* flag : {"--trace", "--threshold", "--copy-op", "--max-iovs",
-                           "--max-bytes", "--max-ops", "--gap", "--format",
-                           "--thresholds", "--weights", "JSON Lines"}) {
+  for (const char* flag :
+       {"--trace", "--threshold", "--copy-op", "--max-iovs", "--max-bytes",
+        "--max-ops", "--gap", "--format", "--thresholds", "--weights",
+        "JSON Lines", "zcplan import", "--sizes", "--order", "--connection",
+        "--assume-sockets", "--summary",
+        "strace -f -yy -e trace=writev,sendmsg,sendto,"
+        "write -e signal=none"}) {
     EXPECT_TRUE(absl::StrContains(r.out, flag)) << flag;
   }
 }
@@ -511,7 +539,9 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"help"},
                     std::vector<std::string>{"plan", "--help"},
                     std::vector<std::string>{"simulate", "-h"},
-                    std::vector<std::string>{"plan", "12Q", "--help"}));
+                    std::vector<std::string>{"plan", "12Q", "--help"},
+                    std::vector<std::string>{"import", "--help"},
+                    std::vector<std::string>{"import", "--bogus", "-h"}));
 
 // Exit 2, exactly one line on stderr naming the problem, nothing on stdout.
 void ExpectBadInput(const std::vector<std::string>& args,
@@ -623,6 +653,28 @@ INSTANTIATE_TEST_SUITE_P(
          "--per-zc-op: bad weight '1000000001'"},
         {{"simulate", "--per-op=inf", "4K"}, "--per-op: bad weight 'inf'"},
         {{"simulate", "--per-op=nan", "4K"}, "--per-op: bad weight 'nan'"},
+        {{"import"}, "no capture given: use zcplan import [flags] CAPTURE"},
+        {{"import", "a.txt", "b.txt"},
+         "give one capture file (got 'a.txt' and 'b.txt')"},
+        {{"import", "--sizes=all", "x"},
+         "--sizes: unknown sizes 'all' (sent or requested)"},
+        {{"import", "--order=size", "x"},
+         "--order: unknown order 'size' (connection or time)"},
+        {{"import", "--connection=0", "x"},
+         "--connection: bad number '0': expected 1..4294967295"},
+        {{"import", "--connection=two", "x"}, "--connection: bad number 'two'"},
+        {{"import", "--summary=yes", "x"},
+         "flag --summary takes no value (got 'yes')"},
+        {{"import", "--threshold=4K", "x"},
+         "unknown flag '--threshold' for 'import'"},
+        {{"plan", "--summary", "4K"}, "unknown flag '--summary' for 'plan'"},
+        {{"simulate", "--sizes=sent", "4K"},
+         "unknown flag '--sizes' for 'simulate'"},
+        {{"import", "/nonexistent/cap.txt"},
+         "capture file '/nonexistent/cap.txt': cannot open: No such file"},
+        {{"import", "/dev/zero"},
+         "capture file '/dev/zero': is a character device"},
+        {{"import", "/"}, "capture file '/': is a directory"},
         {{"simulate", "--max-bytes=1", "2M"},
          "threshold 1K: batch 1: the batch may take up to 2097154 ops (with at "
          "most 1 bytes and 1024 iovecs per op), more than the limit of "
@@ -1086,6 +1138,149 @@ TEST(ZcplanStreamingTest, TraceEditedInPlaceButStillValidExitsOne) {
   std::ostringstream none;
   EXPECT_EQ(RunZcplan({"plan", "--trace", same}, kept, none), kZcplanOk)
       << none.str();
+}
+
+// --- import -----------------------------------------------------------------
+
+std::string NginxCapture() { return DataPath("tools/traces/nginx_strace.txt"); }
+
+// The lines of a trace that hold batches (neither comments nor blank).
+std::vector<std::string> BatchLines(const std::string& trace) {
+  std::vector<std::string> batches;
+  for (const std::string& line : Lines(trace)) {
+    if (!absl::StartsWith(line, "#")) batches.push_back(line);
+  }
+  return batches;
+}
+
+TEST(ZcplanImportTest, ShippedCaptureImportsToTheShippedTrace) {
+  const Result r = Zcplan({"import", NginxCapture()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  // tools/traces/nginx.trace is this output, made from the repository's
+  // root: only the capture's path in the first line differs.
+  const std::string shipped =
+      ReadFileOrDie(DataPath("tools/traces/nginx.trace"));
+  const size_t eol = r.out.find('\n');
+  const size_t shipped_eol = shipped.find('\n');
+  ASSERT_NE(eol, std::string::npos);
+  ASSERT_NE(shipped_eol, std::string::npos);
+  EXPECT_EQ(r.out.substr(eol), shipped.substr(shipped_eol));
+  EXPECT_TRUE(absl::StartsWith(
+      shipped,
+      "# zcplan import of capture 'tools/traces/nginx_strace.txt': "
+      "sizes as sent"))
+      << shipped.substr(0, shipped_eol);
+
+  // The report: every line accounted for, the connections listed.
+  EXPECT_TRUE(absl::StrContains(
+      r.out,
+      "# 173 lines: 141 made 126 batches of 4.0M (4194521 bytes) in 160 "
+      "iovecs on 5 connections, 2 short writes; 32 not used\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "TCP:[127.0.0.1:18474->127.0.0.1:"))
+      << r.out;
+  for (const char* reason :
+       {"sent nothing: -1 EAGAIN      7", "not a TCP socket: file      25"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, reason)) << reason << "\n" << r.out;
+  }
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'),
+            std::count(shipped.begin(), shipped.end(), '\n'));
+
+  // The batches: one per call, in the trace format, with the sizes nginx
+  // wrote: a header and a 1K body, 32K pieces, and the short write's 30K.
+  const std::vector<std::string> batches = BatchLines(r.out);
+  ASSERT_EQ(batches.size(), 126u);
+  EXPECT_EQ(batches[0], "254 1K");
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), "32K"), 90);
+  EXPECT_NE(std::find(batches.begin(), batches.end(), "30K"), batches.end());
+  EXPECT_NE(std::find(batches.begin(), batches.end(), "2K 32K"), batches.end());
+  absl::StatusOr<std::vector<TraceBatch>> parsed = ParseTrace(r.out);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->size(), 126u);
+  uint64_t bytes = 0;
+  for (const TraceBatch& b : *parsed) {
+    for (uint64_t size : b.sizes) bytes += size;
+  }
+  EXPECT_EQ(bytes, 4194521u);
+}
+
+TEST(ZcplanImportTest, SimulateRanksThresholdsOnTheImportedTrace) {
+  const Result imported = Zcplan({"import", NginxCapture()});
+  ASSERT_EQ(imported.code, 0) << imported.err;
+  const std::string path = WriteTempFile("nginx.trace", imported.out);
+  const Result r = Zcplan({"simulate", "--trace", path,
+                           "--thresholds=1K,64K,never", "--format=json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "batches"), 126);
+  EXPECT_EQ(JsonNumber(r.out, "bytes"), 4194521);
+  // Threshold 64K sends nothing zero-copy here: nginx writes at most 32K
+  // per iovec.
+  const size_t at_64k = r.out.find("\"threshold\": 65536");
+  ASSERT_NE(at_64k, std::string::npos) << r.out;
+  EXPECT_EQ(JsonNumber(r.out, "bytes_zero_copy", at_64k), 0);
+  EXPECT_GT(JsonNumber(r.out, "bytes_zero_copy"), 4000000);  // Threshold 1K.
+}
+
+TEST(ZcplanImportTest, OptionsChooseSizesOrderConnectionAndSummary) {
+  const std::string capture = NginxCapture();
+  const Result all = Zcplan({"import", capture});
+  ASSERT_EQ(all.code, 0) << all.err;
+  std::vector<std::string> by_connection = BatchLines(all.out);
+
+  // --order=time: the same batches, in the order the calls started, under
+  // no per-connection headers.
+  const Result by_time = Zcplan({"import", "--order=time", capture});
+  ASSERT_EQ(by_time.code, 0) << by_time.err;
+  std::vector<std::string> timed = BatchLines(by_time.out);
+  EXPECT_FALSE(absl::StrContains(by_time.out, "\n# connection "));
+  EXPECT_NE(timed, by_connection);  // Two connections were concurrent.
+  std::sort(timed.begin(), timed.end());
+  std::sort(by_connection.begin(), by_connection.end());
+  EXPECT_EQ(timed, by_connection);
+
+  // --connection=2: the two HEAD responses, headers only.
+  const Result two = Zcplan({"import", "--connection", "2", capture});
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_EQ(BatchLines(two.out), (std::vector<std::string>{"257", "254"}));
+  EXPECT_TRUE(absl::StrContains(two.out, "\n# connection 2: TCP:[")) << two.out;
+
+  // --sizes=requested: a short write's iovecs in full.
+  const Result requested = Zcplan({"import", "--sizes=requested", capture});
+  ASSERT_EQ(requested.code, 0) << requested.err;
+  const std::vector<std::string> asked = BatchLines(requested.out);
+  EXPECT_EQ(std::find(asked.begin(), asked.end(), "30K"), asked.end());
+  EXPECT_TRUE(absl::StrContains(requested.out, "sizes as requested"));
+
+  // --summary: the report alone.
+  const Result summary = Zcplan({"import", "--summary", capture});
+  ASSERT_EQ(summary.code, 0) << summary.err;
+  for (const std::string& line : Lines(summary.out)) {
+    EXPECT_TRUE(absl::StartsWith(line, "#")) << line;
+  }
+  EXPECT_TRUE(absl::StartsWith(all.out, summary.out));
+}
+
+TEST(ZcplanImportTest, CaptureWithoutATcpSendOrOutOfRangeConnectionExitsTwo) {
+  const std::string garbage = WriteTempFile("garbage.strace", "hello\nworld\n");
+  ExpectBadInput({"import", garbage},
+                 "no send on a TCP socket in its 2 lines (2 unusable: not "
+                 "strace output); capture with strace -f -yy");
+  const std::string files_only = WriteTempFile(
+      "files_only.strace",
+      "14187 write(4</tmp/h13nginx/logs/access.log>, \"127.0.0.1\"..., 94) = "
+      "94\n14187 +++ exited with 0 +++\n");
+  ExpectBadInput({"import", files_only},
+                 "in its 2 lines (1 not a TCP socket: file; 1 strace note: "
+                 "process exit (+++ ... +++))");
+  ExpectBadInput({"import", "--connection=6", NginxCapture()},
+                 "--connection 6: capture file '");
+  ExpectBadInput({"import", "--connection=6", NginxCapture()},
+                 "has 5 connections");
+  // A line above the trace line limit.
+  const std::string long_line = WriteTempFile(
+      "long_line.strace", std::string(kMaxTraceLineBytes + 1, 'x') + "\n");
+  ExpectBadInput({"import", long_line}, "is longer than the limit of");
 }
 
 }  // namespace

@@ -77,5 +77,27 @@ grep -qF 'input: '"$tmp"'/tr\x1b]0;pwn\x07Y: 1 batch' "$tmp/out" ||
   fail "escaped path: $(cat -v "$tmp/out")"
 rm -f "$evil"
 
+# import: a capture in, a trace on stdout that simulate reads, nothing on
+# stderr; a capture with no send on a TCP socket is bad input.
+cat >"$tmp/cap.strace" <<'CAPTURE'
+14187 writev(7<TCP:[127.0.0.1:18473->127.0.0.1:34828]>, [{iov_base="HTTP/1.1 200 OK\r\n"..., iov_len=254}, {iov_base="\3\"}"..., iov_len=1024}], 2) = 1278
+14187 write(4</var/log/nginx/access.log>, "127.0.0.1 - - [01/Dec/2026:14:40"..., 94) = 94
+CAPTURE
+"$zcplan" import "$tmp/cap.strace" >"$tmp/imported.trace" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "import exited $rc: $(cat "$tmp/err")"
+[ ! -s "$tmp/err" ] || fail "import wrote to stderr: $(cat "$tmp/err")"
+grep -qxF '254 1K' "$tmp/imported.trace" ||
+  fail "import: no batch '254 1K': $(cat "$tmp/imported.trace")"
+grep -qF 'not a TCP socket: file' "$tmp/imported.trace" ||
+  fail "import: the log write is not reported: $(cat "$tmp/imported.trace")"
+"$zcplan" simulate --trace "$tmp/imported.trace" >"$tmp/out" 2>"$tmp/err" ||
+  fail "simulate on the import exited $?: $(cat "$tmp/err")"
+grep -q '^input: .*: 1 batch, 2 iovecs' "$tmp/out" ||
+  fail "simulate on the import: $(cat "$tmp/out")"
+printf 'hello\n' >"$tmp/not_strace.txt"
+expect_refused "no send on a TCP socket in its 1 line" \
+  import "$tmp/not_strace.txt"
+
 [ "$failures" -eq 0 ] && echo PASS
 exit "$failures"

@@ -33,7 +33,7 @@ std::string OneLine(absl::string_view text) {
 
 }  // namespace
 
-absl::StatusOr<PlanCost> CountsPerMessage(
+absl::StatusOr<PlanCost> CountsPerPass(
     absl::Span<const std::vector<uint64_t>> messages,
     const PlanOptions& options) {
   if (messages.empty()) {
@@ -52,18 +52,7 @@ absl::StatusOr<PlanCost> CountsPerMessage(
         });
     if (!s.ok()) return s;
   }
-  // Counts per message are small: whole numbers lose nothing the fit needs.
-  PlanCost per;
-  const uint64_t n = messages.size();
-  for (int k = 0; k < kNumOpKinds; ++k) {
-    per.ops_by_kind[k] = total.ops_by_kind[k] / n;
-  }
-  per.bytes_copied = total.bytes_copied / n;
-  per.bytes_zero_copy = total.bytes_zero_copy / n;
-  per.iovs_copied = total.iovs_copied / n;
-  per.iovs_zero_copy = total.iovs_zero_copy / n;
-  per.pages_pinned = total.pages_pinned / n;
-  return per;
+  return total;
 }
 
 bool IsCalibrationSetting(const SweepSetting& setting) {
@@ -81,6 +70,7 @@ absl::StatusOr<SweepCalibration> CalibrateSweep(
   }
   SweepCalibration c;
   std::vector<CalibrationSample> samples;
+  const double n = static_cast<double>(messages.size());
   for (size_t i = 0; i < points.size(); ++i) {
     const SweepSetting& setting = points[i].setting;
     if (!IsCalibrationSetting(setting) ||
@@ -90,22 +80,23 @@ absl::StatusOr<SweepCalibration> CalibrateSweep(
     PlanOptions options = setting.plan;
     options.max_ops_per_chain =
         std::min<uint32_t>(options.max_ops_per_chain, 256);
-    absl::StatusOr<PlanCost> counts = CountsPerMessage(messages, options);
+    absl::StatusOr<PlanCost> counts = CountsPerPass(messages, options);
     if (!counts.ok()) {
       return absl::Status(counts.status().code(),
                           absl::StrCat(DescribeSetting(setting), ": ",
                                        counts.status().message()));
     }
-    samples.push_back({*counts, summaries[i].cpu_ns_per_message});
+    // One pass's counts against one pass's CPU; reported per message below.
+    samples.push_back({*counts, summaries[i].cpu_ns_per_message * n});
     c.samples.push_back(i);
   }
   absl::StatusOr<Calibration> fit = CalibrateWeights(samples);
   if (!fit.ok()) return fit.status();
   c.fit = *std::move(fit);
   for (const CalibrationSample& s : samples) {
-    c.measured.push_back(s.measured);
-    c.fitted.push_back(WeighCounts(s.counts, c.fit.weights));
-    c.defaults.push_back(WeighCounts(s.counts, CostWeights()));
+    c.measured.push_back(s.measured / n);
+    c.fitted.push_back(WeighCounts(s.counts, c.fit.weights) / n);
+    c.defaults.push_back(WeighCounts(s.counts, CostWeights()) / n);
   }
   c.tau_fitted = KendallTau(c.fitted, c.measured);
   c.tau_default = KendallTau(c.defaults, c.measured);

@@ -27,13 +27,14 @@
 
 namespace zcplan {
 
-// The planner's counts for one message of the workload under `options`: the
-// plans of every message (each laid out by `MakeSyntheticQueue`), summed and
-// divided by the number of messages (whole counts, rounded down). This is
-// the unit `CalibrateSweep` fits in. Requires at least one message, each of
-// sizes up to kMaxTraceSize. Errors: InvalidArgument for no message, or the
-// planner's error for `options` (see ValidatePlanOptions).
-[[nodiscard]] absl::StatusOr<PlanCost> CountsPerMessage(
+// The planner's counts for one pass over the workload under `options`: the
+// plans of every message (each laid out by `MakeSyntheticQueue`), summed.
+// `CalibrateSweep` fits in this unit, against the CPU of one pass, so that
+// counts below one per message (1.14 ops per message, a zero-copy op in
+// most but not all messages) are not rounded away. Requires at least one
+// message, each of sizes up to kMaxTraceSize. Errors: InvalidArgument for no
+// message, or the planner's error for `options` (see ValidatePlanOptions).
+[[nodiscard]] absl::StatusOr<PlanCost> CountsPerPass(
     absl::Span<const std::vector<uint64_t>> messages,
     const PlanOptions& options);
 
@@ -66,7 +67,7 @@ bool IsCalibrationSetting(const SweepSetting& setting);
 
 // Fits the cost weights to a sweep: every point whose setting
 // `IsCalibrationSetting` and whose median CPU per message is positive is a
-// sample, with `CountsPerMessage(messages, setting.plan)` (chains capped at
+// sample, with `CountsPerPass(messages, setting.plan)` (chains capped at
 // 256 ops) as its counts. Requires `summaries[i]` to be
 // `Summarize(points[i])`. Errors: InvalidArgument when the sizes of `points`
 // and `summaries` differ, for fewer than two samples (from

@@ -11,6 +11,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "zcplan/planner/cost.h"
 #include "zcplan/version.h"
 
 namespace zcplan {
@@ -279,6 +283,33 @@ bool PrintVersionIfAsked(absl::Span<const std::string> args,
     }
   }
   return false;
+}
+
+absl::StatusOr<CostWeights> ReadCostWeightsFile(const std::string& path) {
+  absl::StatusOr<std::string> text =
+      ReadRegularFile(path, "weights file", kMaxWeightsFileBytes);
+  if (!text.ok()) return text.status();
+  const std::string name = absl::StrCat("weights file ", QuoteForMessage(path));
+  absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": ", weights.status().message()));
+  }
+  // ParseCostWeights keeps the defaults for what a file does not name; a file
+  // that names nothing is a mistake (an empty or truncated file), not a
+  // request for the defaults.
+  bool names_a_weight = false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = line.substr(0, line.find('#'));
+    names_a_weight |= !absl::StripAsciiWhitespace(line).empty();
+  }
+  if (!names_a_weight) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name,
+        ": names no weight (it is empty or holds only comments); give "
+        "'name value' lines, as zcsweep --calibrate writes them"));
+  }
+  return weights;
 }
 
 }  // namespace zcplan

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "zcplan/planner/cost.h"
 
 namespace zcplan {
 
@@ -58,6 +59,14 @@ struct RegularFile {
 // refused too.
 [[nodiscard]] absl::StatusOr<std::string> ReadRegularFile(
     const std::string& path, absl::string_view what, uint64_t max_bytes);
+
+// Reads a cost-weights file (the "name value" lines `zcsweep --calibrate`
+// writes, see planner/cost.h) of at most kMaxWeightsFileBytes, as
+// `ReadRegularFile`. Errors: InvalidArgument naming the file, for what
+// `ParseCostWeights` refuses, and for a file that names no weight (empty or
+// comments only: a mistake, not a request for the defaults).
+[[nodiscard]] absl::StatusOr<CostWeights> ReadCostWeightsFile(
+    const std::string& path);
 
 // Checks, before a long run, that the run will be able to write a file at
 // `path`: it is not a directory, FIFO (whose open would block), device or

@@ -1090,33 +1090,6 @@ absl::Status RunImport(const Config& config, std::ostream& out) {
   return absl::OkStatus();
 }
 
-// A weights file: regular, bounded, and naming at least one weight.
-absl::StatusOr<CostWeights> ReadWeights(const std::string& path) {
-  absl::StatusOr<std::string> text =
-      ReadRegularFile(path, "weights file", kMaxWeightsFileBytes);
-  if (!text.ok()) return text.status();
-  const std::string name = absl::StrCat("weights file ", QuoteForMessage(path));
-  absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
-  if (!weights.ok()) {
-    return Bad(absl::StrCat(name, ": ", weights.status().message()));
-  }
-  // ParseCostWeights keeps the defaults for what a file does not name; a file
-  // that names nothing is a mistake (an empty or truncated file), not a
-  // request for the defaults.
-  bool names_a_weight = false;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    line = line.substr(0, line.find('#'));
-    names_a_weight |= !absl::StripAsciiWhitespace(line).empty();
-  }
-  if (!names_a_weight) {
-    return Bad(absl::StrCat(
-        name,
-        ": names no weight (it is empty or holds only comments); give "
-        "'name value' lines, as zcsweep --calibrate writes them"));
-  }
-  return weights;
-}
-
 // Parses and checks everything that can be checked before any output.
 absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
                                    bool* help) {
@@ -1153,7 +1126,8 @@ absl::StatusOr<Config> ParseConfig(absl::Span<const std::string> args,
                               QuoteForMessage(config.weights_path),
                               " or --per-*/--page-size flags, not both"));
     }
-    absl::StatusOr<CostWeights> weights = ReadWeights(config.weights_path);
+    absl::StatusOr<CostWeights> weights =
+        ReadCostWeightsFile(config.weights_path);
     if (!weights.ok()) {
       return Bad(absl::StrCat("--weights: ", weights.status().message()));
     }

@@ -79,15 +79,17 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
           "how long a peer may take nothing (0: for ever)");
 ABSL_FLAG(std::string, out, "zcsweep-out", "the directory for the files");
 ABSL_FLAG(std::string, calibrate, "", "the weights file to write");
+ABSL_FLAG(std::string, weights, "",
+          "cost weights to rank the settings by, against the measurement");
 ABSL_FLAG(bool, quiet, false, "no progress lines");
 
 namespace zcplan {
 namespace {
 
 constexpr absl::string_view kFlagNames[] = {
-    "profile",   "trace",    "split",       "thresholds", "copy-ops",
-    "gaps",      "adaptive", "repetitions", "time",       "idle-timeout",
-    "in-flight", "peer",     "out",         "calibrate",  "quiet"};
+    "profile",  "trace",       "split",   "thresholds",   "copy-ops",  "gaps",
+    "adaptive", "repetitions", "time",    "idle-timeout", "in-flight", "peer",
+    "out",      "calibrate",   "weights", "quiet"};
 
 struct Config {
   std::string profile;
@@ -102,6 +104,8 @@ struct Config {
   absl::Duration idle_timeout;
   std::string out_dir;
   std::string calibrate_path;
+  std::string weights_path;  // --weights: read before the sweep into `weights`
+  CostWeights weights;
   bool progress = true;
 };
 
@@ -149,14 +153,17 @@ absl::Status CheckCombination(const Config& c) {
   if (sources > 1) {
     return Bad("give one workload: --profile, --trace or --split");
   }
-  if (!c.calibrate_path.empty()) {
+  for (const auto& [flag, path] :
+       {std::make_pair("calibrate", &c.calibrate_path),
+        std::make_pair("weights", &c.weights_path)}) {
+    if (path->empty()) continue;
     const std::vector<SweepSetting> settings = GridSettings(c.grid);
     const size_t samples =
         std::count_if(settings.begin(), settings.end(), IsCalibrationSetting);
     if (samples < 2) {
       return Bad(absl::StrCat(
-          "--calibrate needs at least 2 settings without adaptive zero-copy "
-          "to fit; this sweep has ",
+          "--", flag, " needs at least 2 settings without adaptive zero-copy ",
+          path == &c.calibrate_path ? "to fit" : "to rank", "; this sweep has ",
           samples, " (give more --thresholds, or --adaptive off or both)"));
     }
   }
@@ -187,6 +194,7 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
   c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   c.out_dir = absl::GetFlag(FLAGS_out);
   c.calibrate_path = absl::GetFlag(FLAGS_calibrate);
+  c.weights_path = absl::GetFlag(FLAGS_weights);
   c.progress = !absl::GetFlag(FLAGS_quiet);
   if (absl::Status s = FirstFailedCheck({
           {"trace", given("trace") && c.trace_path.empty() ? Bad("empty path")
@@ -212,6 +220,9 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
           {"peer", given("peer") ? CheckPeer(c.peer) : absl::OkStatus()},
           {"out",
            c.out_dir.empty() ? Bad("empty directory") : absl::OkStatus()},
+          {"weights", given("weights") && c.weights_path.empty()
+                          ? Bad("empty path")
+                          : absl::OkStatus()},
           {"calibrate", given("calibrate") && c.calibrate_path.empty()
                             ? Bad("empty path")
                             : absl::OkStatus()},
@@ -512,6 +523,29 @@ absl::Status Calibrate(const Config& c, const SweepOptions& so,
   return absl::OkStatus();
 }
 
+// How the --weights model ranks the measured settings: the check of weights
+// calibrated on another workload.
+absl::Status RankByWeights(const Config& c, const SweepOptions& so,
+                           const std::vector<SweepPoint>& points,
+                           const std::vector<PointSummary>& sums,
+                           std::ostream& out) {
+  absl::StatusOr<SweepRanking> r =
+      RankSweep(so.messages, points, sums, c.weights);
+  if (!r.ok()) {
+    return absl::Status(r.status().code(),
+                        absl::StrCat("--weights: ", r.status().message()));
+  }
+  out << absl::StrFormat(
+      "\nthe weights in %s against this measurement, over %d settings: "
+      "ranking agreement (Kendall tau, 1 = same order) %.2f\n",
+      EscapeForMessage(c.weights_path), r->samples.size(), r->tau);
+  out << "cheapest by measurement: "
+      << DescribeSetting(points[r->cheapest_measured].setting)
+      << "; by those weights: "
+      << DescribeSetting(points[r->cheapest_modelled].setting) << "\n";
+  return absl::OkStatus();
+}
+
 // The table, the recommendation, the files and the calibration of a
 // finished sweep.
 int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
@@ -579,10 +613,16 @@ int Report(const Config& c, const SweepOptions& so, absl::string_view workload,
       return kZcsweepFailed;
     }
   }
+  if (!c.weights_path.empty()) {
+    if (absl::Status s = RankByWeights(c, so, points, sums, out); !s.ok()) {
+      err << "zcsweep: " << s.message() << "\n";
+      return kZcsweepFailed;
+    }
+  }
   return kZcsweepOk;
 }
 
-int Run(const Config& c, std::ostream& out, std::ostream& err) {
+int Run(Config c, std::ostream& out, std::ostream& err) {
   // Everything the user gave is checked before anything starts.
   absl::StatusOr<std::pair<std::vector<std::vector<uint64_t>>, std::string>>
       workload = LoadWorkload(c);
@@ -593,6 +633,14 @@ int Run(const Config& c, std::ostream& out, std::ostream& err) {
   if (absl::Status s = CheckOutputs(c); !s.ok()) {
     err << "zcsweep: " << s.message() << "\n";
     return kZcsweepBadInput;
+  }
+  if (!c.weights_path.empty()) {
+    absl::StatusOr<CostWeights> weights = ReadCostWeightsFile(c.weights_path);
+    if (!weights.ok()) {
+      err << "zcsweep: --weights: " << weights.status().message() << "\n";
+      return kZcsweepBadInput;
+    }
+    c.weights = *weights;
   }
   SweepOptions so = MakeSweepOptions(c, workload->first);
   if (absl::Status s = ValidateSweepOptions(so); !s.ok()) {
@@ -689,6 +737,10 @@ Sweep:
 Output:
   --out DIR            write DIR/sweep.csv (every run), DIR/sweep.json
                        (medians) and DIR/sweep.svg (the plot) [zcsweep-out]
+  --weights FILE       after the sweep, rank the settings by the cost model
+                       with these weights (a file --calibrate wrote, say on
+                       another workload) and give the ranking agreement with
+                       the measurement (Kendall tau); read before the sweep
   --calibrate FILE     fit the planner's cost weights to the measured CPU per
                        message and write them to FILE, for
                        zcplan simulate --weights FILE (needs at least 2

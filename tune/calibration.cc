@@ -59,18 +59,21 @@ bool IsCalibrationSetting(const SweepSetting& setting) {
   return !setting.adaptive;
 }
 
-absl::StatusOr<SweepCalibration> CalibrateSweep(
+namespace {
+
+// The samples of a sweep: each point whose setting `IsCalibrationSetting`
+// and whose median CPU per message is positive, with one pass's counts and
+// one pass's CPU (ns); `indices` gets the points' indices.
+absl::StatusOr<std::vector<CalibrationSample>> SweepSamples(
     absl::Span<const std::vector<uint64_t>> messages,
     absl::Span<const SweepPoint> points,
-    absl::Span<const PointSummary> summaries) {
+    absl::Span<const PointSummary> summaries, std::vector<size_t>* indices) {
   if (points.size() != summaries.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat(points.size(), " points but ", summaries.size(),
                      " summaries; expected one summary per point"));
   }
-  SweepCalibration c;
   std::vector<CalibrationSample> samples;
-  const double n = static_cast<double>(messages.size());
   for (size_t i = 0; i < points.size(); ++i) {
     const SweepSetting& setting = points[i].setting;
     if (!IsCalibrationSetting(setting) ||
@@ -86,14 +89,29 @@ absl::StatusOr<SweepCalibration> CalibrateSweep(
                           absl::StrCat(DescribeSetting(setting), ": ",
                                        counts.status().message()));
     }
-    // One pass's counts against one pass's CPU; reported per message below.
-    samples.push_back({*counts, summaries[i].cpu_ns_per_message * n});
-    c.samples.push_back(i);
+    samples.push_back(
+        {*counts, summaries[i].cpu_ns_per_message * messages.size()});
+    indices->push_back(i);
   }
-  absl::StatusOr<Calibration> fit = CalibrateWeights(samples);
+  return samples;
+}
+
+}  // namespace
+
+absl::StatusOr<SweepCalibration> CalibrateSweep(
+    absl::Span<const std::vector<uint64_t>> messages,
+    absl::Span<const SweepPoint> points,
+    absl::Span<const PointSummary> summaries) {
+  SweepCalibration c;
+  absl::StatusOr<std::vector<CalibrationSample>> samples =
+      SweepSamples(messages, points, summaries, &c.samples);
+  if (!samples.ok()) return samples.status();
+  absl::StatusOr<Calibration> fit = CalibrateWeights(*samples);
   if (!fit.ok()) return fit.status();
   c.fit = *std::move(fit);
-  for (const CalibrationSample& s : samples) {
+  // Reported per message.
+  const double n = static_cast<double>(messages.size());
+  for (const CalibrationSample& s : *samples) {
     c.measured.push_back(s.measured / n);
     c.fitted.push_back(WeighCounts(s.counts, c.fit.weights) / n);
     c.defaults.push_back(WeighCounts(s.counts, CostWeights()) / n);
@@ -104,6 +122,31 @@ absl::StatusOr<SweepCalibration> CalibrateSweep(
   c.cheapest_fitted = Cheapest(c.samples, c.fitted);
   c.cheapest_default = Cheapest(c.samples, c.defaults);
   return c;
+}
+
+absl::StatusOr<SweepRanking> RankSweep(
+    absl::Span<const std::vector<uint64_t>> messages,
+    absl::Span<const SweepPoint> points,
+    absl::Span<const PointSummary> summaries, const CostWeights& weights) {
+  SweepRanking r;
+  absl::StatusOr<std::vector<CalibrationSample>> samples =
+      SweepSamples(messages, points, summaries, &r.samples);
+  if (!samples.ok()) return samples.status();
+  if (samples->size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ranking needs at least 2 measured settings without adaptive "
+        "zero-copy, got ",
+        samples->size()));
+  }
+  const double n = static_cast<double>(messages.size());
+  for (const CalibrationSample& s : *samples) {
+    r.measured.push_back(s.measured / n);
+    r.modelled.push_back(WeighCounts(s.counts, weights) / n);
+  }
+  r.tau = KendallTau(r.modelled, r.measured);
+  r.cheapest_measured = Cheapest(r.samples, r.measured);
+  r.cheapest_modelled = Cheapest(r.samples, r.modelled);
+  return r;
 }
 
 std::string FormatWeightsFile(const SweepCalibration& c,

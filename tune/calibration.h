@@ -77,6 +77,28 @@ bool IsCalibrationSetting(const SweepSetting& setting);
     absl::Span<const SweepPoint> points,
     absl::Span<const PointSummary> summaries);
 
+// How given weights rank a sweep's settings: the check of weights
+// calibrated on one workload against a sweep of another.
+struct SweepRanking {
+  // One entry per sample (as for CalibrateSweep): the point's index, its
+  // measured median CPU ns per message, the model's cost per message.
+  std::vector<size_t> samples;
+  std::vector<double> measured;
+  std::vector<double> modelled;
+  double tau = 0;  // KendallTau(modelled, measured)
+  // Indices into the points (the first of equals).
+  size_t cheapest_measured = 0;
+  size_t cheapest_modelled = 0;
+};
+
+// Ranks the samples of a sweep (chosen as for CalibrateSweep) by `weights`
+// and compares that with the measurement. Errors: InvalidArgument as for
+// CalibrateSweep, and for fewer than two samples.
+[[nodiscard]] absl::StatusOr<SweepRanking> RankSweep(
+    absl::Span<const std::vector<uint64_t>> messages,
+    absl::Span<const SweepPoint> points,
+    absl::Span<const PointSummary> summaries, const CostWeights& weights);
+
 // Where a calibration came from, for the comment lines of its weights file.
 struct CalibrationOrigin {
   std::string tool = "zcsweep";  // what measured

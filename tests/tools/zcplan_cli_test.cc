@@ -28,6 +28,7 @@
 #include "zcplan/planner/cost.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/planner/trace.h"
+#include "zcplan/tests/util/files.h"
 #include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/cli_io.h"
 
@@ -49,20 +50,6 @@ Result Zcplan(const std::vector<std::string>& args) {
   std::ostringstream err;
   const int code = RunZcplan(args, out, err);
   return {code, out.str(), err.str()};
-}
-
-std::string ReadFileOrDie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in) << "cannot open " << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string WriteTempFile(const std::string& name, const std::string& text) {
-  const std::string path = testing::TempDir() + name;
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
 }
 
 std::vector<std::string> Lines(const std::string& text) {
@@ -244,7 +231,7 @@ TEST(ZcplanPlanTest, ZeroSizedBatchHasNothingToSend) {
 }
 
 TEST(ZcplanPlanTest, TraceFileGivesOneJsonLinePerBatchWithLineNumbers) {
-  const std::string path = WriteTempFile(
+  const std::string path = WriteTestFile(
       "plan.trace", "# two batches\n4K 4K 16K\n\n2K, 32K  # trailing\n");
   const Result r = Zcplan({"plan", "--trace", path, "--format=json"});
   EXPECT_EQ(r.code, 0) << r.err;
@@ -273,7 +260,7 @@ TEST(ZcplanPlanTest, TraceFileGivesOneJsonLinePerBatchWithLineNumbers) {
 
 TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
   absl::StatusOr<std::vector<TraceBatch>> http =
-      ParseTrace(ReadFileOrDie(HttpTrace()));
+      ParseTrace(ReadTestFile(HttpTrace()));
   ASSERT_TRUE(http.ok()) << http.status();
   EXPECT_GE(http->size(), 20u);
   EXPECT_LE(http->size(), 40u);
@@ -286,7 +273,7 @@ TEST(ZcplanTraceTest, SampleTracesParseAndModelWhatTheySay) {
   EXPECT_TRUE(has_large);
 
   absl::StatusOr<std::vector<TraceBatch>> chunked =
-      ParseTrace(ReadFileOrDie(ChunkedTrace()));
+      ParseTrace(ReadTestFile(ChunkedTrace()));
   ASSERT_TRUE(chunked.ok()) << chunked.status();
   EXPECT_GE(chunked->size(), 10u);
   int terminators = 0;
@@ -310,7 +297,7 @@ TEST(ZcplanPlanTest, PlansBothSampleTraces) {
     const Result r = Zcplan({"plan", "--trace", trace, "--format=json"});
     EXPECT_EQ(r.code, 0) << r.err;
     absl::StatusOr<std::vector<TraceBatch>> batches =
-        ParseTrace(ReadFileOrDie(trace));
+        ParseTrace(ReadTestFile(trace));
     ASSERT_TRUE(batches.ok());
     const std::vector<std::string> lines = Lines(r.out);
     ASSERT_EQ(lines.size(), batches->size()) << trace;
@@ -329,7 +316,7 @@ uint64_t LibraryBest(const std::string& trace,
                      absl::Span<const uint64_t> thresholds,
                      const PlanOptions& options = PlanOptions()) {
   absl::StatusOr<std::vector<TraceBatch>> batches =
-      ParseTrace(ReadFileOrDie(trace));
+      ParseTrace(ReadTestFile(trace));
   EXPECT_TRUE(batches.ok());
   absl::StatusOr<Simulation> sim =
       Simulate(*batches, thresholds, options, CostWeights());
@@ -449,7 +436,7 @@ TEST(ZcplanSimulateTest, GapLowersTheCostOfTheChunkedTrace) {
 
 TEST(ZcplanSimulateTest, WeightsFileSetsTheWeightsOfTheCostModel) {
   const std::string path =
-      WriteTempFile("calibrated.weights",
+      WriteTestFile("calibrated.weights",
                     "# from zcsweep --calibrate\n"
                     "per_op 100\n"
                     "per_zc_op 0   # folded into per_zc_iov\n"
@@ -503,7 +490,7 @@ TEST(ZcplanSimulateTest, WeightsFileWrittenByFormatCostWeightsReadsBack) {
   w.per_zc_iov = 0.125;
   w.page_size = 8192;
   const std::string path =
-      WriteTempFile("formatted.weights", FormatCostWeights(w));
+      WriteTestFile("formatted.weights", FormatCostWeights(w));
   const Result r = Zcplan({"simulate", "--trace", ChunkedTrace(),
                            "--format=json", "--weights", path});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -703,7 +690,7 @@ TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLineThatKeepsTheReason) {
   }
   // In a trace file too, and in a flag's value.
   const std::string path =
-      WriteTempFile("huge_token.trace", "4K\n" + std::string(100000, '9'));
+      WriteTestFile("huge_token.trace", "4K\n" + std::string(100000, '9'));
   const Result trace = Zcplan({"plan", "--trace", path});
   EXPECT_EQ(trace.code, 2);
   EXPECT_LT(trace.err.size(), 600u);
@@ -722,9 +709,9 @@ TEST(ZcplanErrorLineTest, AHugeTokenGivesAShortLineThatKeepsTheReason) {
 TEST(ZcplanSimulateTest, TableEscapesControlCharactersInPaths) {
   // A path may hold a terminal escape sequence; the table shows it escaped
   // (JSON escapes it its own way).
-  const std::string trace = WriteTempFile("tr\x1b]0;pwn\x07Y", "4K 64K\n");
+  const std::string trace = WriteTestFile("tr\x1b]0;pwn\x07Y", "4K 64K\n");
   const std::string weights =
-      WriteTempFile("w\x1b[2J\x1b]0;x\x07.weights", "per_op 100\n");
+      WriteTestFile("w\x1b[2J\x1b]0;x\x07.weights", "per_op 100\n");
   const Result r = Zcplan({"simulate", "--trace", trace, "--weights", weights});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
@@ -760,7 +747,7 @@ TEST(ZcplanSimulateTest, LargestWeightsKeepTheCostFinite) {
   EXPECT_FALSE(absl::StrContains(r.out, "null")) << r.out;
   EXPECT_GT(JsonNumber(r.out, "cost"), 1e18);
   // A weights file is held to the same limit.
-  const std::string path = WriteTempFile("huge.weights", "per_op 1e308\n");
+  const std::string path = WriteTestFile("huge.weights", "per_op 1e308\n");
   ExpectBadInput({"simulate", "--weights", path, "4K"},
                  "bad value '1e308' for per_op: expected a number in "
                  "0..1000000000");
@@ -773,7 +760,7 @@ TEST(ZcplanPlanTest, ChainSummaryOfManyOpsIsCutButEveryOpHasItsRow) {
     sizes.push_back("64K");
   }
   const std::string path =
-      WriteTempFile("long_chain.trace", absl::StrJoin(sizes, " ") + "\n");
+      WriteTestFile("long_chain.trace", absl::StrJoin(sizes, " ") + "\n");
   const Result r = Zcplan({"plan", "--max-ops=32768", "--trace", path});
   ASSERT_EQ(r.code, 0) << r.err;
   const std::vector<std::string> lines = Lines(r.out);
@@ -811,9 +798,9 @@ TEST(ZcplanPlanTest, ChainSummaryOfManyOpsIsCutButEveryOpHasItsRow) {
 }
 
 TEST(ZcplanBadTraceTest, EmptyBadOrUnreadableTraceExitsTwo) {
-  const std::string empty = WriteTempFile("empty.trace", "# nothing\n\n");
+  const std::string empty = WriteTestFile("empty.trace", "# nothing\n\n");
   const std::string bad_line =
-      WriteTempFile("bad_line.trace", "4K 4K\n# ok\n16K 12Q\n");
+      WriteTestFile("bad_line.trace", "4K 4K\n# ok\n16K 12Q\n");
   ExpectBadInput({"simulate", "--trace", empty},
                  "trace file '" + empty + "': the trace holds no batch");
   ExpectBadInput({"plan", "--trace", empty},
@@ -835,19 +822,19 @@ TEST(ZcplanBadWeightsTest, UnreadableOrMalformedWeightsFileExitsTwo) {
   ExpectBadInput({"simulate", "--weights", testing::TempDir(), "4K"},
                  "': is a directory; give a regular file");
   const std::string unknown =
-      WriteTempFile("unknown.weights", "# ok\nper_op 1\nper_bogus 2\n");
+      WriteTestFile("unknown.weights", "# ok\nper_op 1\nper_bogus 2\n");
   ExpectBadInput({"simulate", "--weights", unknown, "4K"},
                  "--weights: weights file '" + unknown +
                      "': weights line 3: unknown weight 'per_bogus'");
   const std::string negative =
-      WriteTempFile("negative.weights", "per_zc_iov -1\n");
+      WriteTestFile("negative.weights", "per_zc_iov -1\n");
   ExpectBadInput({"simulate", "--weights", negative, "4K"},
                  negative + "': weights line 1: bad value '-1' for per_zc_iov");
   const std::string twice =
-      WriteTempFile("twice.weights", "per_op 1\n\nper_op 2\n");
+      WriteTestFile("twice.weights", "per_op 1\n\nper_op 2\n");
   ExpectBadInput({"simulate", "--weights", twice, "4K"},
                  twice + "': weights line 3: 'per_op' given twice");
-  const std::string page = WriteTempFile("page.weights", "page_size 3000\n");
+  const std::string page = WriteTestFile("page.weights", "page_size 3000\n");
   ExpectBadInput({"simulate", "--weights", page, "4K"},
                  page + "': weights line 1: CostWeights.page_size is 3000");
   ExpectBadInput({"simulate", "--weights=", "4K"}, "--weights: empty path");
@@ -856,7 +843,7 @@ TEST(ZcplanBadWeightsTest, UnreadableOrMalformedWeightsFileExitsTwo) {
 }
 
 TEST(ZcplanBadWeightsTest, WeightsFileAndWeightFlagsAreNotBoth) {
-  const std::string path = WriteTempFile("ok.weights", "per_op 100\n");
+  const std::string path = WriteTestFile("ok.weights", "per_op 100\n");
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{
            {"simulate", "--weights", path, "--per-op=1", "4K"},
@@ -874,12 +861,12 @@ TEST(ZcplanBadWeightsTest, WeightsFileAndWeightFlagsAreNotBoth) {
 TEST(ZcplanBadWeightsTest, WeightsFileThatNamesNoWeightExitsTwo) {
   // ParseCostWeights alone takes these as "all defaults": a truncated or
   // empty calibration would silently rank by the uncalibrated guesses.
-  const std::string empty = WriteTempFile("empty.weights", "");
+  const std::string empty = WriteTestFile("empty.weights", "");
   ExpectBadInput({"simulate", "--weights", empty, "4K"},
                  "--weights: weights file '" + empty +
                      "': names no weight (it is empty or holds only comments)");
   const std::string comments =
-      WriteTempFile("comments.weights", "# per_op 100\n\n   # nothing\n");
+      WriteTestFile("comments.weights", "# per_op 100\n\n   # nothing\n");
   ExpectBadInput({"simulate", "--weights", comments, "4K"},
                  "': names no weight (it is empty or holds only comments)");
 }
@@ -921,7 +908,7 @@ TEST(ZcplanInputFileTest, TraceLineAboveTheLineLimitExitsTwo) {
   std::string text = "4K\n";
   for (size_t k = 0; k < kMaxTraceLineBytes / 2 + 1; ++k) text += "1 ";
   text += "\n";
-  const std::string path = WriteTempFile("long_line.trace", text);
+  const std::string path = WriteTestFile("long_line.trace", text);
   for (const char* command : {"plan", "simulate"}) {
     ExpectBadInput({command, "--trace", path},
                    absl::StrCat("trace file '", path,
@@ -971,7 +958,7 @@ TEST(ZcplanWorkBoundTest, AlternatingSizesOverTheOpLimitExitTwo) {
   line += "\n";
   std::string text;
   for (int b = 0; b < 1100; ++b) text += line;  // 1.1M ops.
-  const std::string path = WriteTempFile("alternating.trace", text);
+  const std::string path = WriteTestFile("alternating.trace", text);
   ExpectBadInput({"plan", "--trace", path},
                  "line 1049: the batches up to here may take up to 1049000 "
                  "ops (with at most 2147479552 bytes and 1024 iovecs per op), "
@@ -1038,7 +1025,7 @@ std::string ManyBatches(int batches) {
 }
 
 TEST(ZcplanStreamingTest, PlanWritesBatchByBatchNotTheWholeOutputAtOnce) {
-  const std::string path = WriteTempFile("many.trace", ManyBatches(500));
+  const std::string path = WriteTestFile("many.trace", ManyBatches(500));
   for (const char* format : {"--format=table", "--format=json"}) {
     SCOPED_TRACE(format);
     RecordingBuf buf;
@@ -1071,7 +1058,7 @@ TEST(ZcplanStreamingTest, PlanWritesBatchByBatchNotTheWholeOutputAtOnce) {
 }
 
 TEST(ZcplanStreamingTest, AFailingOutputStopsThePlanWithExitOne) {
-  const std::string path = WriteTempFile("stop.trace", ManyBatches(500));
+  const std::string path = WriteTestFile("stop.trace", ManyBatches(500));
   RecordingBuf buf(/*fail_after=*/2000);
   std::ostream out(&buf);
   std::ostringstream err;
@@ -1085,7 +1072,7 @@ TEST(ZcplanStreamingTest, TraceChangedBetweenCheckAndOutputExitsOne) {
   // rest after the file was overwritten with lines that do not parse.
   const std::string text = ManyBatches(20000);
   ASSERT_GT(text.size(), 4u << 16);
-  const std::string path = WriteTempFile("changing.trace", text);
+  const std::string path = WriteTestFile("changing.trace", text);
   RecordingBuf buf(SIZE_MAX, [&] {
     std::string bad;
     while (bad.size() < text.size()) bad += "12Q\n";
@@ -1114,7 +1101,7 @@ TEST(ZcplanStreamingTest, TraceEditedInPlaceButStillValidExitsOne) {
   // The table writes its options line before the output pass reads, so the
   // output pass reads the edited file.
   const std::string text = ManyBatches(10) + "4K 4K\n";
-  const std::string path = WriteTempFile("edited.trace", text);
+  const std::string path = WriteTestFile("edited.trace", text);
   RecordingBuf buf(SIZE_MAX, [&] {
     std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
     f.seekp(static_cast<std::streamoff>(text.size() - 6));
@@ -1132,7 +1119,7 @@ TEST(ZcplanStreamingTest, TraceEditedInPlaceButStillValidExitsOne) {
       << buf.text;
   EXPECT_FALSE(absl::StrContains(buf.text, "\ntotal: ")) << buf.text;
   // Unchanged, the same file plans with exit 0.
-  const std::string same = WriteTempFile("unedited.trace", text);
+  const std::string same = WriteTestFile("unedited.trace", text);
   RecordingBuf keep(SIZE_MAX, [] {});
   std::ostream kept(&keep);
   std::ostringstream none;
@@ -1160,7 +1147,7 @@ TEST(ZcplanImportTest, ShippedCaptureImportsToTheShippedTrace) {
   // tools/traces/nginx.trace is this output, made from the repository's
   // root: only the capture's path in the first line differs.
   const std::string shipped =
-      ReadFileOrDie(DataPath("tools/traces/nginx.trace"));
+      ReadTestFile(DataPath("tools/traces/nginx.trace"));
   const size_t eol = r.out.find('\n');
   const size_t shipped_eol = shipped.find('\n');
   ASSERT_NE(eol, std::string::npos);
@@ -1208,7 +1195,7 @@ TEST(ZcplanImportTest, ShippedCaptureImportsToTheShippedTrace) {
 TEST(ZcplanImportTest, SimulateRanksThresholdsOnTheImportedTrace) {
   const Result imported = Zcplan({"import", NginxCapture()});
   ASSERT_EQ(imported.code, 0) << imported.err;
-  const std::string path = WriteTempFile("nginx.trace", imported.out);
+  const std::string path = WriteTestFile("nginx.trace", imported.out);
   const Result r = Zcplan({"simulate", "--trace", path,
                            "--thresholds=1K,64K,never", "--format=json"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -1262,11 +1249,11 @@ TEST(ZcplanImportTest, OptionsChooseSizesOrderConnectionAndSummary) {
 }
 
 TEST(ZcplanImportTest, CaptureWithoutATcpSendOrOutOfRangeConnectionExitsTwo) {
-  const std::string garbage = WriteTempFile("garbage.strace", "hello\nworld\n");
+  const std::string garbage = WriteTestFile("garbage.strace", "hello\nworld\n");
   ExpectBadInput({"import", garbage},
                  "no send on a TCP socket in its 2 lines (2 unusable: not "
                  "strace output); capture with strace -f -yy");
-  const std::string files_only = WriteTempFile(
+  const std::string files_only = WriteTestFile(
       "files_only.strace",
       "14187 write(4</tmp/h13nginx/logs/access.log>, \"127.0.0.1\"..., 94) = "
       "94\n14187 +++ exited with 0 +++\n");
@@ -1278,7 +1265,7 @@ TEST(ZcplanImportTest, CaptureWithoutATcpSendOrOutOfRangeConnectionExitsTwo) {
   ExpectBadInput({"import", "--connection=6", NginxCapture()},
                  "has 5 connections");
   // A line above the trace line limit.
-  const std::string long_line = WriteTempFile(
+  const std::string long_line = WriteTestFile(
       "long_line.strace", std::string(kMaxTraceLineBytes + 1, 'x') + "\n");
   ExpectBadInput({"import", long_line}, "is longer than the limit of");
 }

@@ -43,6 +43,7 @@
 #include "gtest/gtest.h"
 #include "zcplan/tests/tools/shared_text.h"
 #include "zcplan/tests/uring/silent_peer.h"
+#include "zcplan/tests/util/files.h"
 #include "zcplan/tests/util/runfiles.h"
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/uring/pattern.h"
@@ -66,14 +67,6 @@ Result Zcsend(const std::vector<std::string>& args) {
   std::ostringstream err;
   const int code = RunZcsend(args, out, err);
   return {code, out.str(), err.str()};
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in) << "cannot open " << path;
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::vector<std::string> Lines(const std::string& text) {
@@ -316,12 +309,6 @@ std::string EscapeArgs(const std::vector<std::string>& args) {
 
 size_t LineCount(const std::string& text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
-}
-
-std::string WriteTextFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(testing::TempDir(), "/", name);
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
 }
 
 // Why io_uring sends cannot run here, or "" when they can: zcsend itself
@@ -762,9 +749,7 @@ std::string WriteRandomFile(const std::string& name, size_t size) {
   std::string data(size, '\0');
   std::mt19937_64 random(20240611);
   for (char& c : data) c = static_cast<char>(random());
-  const std::string path = testing::TempDir() + name;
-  std::ofstream(path, std::ios::binary) << data;
-  return path;
+  return WriteTestFile(name, data);
 }
 
 TEST(ZcsendSendTest, FileArrivesByteForByte) {
@@ -783,8 +768,8 @@ TEST(ZcsendSendTest, FileArrivesByteForByte) {
   EXPECT_EQ(got.code, kZcsendOk) << got.err;
   EXPECT_TRUE(absl::StrContains(got.out, absl::StrCat("wrote ", out, "\n")))
       << got.out;
-  const std::string expected = ReadFile(in);
-  const std::string actual = ReadFile(out);
+  const std::string expected = ReadTestFile(in);
+  const std::string actual = ReadTestFile(out);
   ASSERT_EQ(actual.size(), expected.size());
   EXPECT_TRUE(actual == expected) << "files differ";
 }
@@ -800,9 +785,9 @@ TEST(ZcsendSendTest, FileOnTwoConnectionsWritesTwoCopies) {
   const Result got = receiver.Join(sent.code == kZcsendOk);
   EXPECT_EQ(sent.code, kZcsendOk) << sent.err;
   EXPECT_EQ(got.code, kZcsendOk) << got.err;
-  const std::string expected = ReadFile(in);
-  EXPECT_TRUE(ReadFile(out + ".1") == expected) << out << ".1 differs";
-  EXPECT_TRUE(ReadFile(out + ".2") == expected) << out << ".2 differs";
+  const std::string expected = ReadTestFile(in);
+  EXPECT_TRUE(ReadTestFile(out + ".1") == expected) << out << ".1 differs";
+  EXPECT_TRUE(ReadTestFile(out + ".2") == expected) << out << ".2 differs";
 }
 
 TEST(ZcsendSendTest, ClosedPortFailsWithExitOne) {
@@ -826,11 +811,11 @@ TEST(ZcsendSendTest, ClosedPortFailsWithExitOne) {
 // on ..." on stdout, a second error line from its accept).
 TEST(ZcsendBadInputTest, InputErrorsAfterParsingStartNothing) {
   const std::string dir = testing::TempDir();
-  const std::string data = WriteTextFile("zcsend_bad_data", "abc");
-  const std::string empty = WriteTextFile("zcsend_empty.trace", "");
+  const std::string data = WriteTestFile("zcsend_bad_data", "abc");
+  const std::string empty = WriteTestFile("zcsend_empty.trace", "");
   const std::string comments =
-      WriteTextFile("zcsend_comments.trace", "# nothing\n\n   # here\n");
-  const std::string zeros = WriteTextFile("zcsend_zeros.trace", "0,0\n0\n");
+      WriteTestFile("zcsend_comments.trace", "# nothing\n\n   # here\n");
+  const std::string zeros = WriteTestFile("zcsend_zeros.trace", "0,0\n0\n");
   const std::vector<std::vector<std::string>> cases = {
       {"--split", "0"},
       {"--split", "0,0"},

@@ -34,6 +34,7 @@
 #include "zcplan/planner/cost.h"
 #include "zcplan/tests/tools/shared_text.h"
 #include "zcplan/tests/uring/silent_peer.h"
+#include "zcplan/tests/util/files.h"
 #include "zcplan/tools/cli_io.h"
 
 namespace zcplan {
@@ -50,11 +51,6 @@ Result Zcsweep(std::vector<std::string> args) {
   std::ostringstream err;
   const int code = RunZcsweep(args, out, err);
   return {code, out.str(), err.str()};
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::string TempDir(const std::string& name) {
@@ -157,6 +153,10 @@ TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
   const std::string fifo = dir + "/fifo";
   unlink(fifo.c_str());
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string empty_weights =
+      WriteTestFile("empty-weights.txt", "# nothing\n");
+  const std::string bad_weights =
+      WriteTestFile("bad-weights.txt", "per_op banana\n");
   // Sparse, over zcsweep's trace limit (16 MiB: buffers that fit the
   // memory limit need far less text; parsing more could take GBs).
   const std::string huge = dir + "/huge.trace";
@@ -191,6 +191,17 @@ TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
       {{"--calibrate", dir + "/no/such/weights", "--out", out_dir + "-ok"},
        "cannot create file"},
       {{"--calibrate", fifo, "--out", out_dir + "-ok"}, "is a FIFO"},
+      {{"--weights", dir, "--out", out_dir + "-ok"}, "is a directory"},
+      {{"--weights", dir + "/no/such/weights", "--out", out_dir + "-ok"},
+       "--weights: "},
+      {{"--weights", empty_weights, "--out", out_dir + "-ok"},
+       "names no weight"},
+      {{"--weights", bad_weights, "--out", out_dir + "-ok"}, "per_op"},
+      {{"--weights=", "--out", out_dir + "-ok"}, "--weights: empty path"},
+      {{"--weights", bad_weights, "--thresholds", "16K", "--out",
+        out_dir + "-ok"},
+       "--weights needs at least 2 settings without adaptive zero-copy to "
+       "rank; this sweep has 1"},
   };
   for (const auto& [args, expected] : cases) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
@@ -379,15 +390,15 @@ TEST(ZcsweepTest, SweepPrintsTableRecommendationWarningAndWritesFiles) {
   EXPECT_TRUE(absl::StrContains(r.err, "[6/6] ")) << r.err;
 
   const std::vector<std::string> csv =
-      absl::StrSplit(ReadFile(dir + "/sweep.csv"), '\n', absl::SkipEmpty());
+      absl::StrSplit(ReadTestFile(dir + "/sweep.csv"), '\n', absl::SkipEmpty());
   ASSERT_EQ(csv.size(), 7u);  // header + 3 settings x 2 repetitions
   EXPECT_TRUE(absl::StartsWith(csv[0], "threshold,copy_op,gap,adaptive"));
   EXPECT_TRUE(absl::StartsWith(csv[1], "0,writev,0,0,1,"));
-  const std::string json = ReadFile(dir + "/sweep.json");
+  const std::string json = ReadTestFile(dir + "/sweep.json");
   EXPECT_TRUE(absl::StrContains(json, "\"all_notifications_copied\": true"))
       << json;
   EXPECT_EQ(std::count(json.begin(), json.end(), '{'), 1 + 3 * 3) << json;
-  const std::string svg = ReadFile(dir + "/sweep.svg");
+  const std::string svg = ReadTestFile(dir + "/sweep.svg");
   EXPECT_TRUE(absl::StartsWith(svg, "<svg ")) << svg.substr(0, 100);
   EXPECT_TRUE(absl::StrContains(svg, ">16K</text>"));
   EXPECT_TRUE(absl::StrContains(svg, "throughput, MB/s"));
@@ -508,7 +519,7 @@ TEST(ZcsweepTest, JsonStaysValidForAnyTracePath) {
                "1", "--time", "20ms", "--quiet", "--out", dir + "/out"});
   SKIP_IF_NO_IO_URING(r);
   ASSERT_EQ(r.code, kZcsweepOk) << r.err;
-  const std::string json = ReadFile(dir + "/out/sweep.json");
+  const std::string json = ReadTestFile(dir + "/out/sweep.json");
   JsonChecker checker(json);
   ASSERT_TRUE(checker.Document()) << json;
   ASSERT_GE(checker.strings().size(), 2u);
@@ -532,11 +543,32 @@ TEST(ZcsweepTest, CalibrateWritesWeightsThePlannerReads) {
   EXPECT_TRUE(absl::StrContains(r.out, "calibrated cost weights")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "Kendall tau")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "the noise is not known")) << r.out;
-  const std::string text = ReadFile(weights);
+  const std::string text = ReadTestFile(weights);
   EXPECT_TRUE(absl::StartsWith(text, "# zcplan cost weights")) << text;
   absl::StatusOr<CostWeights> parsed = ParseCostWeights(text);
   ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n" << text;
   EXPECT_TRUE(ValidateCostWeights(*parsed).ok());
+}
+
+TEST(ZcsweepTest, WeightsRankTheMeasuredSettings) {
+  const std::string dir = TempDir("sweep-rank");
+  // Weights under which copying is free and zero-copy dear: they rank
+  // "never" first whatever this machine measures.
+  const std::string weights = WriteTestFile(
+      "rank-weights.txt",
+      "per_op 100\nper_zc_op 100000\nper_copy_byte 0\nper_zc_byte 10\n");
+  const Result r = Zcsweep({"--thresholds", "0,16K,never", "--repetitions", "1",
+                            "--time", "30ms", "--out", dir, "--weights",
+                            weights, "--quiet", "--split", "4K,64K,100"});
+  SKIP_IF_NO_IO_URING(r);
+  ASSERT_EQ(r.code, kZcsweepOk) << r.err << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, absl::StrCat("the weights in ", weights,
+                          " against this measurement, over 3 settings: "
+                          "ranking agreement (Kendall tau, 1 = same order) ")))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "; by those weights: threshold never"))
+      << r.out;
 }
 
 TEST(ZcsweepTest, UnreachablePeerFailsWithExitOneBeforeTheHeader) {

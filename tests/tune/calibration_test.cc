@@ -183,6 +183,41 @@ TEST(CalibrateSweepTest, FitsCountsOfLessThanOnePerMessage) {
   EXPECT_THAT(c->fit.unfitted, Not(Contains("per_zc_op")));
 }
 
+TEST(RankSweepTest, RanksByTheGivenWeights) {
+  const Sweep s = MeasuredSweep();
+  // The machine's own weights rank exactly as it measures.
+  absl::StatusOr<SweepRanking> exact =
+      RankSweep(Workload(), s.points, s.sums, Machine());
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_THAT(exact->samples, ElementsAre(0, 1, 2, 3, 4));
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_DOUBLE_EQ(exact->measured[i], s.sums[i].cpu_ns_per_message);
+    EXPECT_NEAR(exact->modelled[i], exact->measured[i],
+                exact->measured[i] * 1e-9);
+  }
+  EXPECT_DOUBLE_EQ(exact->tau, 1.0);
+  EXPECT_EQ(exact->cheapest_measured, 4u);
+  EXPECT_EQ(exact->cheapest_modelled, 4u);
+  // The defaults rank as CalibrateSweep says they do.
+  absl::StatusOr<SweepRanking> defaults =
+      RankSweep(Workload(), s.points, s.sums, CostWeights());
+  absl::StatusOr<SweepCalibration> c =
+      CalibrateSweep(Workload(), s.points, s.sums);
+  ASSERT_TRUE(defaults.ok() && c.ok());
+  EXPECT_DOUBLE_EQ(defaults->tau, c->tau_default);
+  EXPECT_EQ(defaults->cheapest_modelled, c->cheapest_default);
+}
+
+TEST(RankSweepTest, NeedsTwoSamples) {
+  Sweep s;
+  s.AddMeasured(0);
+  s.Add(PointAt(16 * K, /*adaptive=*/true), 5000);
+  const absl::Status e =
+      RankSweep(Workload(), s.points, s.sums, Machine()).status();
+  EXPECT_EQ(e.code(), absl::StatusCode::kInvalidArgument) << e;
+  EXPECT_THAT(e.message(), HasSubstr("at least 2"));
+}
+
 TEST(CalibrateSweepTest, SkipsAdaptiveAndUnmeasuredPoints) {
   Sweep s = MeasuredSweep();
   // An adaptive point and one without runs would spoil the fit if used.

@@ -41,21 +41,13 @@
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/tools/flags.h"
+#include "zcplan/tools/send_flags.h"
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/net.h"
 #include "zcplan/uring/stats.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HOST:PORT to listen on");
-ABSL_FLAG(zcplan::Threshold, threshold,
-          zcplan::Threshold{zcplan::PlanOptions().zc_threshold},
-          "zero-copy threshold");
-ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::PlanOptions().copy_op,
-          "the op for groups of small pieces");
-ABSL_FLAG(zcplan::ByteSize, gap,
-          zcplan::ByteSize{zcplan::PlanOptions().zc_gap_bytes},
-          "the planner's gap knob");
-ABSL_FLAG(zcplan::OnOff, adaptive, zcplan::OnOff{true}, "adaptive zero-copy");
 ABSL_FLAG(zcplan::ByteSize, zc_cap, zcplan::ByteSize{0},
           "zero-copy bytes awaiting notification per ring (0: default)");
 ABSL_FLAG(zcplan::ByteSize, body, zcplan::ByteSize{64 * 1024},
@@ -232,10 +224,7 @@ absl::Status ReadFlags(Config& c) {
   if (!hp.ok()) return Bad(absl::StrCat("--listen: ", hp.status().message()));
   c.host = hp->first;
   c.port = static_cast<uint16_t>(std::stoul(hp->second));
-  c.plan.zc_threshold = absl::GetFlag(FLAGS_threshold).bytes;
-  c.plan.copy_op = absl::GetFlag(FLAGS_copy_op);
-  c.plan.zc_gap_bytes = absl::GetFlag(FLAGS_gap).bytes;
-  c.adaptive = absl::GetFlag(FLAGS_adaptive).on;
+  ReadSendFlags(&c.plan, &c.adaptive);
   c.zc_cap = absl::GetFlag(FLAGS_zc_cap).bytes;
   c.body = absl::GetFlag(FLAGS_body).bytes;
   c.threads = absl::GetFlag(FLAGS_threads);

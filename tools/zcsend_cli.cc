@@ -42,6 +42,7 @@
 #include "zcplan/planner/trace.h"
 #include "zcplan/tools/cli_io.h"
 #include "zcplan/tools/flags.h"
+#include "zcplan/tools/send_flags.h"
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/buffer_pool.h"
 #include "zcplan/uring/executor.h"
@@ -128,15 +129,6 @@ ABSL_FLAG(zcplan::ByteSizeList, split,
           zcplan::ByteSizeList{*zcplan::ParseSizeList(zcplan::kDefaultSplit)},
           "buffer sizes, repeated over the data");
 ABSL_FLAG(std::string, trace, "", "take the buffer sizes from this trace");
-ABSL_FLAG(zcplan::Threshold, threshold,
-          zcplan::Threshold{zcplan::PlanOptions().zc_threshold},
-          "zero-copy threshold");
-ABSL_FLAG(zcplan::CopyOp, copy_op, zcplan::PlanOptions().copy_op,
-          "the op for groups of small buffers");
-ABSL_FLAG(zcplan::ByteSize, gap,
-          zcplan::ByteSize{zcplan::PlanOptions().zc_gap_bytes},
-          "the planner's gap knob");
-ABSL_FLAG(zcplan::OnOff, adaptive, zcplan::OnOff{true}, "adaptive zero-copy");
 ABSL_FLAG(bool, registered, false, "buffers in one registered region");
 ABSL_FLAG(zcplan::ByteSize, max_in_flight,
           zcplan::ByteSize{zcplan::kDefaultMaxInFlight},
@@ -294,10 +286,7 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
   if (c.split.empty()) return FlagError("split", "no buffer sizes");
   c.has_trace = given("trace");
   c.trace_path = absl::GetFlag(FLAGS_trace);
-  c.plan.zc_threshold = absl::GetFlag(FLAGS_threshold).bytes;
-  c.plan.copy_op = absl::GetFlag(FLAGS_copy_op);
-  c.plan.zc_gap_bytes = absl::GetFlag(FLAGS_gap).bytes;
-  c.adaptive = absl::GetFlag(FLAGS_adaptive).on;
+  ReadSendFlags(&c.plan, &c.adaptive);
   c.registered = absl::GetFlag(FLAGS_registered);
   c.max_in_flight = absl::GetFlag(FLAGS_max_in_flight).bytes;
   if (c.max_in_flight == 0 || c.max_in_flight > kMaxMaxInFlight) {

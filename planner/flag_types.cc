@@ -66,6 +66,23 @@ std::string AbslUnparseFlag(const ThresholdList& value) {
   });
 }
 
+bool AbslParseFlag(absl::string_view text, WholeNumber* value,
+                   std::string* error) {
+  absl::StatusOr<uint32_t> n = ParseCount(text, 0, UINT32_MAX);
+  if (!n.ok()) {
+    // "bad number 'TEXT'" as ParseCount quotes it, and what a count is.
+    const absl::string_view message = n.status().message();
+    *error = absl::StrCat(message.substr(0, message.rfind(": expected")),
+                          ": expected a whole number, e.g. 64");
+    return false;
+  }
+  value->value = *n;
+  return true;
+}
+std::string AbslUnparseFlag(WholeNumber value) {
+  return absl::StrCat(value.value);
+}
+
 bool AbslParseFlag(absl::string_view text, OnOff* value, std::string* error) {
   if (text == "on" || text == "off") {
     value->on = text == "on";

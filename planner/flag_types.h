@@ -43,6 +43,13 @@ struct ThresholdList {
   std::vector<uint64_t> bytes;
 };
 
+// A count: decimal digits only, at most 32 bits ("64"; not "0x40", " 64" or
+// "+64", which an integer flag of Abseil's would take). Ranges are the
+// tool's to check (tools/flags.h CountInRange).
+struct WholeNumber {
+  uint32_t value = 0;
+};
+
 // A switch given as a word: "on" or "off".
 struct OnOff {
   bool on = false;
@@ -59,6 +66,9 @@ std::string AbslUnparseFlag(const ByteSizeList& value);
 bool AbslParseFlag(absl::string_view text, ThresholdList* value,
                    std::string* error);
 std::string AbslUnparseFlag(const ThresholdList& value);
+bool AbslParseFlag(absl::string_view text, WholeNumber* value,
+                   std::string* error);
+std::string AbslUnparseFlag(WholeNumber value);
 bool AbslParseFlag(absl::string_view text, OnOff* value, std::string* error);
 std::string AbslUnparseFlag(OnOff value);
 // "writev" or "sendmsg" (ParseCopyOp).

@@ -52,8 +52,10 @@ ABSL_FLAG(zcplan::ByteSize, zc_cap, zcplan::ByteSize{0},
           "zero-copy bytes awaiting notification per ring (0: default)");
 ABSL_FLAG(zcplan::ByteSize, body, zcplan::ByteSize{64 * 1024},
           "the body of /<N>");
-ABSL_FLAG(uint32_t, threads, 1, "threads, each with its ring and executor");
-ABSL_FLAG(uint32_t, max_connections, 1024, "connections per thread");
+ABSL_FLAG(zcplan::WholeNumber, threads, zcplan::WholeNumber{1},
+          "threads, each with its ring and executor");
+ABSL_FLAG(zcplan::WholeNumber, max_connections, zcplan::WholeNumber{1024},
+          "connections per thread");
 ABSL_FLAG(absl::Duration, stats_every, absl::ZeroDuration(),
           "print a stats line this often");
 ABSL_FLAG(bool, registered, false, "register the body arenas");
@@ -227,8 +229,8 @@ absl::Status ReadFlags(Config& c) {
   ReadSendFlags(&c.plan, &c.adaptive);
   c.zc_cap = absl::GetFlag(FLAGS_zc_cap).bytes;
   c.body = absl::GetFlag(FLAGS_body).bytes;
-  c.threads = absl::GetFlag(FLAGS_threads);
-  c.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.threads = absl::GetFlag(FLAGS_threads).value;
+  c.max_connections = absl::GetFlag(FLAGS_max_connections).value;
   c.stats_every = absl::GetFlag(FLAGS_stats_every);
   c.registered = absl::GetFlag(FLAGS_registered);
   if (absl::Status s = FirstFailedCheck({

@@ -39,12 +39,6 @@
 namespace zcplan {
 namespace {
 
-// A whole number of at most 32 bits ("64"): the ops, iovecs and connection
-// counts of the flags.
-struct WholeNumber {
-  uint32_t value = 0;
-};
-
 // A cost weight: a number in 0..kMaxCostWeight, so that costs stay finite.
 struct Weight {
   double value = 0;
@@ -57,22 +51,6 @@ std::string Quoted(absl::string_view text) {
   if (text.size() <= kMaxQuotedBytes) return absl::StrCat("'", text, "'");
   return absl::StrCat("'", text.substr(0, kMaxQuotedBytes), "...(", text.size(),
                       " bytes)'");
-}
-
-bool AbslParseFlag(absl::string_view text, WholeNumber* number,
-                   std::string* error) {
-  if (text.empty() ||
-      !std::all_of(text.begin(), text.end(), absl::ascii_isdigit) ||
-      !absl::SimpleAtoi(text, &number->value)) {
-    *error = absl::StrCat("bad number ", Quoted(text),
-                          ": expected a whole number, e.g. 64");
-    return false;
-  }
-  return true;
-}
-
-std::string AbslUnparseFlag(WholeNumber number) {
-  return absl::StrCat(number.value);
 }
 
 bool AbslParseFlag(absl::string_view text, Weight* weight, std::string* error) {

@@ -70,10 +70,12 @@ ABSL_FLAG(std::vector<std::string>, copy_ops, {"writev"},
 ABSL_FLAG(zcplan::ByteSizeList, gaps, zcplan::ByteSizeList{{0}},
           "gap-knob values to sweep");
 ABSL_FLAG(std::string, adaptive, "off", "adaptive zero-copy: off, on or both");
-ABSL_FLAG(uint32_t, repetitions, 3, "runs per setting");
+ABSL_FLAG(zcplan::WholeNumber, repetitions, zcplan::WholeNumber{3},
+          "runs per setting");
 ABSL_FLAG(absl::Duration, time, absl::Milliseconds(300),
           "sending time per run");
-ABSL_FLAG(uint32_t, in_flight, 1, "messages in flight");
+ABSL_FLAG(zcplan::WholeNumber, in_flight, zcplan::WholeNumber{1},
+          "messages in flight");
 ABSL_FLAG(std::string, peer, "", "HOST:PORT of a TCP receiver");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(30),
           "how long a peer may take nothing (0: for ever)");
@@ -187,9 +189,9 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
   c.grid.gaps = absl::GetFlag(FLAGS_gaps).bytes;
   absl::StatusOr<std::vector<bool>> adaptive =
       ParseAdaptive(absl::GetFlag(FLAGS_adaptive));
-  c.repetitions = absl::GetFlag(FLAGS_repetitions);
+  c.repetitions = absl::GetFlag(FLAGS_repetitions).value;
   c.time = absl::GetFlag(FLAGS_time);
-  c.in_flight = absl::GetFlag(FLAGS_in_flight);
+  c.in_flight = absl::GetFlag(FLAGS_in_flight).value;
   c.peer = absl::GetFlag(FLAGS_peer);
   c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   c.out_dir = absl::GetFlag(FLAGS_out);

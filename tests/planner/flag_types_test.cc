@@ -66,6 +66,22 @@ TEST(FlagTypesTest, ListsKeepOrderAndRefuseEmpty) {
   EXPECT_THAT(Error<ThresholdList>("8K..1K"), HasSubstr("bad range"));
 }
 
+TEST(FlagTypesTest, WholeNumbersAreDecimalDigitsOnly) {
+  EXPECT_EQ(Parsed<WholeNumber>("64").value, 64u);
+  EXPECT_EQ(Parsed<WholeNumber>("0").value, 0u);
+  EXPECT_EQ(Parsed<WholeNumber>("4294967295").value, 4294967295u);
+  EXPECT_EQ(absl::UnparseFlag(WholeNumber{17}), "17");
+  // What Abseil's own integer flags would take: hex, blanks, signs.
+  for (const char* bad :
+       {"0x10", " 2", "2 ", "+2", "-1", "", "4294967296", "1e3", "ten"}) {
+    EXPECT_THAT(Error<WholeNumber>(bad),
+                HasSubstr("': expected a whole number, e.g. 64"))
+        << bad;
+  }
+  EXPECT_EQ(Error<WholeNumber>("0x10"),
+            "bad number '0x10': expected a whole number, e.g. 64");
+}
+
 TEST(FlagTypesTest, OnOffAndCopyOp) {
   EXPECT_TRUE(Parsed<OnOff>("on").on);
   EXPECT_FALSE(Parsed<OnOff>("off").on);

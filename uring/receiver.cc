@@ -232,9 +232,16 @@ absl::Status Receiver::Loop() {
                        absl::FormatDuration(options_.timeout)));
     }
     const bool accepting = connections_.size() < options_.connections;
-    const bool busy =
-        std::find(readable_.begin(), readable_.end(), true) != readable_.end();
-    if (!busy || accepting) {
+    bool busy = false;
+    bool waiting = false;  // a connection to poll before it is read again
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      busy = busy || readable_[i];
+      waiting = waiting || (!readable_[i] && !connections_[i].ended);
+    }
+    // Polled (without waiting while one is busy) whenever a connection is
+    // not known to be readable: one that always has bytes must not starve
+    // the others.
+    if (!busy || accepting || waiting) {
       polled.clear();
       which.clear();
       polled.push_back({wake_.get(), POLLIN, 0});

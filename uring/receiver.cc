@@ -259,10 +259,12 @@ absl::Status Receiver::Loop() {
       if (busy) {
         timeout_ms = 0;
       } else if (options_.timeout != absl::InfiniteDuration()) {
-        timeout_ms = static_cast<int>(std::min<int64_t>(
+        // At least 0: a deadline that passed since the check above must
+        // not become poll's -1 (wait forever).
+        timeout_ms = static_cast<int>(std::clamp<int64_t>(
             absl::ToInt64Milliseconds(
                 absl::Ceil(deadline - absl::Now(), absl::Milliseconds(1))),
-            60000));
+            0, 60000));
       }
       if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
         if (errno == EINTR) continue;

@@ -475,13 +475,15 @@ Sweep::Impl::~Impl() {
     }
   }
   executor_.reset();
-  if (fd_.get() >= 0) {
+  const bool connected = fd_.get() >= 0;
+  if (connected) {
     shutdown(fd_.get(), SHUT_WR);
     fd_.Reset();
   }
   if (sink_ != nullptr) {
     // The receiver ends at the FIN; a bounded wait, then it is stopped.
-    sink_->WaitFor(kSinkDrainTimeout);
+    // Without a connection (the connect failed) no FIN comes: stop it now.
+    if (connected) sink_->WaitFor(kSinkDrainTimeout);
     (void)sink_->Stop();  // Its status says only how it ended: not needed.
   }
 }

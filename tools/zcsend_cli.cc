@@ -143,7 +143,9 @@ ABSL_FLAG(std::string, listen, "0", "receive on this port");
 ABSL_FLAG(std::string, bind, "0.0.0.0", "the receiver's address");
 ABSL_FLAG(std::string, out, "", "write what arrives to this file");
 ABSL_FLAG(bool, check_pattern, false, "check the pattern");
-ABSL_FLAG(uint32_t, connections, 1, "connections");
+// Text, as --listen: decimal digits only (Abseil's integers take hex and
+// spaces), and the error names the range.
+ABSL_FLAG(std::string, connections, "1", "connections");
 
 namespace zcplan {
 namespace {
@@ -320,13 +322,12 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
   c.out_path = absl::GetFlag(FLAGS_out);
   if (c.has_out && c.out_path.empty()) return FlagError("out", "empty path");
   c.check_pattern = absl::GetFlag(FLAGS_check_pattern);
-  c.connections = absl::GetFlag(FLAGS_connections);
-  // ParseCount's message for the number given.
-  if (absl::StatusOr<uint32_t> n =
-          ParseCount(absl::StrCat(c.connections), 1, kMaxConnections);
-      !n.ok()) {
-    return FlagError("connections", n.status().message());
+  absl::StatusOr<uint32_t> connections =
+      ParseCount(absl::GetFlag(FLAGS_connections), 1, kMaxConnections);
+  if (!connections.ok()) {
+    return FlagError("connections", connections.status().message());
   }
+  c.connections = *connections;
   return CheckSides(parsed, c);
 }
 

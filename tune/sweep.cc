@@ -432,7 +432,17 @@ absl::Status Sweep::Impl::Run(const SweepProgress& progress) {
     for (SweepPoint& point : points_) {
       absl::StatusOr<SweepRun> run = RunOnce(point.setting);
       if (!run.ok()) {
-        const absl::Status& s = run.status();
+        absl::Status s = run.status();
+        // A receiver thread that gave up (a failed accept) closed the
+        // connection under the sender: its error is the cause, not the
+        // sender's "not connected".
+        if (sink_ != nullptr) {
+          const absl::Status sink = sink_->Stop();
+          if (!sink.ok() && !absl::IsCancelled(sink)) {
+            s = absl::Status(sink.code(), absl::StrCat("the receiver thread: ",
+                                                       sink.message()));
+          }
+        }
         return absl::Status(
             s.code(),
             absl::StrCat(DescribeSetting(point.setting), ": ", s.message()));
@@ -475,13 +485,15 @@ Sweep::Impl::~Impl() {
     }
   }
   executor_.reset();
-  if (fd_.get() >= 0) {
+  const bool connected = fd_.get() >= 0;
+  if (connected) {
     shutdown(fd_.get(), SHUT_WR);
     fd_.Reset();
   }
   if (sink_ != nullptr) {
     // The receiver ends at the FIN; a bounded wait, then it is stopped.
-    sink_->WaitFor(kSinkDrainTimeout);
+    // Without a connection (the connect failed) no FIN comes: stop it now.
+    if (connected) sink_->WaitFor(kSinkDrainTimeout);
     (void)sink_->Stop();  // Its status says only how it ended: not needed.
   }
 }

@@ -232,9 +232,16 @@ absl::Status Receiver::Loop() {
                        absl::FormatDuration(options_.timeout)));
     }
     const bool accepting = connections_.size() < options_.connections;
-    const bool busy =
-        std::find(readable_.begin(), readable_.end(), true) != readable_.end();
-    if (!busy || accepting) {
+    bool busy = false;
+    bool waiting = false;  // a connection to poll before it is read again
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      busy = busy || readable_[i];
+      waiting = waiting || (!readable_[i] && !connections_[i].ended);
+    }
+    // Polled (without waiting while one is busy) whenever a connection is
+    // not known to be readable: one that always has bytes must not starve
+    // the others.
+    if (!busy || accepting || waiting) {
       polled.clear();
       which.clear();
       polled.push_back({wake_.get(), POLLIN, 0});
@@ -252,10 +259,12 @@ absl::Status Receiver::Loop() {
       if (busy) {
         timeout_ms = 0;
       } else if (options_.timeout != absl::InfiniteDuration()) {
-        timeout_ms = static_cast<int>(std::min<int64_t>(
+        // At least 0: a deadline that passed since the check above must
+        // not become poll's -1 (wait forever).
+        timeout_ms = static_cast<int>(std::clamp<int64_t>(
             absl::ToInt64Milliseconds(
                 absl::Ceil(deadline - absl::Now(), absl::Milliseconds(1))),
-            60000));
+            0, 60000));
       }
       if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
         if (errno == EINTR) continue;

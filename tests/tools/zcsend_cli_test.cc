@@ -450,6 +450,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"--peer", "127.0.0.1:9", "--connections", "0"}, "'0'"},
         BadCase{{"--listen", "0", "--connections", "0"}, "'0'"},
         BadCase{{"--peer", "127.0.0.1:9", "--connections", "1025"}, "1025"},
+        // Decimal digits only, as before the flags moved to Abseil (whose
+        // integer parser takes hex and spaces), with the range in the error.
+        BadCase{{"--peer", "127.0.0.1:9", "--connections", "0x10"}, "'0x10'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--connections", " 2"}, "' 2'"},
+        BadCase{{"--peer", "127.0.0.1:9", "--connections", "-1"}, "1..1024"},
         BadCase{{"--peer", "127.0.0.1:9", "--file", "/nonexistent/zcsend"},
                 "'/nonexistent/zcsend'"},
         BadCase{{"--peer", "127.0.0.1:9", "--file", "/"}, "is a directory"},

@@ -5,18 +5,23 @@
 
 #include "zcplan/uring/receiver.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "zcplan/uring/net.h"
@@ -188,6 +193,116 @@ TEST(ReceiverTest, AResetIsTheConnectionsError) {
   EXPECT_TRUE(c.ended);
   // The reset may arrive before or after the 10 bytes were read.
   EXPECT_TRUE(c.error == ECONNRESET || c.eof) << c.error;
+}
+
+// A connection that always has bytes waiting must not starve one that had
+// none when it was last read: the second one's data and EOF are seen while
+// the first is still busy.
+TEST(ReceiverTest, ABusyConnectionDoesNotStarveAnIdleOne) {
+  int busy_pair[2], idle_pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, busy_pair), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, idle_pair), 0);
+  UniqueFd busy_mine(busy_pair[0]), busy_theirs(busy_pair[1]);
+  UniqueFd idle_mine(idle_pair[0]), idle_theirs(idle_pair[1]);
+  ReceiverOptions options;
+  // A slow reader: the busy connection's sender keeps its socket full.
+  options.read_size = 1024;
+  options.pause_after_read = absl::Microseconds(200);
+  options.timeout = kHangGuard;
+  absl::Notification busy_flowing, idle_ended;
+  int busy_reads = 0;
+  options.on_data = [&](size_t i, absl::Span<const unsigned char>) {
+    if (i == 0 && ++busy_reads == 4) busy_flowing.Notify();
+    return absl::OkStatus();
+  };
+  options.on_end = [&](size_t i, const ReceivedConnection&) {
+    if (i == 1) idle_ended.Notify();
+  };
+  std::atomic<bool> stop_sending{false};
+  std::thread sender([&] {
+    std::vector<unsigned char> chunk(64 * 1024, 'b');
+    while (!stop_sending.load()) {
+      pollfd p = {busy_mine.get(), POLLOUT, 0};
+      if (poll(&p, 1, 10) != 1) continue;
+      (void)send(busy_mine.get(), chunk.data(), chunk.size(),
+                 MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    shutdown(busy_mine.get(), SHUT_WR);
+  });
+  absl::StatusOr<std::unique_ptr<Receiver>> r =
+      Receiver::OnSockets({busy_theirs.get(), idle_theirs.get()}, options);
+  ASSERT_TRUE(r.ok());
+  // By now the idle connection was read once and found empty.
+  EXPECT_TRUE(busy_flowing.WaitForNotificationWithTimeout(kHangGuard));
+  SendAll(idle_mine.get(), PatternBytes(0, 1));
+  shutdown(idle_mine.get(), SHUT_WR);
+  const bool seen = idle_ended.WaitForNotificationWithTimeout(
+      absl::Seconds(20));  // hang guard: starved, it is never seen
+  stop_sending.store(true);
+  sender.join();
+  EXPECT_TRUE(seen) << "the idle connection's EOF was not read while the "
+                       "busy one had data";
+  EXPECT_TRUE((*r)->Join().ok()) << (*r)->status();
+  ASSERT_EQ((*r)->connections().size(), 2u);
+  EXPECT_EQ((*r)->connections()[1].bytes, 1u);
+  EXPECT_TRUE((*r)->connections()[1].eof);
+}
+
+int OpenFds() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr) ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+// Every way a receiver ends closes what it opened (listener, eventfd,
+// accepted sockets) and leaves a given socket open.
+TEST(ReceiverTest, EveryEndingClosesItsDescriptors) {
+  const int before = OpenFds();
+  {  // done: all connections closed
+    absl::StatusOr<std::unique_ptr<Receiver>> r =
+        Receiver::Listen(ReceiverOptions());
+    ASSERT_TRUE(r.ok());
+    { UniqueFd a = Connect(**r); }
+    EXPECT_TRUE((*r)->Join().ok());
+  }
+  {  // stopped before any accept
+    absl::StatusOr<std::unique_ptr<Receiver>> r =
+        Receiver::Listen(ReceiverOptions());
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(absl::IsCancelled((*r)->Stop()));
+  }
+  {  // destroyed mid-read without Stop or Join, the peer never closing
+    absl::StatusOr<std::unique_ptr<Receiver>> r =
+        Receiver::Listen(ReceiverOptions());
+    ASSERT_TRUE(r.ok());
+    UniqueFd a = Connect(**r);
+    SendAll(a.get(), PatternBytes(0, 1000));
+    r->reset();
+  }
+  {  // a failed accept
+    ReceiverOptions options;
+    options.accept_fault = [](size_t) { return EMFILE; };
+    absl::StatusOr<std::unique_ptr<Receiver>> r = Receiver::Listen(options);
+    ASSERT_TRUE(r.ok());
+    UniqueFd a = Connect(**r);
+    EXPECT_FALSE((*r)->Join().ok());
+  }
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd mine(pair[0]), theirs(pair[1]);
+  {  // given sockets stay open
+    absl::StatusOr<std::unique_ptr<Receiver>> r =
+        Receiver::OnSockets({theirs.get()}, ReceiverOptions());
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(absl::IsCancelled((*r)->Stop()));
+  }
+  EXPECT_EQ(fcntl(theirs.get(), F_GETFD), FD_CLOEXEC);
+  mine.Reset();
+  theirs.Reset();
+  EXPECT_EQ(OpenFds(), before);
 }
 
 }  // namespace

@@ -347,7 +347,7 @@ SendProbeResult RunSendProbe(const std::string& host, const std::string& port,
   }
   Executor& ex = **executor;
   ConnectionOptions co;
-  co.plan.zc_threshold = 4096;
+  co.plan.zc_threshold = kSendProbeThreshold;
   // One buffer per op: a notification for each, so the count of copied
   // ones is a sample of the path, not of two large ops.
   co.plan.max_iovs_per_op = 1;

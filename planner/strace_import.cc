@@ -233,6 +233,13 @@ absl::string_view StripPrefix(absl::string_view line, uint64_t* pid) {
   }
   for (;;) {
     line = absl::StripLeadingAsciiWhitespace(line);
+    if (absl::StartsWith(line, "(+")) {
+      // -r after -t/-tt/-ttt: "(+     0.000123)", padded with spaces.
+      const size_t close = line.find(')');
+      if (close == absl::string_view::npos) return line;
+      line = line.substr(close + 1);
+      continue;
+    }
     const size_t space = line.find(' ');
     if (space == absl::string_view::npos) return line;
     const absl::string_view token = line.substr(0, space);

@@ -104,9 +104,12 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
     c.probe_port = hp->second;
   }
   c.probe_bytes = absl::GetFlag(FLAGS_probe_bytes).bytes;
-  if (c.probe_bytes == 0 || c.probe_bytes > kMaxProbeBytes) {
+  // Fewer bytes than one zero-copy buffer would report "no send went
+  // zero-copy" of any path.
+  if (c.probe_bytes < kSendProbeThreshold || c.probe_bytes > kMaxProbeBytes) {
     return Bad(absl::StrCat("--probe-bytes: bad size '",
-                            FormatSize(c.probe_bytes), "': expected 1..",
+                            FormatSize(c.probe_bytes), "': expected ",
+                            FormatSize(kSendProbeThreshold), "..",
                             FormatSize(kMaxProbeBytes), ", e.g. 4M"));
   }
   const std::string format = absl::GetFlag(FLAGS_format);
@@ -224,7 +227,7 @@ Flags:
                        TCP receiver there through the executor, and count the
                        notifications that say the kernel copied; its route is
                        checked as a --peer's
-  --probe-bytes SIZE   how much --probe sends, up to 256M [%s]
+  --probe-bytes SIZE   how much --probe sends, 4K..256M [%s]
   --format FORMAT      text or json [text]
 
 Exit status: 0 when zero-copy can pay (to every --peer, or on at least one

@@ -223,7 +223,12 @@ absl::Status ReadFlags(Config& c) {
   c.listen = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::pair<std::string, std::string>> hp =
       SplitHostPort(c.listen, /*min_port=*/0);
-  if (!hp.ok()) return Bad(absl::StrCat("--listen: ", hp.status().message()));
+  if (!hp.ok()) {
+    // Not SplitHostPort's message: it echoes the text unescaped and whole.
+    return Bad(absl::StrCat("--listen: bad address ", QuoteForMessage(c.listen),
+                            ": expected HOST:PORT (port 0..65535), e.g. "
+                            "127.0.0.1:9000 or [::1]:9000"));
+  }
   c.host = hp->first;
   c.port = static_cast<uint16_t>(std::stoul(hp->second));
   ReadSendFlags(&c.plan, &c.adaptive);

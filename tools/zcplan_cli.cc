@@ -916,6 +916,15 @@ absl::Status RunSimulate(const Config& config, const Input& input,
 // The most connections the report lists one by one.
 constexpr size_t kMaxListedConnections = 100;
 
+// The most bytes of a connection's name in the report's table, whose rows are
+// all as wide as its widest name; the "# connection N" lines hold it whole.
+constexpr size_t kMaxTableNameBytes = 128;  // A TCPv6 name is at most 104.
+
+std::string TableName(absl::string_view name) {
+  if (name.size() <= kMaxTableNameBytes) return std::string(name);
+  return absl::StrCat(name.substr(0, kMaxTableNameBytes - 3), "...");
+}
+
 // The report that heads an imported trace, every line a '#' comment.
 std::string ImportReport(const Config& config, absl::string_view capture,
                          const StraceImport& imp) {
@@ -939,7 +948,7 @@ std::string ImportReport(const Config& config, absl::string_view capture,
   for (size_t c = 0; c < imp.connections.size() && c < kMaxListedConnections;
        ++c) {
     const ImportedConnection& ic = imp.connections[c];
-    connections.AddRow({absl::StrCat(c + 1, " ", ic.name()),
+    connections.AddRow({absl::StrCat(c + 1, " ", TableName(ic.name())),
                         absl::StrCat(ic.pid()), absl::StrCat(ic.fd()),
                         absl::StrCat(ic.batches()), absl::StrCat(ic.iovecs()),
                         HumanSize(ic.bytes()),

@@ -26,6 +26,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/io_uring_ring.h"
@@ -339,15 +341,22 @@ SendProbeResult RunSendProbe(const std::string& host, const std::string& port,
                                          const absl::Status& status) {
     if (!status.ok() && first_failure.ok()) first_failure = status;
   };
-  absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::Create(std::move(eo));
+  // The kernel unaccounts a closed ring (ProbeRing's, a moment ago) from
+  // RLIMIT_MEMLOCK only when its exit work has run, after close() returns:
+  // under a limit that holds one ring, this one fails with ENOMEM until then.
+  absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Create(eo);
+  for (int retry = 0;
+       retry < 50 && absl::IsResourceExhausted(executor.status()); ++retry) {
+    absl::SleepFor(absl::Milliseconds(10));
+    executor = Executor::Create(eo);
+  }
   if (!executor.ok()) {
     result.status = executor.status();
     return result;
   }
   Executor& ex = **executor;
   ConnectionOptions co;
-  co.plan.zc_threshold = 4096;
+  co.plan.zc_threshold = kSendProbeThreshold;
   // One buffer per op: a notification for each, so the count of copied
   // ones is a sample of the path, not of two large ops.
   co.plan.max_iovs_per_op = 1;

@@ -78,6 +78,10 @@ struct Route {
 [[nodiscard]] absl::StatusOr<Route> ReadRoute(const std::string& host,
                                               const std::string& port);
 
+// The probe's zero-copy threshold: buffers below it are sent by copy, so a
+// probe of fewer bytes cannot go zero-copy at all.
+inline constexpr uint64_t kSendProbeThreshold = 4096;
+
 struct SendProbeOptions {
   uint64_t bytes = uint64_t{4} << 20;          // in all
   uint64_t buffer_bytes = 64 << 10;            // each enqueued buffer

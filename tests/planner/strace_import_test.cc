@@ -260,6 +260,27 @@ sendto(4<socket:[1401676]>, "ab", 2, 0, NULL, 0) = 2
   EXPECT_THAT(Sizes(imp, 0, 4), ElementsAre(1));
 }
 
+// strace -f -t -r and -ttt -r print the relative timestamp after the
+// absolute one, in parentheses and padded with spaces (strace 6.1; the
+// resumed line is edited from the unfinished one).
+TEST(StraceImportTest, RelativeTimestampAfterAnAbsoluteOneIsAPrefix) {
+  const StraceImport imp = Import(
+      R"strace(26801 15:19:31 (+     0.000000) writev(5<TCP:[127.0.0.1:43550->127.0.0.1:52577]>, [{iov_base="pppppppppppppppppppppppppppppppp"..., iov_len=3000000}, {iov_base="qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"..., iov_len=100}], 2) = 3000100
+26801 15:19:31 (+     0.007579) sendto(5<TCP:[127.0.0.1:43550->127.0.0.1:52577]>, "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"..., 5000000, 0, NULL, 0) = 1157447
+26225 1796138351.606885 (+     0.000884) sendto(5<TCP:[127.0.0.1:59798->127.0.0.1:50639]>, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"..., 777, 0, NULL, 0 <unfinished ...>
+26225 1796138351.607680 (+     0.000789) <... sendto resumed>) = 777)strace");
+  ExpectEveryLineCounted(imp);
+  EXPECT_THAT(imp.skipped, IsEmpty());
+  ASSERT_EQ(imp.connections.size(), 2u);
+  ASSERT_EQ(imp.connections[0].batches(), 2u);
+  EXPECT_THAT(Sizes(imp, 0, 0), ElementsAre(3000000, 100));
+  EXPECT_THAT(Sizes(imp, 0, 1), ElementsAre(1157447));
+  EXPECT_EQ(imp.connections[0].pid(), 26801u);
+  ASSERT_EQ(imp.connections[1].batches(), 1u);
+  EXPECT_THAT(Sizes(imp, 1, 0), ElementsAre(777));
+  EXPECT_EQ(imp.lines_used, 4u);
+}
+
 TEST(StraceImportTest, WritesToFilesPipesAndOtherSocketsAreCountedApart) {
   // Recorded: -yy of a UDP socket, a UNIX socketpair, /dev/null, a pipe,
   // nginx's access log; an eventfd (edited).

@@ -173,6 +173,10 @@ TEST(ZcdoctorCliTest, BadInputIsOneLineAndExitTwo) {
   ExpectBadInput({"--probe-bytes", "0"}, "--probe-bytes: bad size '0'");
   ExpectBadInput({"--probe-bytes", "1G"}, "--probe-bytes: bad size '1G'");
   ExpectBadInput({"--probe-bytes", "lots"}, "--probe-bytes: bad size 'lots'");
+  // Below the probe's zero-copy threshold nothing can go zero-copy, and the
+  // probe would say "no send went zero-copy" (blocks) of any path.
+  ExpectBadInput({"--probe-bytes", "4095"}, "--probe-bytes: bad size '4095'");
+  ExpectBadInput({"--probe-bytes", "1"}, "expected 4K..256M");
   ExpectBadInput({"--peer"}, "flag --peer needs a value");
   ExpectBadInput({"--peer\x01"}, "unknown flag '--peer\\x01'");
 }

@@ -780,6 +780,8 @@ TEST(ZchttpdFlagsTest, BadInputIsOneLineAndExitTwo) {
       {"positional"},
       {"--registered=yes"},
       {"--threshold", "\x01\x1b[31mred"},
+      {"--listen", "\x1b[2J\x7f"},
+      {"--listen", std::string(100000, 'x')},
   };
   for (const auto& args : cases) {
     std::ostringstream out, err;
@@ -790,6 +792,7 @@ TEST(ZchttpdFlagsTest, BadInputIsOneLineAndExitTwo) {
     EXPECT_TRUE(absl::StartsWith(e, "zchttpd: ")) << e;
     EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1) << e;
     EXPECT_TRUE(absl::EndsWith(e, "\n")) << e;
+    EXPECT_LE(e.size(), 1000u) << e.substr(0, 200);
     for (char ch : e.substr(0, e.size() - 1)) {
       EXPECT_TRUE(ch >= ' ' && ch <= '~') << "control byte in: " << e;
     }

@@ -311,6 +311,11 @@ void StraceImporter::Skip(SkipKind kind, absl::string_view reason,
   s.first_line = std::min(s.first_line, first_line);
 }
 
+void StraceImporter::AddUnreadLine(absl::string_view reason) {
+  const uint64_t number = ++result_.lines;
+  Skip(SkipKind::kUnusable, reason, number, 1);
+}
+
 void StraceImporter::AddLine(absl::string_view line) {
   const uint64_t number = ++result_.lines;
   uint64_t pid = 0;

@@ -153,6 +153,10 @@ class StraceImporter {
   // cannot use is counted under its reason.
   void AddLine(absl::string_view line);
 
+  // The next line, which the caller could not read whole (longer than its
+  // limit): counted as unusable under `reason`.
+  void AddUnreadLine(absl::string_view reason);
+
   // After the last line: counts calls left unfinished, and returns the
   // result. The importer is spent.
   StraceImport Finish() &&;

@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "zcplan/planner/cost.h"
@@ -181,6 +181,8 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
 
 absl::StatusOr<bool> LineReader::Next(absl::string_view* line) {
   constexpr size_t kChunk = 1 << 16;
+  too_long_ = false;
+  bool skipping = false;    // Past the limit: dropping bytes up to a '\n'.
   size_t scanned = begin_;  // Where to look for the next '\n'.
   for (;;) {
     const void* found =
@@ -188,15 +190,32 @@ absl::StatusOr<bool> LineReader::Next(absl::string_view* line) {
     if (found != nullptr) {
       const size_t newline =
           static_cast<size_t>(static_cast<const char*>(found) - buffer_.data());
-      if (newline - begin_ > max_line_bytes_) break;
+      if (skipping || newline - begin_ > max_line_bytes_) {
+        if (!skip_long_lines_) break;
+        begin_ = newline + 1;
+        ++lines_;
+        too_long_ = true;
+        *line = absl::string_view();
+        return true;
+      }
       *line = absl::string_view(buffer_).substr(begin_, newline - begin_);
       begin_ = newline + 1;
       ++lines_;
       return true;
     }
     scanned = end_;
-    if (end_ - begin_ > max_line_bytes_) break;
+    if (skipping || end_ - begin_ > max_line_bytes_) {
+      if (!skip_long_lines_) break;
+      skipping = true;
+      begin_ = end_;  // Drop what is held of the line.
+    }
     if (eof_) {
+      if (skipping) {
+        ++lines_;
+        too_long_ = true;
+        *line = absl::string_view();
+        return true;
+      }
       if (begin_ == end_) return false;
       *line = absl::string_view(buffer_).substr(begin_, end_ - begin_);
       begin_ = end_;

@@ -104,6 +104,13 @@ class LineReader {
 
   uint64_t lines() const { return lines_; }  // Lines returned so far.
 
+  // With `skip`, a line longer than the limit is not an error: `Next` reads
+  // past it to its '\n' (holding no more of it than the limit) and returns
+  // it as an empty line with `last_too_long()` true, so the caller can
+  // count it and go on.
+  void set_skip_long_lines(bool skip) { skip_long_lines_ = skip; }
+  bool last_too_long() const { return too_long_; }
+
  private:
   int fd_;
   uint64_t max_bytes_;
@@ -114,6 +121,8 @@ class LineReader {
   uint64_t offset_ = 0;  // Of the file, next to read.
   uint64_t lines_ = 0;
   bool eof_ = false;
+  bool skip_long_lines_ = false;
+  bool too_long_ = false;
 };
 
 // `text` made safe for a one-line message: printable ASCII kept, backslash

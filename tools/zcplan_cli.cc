@@ -999,6 +999,10 @@ absl::Status RunImport(const Config& config, std::ostream& out) {
   StraceImporter importer(config.import);
   {
     LineReader reader(file->fd, kMaxTraceFileBytes, kMaxTraceLineBytes);
+    reader.set_skip_long_lines(true);  // Counted, not fatal: see below.
+    const std::string too_long =
+        absl::StrCat("longer than ", kMaxTraceLineBytes,
+                     " bytes (capture with a smaller strace -s)");
     absl::string_view line;
     absl::Status status;
     for (;;) {
@@ -1008,7 +1012,11 @@ absl::Status RunImport(const Config& config, std::ostream& out) {
         break;
       }
       if (!*more) break;
-      importer.AddLine(line);
+      if (reader.last_too_long()) {
+        importer.AddUnreadLine(too_long);
+      } else {
+        importer.AddLine(line);
+      }
     }
     close(file->fd);
     if (!status.ok()) {

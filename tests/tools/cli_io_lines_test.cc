@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,30 @@ class LineReaderTest : public ::testing::Test {
   }
   int fd_ = -1;
 };
+
+TEST_F(LineReaderTest, SkipsLongLinesWhenAskedAndCountsThem) {
+  // Longer than one 64 KiB read, so the skip drops bytes across reads; and
+  // a long last line without its '\n'.
+  const std::string text = absl::StrCat("a\n", std::string(200000, 'x'),
+                                        "\nb\n", std::string(11, 'y'));
+  LineReader reader(Open(text), 1 << 20, 10);
+  reader.set_skip_long_lines(true);
+  std::vector<std::pair<std::string, bool>> got;
+  absl::string_view line;
+  for (;;) {
+    absl::StatusOr<bool> more = reader.Next(&line);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (!*more) break;
+    got.emplace_back(std::string(line), reader.last_too_long());
+  }
+  EXPECT_THAT(
+      got, ElementsAre(std::make_pair("a", false), std::make_pair("", true),
+                       std::make_pair("b", false), std::make_pair("", true)));
+  EXPECT_EQ(reader.lines(), 4u);
+  // Without asking, the same file is an error at the long line.
+  EXPECT_EQ(ReadLines(fd_, 1 << 20, 10).status().message(),
+            "line 2 is longer than the limit of 10 bytes");
+}
 
 TEST_F(LineReaderTest, GivesEachLineWithoutItsNewline) {
   const auto lines = ReadLines(Open("4K 1K\n\n# c\nlast"), 1000, 100);

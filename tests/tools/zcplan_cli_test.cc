@@ -1257,12 +1257,32 @@ TEST(ZcplanImportTest, ALongConnectionNameDoesNotWidenEveryReportRow) {
     absl::StrAppend(&capture, "1 write(", 6 + i, "<TCP:[192.0.2.1:", 1000 + i,
                     "->192.0.2.2:80]>, \"x\", 1) = 1\n");
   }
-  const Result r = Zcplan({"import", WriteTempFile("wide.strace", capture)});
+  const Result r = Zcplan({"import", WriteTestFile("wide.strace", capture)});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_LT(r.out.size(), 2 * capture.size());
   EXPECT_TRUE(
       absl::StrContains(r.out, "\n#   2 TCP:[192.0.2.1:1000->192.0.2.2:80]"))
       << r.out.substr(0, 2000);
+}
+
+TEST(ZcplanImportTest, ALineOverTheLimitIsCountedAndTheRestImported) {
+  // strace -s 1000000 of a large writev prints one line over 1 MiB: it is
+  // counted as unusable, and every other line is still imported.
+  std::string capture = ReadTestFile(NginxCapture());
+  const size_t first_newline = capture.find('\n');
+  capture.insert(first_newline + 1,
+                 absl::StrCat("1 writev(7<TCP:[192.0.2.1:1->192.0.2.2:80]>, [{"
+                              "iov_base=\"",
+                              std::string(kMaxTraceLineBytes, 'z'), "\n"));
+  const Result r =
+      Zcplan({"import", "--summary", WriteTestFile("long.strace", capture)});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "174 lines: 141 made 126 batches"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, absl::StrCat("unusable: longer than ", kMaxTraceLineBytes,
+                          " bytes (capture with a smaller strace -s)")))
+      << r.out;
 }
 
 TEST(ZcplanImportTest, CaptureWithoutATcpSendOrOutOfRangeConnectionExitsTwo) {
@@ -1281,10 +1301,12 @@ TEST(ZcplanImportTest, CaptureWithoutATcpSendOrOutOfRangeConnectionExitsTwo) {
                  "--connection 6: capture file '");
   ExpectBadInput({"import", "--connection=6", NginxCapture()},
                  "has 5 connections");
-  // A line above the trace line limit.
+  // Only a line above the line limit: counted, and no send.
   const std::string long_line = WriteTestFile(
       "long_line.strace", std::string(kMaxTraceLineBytes + 1, 'x') + "\n");
-  ExpectBadInput({"import", long_line}, "is longer than the limit of");
+  ExpectBadInput({"import", long_line},
+                 absl::StrCat("1 unusable: longer than ", kMaxTraceLineBytes,
+                              " bytes (capture with a smaller strace -s)"));
 }
 
 }  // namespace

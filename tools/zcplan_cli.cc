@@ -980,6 +980,31 @@ void AppendBatch(absl::Span<const uint64_t> sizes, std::string* out) {
   out->push_back('\n');
 }
 
+// A report line when `plan` or `simulate` could not take what the import
+// writes in one pass (the ops bound of kDefaultMaxTraceOps), else "".
+std::string WorkNote(const Config& config, const StraceImport& imp) {
+  if (config.summary_only) return "";
+  TraceWorkLimit limit(PlanOptions(), kDefaultMaxTraceOps);
+  TraceBatch batch;
+  size_t index = 0;
+  for (size_t c = 0; c < imp.connections.size(); ++c) {
+    if (config.connection > 0 && c + 1 != config.connection) continue;
+    const ImportedConnection& ic = imp.connections[c];
+    for (size_t b = 0; b < ic.batches(); ++b) {
+      const absl::Span<const uint64_t> sizes = ic.sizes(b);
+      batch.sizes.assign(sizes.begin(), sizes.end());
+      if (!limit.Add(batch, index++).ok()) {
+        return absl::StrCat(
+            "#\n# note: planning this trace may take more than ",
+            kDefaultMaxTraceOps,
+            " ops, the most zcplan plan and simulate take in one pass: import "
+            "one connection (--connection N) or a shorter capture\n");
+      }
+    }
+  }
+  return "";
+}
+
 // Reads the whole capture, then writes the report and the trace: bad input
 // found on the way prints nothing. Memory: the batches (a few words per
 // iovec), not the capture's text.
@@ -1049,6 +1074,7 @@ absl::Status RunImport(const Config& config, std::ostream& out) {
   // Written a piece at a time: the trace of a large capture never exists as
   // one string.
   std::string text = ImportReport(config, path, imp);
+  absl::StrAppend(&text, WorkNote(config, imp));
   const auto Flush = [&](bool always) {
     if (always || text.size() >= 64 * 1024) {
       out << text;
@@ -1261,7 +1287,10 @@ Output:
 Limits (checked before any output):
   --trace, --weights and CAPTURE must name regular files: a directory,
   FIFO, device or socket is refused at once. A capture is read like a
-  trace (the limits below); one with no send on a TCP socket is bad input. A trace file holds at most %s bytes
+  trace (the limits below), except that a line over the line limit is
+  counted as unusable; one with no send on a TCP socket is bad input; an
+  import that plan or simulate could not take whole (the ops limit below)
+  says so in its report. A trace file holds at most %s bytes
   (1 GiB), each line at most %s bytes (1 MiB); a weights file at most
   %s bytes (1 MiB), and it must name at least one weight. Planning may
   take at most %s ops per pass over the input (plan: one pass; simulate:

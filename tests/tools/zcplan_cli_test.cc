@@ -1265,6 +1265,36 @@ TEST(ZcplanImportTest, ALongConnectionNameDoesNotWidenEveryReportRow) {
       << r.out.substr(0, 2000);
 }
 
+TEST(ZcplanImportTest, AnImportTooLargeToPlanWholeSaysSo) {
+  // 200,000 writes of 8 iovecs, small and large in turn (threshold 16K): up
+  // to 8 ops each by the planner's bound, past the 2^20 ops plan and
+  // simulate take in one pass.
+  std::string capture;
+  for (int i = 0; i < 200000; ++i) {
+    absl::StrAppend(
+        &capture,
+        "1 writev(7<TCP:[192.0.2.1:1->192.0.2.2:80]>, [{iov_base=\"a"
+        "\", iov_len=1}, {iov_base=\"a\", iov_len=20000}, "
+        "{iov_base=\"a\", iov_len=1}, {iov_base=\"a\", "
+        "iov_len=20000}, {iov_base=\"a\", iov_len=1}, "
+        "{iov_base=\"a\", iov_len=20000}, {iov_base=\"a\", "
+        "iov_len=1}, {iov_base=\"a\", iov_len=20000}], 8) = 80004\n");
+  }
+  const std::string path = WriteTestFile("big.strace", capture);
+  const Result r = Zcplan({"import", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "# note: planning this trace may take "
+                                "more than 1048576 ops"))
+      << r.out.substr(0, 3000);
+  // And simulate indeed refuses it whole.
+  const std::string trace = WriteTestFile("big.trace", r.out);
+  EXPECT_EQ(Zcplan({"simulate", "--trace", trace}).code, 2);
+  // A small import has no such note.
+  const Result small = Zcplan({"import", NginxCapture()});
+  EXPECT_FALSE(absl::StrContains(small.out, "# note:")) << small.out;
+}
+
 TEST(ZcplanImportTest, ALineOverTheLimitIsCountedAndTheRestImported) {
   // strace -s 1000000 of a large writev prints one line over 1 MiB: it is
   // counted as unusable, and every other line is still imported.

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -302,6 +303,23 @@ bool PrintVersionIfAsked(absl::Span<const std::string> args,
     }
   }
   return false;
+}
+
+FirstAnswer AnswerVersionOrHelp(absl::Span<const std::string> args,
+                                absl::string_view tool, std::string (*usage)(),
+                                std::ostream& out) {
+  if (PrintVersionIfAsked(args, tool, out)) {
+    out.flush();
+  } else {
+    const auto end = std::find(args.begin(), args.end(), "--");
+    if (std::find_if(args.begin(), end, [](const std::string& arg) {
+          return arg == "--help" || arg == "-h";
+        }) == end) {
+      return FirstAnswer::kNone;
+    }
+    out << usage() << std::flush;
+  }
+  return out ? FirstAnswer::kAnswered : FirstAnswer::kOutputFailed;
 }
 
 absl::StatusOr<CostWeights> ReadCostWeightsFile(const std::string& path) {

@@ -140,6 +140,15 @@ std::string QuoteForMessage(absl::string_view text);
 bool PrintVersionIfAsked(absl::Span<const std::string> args,
                          absl::string_view tool, std::ostream& out);
 
+// What a tool answers before looking at any flag: --version (as
+// `PrintVersionIfAsked`), else --help or -h before a "--", with `usage` on
+// `out`. kOutputFailed when `out` could not take the answer (stdout on a
+// full disk): the tool says so in its own words and fails.
+enum class FirstAnswer { kNone, kAnswered, kOutputFailed };
+[[nodiscard]] FirstAnswer AnswerVersionOrHelp(
+    absl::Span<const std::string> args, absl::string_view tool,
+    std::string (*usage)(), std::ostream& out);
+
 }  // namespace zcplan
 
 #endif  // ZCPLAN_TOOLS_CLI_IO_H_

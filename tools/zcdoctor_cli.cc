@@ -239,16 +239,14 @@ interface); 1 when something blocks it, or the report cannot be written;
 
 int RunZcdoctor(absl::Span<const std::string> args, std::ostream& out,
                 std::ostream& err) {
-  if (PrintVersionIfAsked(args, "zcdoctor", out)) return kZcdoctorPays;
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      out << ZcdoctorUsage() << std::flush;
-      if (!out) {
-        err << "zcdoctor: cannot write the help to standard output\n";
-        return kZcdoctorBlocked;
-      }
+  switch (AnswerVersionOrHelp(args, "zcdoctor", ZcdoctorUsage, out)) {
+    case FirstAnswer::kAnswered:
       return kZcdoctorPays;
-    }
+    case FirstAnswer::kOutputFailed:
+      err << "zcdoctor: cannot write the help to standard output\n";
+      return kZcdoctorBlocked;
+    case FirstAnswer::kNone:
+      break;
   }
   try {
     Config config;

@@ -1353,12 +1353,14 @@ int RunZchttpd(absl::Span<const std::string> args, std::ostream& out,
 
 int RunZchttpdWithHooks(absl::Span<const std::string> args, std::ostream& out,
                         std::ostream& err, const ZchttpdTestHooks& hooks) {
-  if (PrintVersionIfAsked(args, "zchttpd", out)) return kZchttpdOk;
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      out << ZchttpdUsage();
+  switch (AnswerVersionOrHelp(args, "zchttpd", ZchttpdUsage, out)) {
+    case FirstAnswer::kAnswered:
       return kZchttpdOk;
-    }
+    case FirstAnswer::kOutputFailed:
+      err << "zchttpd: cannot write the help to standard output\n";
+      return kZchttpdFailed;
+    case FirstAnswer::kNone:
+      break;
   }
   Config config;
   if (absl::Status s =

@@ -1670,12 +1670,13 @@ namespace {
 
 int RunZcsendUnchecked(absl::Span<const std::string> args, std::ostream& out,
                        std::ostream& err, const ZcsendTestHooks& hooks) {
-  if (PrintVersionIfAsked(args, "zcsend", out)) return kZcsendOk;
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      out << ZcsendUsage();
+  switch (AnswerVersionOrHelp(args, "zcsend", ZcsendUsage, out)) {
+    case FirstAnswer::kAnswered:
       return kZcsendOk;
-    }
+    case FirstAnswer::kOutputFailed:
+      return kZcsendFailed;
+    case FirstAnswer::kNone:
+      break;
   }
   Config config;
   if (absl::Status s = ParseFlags(args, kFlagNames, {"zcsend", "", false},

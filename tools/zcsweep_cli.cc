@@ -761,16 +761,14 @@ writable); 2 on bad input; 130/143 when interrupted.
 
 int RunZcsweep(absl::Span<const std::string> args, std::ostream& out,
                std::ostream& err) {
-  if (PrintVersionIfAsked(args, "zcsweep", out)) return kZcsweepOk;
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      out << ZcsweepUsage() << std::flush;
-      if (!out) {
-        err << "zcsweep: cannot write the help to standard output\n";
-        return kZcsweepFailed;
-      }
+  switch (AnswerVersionOrHelp(args, "zcsweep", ZcsweepUsage, out)) {
+    case FirstAnswer::kAnswered:
       return kZcsweepOk;
-    }
+    case FirstAnswer::kOutputFailed:
+      err << "zcsweep: cannot write the help to standard output\n";
+      return kZcsweepFailed;
+    case FirstAnswer::kNone:
+      break;
   }
   int code = kZcsweepOk;
   try {

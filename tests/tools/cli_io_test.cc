@@ -8,12 +8,16 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "zcplan/tests/util/files.h"
+#include "zcplan/version.h"
 
 namespace zcplan {
 namespace {
@@ -144,6 +148,41 @@ TEST(CliIoTest, OutputChecksEscapeThePath) {
   EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos);
   EXPECT_EQ(std::string(s.message()).find('\x01'), std::string::npos);
   EXPECT_THAT(s.message(), HasSubstr("\\x01c"));
+}
+
+std::string TestUsage() { return "Usage: tool [flags]\n"; }
+
+TEST(AnswerVersionOrHelpTest, VersionFirstThenHelpBeforeDashes) {
+  struct Case {
+    std::vector<std::string> args;
+    FirstAnswer answer;
+    std::string out;
+  };
+  const std::string version = absl::StrCat("tool ", kVersion, "\n");
+  const Case cases[] = {
+      {{}, FirstAnswer::kNone, ""},
+      {{"--bogus"}, FirstAnswer::kNone, ""},
+      {{"--help"}, FirstAnswer::kAnswered, TestUsage()},
+      {{"--bogus", "-h"}, FirstAnswer::kAnswered, TestUsage()},
+      {{"-h", "--version"}, FirstAnswer::kAnswered, version},
+      {{"--", "-h"}, FirstAnswer::kNone, ""},
+      {{"--", "--version"}, FirstAnswer::kNone, ""},
+  };
+  for (const Case& c : cases) {
+    std::ostringstream out;
+    EXPECT_EQ(AnswerVersionOrHelp(c.args, "tool", TestUsage, out), c.answer)
+        << absl::StrJoin(c.args, " ");
+    EXPECT_EQ(out.str(), c.out) << absl::StrJoin(c.args, " ");
+  }
+}
+
+TEST(AnswerVersionOrHelpTest, AnOutputThatFailsIsReported) {
+  std::ostringstream out;
+  out.setstate(std::ios::badbit);
+  EXPECT_EQ(AnswerVersionOrHelp({"--help"}, "tool", TestUsage, out),
+            FirstAnswer::kOutputFailed);
+  EXPECT_EQ(AnswerVersionOrHelp({"--version"}, "tool", TestUsage, out),
+            FirstAnswer::kOutputFailed);
 }
 
 }  // namespace

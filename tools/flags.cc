@@ -35,19 +35,21 @@ absl::Status Bad(absl::string_view message) {
 
 // Abseil's parse error is "Illegal value '<v>' specified for flag '<name>'"
 // and then "; <the type's error>" if the type gave one: keep the type's
-// error, which already quotes the value, or say the value is bad.
-std::string ValueError(absl::string_view name, absl::string_view value,
-                       absl::string_view error) {
-  const std::string prefix = absl::StrCat("Illegal value '", value,
-                                          "' specified for flag '", name, "'");
+// error, which already quotes the value, or say what the value should be.
+std::string ValueError(const absl::CommandLineFlag& flag,
+                       absl::string_view value, absl::string_view error) {
+  const std::string prefix = absl::StrCat(
+      "Illegal value '", value, "' specified for flag '", flag.Name(), "'");
   absl::string_view rest = error;
-  if (absl::ConsumePrefix(&rest, prefix)) {
-    if (absl::ConsumePrefix(&rest, "; ") && !rest.empty()) {
-      return std::string(rest);
-    }
-    return absl::StrCat("bad value ", QuoteForMessage(value));
+  if (!absl::ConsumePrefix(&rest, prefix)) return std::string(error);
+  if (absl::ConsumePrefix(&rest, "; ") && !rest.empty()) {
+    return std::string(rest);
   }
-  return std::string(error);
+  if (flag.IsOfType<absl::Duration>()) {
+    return absl::StrCat("bad duration ", QuoteForMessage(value),
+                        ": expected a number and a unit, e.g. 300ms or 2s");
+  }
+  return absl::StrCat("bad value ", QuoteForMessage(value));
 }
 
 // Sets every flag it was told of back to its default when it goes.
@@ -147,10 +149,9 @@ absl::StatusOr<ParsedFlags> ParseFlags(
     }
     restore.Add(name);
     if (std::string error; !flag->ParseFrom(value, &error)) {
-      return Bad(
-          absl::StrCat("--", name, ": ",
-                       EscapeForMessage(ValueError(flag->Name(), value, error),
-                                        kMaxMessageChars)));
+      return Bad(absl::StrCat(
+          "--", name, ": ",
+          EscapeForMessage(ValueError(*flag, value, error), kMaxMessageChars)));
     }
     parsed.given.emplace_back(name);
   }

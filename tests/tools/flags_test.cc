@@ -31,8 +31,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr absl::string_view kAll[] = {"size",  "threshold", "loud",
-                                      "count", "copy-op",   "name"};
+constexpr absl::string_view kAll[] = {"size",    "threshold", "loud", "count",
+                                      "copy-op", "name",      "every"};
 constexpr FlagSyntax kPositional{"tool", " for 'plan'", true};
 constexpr FlagSyntax kFlagsOnly{"tool", "", false};
 
@@ -163,6 +163,9 @@ TEST(FlagsTest, ErrorsAreOneLineNamingTheFlag) {
   EXPECT_EQ(ErrorOf({"--loud=yes"}), "flag --loud takes no value (got 'yes')");
   EXPECT_THAT(ErrorOf({"--size=4X"}), HasSubstr("--size: bad size '4X'"));
   EXPECT_EQ(ErrorOf({"--count=abc"}), "--count: bad value 'abc'");
+  EXPECT_EQ(ErrorOf({"--every=fast"}),
+            "--every: bad duration 'fast': expected a number and a unit, e.g. "
+            "300ms or 2s");
   EXPECT_EQ(ErrorOf({"--count=99999999999"}),
             "--count: bad value '99999999999'");
 }

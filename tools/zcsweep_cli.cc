@@ -149,6 +149,21 @@ absl::StatusOr<std::vector<bool>> ParseAdaptive(absl::string_view v) {
       absl::StrCat("bad value ", QuoteForMessage(v), " (off, on or both)"));
 }
 
+// OK unless an item of a setting list is given twice (it would be swept
+// twice, and the two could look like two settings in the results).
+template <typename T, typename Format>
+absl::Status NoneRepeated(const std::vector<T>& items, Format format) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (items[i] == items[j]) {
+        return Bad(absl::StrCat("'", format(items[i]),
+                                "' is given twice; each is swept once"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The checks that need more than one flag.
 absl::Status CheckCombination(const Config& c) {
   const int sources = c.has_profile + !c.trace_path.empty() + !c.split.empty();
@@ -204,12 +219,16 @@ absl::Status ReadFlags(const ParsedFlags& parsed, Config& c) {
           {"split", given("split") && c.split.empty()
                         ? Bad("empty list; give sizes, e.g. 4K,4K,16K")
                         : absl::OkStatus()},
-          {"thresholds", c.grid.thresholds.empty()
-                             ? Bad(Echo(ParseThresholdList("").status()))
-                             : absl::OkStatus()},
-          {"copy-ops", ops.status()},
+          {"thresholds",
+           c.grid.thresholds.empty()
+               ? Bad(Echo(ParseThresholdList("").status()))
+               : NoneRepeated(c.grid.thresholds, FormatThreshold)},
+          {"copy-ops",
+           !ops.ok()
+               ? ops.status()
+               : NoneRepeated(*ops, [](CopyOp op) { return CopyOpName(op); })},
           {"gaps", c.grid.gaps.empty() ? Bad(Echo(ParseSizeList("").status()))
-                                       : absl::OkStatus()},
+                                       : NoneRepeated(c.grid.gaps, FormatSize)},
           {"adaptive", adaptive.status()},
           {"repetitions", CountInRange(c.repetitions, 1, 1000)},
           {"time", DurationInRange(c.time, absl::Nanoseconds(1), absl::Hours(1),

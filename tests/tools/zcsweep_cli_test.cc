@@ -121,6 +121,12 @@ INSTANTIATE_TEST_SUITE_P(
         std::make_pair(std::vector<std::string>{"--profile", "message:1024",
                                                 "--in-flight", "1024"},
                        "for 1024 message(s) in flight"),
+        std::make_pair(std::vector<std::string>{"--thresholds", "1K..8K,4K"},
+                       "--thresholds: '4K' is given twice; each is swept once"),
+        std::make_pair(std::vector<std::string>{"--copy-ops", "writev,writev"},
+                       "--copy-ops: 'writev' is given twice"),
+        std::make_pair(std::vector<std::string>{"--gaps", "0,16K,0"},
+                       "--gaps: '0' is given twice"),
         std::make_pair(std::vector<std::string>{"--calibrate", "w.txt",
                                                 "--thresholds", "0"},
                        "--calibrate needs at least 2 settings without "

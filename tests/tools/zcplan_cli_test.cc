@@ -1295,6 +1295,33 @@ TEST(ZcplanImportTest, AnImportTooLargeToPlanWholeSaysSo) {
   EXPECT_FALSE(absl::StrContains(small.out, "# note:")) << small.out;
 }
 
+TEST(ZcplanImportTest, AnImportSimulateCannotTakeWholeSaysSo) {
+  // 200,000 writes of 8 iovecs of 1 and 2048 bytes in turn: one run of small
+  // buffers under plan's 16K threshold (about 200,000 ops), but 8 runs under
+  // simulate's default threshold 2K, past the 2^20 ops of one pass.
+  std::string capture;
+  for (int i = 0; i < 200000; ++i) {
+    absl::StrAppend(
+        &capture,
+        "1 writev(7<TCP:[192.0.2.1:1->192.0.2.2:80]>, [{iov_base=\"a"
+        "\", iov_len=1}, {iov_base=\"a\", iov_len=2048}, "
+        "{iov_base=\"a\", iov_len=1}, {iov_base=\"a\", "
+        "iov_len=2048}, {iov_base=\"a\", iov_len=1}, "
+        "{iov_base=\"a\", iov_len=2048}, {iov_base=\"a\", "
+        "iov_len=1}, {iov_base=\"a\", iov_len=2048}], 8) = 8196\n");
+  }
+  const std::string path = WriteTestFile("alternating.strace", capture);
+  const Result r = Zcplan({"import", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string trace = WriteTestFile("alternating.trace", r.out);
+  const Result simulate = Zcplan({"simulate", "--trace", trace});
+  ASSERT_EQ(simulate.code, 2) << simulate.out.substr(0, 2000);
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "# note: planning this trace may take "
+                                "more than 1048576 ops"))
+      << r.out.substr(0, 3000);
+}
+
 TEST(ZcplanImportTest, ALineOverTheLimitIsCountedAndTheRestImported) {
   // strace -s 1000000 of a large writev prints one line over 1 MiB: it is
   // counted as unusable, and every other line is still imported.

@@ -329,8 +329,10 @@ absl::StatusOr<CostWeights> ReadCostWeightsFile(const std::string& path) {
   const std::string name = absl::StrCat("weights file ", QuoteForMessage(path));
   absl::StatusOr<CostWeights> weights = ParseCostWeights(*text);
   if (!weights.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": ", weights.status().message()));
+    // The parser quotes the file's text as it is (control bytes, a whole
+    // megabyte line): escaped and capped for a one-line message.
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": ", EscapeForMessage(weights.status().message(), 300)));
   }
   // ParseCostWeights keeps the defaults for what a file does not name; a file
   // that names nothing is a mistake (an empty or truncated file), not a

@@ -63,7 +63,8 @@ struct RegularFile {
 // Reads a cost-weights file (the "name value" lines `zcsweep --calibrate`
 // writes, see planner/cost.h) of at most kMaxWeightsFileBytes, as
 // `ReadRegularFile`. Errors: InvalidArgument naming the file, for what
-// `ParseCostWeights` refuses, and for a file that names no weight (empty or
+// `ParseCostWeights` refuses (its message escaped and capped, see
+// `EscapeForMessage`), and for a file that names no weight (empty or
 // comments only: a mistake, not a request for the defaults).
 [[nodiscard]] absl::StatusOr<CostWeights> ReadCostWeightsFile(
     const std::string& path);

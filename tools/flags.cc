@@ -36,14 +36,17 @@ absl::Status Bad(absl::string_view message) {
 // Abseil's parse error is "Illegal value '<v>' specified for flag '<name>'"
 // and then "; <the type's error>" if the type gave one: keep the type's
 // error, which already quotes the value, or say what the value should be.
+// Escaped and capped, once.
 std::string ValueError(const absl::CommandLineFlag& flag,
                        absl::string_view value, absl::string_view error) {
   const std::string prefix = absl::StrCat(
       "Illegal value '", value, "' specified for flag '", flag.Name(), "'");
   absl::string_view rest = error;
-  if (!absl::ConsumePrefix(&rest, prefix)) return std::string(error);
+  if (!absl::ConsumePrefix(&rest, prefix)) {
+    return EscapeForMessage(error, kMaxMessageChars);
+  }
   if (absl::ConsumePrefix(&rest, "; ") && !rest.empty()) {
-    return std::string(rest);
+    return EscapeForMessage(rest, kMaxMessageChars);
   }
   if (flag.IsOfType<absl::Duration>()) {
     return absl::StrCat("bad duration ", QuoteForMessage(value),
@@ -149,9 +152,8 @@ absl::StatusOr<ParsedFlags> ParseFlags(
     }
     restore.Add(name);
     if (std::string error; !flag->ParseFrom(value, &error)) {
-      return Bad(absl::StrCat(
-          "--", name, ": ",
-          EscapeForMessage(ValueError(*flag, value, error), kMaxMessageChars)));
+      return Bad(
+          absl::StrCat("--", name, ": ", ValueError(*flag, value, error)));
     }
     parsed.given.emplace_back(name);
   }

@@ -984,7 +984,17 @@ void AppendBatch(absl::Span<const uint64_t> sizes, std::string* out) {
 // writes in one pass (the ops bound of kDefaultMaxTraceOps), else "".
 std::string WorkNote(const Config& config, const StraceImport& imp) {
   if (config.summary_only) return "";
-  TraceWorkLimit limit(PlanOptions(), kDefaultMaxTraceOps);
+  // plan's default options, and simulate's default thresholds: the bound
+  // depends on the threshold (small and large buffers in turn are more ops).
+  std::vector<TraceWorkLimit> limits = {
+      TraceWorkLimit(PlanOptions(), kDefaultMaxTraceOps)};
+  const std::vector<uint64_t> thresholds =
+      *ParseThresholdList(kDefaultThresholds);
+  for (uint64_t threshold : thresholds) {
+    PlanOptions options;
+    options.zc_threshold = threshold;
+    limits.emplace_back(options, kDefaultMaxTraceOps);
+  }
   TraceBatch batch;
   size_t index = 0;
   for (size_t c = 0; c < imp.connections.size(); ++c) {
@@ -993,7 +1003,12 @@ std::string WorkNote(const Config& config, const StraceImport& imp) {
     for (size_t b = 0; b < ic.batches(); ++b) {
       const absl::Span<const uint64_t> sizes = ic.sizes(b);
       batch.sizes.assign(sizes.begin(), sizes.end());
-      if (!limit.Add(batch, index++).ok()) {
+      bool over = false;
+      for (TraceWorkLimit& limit : limits) {
+        over |= !limit.Add(batch, index).ok();
+      }
+      ++index;
+      if (over) {
         return absl::StrCat(
             "#\n# note: planning this trace may take more than ",
             kDefaultMaxTraceOps,

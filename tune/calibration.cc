@@ -35,13 +35,15 @@ std::string OneLine(absl::string_view text) {
 
 absl::StatusOr<PlanCost> CountsPerPass(
     absl::Span<const std::vector<uint64_t>> messages,
-    const PlanOptions& options) {
+    const PlanOptions& options, uint64_t page_size) {
   if (messages.empty()) {
     return absl::InvalidArgumentError("the workload has no message");
   }
+  CostWeights weights;
+  weights.page_size = page_size;
+  if (absl::Status s = ValidateCostWeights(weights); !s.ok()) return s;
   PlanCost total;
   Plan scratch;
-  const CostWeights weights;
   for (const std::vector<uint64_t>& sizes : messages) {
     const std::vector<iovec> queue = MakeSyntheticQueue(sizes);
     absl::Status s = ForEachChain(
@@ -63,11 +65,13 @@ namespace {
 
 // The samples of a sweep: each point whose setting `IsCalibrationSetting`
 // and whose median CPU per message is positive, with one pass's counts and
-// one pass's CPU (ns); `indices` gets the points' indices.
+// one pass's CPU (ns), pages counted at `page_size`; `indices` gets the
+// points' indices.
 absl::StatusOr<std::vector<CalibrationSample>> SweepSamples(
     absl::Span<const std::vector<uint64_t>> messages,
     absl::Span<const SweepPoint> points,
-    absl::Span<const PointSummary> summaries, std::vector<size_t>* indices) {
+    absl::Span<const PointSummary> summaries, uint64_t page_size,
+    std::vector<size_t>* indices) {
   if (points.size() != summaries.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat(points.size(), " points but ", summaries.size(),
@@ -83,7 +87,8 @@ absl::StatusOr<std::vector<CalibrationSample>> SweepSamples(
     PlanOptions options = setting.plan;
     options.max_ops_per_chain =
         std::min<uint32_t>(options.max_ops_per_chain, 256);
-    absl::StatusOr<PlanCost> counts = CountsPerPass(messages, options);
+    absl::StatusOr<PlanCost> counts =
+        CountsPerPass(messages, options, page_size);
     if (!counts.ok()) {
       return absl::Status(counts.status().code(),
                           absl::StrCat(DescribeSetting(setting), ": ",
@@ -103,8 +108,8 @@ absl::StatusOr<SweepCalibration> CalibrateSweep(
     absl::Span<const SweepPoint> points,
     absl::Span<const PointSummary> summaries) {
   SweepCalibration c;
-  absl::StatusOr<std::vector<CalibrationSample>> samples =
-      SweepSamples(messages, points, summaries, &c.samples);
+  absl::StatusOr<std::vector<CalibrationSample>> samples = SweepSamples(
+      messages, points, summaries, CostWeights().page_size, &c.samples);
   if (!samples.ok()) return samples.status();
   absl::StatusOr<Calibration> fit = CalibrateWeights(*samples);
   if (!fit.ok()) return fit.status();
@@ -128,9 +133,10 @@ absl::StatusOr<SweepRanking> RankSweep(
     absl::Span<const std::vector<uint64_t>> messages,
     absl::Span<const SweepPoint> points,
     absl::Span<const PointSummary> summaries, const CostWeights& weights) {
+  if (absl::Status s = ValidateCostWeights(weights); !s.ok()) return s;
   SweepRanking r;
   absl::StatusOr<std::vector<CalibrationSample>> samples =
-      SweepSamples(messages, points, summaries, &r.samples);
+      SweepSamples(messages, points, summaries, weights.page_size, &r.samples);
   if (!samples.ok()) return samples.status();
   if (samples->size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(

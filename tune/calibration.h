@@ -32,11 +32,14 @@ namespace zcplan {
 // `CalibrateSweep` fits in this unit, against the CPU of one pass, so that
 // counts below one per message (1.14 ops per message, a zero-copy op in
 // most but not all messages) are not rounded away. Requires at least one
-// message, each of sizes up to kMaxTraceSize. Errors: InvalidArgument for no
-// message, or the planner's error for `options` (see ValidatePlanOptions).
+// message, each of sizes up to kMaxTraceSize. Pinned pages are counted at
+// `page_size` (CostWeights::page_size: the weights the counts are weighed
+// with). Errors: InvalidArgument for no message or a page size
+// ValidateCostWeights refuses, or the planner's error for `options` (see
+// ValidatePlanOptions).
 [[nodiscard]] absl::StatusOr<PlanCost> CountsPerPass(
     absl::Span<const std::vector<uint64_t>> messages,
-    const PlanOptions& options);
+    const PlanOptions& options, uint64_t page_size = CostWeights().page_size);
 
 // What `CalibrateSweep` found.
 struct SweepCalibration {
@@ -92,8 +95,9 @@ struct SweepRanking {
 };
 
 // Ranks the samples of a sweep (chosen as for CalibrateSweep) by `weights`
-// and compares that with the measurement. Errors: InvalidArgument as for
-// CalibrateSweep, and for fewer than two samples.
+// and compares that with the measurement; pinned pages are counted at
+// `weights.page_size`. Errors: InvalidArgument as for CalibrateSweep, for
+// weights ValidateCostWeights refuses, and for fewer than two samples.
 [[nodiscard]] absl::StatusOr<SweepRanking> RankSweep(
     absl::Span<const std::vector<uint64_t>> messages,
     absl::Span<const SweepPoint> points,

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "zcplan/planner/flag_types.h"
 
+#include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,54 @@ TEST(FlagTypesTest, OnOffAndCopyOp) {
   EXPECT_EQ(Parsed<CopyOp>("writev"), CopyOp::kWritev);
   EXPECT_EQ(absl::UnparseFlag(CopyOp::kSendmsg), "sendmsg");
   EXPECT_THAT(Error<CopyOp>("splice"), HasSubstr("unknown copy op 'splice'"));
+}
+
+// Every value a flag can hold after a parse (sizes up to kMaxTraceSize,
+// kNever, lists) reads back from what AbslUnparseFlag writes: tools/flags.h
+// resets each flag from its unparsed default.
+template <typename T>
+T RoundTrip(const T& value) {
+  return Parsed<T>(absl::UnparseFlag(value));
+}
+
+TEST(FlagTypesTest, EveryParsableValueRoundTrips) {
+  std::mt19937_64 rng(13);
+  auto size = [&]() -> uint64_t {
+    switch (rng() % 6) {
+      case 0:
+        return 0;
+      case 1:
+        return INT64_MAX;  // kMaxTraceSize
+      case 2:
+        return (rng() % (uint64_t{1} << 33)) << (10 * (rng() % 4));
+      case 3:
+        return rng() % 5000;
+      case 4:
+        return (rng() >> 1) & ~((uint64_t{1} << (rng() % 40)) - 1);
+      default:
+        return rng() >> 1;  // Up to INT64_MAX.
+    }
+  };
+  for (int i = 0; i < 20000; ++i) {
+    const uint64_t n = size();
+    ASSERT_EQ(RoundTrip(ByteSize{n}).bytes, n) << n;
+    ASSERT_EQ(RoundTrip(Threshold{n}).bytes, n) << n;
+    ASSERT_EQ(RoundTrip(Threshold{PlanOptions::kNever}).bytes,
+              PlanOptions::kNever);
+    std::vector<uint64_t> list(rng() % 5);
+    for (uint64_t& x : list) x = size();
+    ASSERT_EQ(RoundTrip(ByteSizeList{list}).bytes, list);
+    std::vector<uint64_t> thresholds = list;
+    if (rng() % 2) thresholds.push_back(PlanOptions::kNever);
+    ASSERT_EQ(RoundTrip(ThresholdList{thresholds}).bytes, thresholds);
+    const uint32_t w = static_cast<uint32_t>(rng());
+    ASSERT_EQ(RoundTrip(WholeNumber{w}).value, w);
+  }
+  EXPECT_EQ(RoundTrip(WholeNumber{UINT32_MAX}).value, UINT32_MAX);
+  EXPECT_TRUE(RoundTrip(OnOff{true}).on);
+  EXPECT_FALSE(RoundTrip(OnOff{false}).on);
+  EXPECT_EQ(RoundTrip(CopyOp::kSendmsg), CopyOp::kSendmsg);
+  EXPECT_EQ(RoundTrip(CopyOp::kWritev), CopyOp::kWritev);
 }
 
 }  // namespace

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
@@ -74,6 +76,72 @@ TEST_F(LineReaderTest, SkipsLongLinesWhenAskedAndCountsThem) {
   // Without asking, the same file is an error at the long line.
   EXPECT_EQ(ReadLines(fd_, 1 << 20, 10).status().message(),
             "line 2 is longer than the limit of 10 bytes");
+}
+
+// Random files of lines at, just above and far above the limit (across many
+// 64 KiB reads, back to back, the last with or without its '\n'): with
+// skipping, every line is what a split of the whole text gives, or empty and
+// marked too long exactly when it is over the limit.
+TEST_F(LineReaderTest, SkippingMatchesASplitOfTheWholeFile) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 60; ++round) {
+    const size_t limit = 1 + rng() % 70000;
+    std::vector<std::string> lines(1 + rng() % 12);
+    for (std::string& l : lines) {
+      switch (rng() % 5) {
+        case 0:
+          l.assign(limit, 'a');
+          break;
+        case 1:
+          l.assign(limit + 1, 'b');
+          break;
+        case 2:
+          l.assign(limit + rng() % 300000, 'c');
+          break;
+        case 3:
+          l.assign(rng() % (limit + 1), 'd');
+          break;
+        default:
+          l.clear();
+      }
+    }
+    std::string text = absl::StrJoin(lines, "\n");
+    const bool last_newline = rng() % 2;
+    if (last_newline) text += '\n';
+    if (text.empty()) continue;
+    SCOPED_TRACE(absl::StrCat("round ", round, " limit ", limit));
+    const int fd = Open(text);
+    LineReader reader(fd, text.size(), limit);
+    reader.set_skip_long_lines(true);
+    size_t k = 0;
+    absl::string_view line;
+    for (;;) {
+      absl::StatusOr<bool> more = reader.Next(&line);
+      ASSERT_TRUE(more.ok()) << more.status();
+      if (!*more) break;
+      ASSERT_LT(k, lines.size());
+      const bool too_long = lines[k].size() > limit;
+      EXPECT_EQ(reader.last_too_long(), too_long) << k;
+      EXPECT_EQ(line, too_long ? "" : lines[k]) << k;
+      ++k;
+    }
+    EXPECT_EQ(k, lines.size() - (!last_newline && lines.back().empty()));
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+// The byte limit holds while a long line is being skipped.
+TEST_F(LineReaderTest, SkippingStillRefusesMoreThanTheByteLimit) {
+  LineReader reader(Open(absl::StrCat("a\n", std::string(300000, 'x'), "\n")),
+                    200000, 10);
+  reader.set_skip_long_lines(true);
+  absl::string_view line;
+  ASSERT_TRUE(*reader.Next(&line));
+  EXPECT_EQ(line, "a");
+  const absl::StatusOr<bool> more = reader.Next(&line);
+  EXPECT_EQ(more.status().message(),
+            "grew above the limit of 200000 bytes while being read");
 }
 
 TEST_F(LineReaderTest, GivesEachLineWithoutItsNewline) {

@@ -197,6 +197,16 @@ TEST(FlagsTest, ControlCharactersInValuesAreEscaped) {
   EXPECT_LT(ErrorOf({"--size=" + std::string(100000, 'x')}).size(), 1000u);
 }
 
+// Escaped once, whichever message names the value: the type's own, or the
+// one written for a type that gave none.
+TEST(FlagsTest, ValuesAreEscapedOnceInEveryKindOfError) {
+  EXPECT_EQ(ErrorOf({"--count=\x1b"}), "--count: bad value '\\x1b'");
+  EXPECT_EQ(ErrorOf({"--every=\x1b"}),
+            "--every: bad duration '\\x1b': expected a number and a unit, "
+            "e.g. 300ms or 2s");
+  EXPECT_THAT(ErrorOf({"--size=\x1b"}), HasSubstr("bad size '\\x1b'"));
+}
+
 TEST(FlagsTest, PositionalArgumentsDashesAndNegativeNumbers) {
   Values v;
   absl::StatusOr<ParsedFlags> parsed = Parse(

@@ -1265,22 +1265,28 @@ TEST(ZcplanImportTest, ALongConnectionNameDoesNotWidenEveryReportRow) {
       << r.out.substr(0, 2000);
 }
 
+// `writes` writev calls of 8 iovecs, 1 and `large` bytes in turn.
+std::string AlternatingCapture(int writes, uint64_t large) {
+  std::string iovecs;
+  for (int k = 0; k < 4; ++k) {
+    absl::StrAppend(
+        &iovecs, k > 0 ? ", " : "",
+        "{iov_base=\"a\", iov_len=1}, {iov_base=\"a\", iov_len=", large, "}");
+  }
+  const std::string line =
+      absl::StrCat("1 writev(7<TCP:[192.0.2.1:1->192.0.2.2:80]>, [", iovecs,
+                   "], 8) = ", 4 * (large + 1), "\n");
+  std::string capture;
+  for (int i = 0; i < writes; ++i) capture += line;
+  return capture;
+}
+
 TEST(ZcplanImportTest, AnImportTooLargeToPlanWholeSaysSo) {
   // 200,000 writes of 8 iovecs, small and large in turn (threshold 16K): up
   // to 8 ops each by the planner's bound, past the 2^20 ops plan and
   // simulate take in one pass.
-  std::string capture;
-  for (int i = 0; i < 200000; ++i) {
-    absl::StrAppend(
-        &capture,
-        "1 writev(7<TCP:[192.0.2.1:1->192.0.2.2:80]>, [{iov_base=\"a"
-        "\", iov_len=1}, {iov_base=\"a\", iov_len=20000}, "
-        "{iov_base=\"a\", iov_len=1}, {iov_base=\"a\", "
-        "iov_len=20000}, {iov_base=\"a\", iov_len=1}, "
-        "{iov_base=\"a\", iov_len=20000}, {iov_base=\"a\", "
-        "iov_len=1}, {iov_base=\"a\", iov_len=20000}], 8) = 80004\n");
-  }
-  const std::string path = WriteTestFile("big.strace", capture);
+  const std::string path =
+      WriteTestFile("big.strace", AlternatingCapture(200000, 20000));
   const Result r = Zcplan({"import", path});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out,
@@ -1293,6 +1299,23 @@ TEST(ZcplanImportTest, AnImportTooLargeToPlanWholeSaysSo) {
   // A small import has no such note.
   const Result small = Zcplan({"import", NginxCapture()});
   EXPECT_FALSE(absl::StrContains(small.out, "# note:")) << small.out;
+}
+
+TEST(ZcplanImportTest, AnImportSimulateCannotTakeWholeSaysSo) {
+  // 200,000 writes of 8 iovecs of 1 and 2048 bytes in turn: one run of small
+  // buffers under plan's 16K threshold (about 200,000 ops), but 8 runs under
+  // simulate's default threshold 2K, past the 2^20 ops of one pass.
+  const std::string path =
+      WriteTestFile("alternating.strace", AlternatingCapture(200000, 2048));
+  const Result r = Zcplan({"import", path});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string trace = WriteTestFile("alternating.trace", r.out);
+  const Result simulate = Zcplan({"simulate", "--trace", trace});
+  ASSERT_EQ(simulate.code, 2) << simulate.out.substr(0, 2000);
+  EXPECT_TRUE(absl::StrContains(r.out,
+                                "# note: planning this trace may take "
+                                "more than 1048576 ops"))
+      << simulate.err << r.out.substr(0, 3000);
 }
 
 TEST(ZcplanImportTest, ALineOverTheLimitIsCountedAndTheRestImported) {

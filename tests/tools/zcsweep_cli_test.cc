@@ -218,6 +218,23 @@ TEST(ZcsweepBadInputTest, FilesPeersAndOutputsAreCheckedFirst) {
       << "nothing is created for bad input";
 }
 
+// A weights file is user input too: what its parser quotes back (a value
+// with control bytes, a 500 KB line) reaches stderr escaped and capped.
+TEST(ZcsweepBadInputTest, ABadWeightsFileIsOneEscapedShortLine) {
+  const std::string out_dir = TempDir("bad-weights-out");
+  const std::string control =
+      WriteTestFile("control.weights", "per_op 1\x1b[2J\x1b]0;x\x07\n");
+  ExpectBadInput({"--weights", control, "--out", out_dir},
+                 "bad value '1\\x1b[2J\\x1b]0;x\\x07' for per_op");
+  const Result r = Zcsweep({"--weights", control, "--out", out_dir});
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\x07'), std::string::npos) << r.err;
+  const std::string long_line =
+      WriteTestFile("long-line.weights", std::string(500000, 'x') + "\n");
+  ExpectBadInput({"--weights", long_line, "--out", out_dir},
+                 "expected 'name value'");
+}
+
 // A 5 MB token echoed in an error gives a short line, whatever flag it is.
 TEST(ZcsweepBadInputTest, HugeTokensGiveShortLines) {
   const std::string huge(5 << 20, 'z');

@@ -208,6 +208,30 @@ TEST(RankSweepTest, RanksByTheGivenWeights) {
   EXPECT_EQ(defaults->cheapest_modelled, c->cheapest_default);
 }
 
+// The pages a zero-copy send pins depend on the page size, which is one of
+// the weights: counted at 4K, a 256K message pins 64 pages; at 64K, 4 or 5.
+TEST(RankSweepTest, CountsPinnedPagesAtTheWeightsPageSize) {
+  const std::vector<std::vector<uint64_t>> workload = {{256 * K}};
+  Sweep s;
+  s.Add(PointAt(0), 1000);
+  s.Add(PointAt(PlanOptions::kNever), 2000);
+  CostWeights pages;  // Only pinned pages cost: one per page.
+  pages.per_op = pages.per_zc_op = pages.per_copy_byte = pages.per_zc_byte =
+      pages.per_copy_iov = pages.per_zc_iov = 0;
+  pages.per_pinned_page = 1;
+  pages.page_size = 64 * K;
+  absl::StatusOr<SweepRanking> r = RankSweep(workload, s.points, s.sums, pages);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->modelled.size(), 2u);
+  EXPECT_GE(r->modelled[0], 4);
+  EXPECT_LE(r->modelled[0], 5);
+  EXPECT_EQ(r->modelled[1], 0);
+  // A page size the cost model cannot count with is refused, not used.
+  pages.page_size = 0;
+  EXPECT_EQ(RankSweep(workload, s.points, s.sums, pages).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RankSweepTest, NeedsTwoSamples) {
   Sweep s;
   s.AddMeasured(0);

@@ -170,6 +170,18 @@ absl::Status CheckCombination(const Config& c) {
   if (sources > 1) {
     return Bad("give one workload: --profile, --trace or --split");
   }
+  if (!c.weights_path.empty() && !c.calibrate_path.empty()) {
+    struct stat a {
+    }, b{};
+    if (c.weights_path == c.calibrate_path ||
+        (stat(c.weights_path.c_str(), &a) == 0 &&
+         stat(c.calibrate_path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino)) {
+      return Bad(
+          "--weights and --calibrate name the same file: the ranking would "
+          "be by weights the calibration overwrites; give two files");
+    }
+  }
   for (const auto& [flag, path] :
        {std::make_pair("calibrate", &c.calibrate_path),
         std::make_pair("weights", &c.weights_path)}) {

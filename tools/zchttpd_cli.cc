@@ -413,15 +413,13 @@ OpKindOwn UserDataKind(uint64_t ud) { return static_cast<OpKindOwn>(ud >> 48); }
 uint32_t UserDataSlot(uint64_t ud) { return static_cast<uint32_t>(ud); }
 uint16_t UserDataGen(uint64_t ud) { return static_cast<uint16_t>(ud >> 32); }
 
-// A buffer's token: the connection's slot in bits 40..63, bit 39 for the
-// last buffer of a response, and the header pool slot + 1 in 0..31 (0 for a
-// body piece).
+// A buffer's token: bit 39 for the last buffer of a response, and the header
+// pool slot + 1 in 0..31 (0 for a body piece). No connection in it: the
+// release callback finds the connection by its id, so the body pieces of
+// every response of one shape share one token array (`Shape`).
 constexpr uint64_t kLastBit = uint64_t{1} << 39;
-uint64_t EncodeToken(uint32_t conn, bool last, uint32_t header_plus_one) {
-  return uint64_t{conn} << 40 | (last ? kLastBit : 0) | header_plus_one;
-}
-uint32_t TokenConn(uint64_t token) {
-  return static_cast<uint32_t>(token >> 40);
+uint64_t EncodeToken(bool last, uint32_t header_plus_one) {
+  return (last ? kLastBit : 0) | header_plus_one;
 }
 bool TokenLast(uint64_t token) { return (token & kLastBit) != 0; }
 uint32_t TokenHeader(uint64_t token) {
@@ -574,9 +572,21 @@ class Worker {
   absl::Time stop_deadline_;
   __kernel_timespec tick_{};
   HttpCounters counters_;
-  std::vector<struct iovec> iovs_;  // scratch for one response
-  std::vector<uint64_t> tokens_;
-  absl::flat_hash_map<uint32_t, std::vector<uint64_t>> mixed_sizes_;
+  // The body of one route: its pieces and their tokens (every one 0 but the
+  // last, kLastBit), the same for every response of that route, so a
+  // response costs no work per piece here.
+  struct Shape {
+    std::vector<struct iovec> iovs;
+    std::vector<uint64_t> tokens;
+  };
+  // The body of `route` (status 200), made on first use. At most kMaxShapes
+  // are kept (the set starts again past it).
+  const Shape& BodyShape(const Route& route);
+  static constexpr size_t kMaxShapes = 64;
+  absl::flat_hash_map<uint64_t, Shape> shapes_;  // by (mixed, pieces)
+  // Each attached connection's slot, by its executor id (the release
+  // callback's way back to the connection).
+  absl::flat_hash_map<uint64_t, uint32_t> slot_of_;
 };
 
 // What the workers and the printer share.
@@ -810,6 +820,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   c.state = State::kOpen;
   c.fd = fd;
   c.id = *id;
+  slot_of_[id->value] = slot;
   c.exec_closed = false;
   c.failed = false;
   c.len = 0;
@@ -882,15 +893,21 @@ void Worker::OnRelease(ConnectionId id, absl::Span<const uint64_t> tokens,
                        const absl::Status& status) {
   const bool kernel_may_read = KernelMayStillRead(status);
   if (kernel_may_read) memory_unsafe_ = true;
+  uint32_t last = 0;
   for (uint64_t token : tokens) {
+    if (token == 0) continue;  // a body piece, not its response's last
     if (const uint32_t h = TokenHeader(token); h != 0 && !kernel_may_read) {
       headers_.Give(h - 1);
     }
-    if (TokenLast(token)) --conns_[TokenConn(token)].responses;
+    last += TokenLast(token);
   }
-  const uint32_t slot = TokenConn(tokens[0]);
+  // Not found only for a connection already finished (it was Idle, so
+  // nothing of it can come back) or while the executor is torn down.
+  const auto it = slot_of_.find(id.value);
+  if (it == slot_of_.end()) return;
+  const uint32_t slot = it->second;
   Conn& c = conns_[slot];
-  if (c.id != id) return;  // cannot happen: a slot is reused after Idle
+  c.responses -= last;
   c.buffers -= tokens.size();
   if (!status.ok()) c.failed = true;
   MarkDirty(slot);
@@ -972,13 +989,42 @@ void Worker::Answer(uint32_t slot) {
   if (c.responses < kMaxPipelined && !c.recv_in_flight) ArmRecv(slot);
 }
 
+const Worker::Shape& Worker::BodyShape(const Route& route) {
+  const uint64_t key = uint64_t{route.mixed} << 32 | route.pieces;
+  if (const auto it = shapes_.find(key); it != shapes_.end()) return it->second;
+  if (shapes_.size() >= kMaxShapes) shapes_.clear();
+  Shape& shape = shapes_[key];
+  if (route.mixed) {
+    unsigned char* const base = bodies_.mixed.get();
+    // ResolveRoute admitted the count, so the sizes exist.
+    const std::vector<uint64_t> sizes =
+        ReferenceMessageSizes(route.pieces).value();
+    uint64_t offset = 0;
+    for (uint64_t size : sizes) {
+      shape.iovs.push_back({base + offset, size});
+      offset += size;
+    }
+  } else {
+    unsigned char* const base = bodies_.plain.get();
+    const uint64_t length = bodies_.plain_size;
+    const uint64_t slice = length / route.pieces;
+    for (uint32_t k = 0; k + 1 < route.pieces; ++k) {
+      shape.iovs.push_back({base + k * slice, slice});
+    }
+    const uint64_t done = slice * (route.pieces - 1);
+    shape.iovs.push_back({base + done, length - done});
+  }
+  shape.tokens.assign(shape.iovs.size(), EncodeToken(false, 0));
+  shape.tokens.back() = EncodeToken(true, 0);
+  return shape;
+}
+
 bool Worker::Respond(uint32_t slot, int status, const Route& route,
                      bool keep_alive, bool http10) {
   Conn& c = conns_[slot];
   const uint32_t h = headers_.Take();
   char* header = headers_.Data(h);
-  iovs_.clear();
-  tokens_.clear();
+  const Shape* body = nullptr;
   int n;
   if (status == 200) {
     const uint64_t length = route.mixed ? kMixedBody : bodies_.plain_size;
@@ -990,51 +1036,32 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
         !keep_alive ? "Connection: close\r\n"
         : http10    ? "Connection: keep-alive\r\n"
                     : "");
-    iovs_.push_back({header, static_cast<size_t>(n)});
-    tokens_.push_back(EncodeToken(slot, false, h + 1));
-    unsigned char* base;
-    if (route.mixed) {
-      base = bodies_.mixed.get();
-      auto [it, inserted] = mixed_sizes_.try_emplace(route.pieces);
-      if (inserted) it->second = *ReferenceMessageSizes(route.pieces);
-      uint64_t offset = 0;
-      for (uint64_t size : it->second) {
-        iovs_.push_back({base + offset, size});
-        offset += size;
-      }
-      // Bounded: the sizes of at most 64 shapes are kept.
-      if (mixed_sizes_.size() > 64) mixed_sizes_.clear();
-    } else {
-      base = bodies_.plain.get();
-      const uint64_t slice = length / route.pieces;
-      for (uint32_t k = 0; k + 1 < route.pieces; ++k) {
-        iovs_.push_back({base + k * slice, slice});
-      }
-      const uint64_t done = slice * (route.pieces - 1);
-      iovs_.push_back({base + done, length - done});
-    }
-    for (size_t k = 1; k < iovs_.size(); ++k) {
-      tokens_.push_back(EncodeToken(slot, false, 0));
-    }
+    body = &BodyShape(route);
   } else {
     const absl::string_view reason = Reason(status);
     n = absl::SNPrintF(header, kHeaderSlot,
                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
                        "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
                        status, reason, reason.size() + 1, reason);
-    iovs_.push_back({header, static_cast<size_t>(n)});
-    tokens_.push_back(EncodeToken(slot, false, h + 1));
   }
-  tokens_.back() |= kLastBit;
-  if (absl::Status s = exec_->Enqueue(c.id, iovs_, tokens_); !s.ok()) {
-    headers_.Give(h);
+  // The header, then the body: one stream, so one chain when the executor
+  // next prepares. A body the executor refuses leaves the header queued (it
+  // comes back through the release callback when the connection is reset).
+  absl::Status s = exec_->Enqueue(c.id, header, static_cast<size_t>(n),
+                                  EncodeToken(body == nullptr, h + 1));
+  if (!s.ok()) headers_.Give(h);
+  if (s.ok() && body != nullptr) {
+    ++c.buffers;
+    s = exec_->Enqueue(c.id, body->iovs, body->tokens);
+  }
+  if (!s.ok()) {
     c.failed = true;
     CloseConn(slot, /*reset=*/true);
     return false;
   }
   ++counters_.responses[StatusIndex(status)];
   ++c.responses;
-  c.buffers += iovs_.size();
+  c.buffers += body == nullptr ? 1 : body->iovs.size();
   if (!keep_alive) c.state = State::kDraining;
   return true;
 }
@@ -1072,6 +1099,7 @@ void Worker::CloseConn(uint32_t slot, bool reset) {
 
 void Worker::Finish(uint32_t slot) {
   Conn& c = conns_[slot];
+  slot_of_.erase(c.id.value);
   close(c.fd);
   c.fd = -1;
   c.state = State::kFree;

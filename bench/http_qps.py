@@ -9,9 +9,17 @@
 
 Builds nothing: --server is the zchttpd binary (default
 bazel-bin/tools/zchttpd of this checkout, so build it with -c opt first).
-For every repetition it runs each (shape, N, strategy) once, in an order
-shuffled per repetition (--seed), so that drift on a shared machine spreads
-over all strategies instead of landing on one (A B C, C A B, ...). Each run
+For every repetition it runs each (shape, N, strategy) once: the (shape, N)
+blocks in an order shuffled per repetition (--seed), and inside a block the
+strategies back to back, in an order shuffled per block (A B C D, C A D B,
+...). Drift on a shared machine then spreads over all strategies instead of
+landing on one, and the runs a ratio compares are seconds apart: next to
+each bar's ratio of medians it prints the "paired" ratio, the median over
+repetitions of the ratio inside one block (with its min..max). On this
+project's 2-core VMs throughput flips between a fast and a slow state for
+seconds at a time, so a median of three can land on either; the paired
+ratio compares runs made in the same state far more often. The verdicts
+are on the ratio of medians, as the bars are stated. Each run
 starts a fresh zchttpd (--listen 127.0.0.1:0), waits for its "listening on"
 line, runs `wrk -t1 -c100 -dD --latency` against http://ADDR/SHAPE, then
 stops the server with SIGTERM (never ignored, unlike SIGINT in a
@@ -335,21 +343,42 @@ RATIOS = [("size-aware", "all-zero-copy", "sa/zc"),
           ("adaptive", "all-copy", "ad/copy")]
 
 
-def bars(summary, shapes, pieces, strategies):
+def paired(runs, shape, n, a, b):
+    """(median, min, max) over repetitions of A / B within one block."""
+    qps = {(r["repetition"], r["strategy"]): r["qps"] for r in runs
+           if (r["shape"], r["pieces"]) == (shape, n)}
+    rs = sorted(qps[(k, a)] / qps[(k, b)]
+                for k in {key[0] for key in qps}
+                if (k, a) in qps and qps.get((k, b)))
+    if not rs:
+        return None
+    return statistics.median(rs), rs[0], rs[-1]
+
+
+def fmt_ratio(r, p):
+    text = f"{r:.2f}x"
+    if p is not None:
+        text += f" (paired {p[0]:.2f}x, {p[1]:.2f}..{p[2]:.2f})"
+    return text
+
+
+def bars(summary, runs, shapes, pieces, strategies):
     """[(name, ratio or count, PASS|MISS)] for the bars with data."""
     out = []
     for n, need in ((1024, 3.0), (2048, 6.0)):
         r = ratio(summary, "plain", n, "size-aware", "all-zero-copy")
         if r is not None:
+            p = paired(runs, "plain", n, "size-aware", "all-zero-copy")
             out.append((f"/N N={n}: size-aware >= {need:g}x all-zero-copy "
-                        f"(netty {NETTY[n]}x)", f"{r:.2f}x",
+                        f"(netty {NETTY[n]}x)", fmt_ratio(r, p),
                         "PASS" if r >= need else "MISS"))
     for shape in shapes:
         for n in pieces:
             r = ratio(summary, shape, n, "adaptive", "all-copy")
             if r is not None:
+                p = paired(runs, shape, n, "adaptive", "all-copy")
                 out.append((f"{SHAPES[shape].format(n='N')} N={n}: adaptive "
-                            f">= 0.95x all-copy", f"{r:.2f}x",
+                            f">= 0.95x all-copy", fmt_ratio(r, p),
                             "PASS" if r >= 0.95 else "MISS"))
     for s in strategies:
         errs = [v for k, v in summary.items() if k[2] == s]
@@ -587,17 +616,18 @@ def main(argv):
               "CPUs)", file=sys.stderr)
         pinned = False
 
-    combos = [(sh, n, s) for sh in args.shapes for n in args.pieces
-              for s in args.strategies]
+    blocks = [(sh, n) for sh in args.shapes for n in args.pieces]
     rng = random.Random(args.seed)
     load_before = loadavg()
     started = time.time()
     runs = []
-    total = len(combos) * args.repetitions
+    total = len(blocks) * len(args.strategies) * args.repetitions
     try:
         for rep in range(args.repetitions):
-            order = combos[:]
-            rng.shuffle(order)
+            order = []
+            for shape, n in rng.sample(blocks, len(blocks)):
+                order += [(shape, n, s) for s in
+                          rng.sample(args.strategies, len(args.strategies))]
             for shape, n, s in order:
                 r = run_one(args, pinned, shape, n, s)
                 r["repetition"] = rep
@@ -668,7 +698,7 @@ def report(args, meta, runs):
     strategies = [s for s in STRATEGIES if s in meta["strategies"]]
     placement = meta["placement"]
     summary = summarize(runs, shapes, pieces, strategies)
-    results = bars(summary, shapes, pieces, strategies)
+    results = bars(summary, runs, shapes, pieces, strategies)
     run_text = (f"wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s, "
                 f"{meta['repetitions']} repetitions interleaved, {placement}")
     print(f"zchttpd under {run_text}; load average before "
@@ -705,7 +735,8 @@ def report(args, meta, runs):
                 "runs": runs,
                 "summary": list(summary.values()),
                 "ratios": [{"shape": sh, "pieces": n, "ratio": name,
-                            "value": ratio(summary, sh, n, a, b)}
+                            "value": ratio(summary, sh, n, a, b),
+                            "paired": paired(runs, sh, n, a, b)}
                            for sh in shapes for n in pieces
                            for a, b, name in RATIOS],
                 "netty_size_aware_over_all_zero_copy": NETTY,

@@ -59,6 +59,8 @@ ABSL_FLAG(zcplan::WholeNumber, max_connections, zcplan::WholeNumber{1024},
 ABSL_FLAG(absl::Duration, stats_every, absl::ZeroDuration(),
           "print a stats line this often");
 ABSL_FLAG(bool, registered, false, "register the body arenas");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
+          "close a connection that makes no progress for this long");
 
 namespace zcplan {
 
@@ -207,6 +209,9 @@ struct Config {
   absl::Duration stats_every = absl::ZeroDuration();
   bool registered = false;
   uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
+  // A connection neither sending a request byte nor taking a response byte
+  // for this long is closed (reset when a response is stuck); 0: never.
+  absl::Duration idle_timeout = absl::Seconds(60);
 };
 
 absl::Status Bad(absl::string_view message) {
@@ -214,9 +219,9 @@ absl::Status Bad(absl::string_view message) {
 }
 
 constexpr absl::string_view kFlagNames[] = {
-    "listen",          "threshold",   "copy-op",   "gap",
-    "adaptive",        "zc-cap",      "body",      "threads",
-    "max-connections", "stats-every", "registered"};
+    "listen",          "threshold",   "copy-op",    "gap",
+    "adaptive",        "zc-cap",      "body",       "threads",
+    "max-connections", "stats-every", "registered", "idle-timeout"};
 
 // Copies the parsed flags into `c` (called inside ParseFlags).
 absl::Status ReadFlags(Config& c) {
@@ -238,6 +243,7 @@ absl::Status ReadFlags(Config& c) {
   c.max_connections = absl::GetFlag(FLAGS_max_connections).value;
   c.stats_every = absl::GetFlag(FLAGS_stats_every);
   c.registered = absl::GetFlag(FLAGS_registered);
+  c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   if (absl::Status s = FirstFailedCheck({
           {"zc-cap", SizeInRange(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
           {"body", SizeInRange(c.body, 1, kMaxBody)},
@@ -255,6 +261,14 @@ absl::Status ReadFlags(Config& c) {
     return Bad(absl::StrCat("--stats-every: bad duration '",
                             absl::FormatDuration(c.stats_every),
                             "' (e.g. 1s, 500ms, at least 10ms; 0: off)"));
+  }
+  if (c.idle_timeout != absl::ZeroDuration()) {
+    if (absl::Status s =
+            DurationInRange(c.idle_timeout, absl::Milliseconds(100),
+                            absl::Hours(24), "100ms..24h, or 0 for never");
+        !s.ok()) {
+      return Bad(absl::StrCat("--idle-timeout: ", s.message()));
+    }
   }
   if (absl::Status s = ValidatePlanOptions(c.plan); !s.ok()) {
     return Bad(absl::StrCat("bad planner options: ", s.message()));
@@ -351,6 +365,7 @@ struct HttpCounters {
   uint64_t bytes_received = 0;
   uint64_t accept_errors = 0;
   uint64_t recv_errors = 0;
+  uint64_t connections_timed_out = 0;  // closed by --idle-timeout
 
   void Add(const HttpCounters& o) {
     requests += o.requests;
@@ -362,6 +377,7 @@ struct HttpCounters {
     bytes_received += o.bytes_received;
     accept_errors += o.accept_errors;
     recv_errors += o.recv_errors;
+    connections_timed_out += o.connections_timed_out;
   }
   uint64_t total_responses() const {
     uint64_t n = 0;
@@ -389,6 +405,9 @@ std::string FormatCounters(const HttpCounters& c) {
     absl::StrAppend(&s, " accept_errors=", c.accept_errors);
   }
   if (c.recv_errors != 0) absl::StrAppend(&s, " recv_errors=", c.recv_errors);
+  if (c.connections_timed_out != 0) {
+    absl::StrAppend(&s, " connections_timed_out=", c.connections_timed_out);
+  }
   return s;
 }
 
@@ -514,6 +533,9 @@ class Worker {
     uint32_t responses = 0;  // queued, last buffer not yet released
     uint64_t buffers = 0;    // queued, not yet released
     absl::Time linger_until;
+    // When a request byte last came in or a response buffer last went out
+    // (at the tick's granularity), for --idle-timeout.
+    absl::Time last_progress;
   };
 
   io_uring_sqe* Sqe();
@@ -527,6 +549,8 @@ class Worker {
   void OnAccept(const io_uring_cqe& cqe);
   void OnRecv(uint32_t slot, int res);
   void OnTick();
+  // Closes the connections idle for --idle-timeout.
+  void CloseIdle();
   void OnRelease(ConnectionId id, absl::Span<const uint64_t> tokens,
                  const absl::Status& status);
 
@@ -571,6 +595,10 @@ class Worker {
   bool memory_unsafe_ = false;
   absl::Time stop_deadline_;
   __kernel_timespec tick_{};
+  // The time at the last tick: progress stamps need no clock read of their
+  // own, and an idle timeout is only as exact as a tick anyway.
+  absl::Time now_ = absl::Now();
+  absl::Time next_idle_scan_ = absl::InfiniteFuture();
   HttpCounters counters_;
   // The body of one route: its pieces and their tokens (every one 0 but the
   // last, kLastBit), the same for every response of that route, so a
@@ -657,6 +685,10 @@ absl::Status Worker::Start() {
   conns_.resize(config_.max_connections);
   for (uint32_t i = config_.max_connections; i-- > 0;) free_slots_.push_back(i);
   tick_.tv_nsec = absl::ToInt64Nanoseconds(kTick);
+  now_ = absl::Now();
+  if (config_.idle_timeout > absl::ZeroDuration()) {
+    next_idle_scan_ = now_ + std::max(kTick, config_.idle_timeout / 8);
+  }
   ArmAccept();
   ArmTick();
   return absl::OkStatus();
@@ -820,6 +852,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   c.state = State::kOpen;
   c.fd = fd;
   c.id = *id;
+  c.last_progress = now_;
   slot_of_[id->value] = slot;
   c.exec_closed = false;
   c.failed = false;
@@ -848,6 +881,7 @@ void Worker::OnRecv(uint32_t slot, int res) {
   }
   if (res > 0) {
     counters_.bytes_received += static_cast<uint64_t>(res);
+    c.last_progress = now_;
     c.len += static_cast<size_t>(res);
     Answer(slot);
     return;
@@ -873,6 +907,8 @@ void Worker::OnTick() {
     ArmAccept();
   }
   const absl::Time now = absl::Now();
+  now_ = now;
+  if (now >= next_idle_scan_) CloseIdle();
   for (size_t i = 0; i < closing_.size(); ++i) {
     const uint32_t slot = closing_[i];
     if (conns_[slot].state == State::kLingering &&
@@ -881,6 +917,26 @@ void Worker::OnTick() {
     }
   }
   Publish();
+}
+
+void Worker::CloseIdle() {
+  // A scan per eighth of the timeout (at most one per tick): a connection
+  // is closed between 1 and 1.125 timeouts (plus a tick) after its last
+  // progress.
+  next_idle_scan_ = now_ + std::max(kTick, config_.idle_timeout / 8);
+  if (stopping_) return;
+  for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
+    Conn& c = conns_[slot];
+    if ((c.state != State::kOpen && c.state != State::kDraining) ||
+        now_ - c.last_progress < config_.idle_timeout) {
+      continue;
+    }
+    ++counters_.connections_timed_out;
+    // Idle between requests, or stuck inside one: a plain close. A response
+    // the peer does not take: a reset, which also ends the executor's sends
+    // at once and hands their buffers back.
+    CloseConn(slot, /*reset=*/c.buffers > 0);
+  }
 }
 
 void Worker::Publish() {
@@ -907,6 +963,7 @@ void Worker::OnRelease(ConnectionId id, absl::Span<const uint64_t> tokens,
   if (it == slot_of_.end()) return;
   const uint32_t slot = it->second;
   Conn& c = conns_[slot];
+  c.last_progress = now_;
   c.responses -= last;
   c.buffers -= tokens.size();
   if (!status.ok()) c.failed = true;
@@ -1361,6 +1418,12 @@ Flags:
                          notification per ring (default 0: the executor's
                          default, half of what RLIMIT_MEMLOCK leaves); past
                          it the executor sends by copy (cap_copies)
+  --idle-timeout DURATION  close a connection with no progress (no request
+                         byte received, no response buffer sent) for this
+                         long: a plain close when idle or inside a request, a
+                         reset when a response is stuck; counted as
+                         connections_timed_out (default 60s, 100ms..24h; 0:
+                         never)
 
 Output: "listening on ADDR:PORT ..." first; "stats: ..." lines; on SIGINT or
 SIGTERM "stopping (SIGINT)" and a "final: ..." line with the counters

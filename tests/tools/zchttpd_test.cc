@@ -736,6 +736,79 @@ TEST(ZchttpdRawTest, ConnectionsOverTheLimitAreClosed) {
   EXPECT_EQ(StatValue(server.out(), "final:", "connections_refused"), 1);
 }
 
+// Waits (bounded) until the server's latest stats line has `key` >= `want`;
+// returns the value seen last.
+int64_t WaitForStat(Server& server, absl::string_view key, int64_t want) {
+  const absl::Time deadline = absl::Now() + kDeadline;
+  int64_t got = -1;
+  while (absl::Now() < deadline) {
+    got = StatValue(server.out(), "stats:", key);
+    if (got >= want) break;
+    server.out_text().WaitFor("never appears", absl::Milliseconds(20));
+  }
+  return got;
+}
+
+TEST(ZchttpdRawTest, IdleConnectionsAreClosedAndBusyOnesKept) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--stats-every", "20ms"});
+  // Idle between requests: served once, then silent.
+  Client idle(server.port);
+  ASSERT_TRUE(idle.Send(Get("/16")));
+  Response r;
+  ASSERT_TRUE(idle.Read(&r)) << idle.error;
+  // Stuck inside a request: half a header, never finished.
+  Client partial(server.port);
+  ASSERT_TRUE(partial.Send("GET /16 HTTP/1.1\r\nHost: te"));
+  // Busy: a request every 50 ms for over three timeouts, each answered.
+  Client busy(server.port);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(busy.Send(Get(absl::StrCat("/", 1 + i))));
+    ASSERT_TRUE(busy.Read(&r)) << busy.error;
+    ASSERT_EQ(FirstMismatch(r.body), -1);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  // The two silent ones get a plain close (EOF, no reset), each within the
+  // client's 10 s read timeout.
+  EXPECT_TRUE(idle.ReadsEof()) << idle.error;
+  EXPECT_TRUE(partial.ReadsEof()) << partial.error;
+  EXPECT_EQ(WaitForStat(server, "connections_timed_out", 2), 2) << server.out();
+  ASSERT_TRUE(busy.Send(Get("/mixed/64")));
+  ASSERT_TRUE(busy.Read(&r)) << busy.error;
+  EXPECT_EQ(FirstMismatch(r.body), -1);
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), 2);
+}
+
+TEST(ZchttpdRawTest, ResponseThePeerDoesNotTakeIsResetAfterTheTimeout) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--stats-every", "20ms",
+                         "--threshold", "16K", "--adaptive", "off"});
+  // A small receive window and nothing read: 2.5 MiB of responses cannot
+  // leave, so no buffer is released and the connection makes no progress.
+  Client stuck(server.port, /*rcvbuf=*/4096);
+  ASSERT_TRUE(stuck.connected());
+  std::string burst;
+  for (int i = 0; i < 10; ++i) burst += Get("/mixed/1024");
+  ASSERT_TRUE(stuck.Send(burst));
+  EXPECT_EQ(WaitForStat(server, "connections_timed_out", 1), 1) << server.out();
+  // The reset reaches the client: its reads end in an error, not in ten
+  // whole responses.
+  Response r;
+  int whole = 0;
+  while (whole < 10 && stuck.Read(&r)) ++whole;
+  EXPECT_LT(whole, 10);
+  // Its buffers came back with errors, and others are served.
+  EXPECT_GT(WaitForStat(server, "buffers_released_failed", 1), 0)
+      << server.out();
+  Client fresh(server.port);
+  ASSERT_TRUE(fresh.Send(Get("/mixed/1024")));
+  ASSERT_TRUE(fresh.Read(&r)) << fresh.error;
+  EXPECT_EQ(FirstMismatch(r.body), -1);
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
+}
+
 TEST(ZchttpdRawTest, SigintStopsWithTheCounters) {
   Server server;
   START_OR_SKIP(server, {});
@@ -774,6 +847,10 @@ TEST(ZchttpdFlagsTest, BadInputIsOneLineAndExitTwo) {
       {"--stats-every", "-1s"},
       {"--stats-every", "1ms"},
       {"--max-connections", "0"},
+      {"--idle-timeout", "5ms"},
+      {"--idle-timeout", "25h"},
+      {"--idle-timeout", "-1s"},
+      {"--idle-timeout", "inf"},
       {"--zc-cap", "2T"},
       {"--zc-cap", "-1"},
       {"--bogus"},

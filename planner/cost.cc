@@ -64,6 +64,26 @@ absl::Status ValidateCostWeights(const CostWeights& w) {
   return absl::OkStatus();
 }
 
+bool ParseDecimal(absl::string_view text, double* value) {
+  size_t i = 0;
+  if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+  size_t digits = 0;
+  while (i < text.size() && absl::ascii_isdigit(text[i])) ++i, ++digits;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    while (i < text.size() && absl::ascii_isdigit(text[i])) ++i, ++digits;
+  }
+  if (digits == 0) return false;
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    size_t exponent = 0;
+    while (i < text.size() && absl::ascii_isdigit(text[i])) ++i, ++exponent;
+    if (exponent == 0) return false;
+  }
+  return i == text.size() && absl::SimpleAtod(text, value);
+}
+
 std::string FormatCostWeights(const CostWeights& w) {
   std::string out;
   for (const WeightField& f : kWeightFields) {
@@ -117,7 +137,7 @@ absl::StatusOr<CostWeights> ParseCostWeights(absl::string_view text) {
       return bad(absl::StrCat("unknown weight '", name, "'"));
     }
     double value = 0;
-    if (!absl::SimpleAtod(words[1], &value) ||
+    if (!ParseDecimal(words[1], &value) ||
         !(value >= 0 && value <= kMaxCostWeight)) {
       return bad(absl::StrCat("bad value '", words[1], "' for ", name,
                               ": expected a number in 0..",

@@ -46,6 +46,12 @@ struct CostWeights {
 // Returns OK, or InvalidArgument naming the weight, its value and the range.
 [[nodiscard]] absl::Status ValidateCostWeights(const CostWeights& weights);
 
+// A weight as a person writes one: decimal digits with an optional fraction
+// and an optional exponent ("12", "0.5", ".5", "1e-3", "+2"). False for
+// anything else, including what strtod would also take (hex "0x10", "inf",
+// "nan", surrounding spaces).
+[[nodiscard]] bool ParseDecimal(absl::string_view text, double* value);
+
 // The weights file `zcplan simulate --weights` reads and `zcsweep` writes: one
 // "name value" pair per line (names as the fields above), blank lines and
 // '#' comments allowed. Weights not in the file keep their defaults.

@@ -54,7 +54,7 @@ std::string Quoted(absl::string_view text) {
 }
 
 bool AbslParseFlag(absl::string_view text, Weight* weight, std::string* error) {
-  if (!absl::SimpleAtod(text, &weight->value) ||
+  if (!ParseDecimal(text, &weight->value) ||
       !(weight->value >= 0 &&
         weight->value <= kMaxCostWeight)) {  // Also refuses NaN.
     *error = absl::StrCat(

@@ -3,9 +3,12 @@
 
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
@@ -144,6 +147,35 @@ void ExpectSameWeights(const CostWeights& got, const CostWeights& want) {
   EXPECT_EQ(got.per_zc_iov, want.per_zc_iov);
   EXPECT_EQ(got.per_pinned_page, want.per_pinned_page);
   EXPECT_EQ(got.page_size, want.page_size);
+}
+
+TEST(ParseDecimalTest, TakesDecimalNotationOnly) {
+  double v = -1;
+  for (const auto& [text, want] :
+       std::vector<std::pair<std::string, double>>{{"12", 12},
+                                                   {"0.5", 0.5},
+                                                   {".5", 0.5},
+                                                   {"5.", 5},
+                                                   {"1e-3", 1e-3},
+                                                   {"2E+2", 200},
+                                                   {"+2", 2},
+                                                   {"-1.5", -1.5},
+                                                   {"0", 0}}) {
+    EXPECT_TRUE(ParseDecimal(text, &v)) << text;
+    EXPECT_DOUBLE_EQ(v, want) << text;
+  }
+  // strtod takes all of these; a weight written by a person never is one.
+  for (const char* text :
+       {"0x10", "0X1p4", "inf", "-inf", "nan", "infinity", "", ".", "e5", "1e",
+        "1e+", " 1", "1 ", "1.2.3", "--1", "1_000", "١"}) {
+    EXPECT_FALSE(ParseDecimal(text, &v)) << text;
+  }
+}
+
+TEST(CostWeightsFileTest, RefusesHexadecimalValues) {
+  absl::StatusOr<CostWeights> w = ParseCostWeights("per_op 0x10\n");
+  ASSERT_FALSE(w.ok());
+  EXPECT_TRUE(absl::StrContains(w.status().message(), "0x10")) << w.status();
 }
 
 TEST(CostWeightsFileTest, FormatsOneNameValueLinePerWeight) {

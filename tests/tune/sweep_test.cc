@@ -12,10 +12,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/tests/uring/silent_peer.h"
+#include "zcplan/tests/uring/test_util.h"
 
 namespace zcplan {
 namespace {
@@ -238,13 +240,15 @@ TEST(RunSweepTest, UnreachablePeerIsUnavailable) {
   SweepOptions o;
   o.messages = {{4096}};
   o.settings = {Setting(16384)};
-  o.peer = "127.0.0.1:1";
+  absl::StatusOr<uint16_t> closed = ClosedLoopbackPort();
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  o.peer = absl::StrCat("127.0.0.1:", *closed);
   const absl::Status s = RunSweep(o).status();
   if (absl::StrContains(s.message(), "io_uring unavailable")) {
     GTEST_SKIP() << s;
   }
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "127.0.0.1:1")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), o.peer)) << s;
 }
 
 }  // namespace

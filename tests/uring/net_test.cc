@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "zcplan/tests/uring/test_util.h"
 
@@ -44,12 +45,15 @@ TEST(ConnectTcpTest, ConnectsAndNamesTheAddressWhenRefused) {
   socklen_t len = sizeof(addr);
   ASSERT_EQ(getsockname(pair->server, reinterpret_cast<sockaddr*>(&addr), &len),
             0);
-  // The listening port is gone once the pair is made: a refused connect.
-  absl::StatusOr<UniqueFd> refused = ConnectTcp("127.0.0.1", "1");
+  // A port nobody listens on: a refused connect.
+  absl::StatusOr<uint16_t> closed = ClosedLoopbackPort();
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  const std::string port = absl::StrCat(*closed);
+  absl::StatusOr<UniqueFd> refused = ConnectTcp("127.0.0.1", port);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(refused.status().message(),
-                                "cannot connect to 127.0.0.1:1"))
+                                "cannot connect to 127.0.0.1:" + port))
       << refused.status();
   absl::StatusOr<UniqueFd> unresolved = ConnectTcp("no.such.host.invalid", "1");
   ASSERT_FALSE(unresolved.ok());

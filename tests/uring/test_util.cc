@@ -72,6 +72,22 @@ absl::StatusOr<int> ListenLoopback(int backlog, sockaddr_in* addr) {
   return fd;
 }
 
+absl::StatusOr<uint16_t> ClosedLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "ClosedLoopbackPort: socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  const bool ok =
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  const int error = errno;
+  close(fd);
+  if (!ok) return absl::ErrnoToStatus(error, "ClosedLoopbackPort: bind");
+  return ntohs(addr.sin_port);
+}
+
 absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf, int rcvbuf) {
   auto fail = [](const char* what) {
     return absl::ErrnoToStatus(errno, absl::StrCat("MakeTcpPair: ", what));

@@ -42,6 +42,13 @@ absl::StatusOr<TcpPair> MakeTcpPair(int sndbuf = 0, int rcvbuf = 0);
 // written to `*addr` (for connect). The caller closes it.
 absl::StatusOr<int> ListenLoopback(int backlog, struct sockaddr_in* addr);
 
+// A port on 127.0.0.1 nobody listens on, for a connect that must be refused:
+// one the kernel picked for a socket bound and closed at once (not a fixed
+// one such as 1, which a machine may serve). Nothing holds it afterwards;
+// only another program binding it in the meantime could make a connect
+// succeed.
+absl::StatusOr<uint16_t> ClosedLoopbackPort();
+
 // Records releases; `callback()` is an `ExecutorOptions::on_release`.
 // Each buffer is registered with `Expect` before it is enqueued; the release
 // then overwrites ("poisons") the buffer's bytes when `poison` is set, as a

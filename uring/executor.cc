@@ -510,29 +510,23 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                                    " buffers but ",
                                                    tokens.size(), " tokens"));
   }
-  // The usual case: one read-only pass checks every buffer (a base, 1..
-  // SSIZE_MAX bytes) and sums them (in 128 bits, so no sum can wrap) against
-  // the room left under max_queued_bytes; then the queue copies them. A
-  // batch refused here queues nothing, and the error is found again, in
-  // order, below.
+  // The usual case in one pass: each buffer checked (a base, 1..SSIZE_MAX
+  // bytes, room left under max_queued_bytes, summed against the room so the
+  // sum cannot wrap) as the queue copies and sums them. Otherwise nothing
+  // is queued and the error is found again, in order, below.
   const uint64_t queued = c->queue.held_bytes();
   const uint64_t room = c->options.max_queued_bytes - queued;
-  if (c->state == State::kOpen) {
-    bool bad = false;
-    unsigned __int128 total = 0;
-    for (const iovec& b : buffers) {
-      bad |= (b.iov_base == nullptr) |
-             (b.iov_len - 1 >= static_cast<size_t>(SSIZE_MAX));
-      total += b.iov_len;
-    }
-    if (!bad && total <= room) {
-      if (buffers.empty()) return absl::OkStatus();
-      c->queue.Push(buffers, tokens, static_cast<uint64_t>(total));
-      c->stats.buffers_enqueued += buffers.size();
-      c->stats.bytes_enqueued += static_cast<uint64_t>(total);
-      MarkReady(static_cast<uint32_t>(c - conns_.data()));
-      return absl::OkStatus();
-    }
+  if (c->state == State::kOpen &&
+      c->queue.PushIf(buffers, tokens, [room](const iovec& b, uint64_t before) {
+        return (b.iov_base != nullptr) &
+               (b.iov_len - 1 < static_cast<size_t>(SSIZE_MAX)) &
+               (b.iov_len <= room - before);
+      })) {
+    if (buffers.empty()) return absl::OkStatus();
+    c->stats.buffers_enqueued += buffers.size();
+    c->stats.bytes_enqueued += c->queue.held_bytes() - queued;
+    MarkReady(static_cast<uint32_t>(c - conns_.data()));
+    return absl::OkStatus();
   }
   for (size_t i = 0; i < buffers.size(); ++i) {
     const iovec& b = buffers[i];

@@ -608,9 +608,13 @@ class Worker {
     std::vector<uint64_t> tokens;
   };
   // The body of `route` (status 200), made on first use. At most kMaxShapes
-  // are kept (the set starts again past it).
+  // routes and kMaxShapePieces pieces over all of them are kept (24 bytes a
+  // piece: 24 MiB), so a client asking for many large N cannot grow it past
+  // that; past either, the set starts again.
   const Shape& BodyShape(const Route& route);
   static constexpr size_t kMaxShapes = 64;
+  static constexpr size_t kMaxShapePieces = size_t{1} << 20;
+  size_t shape_pieces_ = 0;
   absl::flat_hash_map<uint64_t, Shape> shapes_;  // by (mixed, pieces)
   // Each attached connection's slot, by its executor id (the release
   // callback's way back to the connection).
@@ -1049,7 +1053,13 @@ void Worker::Answer(uint32_t slot) {
 const Worker::Shape& Worker::BodyShape(const Route& route) {
   const uint64_t key = uint64_t{route.mixed} << 32 | route.pieces;
   if (const auto it = shapes_.find(key); it != shapes_.end()) return it->second;
-  if (shapes_.size() >= kMaxShapes) shapes_.clear();
+  const size_t pieces = route.pieces;  // the count of either shape
+  if (shapes_.size() >= kMaxShapes ||
+      shape_pieces_ + pieces > kMaxShapePieces) {
+    shapes_.clear();
+    shape_pieces_ = 0;
+  }
+  shape_pieces_ += pieces;
   Shape& shape = shapes_[key];
   if (route.mixed) {
     unsigned char* const base = bodies_.mixed.get();

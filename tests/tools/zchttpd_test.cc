@@ -749,6 +749,38 @@ int64_t WaitForStat(Server& server, absl::string_view key, int64_t want) {
   return got;
 }
 
+TEST(ZchttpdRawTest, ManyRoutesAreServedWhileTheBodyCacheStartsOver) {
+  Server server;
+  START_OR_SKIP(server, {"--threshold", "16K", "--adaptive", "off"});
+  // More routes than the server keeps bodies for (64), and routes of 65536
+  // one-byte pieces whose pieces pass its 2^20 limit: every response still
+  // byte-exact, each route asked again after the set started over.
+  Client c(server.port);
+  std::vector<std::string> paths;
+  for (int i = 1; i <= 40; ++i) {
+    paths.push_back(absl::StrCat("/", i * 7));
+    paths.push_back(absl::StrCat("/mixed/", i * 11));
+  }
+  for (int i = 0; i < 18; ++i) {
+    paths.push_back(absl::StrCat("/", 65536 - i));
+    paths.push_back("/16");
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& path : paths) {
+      ASSERT_TRUE(c.Send(Get(path)));
+      Response r;
+      ASSERT_TRUE(c.Read(&r)) << path << ": " << c.error;
+      ASSERT_EQ(r.status, 200) << path;
+      ASSERT_EQ(FirstMismatch(r.body), -1) << path;
+      ASSERT_EQ(r.body.size(),
+                absl::StartsWith(path, "/mixed/") ? 256u * 1024 : 65536u)
+          << path;
+    }
+  }
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
+}
+
 TEST(ZchttpdRawTest, IdleConnectionsAreClosedAndBusyOnesKept) {
   Server server;
   START_OR_SKIP(server, {"--idle-timeout", "300ms", "--stats-every", "20ms"});

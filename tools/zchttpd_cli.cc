@@ -3,15 +3,16 @@
 
 #include <arpa/inet.h>
 #include <liburing.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -533,9 +534,11 @@ class Worker {
     uint32_t responses = 0;  // queued, last buffer not yet released
     uint64_t buffers = 0;    // queued, not yet released
     absl::Time linger_until;
-    // When a request byte last came in or a response buffer last went out
-    // (at the tick's granularity), for --idle-timeout.
+    // When a request byte last came in, a response buffer last went out, or
+    // the peer was last seen acknowledging bytes, for --idle-timeout.
     absl::Time last_progress;
+    // The socket's tcpi_bytes_acked at the last idle scan that looked.
+    uint64_t bytes_acked = 0;
   };
 
   io_uring_sqe* Sqe();
@@ -853,6 +856,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   c.fd = fd;
   c.id = *id;
   c.last_progress = now_;
+  c.bytes_acked = 0;
   slot_of_[id->value] = slot;
   c.exec_closed = false;
   c.failed = false;
@@ -930,6 +934,21 @@ void Worker::CloseIdle() {
     if ((c.state != State::kOpen && c.state != State::kDraining) ||
         now_ - c.last_progress < config_.idle_timeout) {
       continue;
+    }
+    if (c.buffers > 0) {
+      // A buffer is released only once all of it is sent (zero-copy: acked),
+      // so a big one going to a slow but steady reader releases nothing for
+      // a long time: the peer acknowledging bytes is progress too.
+      struct tcp_info info = {};
+      socklen_t len = sizeof(info);
+      if (getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+          len >= offsetof(struct tcp_info, tcpi_bytes_acked) +
+                     sizeof(info.tcpi_bytes_acked) &&
+          info.tcpi_bytes_acked != c.bytes_acked) {
+        c.bytes_acked = info.tcpi_bytes_acked;
+        c.last_progress = now_;
+        continue;
+      }
     }
     ++counters_.connections_timed_out;
     // Idle between requests, or stuck inside one: a plain close. A response

@@ -809,6 +809,41 @@ TEST(ZchttpdRawTest, ResponseThePeerDoesNotTakeIsResetAfterTheTimeout) {
   EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
 }
 
+TEST(ZchttpdRawTest, SlowButSteadyReaderIsNotTimedOut) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--body", "1M",
+                         "--threshold", "16K", "--adaptive", "off"});
+  // One 1 MiB buffer (zero-copy: released only once all of it is acked),
+  // read a few KiB at a time through a small window: it takes far longer
+  // than the timeout to go, but bytes move all the time.
+  Client slow(server.port, /*rcvbuf=*/4096);
+  ASSERT_TRUE(slow.connected());
+  ASSERT_TRUE(slow.Send(Get("/1")));
+  std::string got;
+  const size_t want = (size_t{1} << 20);
+  const absl::Time deadline = absl::Now() + kDeadline;
+  size_t body_at = std::string::npos;
+  while (absl::Now() < deadline) {
+    char chunk[4096];
+    const ssize_t n = recv(slow.fd(), chunk, sizeof(chunk), 0);
+    if (n <= 0) break;
+    got.append(chunk, static_cast<size_t>(n));
+    if (body_at == std::string::npos) {
+      if (const size_t end = got.find("\r\n\r\n"); end != std::string::npos) {
+        body_at = end + 4;
+      }
+    }
+    if (body_at != std::string::npos && got.size() - body_at >= want) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_NE(body_at, std::string::npos) << got.size();
+  EXPECT_EQ(got.size() - body_at, want);
+  EXPECT_EQ(FirstMismatch(absl::string_view(got).substr(body_at)), -1);
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), -1)
+      << server.out();
+}
+
 TEST(ZchttpdRawTest, SigintStopsWithTheCounters) {
   Server server;
   START_OR_SKIP(server, {});

@@ -598,8 +598,8 @@ class Worker {
   bool memory_unsafe_ = false;
   absl::Time stop_deadline_;
   __kernel_timespec tick_{};
-  // The time at the last tick: progress stamps need no clock read of their
-  // own, and an idle timeout is only as exact as a tick anyway.
+  // The time the loop last woke up: progress stamps need no clock read of
+  // their own.
   absl::Time now_ = absl::Now();
   absl::Time next_idle_scan_ = absl::InfiniteFuture();
   HttpCounters counters_;
@@ -775,6 +775,9 @@ absl::Status Worker::Serve() {
       return absl::InternalError(
           absl::StrCat("io_uring_submit_and_wait: ", std::strerror(-r)));
     }
+    // One clock read per wake-up: the progress stamps of this batch (a
+    // tick's time could be 50 ms old, and closed connections early).
+    now_ = absl::Now();
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;

@@ -210,8 +210,9 @@ struct Config {
   absl::Duration stats_every = absl::ZeroDuration();
   bool registered = false;
   uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
-  // A connection neither sending a request byte nor taking a response byte
-  // for this long is closed (reset when a response is stuck); 0: never.
+  // A connection neither beginning nor completing a request, nor taking a
+  // response byte, for this long is closed (reset when a response is
+  // stuck); 0: never.
   absl::Duration idle_timeout = absl::Seconds(60);
 };
 
@@ -534,8 +535,8 @@ class Worker {
     uint32_t responses = 0;  // queued, last buffer not yet released
     uint64_t buffers = 0;    // queued, not yet released
     absl::Time linger_until;
-    // When a request byte last came in, a response buffer last went out, or
-    // the peer was last seen acknowledging bytes, for --idle-timeout.
+    // When a whole request last came in, a response buffer last went out,
+    // or the peer was last seen acknowledging bytes, for --idle-timeout.
     absl::Time last_progress;
     // The socket's tcpi_bytes_acked at the last idle scan that looked.
     uint64_t bytes_acked = 0;
@@ -888,7 +889,9 @@ void Worker::OnRecv(uint32_t slot, int res) {
   }
   if (res > 0) {
     counters_.bytes_received += static_cast<uint64_t>(res);
-    c.last_progress = now_;
+    // The first bytes of a request start its clock: it has one timeout to
+    // be whole (see Answer).
+    if (c.len == 0) c.last_progress = now_;
     c.len += static_cast<size_t>(res);
     Answer(slot);
     return;
@@ -1046,6 +1049,9 @@ void Worker::Answer(uint32_t slot) {
         absl::string_view(c.buf.data() + pos, c.len - pos), kMaxRequestHeader);
     if (p.outcome == HttpRequestParse::Outcome::kIncomplete) break;
     ++counters_.requests;
+    // A whole request is progress; bytes of one that never ends (a header
+    // a byte at a time) are not.
+    c.last_progress = now_;
     if (p.outcome == HttpRequestParse::Outcome::kError) {
       Respond(slot, p.status, Route(), /*keep_alive=*/false, /*http10=*/false);
       pos = c.len;
@@ -1441,7 +1447,7 @@ Flags:
                          default, half of what RLIMIT_MEMLOCK leaves); past
                          it the executor sends by copy (cap_copies)
   --idle-timeout DURATION  close a connection with no progress (no request
-                         byte received, no response buffer sent) for this
+                         begun or completed, no response byte taken) for this
                          long: a plain close when idle or inside a request, a
                          reset when a response is stuck; counted as
                          connections_timed_out (default 60s, 100ms..24h; 0:

@@ -809,6 +809,28 @@ TEST(ZchttpdRawTest, ResponseThePeerDoesNotTakeIsResetAfterTheTimeout) {
   EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
 }
 
+TEST(ZchttpdRawTest, HeaderSentAByteAtATimeIsTimedOut) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--stats-every", "20ms"});
+  // A header that never ends, one byte every 50 ms: bytes come in, but no
+  // request is ever complete, so the connection is idle all the same.
+  Client trickle(server.port);
+  ASSERT_TRUE(trickle.Send("GET /16 HTTP/1.1\r\nX-Slow: "));
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline &&
+         StatValue(server.out(), "stats:", "connections_timed_out") < 1) {
+    if (!trickle.Send("a")) break;  // closed, then reset by our bytes
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  // Closed while the bytes still came (over 16 timeouts in 5 s), not once
+  // they stopped.
+  const bool trickling = absl::Now() < deadline;
+  EXPECT_TRUE(trickling) << server.out();
+  EXPECT_EQ(WaitForStat(server, "connections_timed_out", 1), 1) << server.out();
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), 1);
+}
+
 TEST(ZchttpdRawTest, NoConnectionIsClosedBeforeItsTimeout) {
   Server server;
   START_OR_SKIP(server, {"--idle-timeout", "100ms"});

@@ -3,15 +3,16 @@
 
 #include <arpa/inet.h>
 #include <liburing.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -209,8 +210,9 @@ struct Config {
   absl::Duration stats_every = absl::ZeroDuration();
   bool registered = false;
   uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
-  // A connection neither sending a request byte nor taking a response byte
-  // for this long is closed (reset when a response is stuck); 0: never.
+  // A connection neither beginning nor completing a request, nor taking a
+  // response byte, for this long is closed (reset when a response is
+  // stuck); 0: never.
   absl::Duration idle_timeout = absl::Seconds(60);
 };
 
@@ -533,9 +535,11 @@ class Worker {
     uint32_t responses = 0;  // queued, last buffer not yet released
     uint64_t buffers = 0;    // queued, not yet released
     absl::Time linger_until;
-    // When a request byte last came in or a response buffer last went out
-    // (at the tick's granularity), for --idle-timeout.
+    // When a whole request last came in, a response buffer last went out,
+    // or the peer was last seen acknowledging bytes, for --idle-timeout.
     absl::Time last_progress;
+    // The socket's tcpi_bytes_acked at the last idle scan that looked.
+    uint64_t bytes_acked = 0;
   };
 
   io_uring_sqe* Sqe();
@@ -595,8 +599,8 @@ class Worker {
   bool memory_unsafe_ = false;
   absl::Time stop_deadline_;
   __kernel_timespec tick_{};
-  // The time at the last tick: progress stamps need no clock read of their
-  // own, and an idle timeout is only as exact as a tick anyway.
+  // The time the loop last woke up: progress stamps need no clock read of
+  // their own.
   absl::Time now_ = absl::Now();
   absl::Time next_idle_scan_ = absl::InfiniteFuture();
   HttpCounters counters_;
@@ -776,6 +780,9 @@ absl::Status Worker::Serve() {
       return absl::InternalError(
           absl::StrCat("io_uring_submit_and_wait: ", std::strerror(-r)));
     }
+    // One clock read per wake-up: the progress stamps of this batch (a
+    // tick's time could be 50 ms old, and closed connections early).
+    now_ = absl::Now();
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -857,6 +864,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   c.fd = fd;
   c.id = *id;
   c.last_progress = now_;
+  c.bytes_acked = 0;
   slot_of_[id->value] = slot;
   c.exec_closed = false;
   c.failed = false;
@@ -885,7 +893,9 @@ void Worker::OnRecv(uint32_t slot, int res) {
   }
   if (res > 0) {
     counters_.bytes_received += static_cast<uint64_t>(res);
-    c.last_progress = now_;
+    // The first bytes of a request start its clock: it has one timeout to
+    // be whole (see Answer).
+    if (c.len == 0) c.last_progress = now_;
     c.len += static_cast<size_t>(res);
     Answer(slot);
     return;
@@ -934,6 +944,21 @@ void Worker::CloseIdle() {
     if ((c.state != State::kOpen && c.state != State::kDraining) ||
         now_ - c.last_progress < config_.idle_timeout) {
       continue;
+    }
+    if (c.buffers > 0) {
+      // A buffer is released only once all of it is sent (zero-copy: acked),
+      // so a big one going to a slow but steady reader releases nothing for
+      // a long time: the peer acknowledging bytes is progress too.
+      struct tcp_info info = {};
+      socklen_t len = sizeof(info);
+      if (getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+          len >= offsetof(struct tcp_info, tcpi_bytes_acked) +
+                     sizeof(info.tcpi_bytes_acked) &&
+          info.tcpi_bytes_acked != c.bytes_acked) {
+        c.bytes_acked = info.tcpi_bytes_acked;
+        c.last_progress = now_;
+        continue;
+      }
     }
     ++counters_.connections_timed_out;
     // Idle between requests, or stuck inside one: a plain close. A response
@@ -1028,6 +1053,9 @@ void Worker::Answer(uint32_t slot) {
         absl::string_view(c.buf.data() + pos, c.len - pos), kMaxRequestHeader);
     if (p.outcome == HttpRequestParse::Outcome::kIncomplete) break;
     ++counters_.requests;
+    // A whole request is progress; bytes of one that never ends (a header
+    // a byte at a time) are not.
+    c.last_progress = now_;
     if (p.outcome == HttpRequestParse::Outcome::kError) {
       Respond(slot, p.status, Route(), /*keep_alive=*/false, /*http10=*/false);
       pos = c.len;
@@ -1429,7 +1457,7 @@ Flags:
                          default, half of what RLIMIT_MEMLOCK leaves); past
                          it the executor sends by copy (cap_copies)
   --idle-timeout DURATION  close a connection with no progress (no request
-                         byte received, no response buffer sent) for this
+                         begun or completed, no response byte taken) for this
                          long: a plain close when idle or inside a request, a
                          reset when a response is stuck; counted as
                          connections_timed_out (default 60s, 100ms..24h; 0:

@@ -841,6 +841,83 @@ TEST(ZchttpdRawTest, ResponseThePeerDoesNotTakeIsResetAfterTheTimeout) {
   EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
 }
 
+TEST(ZchttpdRawTest, HeaderSentAByteAtATimeIsTimedOut) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--stats-every", "20ms"});
+  // A header that never ends, one byte every 50 ms: bytes come in, but no
+  // request is ever complete, so the connection is idle all the same.
+  Client trickle(server.port);
+  ASSERT_TRUE(trickle.Send("GET /16 HTTP/1.1\r\nX-Slow: "));
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline &&
+         StatValue(server.out(), "stats:", "connections_timed_out") < 1) {
+    if (!trickle.Send("a")) break;  // closed, then reset by our bytes
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  // Closed while the bytes still came (over 16 timeouts in 5 s), not once
+  // they stopped.
+  const bool trickling = absl::Now() < deadline;
+  EXPECT_TRUE(trickling) << server.out();
+  EXPECT_EQ(WaitForStat(server, "connections_timed_out", 1), 1) << server.out();
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), 1);
+}
+
+TEST(ZchttpdRawTest, NoConnectionIsClosedBeforeItsTimeout) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "100ms"});
+  // Each connection is silent for 70 ms, well under the timeout, then asks.
+  // Progress stamped with a stale clock (up to a 50 ms tick old) closed some
+  // of them after as little as half the timeout.
+  for (int i = 0; i < 20; ++i) {
+    Client c(server.port);
+    ASSERT_TRUE(c.connected());
+    absl::SleepFor(absl::Milliseconds(70));
+    ASSERT_TRUE(c.Send(Get("/3"))) << i;
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << i << ": " << c.error;
+    EXPECT_EQ(FirstMismatch(r.body), -1);
+  }
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), -1)
+      << server.out();
+}
+
+TEST(ZchttpdRawTest, SlowButSteadyReaderIsNotTimedOut) {
+  Server server;
+  START_OR_SKIP(server, {"--idle-timeout", "300ms", "--body", "1M",
+                         "--threshold", "16K", "--adaptive", "off"});
+  // One 1 MiB buffer (zero-copy: released only once all of it is acked),
+  // read a few KiB at a time through a small window: it takes far longer
+  // than the timeout to go, but bytes move all the time.
+  Client slow(server.port, /*rcvbuf=*/4096);
+  ASSERT_TRUE(slow.connected());
+  ASSERT_TRUE(slow.Send(Get("/1")));
+  std::string got;
+  const size_t want = (size_t{1} << 20);
+  const absl::Time deadline = absl::Now() + kDeadline;
+  size_t body_at = std::string::npos;
+  while (absl::Now() < deadline) {
+    char chunk[4096];
+    const ssize_t n = recv(slow.fd(), chunk, sizeof(chunk), 0);
+    if (n <= 0) break;
+    got.append(chunk, static_cast<size_t>(n));
+    if (body_at == std::string::npos) {
+      if (const size_t end = got.find("\r\n\r\n"); end != std::string::npos) {
+        body_at = end + 4;
+      }
+    }
+    if (body_at != std::string::npos && got.size() - body_at >= want) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_NE(body_at, std::string::npos) << got.size();
+  EXPECT_EQ(got.size() - body_at, want);
+  EXPECT_EQ(FirstMismatch(absl::string_view(got).substr(body_at)), -1);
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_timed_out"), -1)
+      << server.out();
+}
+
 TEST(ZchttpdRawTest, SigintStopsWithTheCounters) {
   Server server;
   START_OR_SKIP(server, {});

@@ -167,6 +167,18 @@ def main(argv):
             rows.append(("executor, caller's ring / own ring (size_aware)",
                          op, n, f"BM_SendShared/size_aware/{op}/n:{n}",
                          f"BM_Send/size_aware/{op}/n:{n}", None))
+    for n in PIECES:
+        for op in COPY_OPS:
+            rows.append(("raw loop with the executor's per-buffer passes / raw"
+                         " liburing (size_aware)",
+                         op, n, f"BM_RawPerBuffer/size_aware/{op}/n:{n}",
+                         f"BM_Raw/size_aware/{op}/n:{n}", None))
+    for n in PIECES:
+        for op in COPY_OPS:
+            rows.append(("executor, own ring / raw loop with the executor's "
+                         "per-buffer passes (size_aware)",
+                         op, n, f"BM_Send/size_aware/{op}/n:{n}",
+                         f"BM_RawPerBuffer/size_aware/{op}/n:{n}", None))
     rows.append(("64K send_zc stream: executor / raw", "-", 1,
                  "BM_Stream64K/executor_send_zc", "BM_Stream64K/raw_send_zc",
                  None))

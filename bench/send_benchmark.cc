@@ -40,6 +40,11 @@
 //     makes for size_aware (checked against the planner once, outside the
 //     timed loop). It assumes no short sends and stops with an error if one
 //     happens.
+//   BM_RawPerBuffer/size_aware/<copy op>/n:<n>  the raw loop plus the
+//     executor's per-buffer passes beside it (a send queue's push and
+//     release, PlanChain, LayOutOp; bench/send_loops.h kRawPerBuffer): the
+//     executor against it shows what its work per message costs, it against
+//     the raw loop what the work per buffer costs.
 //   BM_Stream64K/<sender>  one 64 KiB buffer per message, as a stream of
 //     send_zc ops (executor with threshold 0, or raw liburing) or of copying
 //     sends (executor, kNever): compare with liburing's
@@ -344,6 +349,9 @@ void RegisterAll() {
         SenderConfig{SenderKind::kShared, kSizeAware, copy_op, false}, {});
     add("BM_Raw" + suffix,
         SenderConfig{SenderKind::kRaw, kSizeAware, copy_op, false}, {});
+    add("BM_RawPerBuffer" + suffix,
+        SenderConfig{SenderKind::kRawPerBuffer, kSizeAware, copy_op, false},
+        {});
   }
 
   const std::vector<uint64_t> one_64k = {kLargeBytes};

@@ -23,6 +23,9 @@
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/memlock.h"
 #include "zcplan/uring/receiver.h"
+#include "zcplan/uring/regions.h"
+#include "zcplan/uring/send_queue.h"
+#include "zcplan/uring/sqe_encoder.h"
 
 // Debian 12 ships liburing 2.3, whose headers predate this (kernel 6.2).
 #ifndef IORING_SEND_ZC_REPORT_USAGE
@@ -168,8 +171,13 @@ absl::Status CheckAgainstPlanner(const std::vector<iovec>& iovs,
 // waits for every completion and notification. Assumes no short sends.
 class RawSender final : public Sender {
  public:
-  RawSender(const Message& message, int fd, CopyOp copy_op)
-      : iovs_(message.iovs()),
+  // `per_buffer`: also do the executor's per-buffer passes
+  // (SenderKind::kRawPerBuffer).
+  RawSender(const Message& message, int fd, CopyOp copy_op, bool per_buffer)
+      : per_buffer_(per_buffer),
+        copy_op_(copy_op),
+        tokens_(message.iovs().size()),
+        iovs_(message.iovs()),
         fd_(fd),
         ops_(GroupBySize(iovs_, kSizeAware, copy_op == CopyOp::kWritev)),
         msgs_(ops_.size()),
@@ -198,6 +206,9 @@ class RawSender final : public Sender {
   }
 
   absl::Status SendMessage() override {
+    if (per_buffer_ && !PushAndLayOut()) {
+      return absl::InternalError("the per-buffer passes refused the message");
+    }
     constexpr int kFlags = MSG_WAITALL | MSG_NOSIGNAL;
     for (size_t i = 0; i < ops_.size(); ++i) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never full: <= 5 ops
@@ -274,12 +285,68 @@ class RawSender final : public Sender {
             notifs_pending, " notifications pending"));
       }
     }
+    if (per_buffer_) ReleaseAll();
     return failure.empty() ? absl::OkStatus() : absl::InternalError(failure);
   }
 
   SenderTotals totals() const override { return totals_; }
 
  private:
+  // The executor's passes over a batch before its SQEs are written, as
+  // Executor::Enqueue and its chain preparation make them.
+  bool PushAndLayOut() {
+    const uint64_t room = uint64_t{1} << 32;  // the default max_queued_bytes
+    const bool pushed =
+        queue_.PushIf(iovs_, tokens_, [room](const iovec& b, uint64_t before) {
+          return (b.iov_base != nullptr) &
+                 (b.iov_len - 1 < static_cast<size_t>(SSIZE_MAX)) &
+                 (b.iov_len <= room - before);
+        });
+    PlanOptions po;
+    po.copy_op = copy_op_;
+    if (!pushed || !PlanChain(queue_.Unsent(), 0, po, &plan_).ok()) {
+      return false;
+    }
+    size_t pieces = 0;
+    for (const Op& op : plan_.ops()) pieces += op.iov_count;
+    pieces_.resize(pieces);
+    size_t piece = 0;
+    for (const Op& op : plan_.ops()) {
+      const OpLayout layout =
+          LayOutOp(op, queue_.Unsent(), queue_.sent_seq(), regions_,
+                   RingFeatures(), pieces_.data() + piece);
+      queue_.Hold(queue_.sent_seq() + op.first_iov, op.iov_count);
+      held_.push_back({queue_.sent_seq() + op.first_iov, op.iov_count});
+      ends_ += layout.end_seq;
+      piece += op.iov_count;
+    }
+    return true;
+  }
+  // And after its completions: every buffer released, tokens copied out.
+  void ReleaseAll() {
+    queue_.SetSent(queue_.end_seq(), 0);
+    for (const auto& [first, count] : held_) queue_.Unhold(first, count);
+    held_.clear();
+    uint64_t cursor = 0;
+    SendQueue::Run run;
+    while (queue_.NextReleasable(&cursor, queue_.end_seq(), false, &run)) {
+      queue_.Release(run, &released_);
+      released_count_ += released_.size();
+    }
+    queue_.Compact();
+  }
+
+  const bool per_buffer_;
+  const CopyOp copy_op_;
+  const std::vector<uint64_t> tokens_;  // kRawPerBuffer: all 0
+  SendQueue queue_;
+  Plan plan_;
+  std::vector<iovec> pieces_;
+  std::vector<std::pair<uint64_t, uint32_t>> held_;
+  std::vector<uint64_t> released_;
+  RegisteredRegions regions_;
+  uint64_t ends_ = 0;            // kept, so the layouts are not optimised out
+  uint64_t released_count_ = 0;  // likewise
   const std::vector<iovec>& iovs_;
   const int fd_;
   const std::vector<RawOp> ops_;
@@ -528,8 +595,10 @@ uint64_t Loopback::Finish() {
 absl::StatusOr<std::unique_ptr<Sender>> MakeSender(const SenderConfig& config,
                                                    const Message& message,
                                                    int fd) {
-  if (config.kind == SenderKind::kRaw) {
-    auto raw = std::make_unique<RawSender>(message, fd, config.copy_op);
+  if (config.kind == SenderKind::kRaw ||
+      config.kind == SenderKind::kRawPerBuffer) {
+    auto raw = std::make_unique<RawSender>(
+        message, fd, config.copy_op, config.kind == SenderKind::kRawPerBuffer);
     if (absl::Status s = raw->Init(config.copy_op); !s.ok()) return s;
     return raw;
   }

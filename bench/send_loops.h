@@ -87,7 +87,14 @@ class Loopback {
 };
 
 enum class SenderKind {
-  kRaw,       // plain liburing, size_aware only (no zcplan code in the loop)
+  kRaw,  // plain liburing, size_aware only (no zcplan code in the loop)
+  // The raw loop, plus the executor's per-buffer passes done beside it on a
+  // send queue of its own: the batch pushed (checked, copied, summed),
+  // planned (PlanChain), each op laid out (LayOutOp), and every buffer
+  // released (tokens copied out) once the message is done. It submits the
+  // raw loop's SQEs, not the laid-out ones. What the executor's per-buffer
+  // work costs, measured apart from everything else it does.
+  kRawPerBuffer,
   kExecutor,  // Executor::Create, Enqueue + Poll
   kShared,    // Executor::CreateOnRing on the sender's ring, its CQE loop
 };

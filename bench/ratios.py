@@ -135,50 +135,39 @@ def main(argv):
     if reps < 5:
         print("WARNING: fewer than 5 repetitions; the bars want at least 5")
 
+    # (group, A, B, bar): A and B are names with {op} (the copy op, where
+    # the benchmark has one) and {n}; bar is a number, a {n: number} map
+    # (no bar at the other n) or None.
+    groups = [
+        ("size_aware / all_zero_copy", "BM_Send/size_aware/{op}/n:{n}",
+         "BM_Send/all_zero_copy/n:{n}", {1024: 8.0, 2048: 10.0}),
+        ("size_aware / all_copy", "BM_Send/size_aware/{op}/n:{n}",
+         "BM_Send/all_copy/{op}/n:{n}", 0.9),
+        ("adaptive / all_copy", "BM_Send/adaptive/{op}/n:{n}",
+         "BM_Send/all_copy/{op}/n:{n}", 0.95),
+        ("executor, own ring / raw liburing (size_aware)",
+         "BM_Send/size_aware/{op}/n:{n}", "BM_Raw/size_aware/{op}/n:{n}",
+         0.95),
+        ("executor, caller's ring / raw liburing (size_aware)",
+         "BM_SendShared/size_aware/{op}/n:{n}",
+         "BM_Raw/size_aware/{op}/n:{n}", 0.95),
+        ("executor, caller's ring / own ring (size_aware)",
+         "BM_SendShared/size_aware/{op}/n:{n}",
+         "BM_Send/size_aware/{op}/n:{n}", None),
+        ("raw loop with the executor's per-buffer passes / raw liburing "
+         "(size_aware)", "BM_RawPerBuffer/size_aware/{op}/n:{n}",
+         "BM_Raw/size_aware/{op}/n:{n}", None),
+        ("executor, own ring / raw loop with the executor's per-buffer "
+         "passes (size_aware)", "BM_Send/size_aware/{op}/n:{n}",
+         "BM_RawPerBuffer/size_aware/{op}/n:{n}", None),
+    ]
     rows = []  # (group, label, n, A, B, bar or None)
-    for n in PIECES:
-        bar = {1024: 8.0, 2048: 10.0}.get(n)
-        for op in COPY_OPS:
-            rows.append(("size_aware / all_zero_copy", op, n,
-                         f"BM_Send/size_aware/{op}/n:{n}",
-                         f"BM_Send/all_zero_copy/n:{n}", bar))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("size_aware / all_copy", op, n,
-                         f"BM_Send/size_aware/{op}/n:{n}",
-                         f"BM_Send/all_copy/{op}/n:{n}", 0.9))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("adaptive / all_copy", op, n,
-                         f"BM_Send/adaptive/{op}/n:{n}",
-                         f"BM_Send/all_copy/{op}/n:{n}", 0.95))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("executor, own ring / raw liburing (size_aware)",
-                         op, n, f"BM_Send/size_aware/{op}/n:{n}",
-                         f"BM_Raw/size_aware/{op}/n:{n}", 0.95))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("executor, caller's ring / raw liburing (size_aware)",
-                         op, n, f"BM_SendShared/size_aware/{op}/n:{n}",
-                         f"BM_Raw/size_aware/{op}/n:{n}", 0.95))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("executor, caller's ring / own ring (size_aware)",
-                         op, n, f"BM_SendShared/size_aware/{op}/n:{n}",
-                         f"BM_Send/size_aware/{op}/n:{n}", None))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("raw loop with the executor's per-buffer passes / raw"
-                         " liburing (size_aware)",
-                         op, n, f"BM_RawPerBuffer/size_aware/{op}/n:{n}",
-                         f"BM_Raw/size_aware/{op}/n:{n}", None))
-    for n in PIECES:
-        for op in COPY_OPS:
-            rows.append(("executor, own ring / raw loop with the executor's "
-                         "per-buffer passes (size_aware)",
-                         op, n, f"BM_Send/size_aware/{op}/n:{n}",
-                         f"BM_RawPerBuffer/size_aware/{op}/n:{n}", None))
+    for g, a, b, bar in groups:
+        for n in PIECES:
+            for op in COPY_OPS:
+                rows.append((g, op, n, a.format(op=op, n=n),
+                             b.format(op=op, n=n),
+                             bar.get(n) if isinstance(bar, dict) else bar))
     rows.append(("64K send_zc stream: executor / raw", "-", 1,
                  "BM_Stream64K/executor_send_zc", "BM_Stream64K/raw_send_zc",
                  None))

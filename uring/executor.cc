@@ -13,6 +13,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
@@ -23,6 +24,7 @@
 #include "zcplan/uring/memlock.h"
 #include "zcplan/uring/notification_budget.h"
 #include "zcplan/uring/op_slots.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/regions.h"
 #include "zcplan/uring/send_queue.h"
 #include "zcplan/uring/socket_check.h"
@@ -97,6 +99,9 @@ class Executor::Impl {
                        uint64_t token);
   absl::Status Enqueue(ConnectionId id, absl::Span<const iovec> buffers,
                        absl::Span<const uint64_t> tokens);
+  absl::Status EnqueueMessage(
+      ConnectionId id, const std::shared_ptr<const PreparedMessage>& message,
+      uint64_t token);
   absl::Status Flush();
   absl::StatusOr<size_t> Poll(absl::Duration timeout);
   absl::Status Drain(absl::Duration timeout);
@@ -167,6 +172,9 @@ class Executor::Impl {
     SocketKey socket_key;
 
     SendQueue queue;
+    // The queue's buffers that are prepared messages, by seq, until
+    // released (the queue holds each as one buffer of its total length).
+    absl::btree_map<uint64_t, std::shared_ptr<const PreparedMessage>> messages;
     uint32_t chain_ops = 0;   // ops of the chain in flight, first CQE pending
     uint32_t slots_held = 0;  // op slots, including those awaiting notification
     BudgetAccount zc_account;  // bytes awaiting notification
@@ -203,11 +211,31 @@ class Executor::Impl {
   // Plans and prepares the next chain of connection `index`. Returns false
   // when the submission queue had no room (try again after submitting).
   bool PrepareChain(uint32_t index);
-  // Plans `queue` (the connection's unsent buffers, or the part of them
-  // that may go) and lays the ops out in `layouts_`; returns how many fit
-  // under the notification cap (0: none, or the connection waits for it).
-  size_t PlanUnderCap(uint32_t index, absl::Span<const iovec> queue,
-                      PlanOptions po);
+  // Plans the connection's unsent buffers before seq `limit` and lays the
+  // ops out in `chain_`; returns how many fit under the notification cap
+  // (0: none, or the connection waits for it, or it failed).
+  size_t PlanUnderCap(uint32_t index, uint64_t limit, PlanOptions po);
+  // Plans and lays out, into `chain_`, what goes from the sent position
+  // before `limit` under `po`, while the cap's `*room` lasts: plain buffers
+  // and prepared messages in turn. Returns false when the planner refused
+  // the queue (the connection has failed).
+  bool PlanChainOps(uint32_t index, uint64_t limit, const PlanOptions& po,
+                    uint64_t* room);
+  // Appends the ops of `plan` (planned from `buffers`, whose first buffer
+  // is queue seq `seq`), up to `max_ops` of them, while `*room` lasts.
+  // Returns the number appended.
+  size_t AppendPlainOps(Connection& c, const Plan& plan,
+                        absl::Span<const iovec> buffers, uint64_t seq,
+                        size_t max_ops, uint64_t* room);
+  // Appends the ops of prepared message `m`, queue seq `seq`, from byte
+  // `offset` on, up to `max_ops` of them, while `*room` lasts. Returns the
+  // number appended, and whether that is all of the message's rest.
+  size_t AppendMessageOps(Connection& c, const PreparedMessage& m, uint64_t seq,
+                          uint64_t offset, const PlanOptions& po,
+                          size_t max_ops, uint64_t* room, bool* complete);
+  // The plan of all of `m` under `po` (max_ops_per_chain as the
+  // connection's options have it), made once and kept.
+  const Plan& MessagePlan(const PreparedMessage& m, const PlanOptions& po);
   // Puts the first `take` laid-out ops on the ring as one linked chain.
   void EncodeChain(uint32_t index, size_t take);
   absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
@@ -302,7 +330,27 @@ class Executor::Impl {
   OpSlotTable slots_;
 
   RegisteredRegions regions_;
-  std::vector<OpLayout> layouts_;  // of the chain being prepared
+  // One op of the chain being prepared: the op, its layout (end position in
+  // the queue's seqs), its pieces (a prepared message's own iovecs, or
+  // Connection::chain_iovs from `piece`), and the queue buffers it holds.
+  struct ChainOp {
+    Op op;
+    OpLayout layout;
+    const iovec* borrowed;
+    size_t piece;
+    uint64_t first_seq;
+    uint32_t hold_count;
+    uint64_t offset;  // into buffer first_seq
+  };
+  std::vector<ChainOp> chain_;
+  // Plans of prepared messages, by message id, with the options they were
+  // made under; emptied when it reaches kMaxMessagePlans.
+  struct MessagePlanEntry {
+    PlanOptions po;
+    Plan plan;
+  };
+  static constexpr size_t kMaxMessagePlans = 4096;
+  absl::flat_hash_map<uint64_t, MessagePlanEntry> message_plans_;
   std::vector<uint64_t> release_scratch_;
 
   // SQEs obtained and perhaps not yet taken by the kernel, in order, with
@@ -558,6 +606,50 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
     before += buffers[i].iov_len;
   }
   return absl::InternalError("Enqueue: batch refused for no reason found");
+}
+
+absl::Status Executor::Impl::EnqueueMessage(
+    ConnectionId id, const std::shared_ptr<const PreparedMessage>& message,
+    uint64_t token) {
+  if (shut_down_) {
+    return absl::FailedPreconditionError(
+        "Enqueue called after Shutdown; the executor takes no more work");
+  }
+  Connection* c = Find(id);
+  if (c == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("connection ", id.value, " is not attached"));
+  }
+  if (message == nullptr) {
+    return absl::InvalidArgumentError(
+        "EnqueueMessage: the prepared message is null");
+  }
+  if (c->state == State::kClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection ", id.value, " is closed"));
+  }
+  if (c->state == State::kFailed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "connection ", id.value, " failed: ", c->error.ToString()));
+  }
+  const uint64_t length = message->bytes();
+  const uint64_t queued = c->queue.held_bytes();
+  if (length > c->options.max_queued_bytes - queued) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "EnqueueMessage: prepared message of ", length, " bytes plus the ",
+        queued, " bytes queued would exceed max_queued_bytes (",
+        c->options.max_queued_bytes, ")"));
+  }
+  // One buffer of the message's length: the queue counts its bytes and
+  // positions; its pieces are the message's.
+  c->messages.emplace_hint(c->messages.end(), c->queue.end_seq(), message);
+  c->queue.Push(iovec{const_cast<void*>(message->buffers()[0].iov_base),
+                      static_cast<size_t>(length)},
+                token);
+  ++c->stats.buffers_enqueued;
+  c->stats.bytes_enqueued += length;
+  MarkReady(static_cast<uint32_t>(c - conns_.data()));
+  return absl::OkStatus();
 }
 
 absl::Status Executor::Impl::Flush() {
@@ -1135,20 +1227,17 @@ bool Executor::Impl::PrepareChain(uint32_t index) {
     ++c.stats.chains_zc_paused;
     po.zc_threshold = PlanOptions::kNever;
   }
-  absl::Span<const iovec> queue = c.queue.Unsent();
-  const uint64_t sent = c.queue.sent_seq();
-  if (c.zc.copy_until_seq > sent) {
-    queue = queue.subspan(
-        0, std::min<uint64_t>(queue.size(), c.zc.copy_until_seq - sent));
+  uint64_t limit = c.queue.end_seq();
+  if (c.zc.copy_until_seq > c.queue.sent_seq()) {
+    limit = std::min(limit, c.zc.copy_until_seq);
     po.zc_threshold = PlanOptions::kNever;
   }
-  const size_t take = PlanUnderCap(index, queue, po);
+  const size_t take = PlanUnderCap(index, limit, po);
   if (take > 0) EncodeChain(index, take);
   return true;
 }
 
-size_t Executor::Impl::PlanUnderCap(uint32_t index,
-                                    absl::Span<const iovec> queue,
+size_t Executor::Impl::PlanUnderCap(uint32_t index, uint64_t limit,
                                     PlanOptions po) {
   // Keep unregistered zero-copy bytes under the cap: submit the longest
   // prefix that fits. With nothing that fits, the budget decides: wait for
@@ -1157,32 +1246,9 @@ size_t Executor::Impl::PlanUnderCap(uint32_t index,
   // stall the rest), or plan smaller ops when one alone is above the cap.
   Connection& c = conns_[index];
   for (int attempt = 0; attempt < 2; ++attempt) {
-    absl::Status s = PlanChain(queue, c.queue.sent_offset(), po, &c.plan);
-    if (!s.ok()) {
-      Fail(index, absl::InternalError(absl::StrCat(
-                      "planner rejected the queue: ", s.message())));
-      return 0;
-    }
-    // Lay every op out once: pieces, fixed buffer, charge, end position.
-    absl::Span<const Op> ops = c.plan.ops();
-    size_t pieces = 0;
-    for (const Op& op : ops) pieces += op.iov_count;
-    c.chain_iovs.resize(pieces);
-    c.chain_msgs.resize(ops.size());
-    layouts_.resize(ops.size());
     uint64_t room = budget_.room();
-    size_t take = 0;
-    size_t piece = 0;
-    for (const Op& op : ops) {
-      OpLayout& layout = layouts_[take];
-      layout = LayOutOp(op, queue, c.queue.sent_seq(), regions_,
-                        ring_->features(), c.chain_iovs.data() + piece);
-      if (layout.memlock_charge > room) break;
-      room -= layout.memlock_charge;
-      piece += op.iov_count;
-      ++take;
-    }
-    if (take > 0) return take;
+    if (!PlanChainOps(index, limit, po, &room)) return 0;
+    if (!chain_.empty()) return chain_.size();
     switch (budget_.Decide(c.zc_account)) {
       case NotificationBudget::NoRoom::kWaitForOwn:
         ++c.stats.cap_waits;
@@ -1204,14 +1270,166 @@ size_t Executor::Impl::PlanUnderCap(uint32_t index,
   return 0;  // not reached: the second plan fits
 }
 
+bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
+                                  const PlanOptions& po, uint64_t* room) {
+  Connection& c = conns_[index];
+  chain_.clear();
+  c.chain_iovs.clear();
+  uint64_t seq = c.queue.sent_seq();
+  uint64_t offset = c.queue.sent_offset();
+  // Plain buffers up to the next prepared message, then the message, and
+  // so on while the chain has room: a chain is cut where an op does not fit
+  // (the ops limit, or the cap's room).
+  auto next = c.messages.lower_bound(seq);
+  while (seq < limit && chain_.size() < po.max_ops_per_chain) {
+    const size_t max_ops = po.max_ops_per_chain - chain_.size();
+    if (next != c.messages.end() && next->first == seq) {
+      bool complete = false;
+      AppendMessageOps(c, *next->second, seq, offset, po, max_ops, room,
+                       &complete);
+      if (!complete) break;
+      ++seq;
+      offset = 0;
+      ++next;
+      continue;
+    }
+    const uint64_t end =
+        next == c.messages.end() ? limit : std::min(limit, next->first);
+    const absl::Span<const iovec> buffers = c.queue.Range(seq, end);
+    PlanOptions plain = po;
+    plain.max_ops_per_chain = static_cast<uint32_t>(max_ops);
+    if (absl::Status s = PlanChain(buffers, offset, plain, &c.plan); !s.ok()) {
+      Fail(index, absl::InternalError(absl::StrCat(
+                      "planner rejected the queue: ", s.message())));
+      chain_.clear();
+      return false;
+    }
+    const size_t added = AppendPlainOps(c, c.plan, buffers, seq, max_ops, room);
+    if (added < c.plan.ops().size() || !c.plan.complete()) break;
+    seq = end;
+    offset = 0;
+  }
+  return true;
+}
+
+size_t Executor::Impl::AppendPlainOps(Connection& c, const Plan& plan,
+                                      absl::Span<const iovec> buffers,
+                                      uint64_t seq, size_t max_ops,
+                                      uint64_t* room) {
+  size_t added = 0;
+  for (const Op& op : plan.ops()) {
+    if (added == max_ops) break;
+    const size_t piece = c.chain_iovs.size();
+    c.chain_iovs.resize(piece + op.iov_count);
+    const OpLayout layout = LayOutOp(op, buffers, seq, regions_,
+                                     ring_->features(), &c.chain_iovs[piece]);
+    if (layout.memlock_charge > *room) {
+      c.chain_iovs.resize(piece);
+      break;
+    }
+    *room -= layout.memlock_charge;
+    chain_.push_back(ChainOp{op, layout, nullptr, piece, seq + op.first_iov,
+                             op.iov_count, op.offset});
+    ++added;
+  }
+  return added;
+}
+
+size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
+                                        uint64_t seq, uint64_t offset,
+                                        const PlanOptions& po, size_t max_ops,
+                                        uint64_t* room, bool* complete) {
+  // From the start the message's kept plan; from inside it (a resumption
+  // after a short send, rare) a plan of its rest.
+  const Plan* plan;
+  size_t base = 0;  // the message buffer the plan's buffer 0 is
+  if (offset == 0) {
+    // Kept under the connection's own ops limit, not this chain's (which the
+    // free SQEs cut): the chain takes the first max_ops of its ops.
+    PlanOptions whole = po;
+    whole.max_ops_per_chain = c.options.plan.max_ops_per_chain;
+    plan = &MessagePlan(m, whole);
+  } else {
+    const PreparedMessage::Position p = m.Locate(offset);
+    base = p.buffer;
+    PlanOptions rest = po;
+    rest.max_ops_per_chain = static_cast<uint32_t>(max_ops);
+    // Cannot fail: the options were checked at Attach and the message at
+    // Create.
+    (void)PlanChain(m.buffers().subspan(base), p.offset, rest, &c.plan);
+    plan = &c.plan;
+  }
+  size_t added = 0;
+  const absl::Span<const iovec> buffers = m.buffers();
+  for (const Op& op : plan->ops()) {
+    if (added == max_ops) break;
+    const size_t first = base + op.first_iov;
+    const uint64_t start = m.BytesBefore(first) + op.offset;
+    const uint64_t stop = start + op.bytes;
+    ChainOp co{op, OpLayout{}, nullptr, 0, seq, 1, start};
+    co.op.first_iov = static_cast<uint32_t>(first);
+    if (op.offset == 0 && stop == m.BytesBefore(first + op.iov_count)) {
+      // The op sends its buffers whole: the SQE points at the message's own.
+      co.borrowed = buffers.data() + first;
+      ChooseBuffer(op, absl::MakeConstSpan(co.borrowed, op.iov_count), regions_,
+                   ring_->features(), &co.layout);
+    } else {
+      co.piece = c.chain_iovs.size();
+      c.chain_iovs.resize(co.piece + op.iov_count);
+      co.layout = LayOutOp(co.op, buffers, 0, regions_, ring_->features(),
+                           &c.chain_iovs[co.piece]);
+    }
+    if (co.layout.memlock_charge > *room) {
+      if (co.borrowed == nullptr) c.chain_iovs.resize(co.piece);
+      break;
+    }
+    *room -= co.layout.memlock_charge;
+    // The queue sees the message as one buffer: positions are byte offsets
+    // into it.
+    if (stop == m.bytes()) {
+      co.layout.end_seq = seq + 1;
+      co.layout.end_offset = 0;
+    } else {
+      co.layout.end_seq = seq;
+      co.layout.end_offset = stop;
+    }
+    chain_.push_back(co);
+    ++added;
+  }
+  *complete = added == plan->ops().size() && plan->complete();
+  return added;
+}
+
+const Plan& Executor::Impl::MessagePlan(const PreparedMessage& m,
+                                        const PlanOptions& po) {
+  auto it = message_plans_.find(m.id());
+  if (it != message_plans_.end() &&
+      it->second.po.zc_threshold == po.zc_threshold &&
+      it->second.po.copy_op == po.copy_op &&
+      it->second.po.max_iovs_per_op == po.max_iovs_per_op &&
+      it->second.po.max_bytes_per_op == po.max_bytes_per_op &&
+      it->second.po.max_ops_per_chain == po.max_ops_per_chain &&
+      it->second.po.zc_gap_bytes == po.zc_gap_bytes) {
+    return it->second.plan;
+  }
+  if (it == message_plans_.end()) {
+    if (message_plans_.size() >= kMaxMessagePlans) message_plans_.clear();
+    it = message_plans_.try_emplace(m.id()).first;
+  }
+  it->second.po = po;
+  // Cannot fail: the options were checked at Attach and the message at
+  // Create.
+  (void)PlanChain(m.buffers(), 0, po, &it->second.plan);
+  return it->second.plan;
+}
+
 void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
   Connection& c = conns_[index];
-  absl::Span<const Op> ops = c.plan.ops().subspan(0, take);
-  const uint64_t sent = c.queue.sent_seq();
+  c.chain_msgs.resize(take);
   io_uring_sqe* previous = nullptr;
-  size_t piece = 0;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const Op& op = ops[i];
+  for (size_t i = 0; i < take; ++i) {
+    const ChainOp& co = chain_[i];
+    const Op& op = co.op;
     io_uring_sqe* sqe = ring_->GetSqe();
     if (sqe == nullptr) {
       // Not expected (the planner made at most the free SQEs' worth of
@@ -1220,25 +1438,25 @@ void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
       break;
     }
     previous = sqe;
-    const OpLayout& layout = layouts_[i];
+    const OpLayout& layout = co.layout;
     const uint32_t slot = slots_.Allocate();
     OpSlot& s = slots_.at(slot);
     s.kind = op.kind;
     s.conn = index;
-    s.first_seq = sent + op.first_iov;
-    s.iov_count = op.iov_count;
-    s.offset = op.offset;
+    s.first_seq = co.first_seq;
+    s.iov_count = co.hold_count;
+    s.offset = co.offset;
     s.bytes = op.bytes;
     s.end_seq = layout.end_seq;
     s.end_offset = layout.end_offset;
     s.charge = layout.memlock_charge;
     if (s.charge > 0) budget_.Charge(c.zc_account, s.charge);
     if (layout.fixed_buffer >= 0) ++c.stats.fixed_buffer_ops;
-    EncodeSqe(op,
-              absl::MakeConstSpan(c.chain_iovs.data() + piece, op.iov_count),
-              layout, c.fd, i + 1 < ops.size() ? IOSQE_IO_LINK : 0,
-              slots_.user_data(slot), ring_->features(), &c.chain_msgs[i], sqe);
-    piece += op.iov_count;
+    const iovec* pieces =
+        co.borrowed != nullptr ? co.borrowed : c.chain_iovs.data() + co.piece;
+    EncodeSqe(op, absl::MakeConstSpan(pieces, op.iov_count), layout, c.fd,
+              i + 1 < take ? IOSQE_IO_LINK : 0, slots_.user_data(slot),
+              ring_->features(), &c.chain_msgs[i], sqe);
     c.queue.Hold(s.first_seq, s.iov_count);
     ++c.slots_held;
     ++c.chain_ops;
@@ -1445,6 +1663,12 @@ uint64_t Executor::Impl::ReleaseRun(uint32_t conn_index,
   Connection& c = conns_[conn_index];
   const uint64_t bytes = c.queue.Release(run, &release_scratch_);
   const size_t n = run.end - run.first;
+  if (!c.messages.empty()) {
+    auto it = c.messages.lower_bound(run.first);
+    while (it != c.messages.end() && it->first < run.end) {
+      it = c.messages.erase(it);
+    }
+  }
   if (status.ok()) {
     c.stats.buffers_released += n;
   } else if (KernelMayStillRead(status)) {
@@ -1475,6 +1699,7 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   c.generation = c.generation + 1 == 0 ? 1 : c.generation + 1;
   // Cleared and swapped out: a freed connection keeps no queue memory.
   c.queue.Clear();
+  c.messages.clear();
   std::vector<iovec>().swap(c.chain_iovs);
   std::vector<msghdr>().swap(c.chain_msgs);
   free_conns_.push_back(conn_index);
@@ -1618,6 +1843,11 @@ absl::Status Executor::Enqueue(ConnectionId c, const void* data, size_t length,
 absl::Status Executor::Enqueue(ConnectionId c, absl::Span<const iovec> buffers,
                                absl::Span<const uint64_t> tokens) {
   return impl_->Enqueue(c, buffers, tokens);
+}
+absl::Status Executor::EnqueueMessage(
+    ConnectionId c, const std::shared_ptr<const PreparedMessage>& message,
+    uint64_t token) {
+  return impl_->EnqueueMessage(c, message, token);
 }
 absl::Status Executor::Flush() { return impl_->Flush(); }
 absl::StatusOr<size_t> Executor::Poll(absl::Duration timeout) {

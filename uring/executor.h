@@ -119,6 +119,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/ring.h"
 #include "zcplan/uring/stats.h"
 
@@ -303,6 +304,20 @@ class Executor {
   [[nodiscard]] absl::Status Enqueue(ConnectionId connection,
                                      absl::Span<const struct iovec> buffers,
                                      absl::Span<const uint64_t> tokens);
+
+  // Queues every buffer of `message` (see prepared_message.h), in order, as
+  // one buffer with one token: the executor owns their memory as above,
+  // keeps a reference to `message`, and reports `token` to the release
+  // callback once, when the kernel references none of the message's bytes.
+  // Nothing is checked or copied per buffer (`PreparedMessage::Create`
+  // checked them); the SQEs point into the message's iovec array, and its
+  // plan is made once per set of plan options (per executor) and reused.
+  // The chain of a message may begin with buffers queued before it, and
+  // ends with it. The stats count it as one buffer of `bytes()` bytes.
+  // Errors: InvalidArgument for a null message; the others as Enqueue.
+  [[nodiscard]] absl::Status EnqueueMessage(
+      ConnectionId connection,
+      const std::shared_ptr<const PreparedMessage>& message, uint64_t token);
 
   // Plans and submits a chain for every connection that has data and no chain
   // in flight. Does not wait. Poll calls it; call it yourself to start sends

@@ -110,6 +110,13 @@ class SendQueue {
     const size_t start = static_cast<size_t>(sent_seq_ - base_seq_);
     return absl::Span<const iovec>(iovs_.data() + start, iovs_.size() - start);
   }
+  // The buffers [first, end); requires first_seq() <= first <= end <=
+  // end_seq(). Valid like Unsent().
+  absl::Span<const iovec> Range(uint64_t first, uint64_t end) const {
+    assert(first >= base_seq_ && first <= end && end <= end_seq());
+    return absl::Span<const iovec>(iovs_.data() + (first - base_seq_),
+                                   static_cast<size_t>(end - first));
+  }
   // Requires first_seq() <= seq < end_seq(). Valid like Unsent().
   const iovec& at(uint64_t seq) const {
     assert(seq >= base_seq_ && seq < end_seq());

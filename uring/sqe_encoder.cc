@@ -39,15 +39,21 @@ OpLayout LayOutOp(const Op& op, absl::Span<const iovec> queue,
     layout.end_seq = queue_seq + last;
     layout.end_offset = last_end;
   }
-  if (IsZeroCopy(op.kind)) {
-    if (op.kind == OpKind::kSendZc || features.sendmsg_zc_fixed) {
-      layout.fixed_buffer = regions.Find(absl::MakeConstSpan(pieces, n));
-    }
-    if (layout.fixed_buffer < 0) {
-      layout.memlock_charge = MemlockCharge(op.bytes);
-    }
-  }
+  ChooseBuffer(op, absl::MakeConstSpan(pieces, n), regions, features, &layout);
   return layout;
+}
+
+void ChooseBuffer(const Op& op, absl::Span<const iovec> pieces,
+                  const RegisteredRegions& regions,
+                  const RingFeatures& features, OpLayout* layout) {
+  layout->fixed_buffer = -1;
+  layout->memlock_charge = 0;
+  if (!IsZeroCopy(op.kind)) return;
+  if (op.kind == OpKind::kSendZc || features.sendmsg_zc_fixed) {
+    layout->fixed_buffer = regions.Find(pieces);
+  }
+  if (layout->fixed_buffer < 0)
+    layout->memlock_charge = MemlockCharge(op.bytes);
 }
 
 void EncodeSqe(const Op& op, absl::Span<const iovec> pieces,

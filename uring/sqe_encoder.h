@@ -69,6 +69,14 @@ struct OpLayout {
                                 const RegisteredRegions& regions,
                                 const RingFeatures& features, iovec* pieces);
 
+// The part of `LayOutOp` that does not depend on the queue: sets
+// `layout->fixed_buffer` and `layout->memlock_charge` for `op` sending
+// `pieces`. For a caller whose pieces are already in place (a prepared
+// message's own iovecs) and who knows the end position.
+void ChooseBuffer(const Op& op, absl::Span<const iovec> pieces,
+                  const RegisteredRegions& regions,
+                  const RingFeatures& features, OpLayout* layout);
+
 // Writes the SQE of `op` to `sqe`, overwriting every field the kernel reads
 // (the SQE need not be zeroed):
 //   writev                 pieces, no flags;

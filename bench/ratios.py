@@ -30,7 +30,8 @@ Bars (from the project's issue):
   size_aware vs all_copy, each n: >= 0.9x
   adaptive vs all_copy, each n: >= 0.95x
   executor size_aware vs raw liburing size_aware, each n, both modes (own
-  ring BM_Send, caller's ring BM_SendShared): >= 0.95x
+  ring BM_Send, caller's ring BM_SendShared; and with the message prepared,
+  BM_SendPrepared and BM_SendSharedPrepared): >= 0.95x
 
 A bar is PASS when the ratio of medians meets it, MISS otherwise; a bar whose
 data is errored is MISS too. A bar with a side not in the file at all (a run
@@ -150,6 +151,12 @@ def main(argv):
          0.95),
         ("executor, caller's ring / raw liburing (size_aware)",
          "BM_SendShared/size_aware/{op}/n:{n}",
+         "BM_Raw/size_aware/{op}/n:{n}", 0.95),
+        ("executor with a prepared message, own ring / raw liburing "
+         "(size_aware)", "BM_SendPrepared/size_aware/{op}/n:{n}",
+         "BM_Raw/size_aware/{op}/n:{n}", 0.95),
+        ("executor with a prepared message, caller's ring / raw liburing "
+         "(size_aware)", "BM_SendSharedPrepared/size_aware/{op}/n:{n}",
          "BM_Raw/size_aware/{op}/n:{n}", 0.95),
         ("executor, caller's ring / own ring (size_aware)",
          "BM_SendShared/size_aware/{op}/n:{n}",

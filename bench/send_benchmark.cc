@@ -35,6 +35,10 @@
 //     Enqueue, Prepare, then io_uring_submit_and_wait_timeout, peek a batch,
 //     Owns / HandleCompletion each CQE, Prepare, until all are released (one
 //     io_uring_enter per round, as the raw loop).
+//   BM_SendPrepared/size_aware/<copy op>/n:<n> and
+//   BM_SendSharedPrepared/...  the same two modes with the message made a
+//     PreparedMessage once, outside the timed loop, and queued with
+//     EnqueueMessage: one token per message, nothing done per buffer.
 //   BM_Raw/size_aware/<copy op>/n:<n>  no zcplan code: a minimal liburing
 //     loop on a ring set up the same way, submitting the SQEs the planner
 //     makes for size_aware (checked against the planner once, outside the
@@ -347,6 +351,11 @@ void RegisterAll() {
         absl::StrCat("/size_aware/", CopyOpName(copy_op));
     add("BM_SendShared" + suffix,
         SenderConfig{SenderKind::kShared, kSizeAware, copy_op, false}, {});
+    SenderConfig prepared{SenderKind::kExecutor, kSizeAware, copy_op, false};
+    prepared.prepared = true;
+    add("BM_SendPrepared" + suffix, prepared, {});
+    prepared.kind = SenderKind::kShared;
+    add("BM_SendSharedPrepared" + suffix, prepared, {});
     add("BM_Raw" + suffix,
         SenderConfig{SenderKind::kRaw, kSizeAware, copy_op, false}, {});
     add("BM_RawPerBuffer" + suffix,

@@ -22,6 +22,7 @@
 #include "zcplan/planner/simulate.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/memlock.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/receiver.h"
 #include "zcplan/uring/regions.h"
 #include "zcplan/uring/send_queue.h"
@@ -408,14 +409,28 @@ class ExecutorSender final : public Sender {
     absl::StatusOr<ConnectionId> conn = executor_->Attach(fd, conn_options);
     if (!conn.ok()) return conn.status();
     conn_ = *conn;
+    if (config.prepared) {
+      absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+          PreparedMessage::Create(iovs_);
+      if (!m.ok()) return m.status();
+      prepared_ = *std::move(m);
+    }
     return absl::OkStatus();
   }
 
   absl::Status SendMessage() override {
-    if (absl::Status s = executor_->Enqueue(conn_, iovs_, tokens_); !s.ok()) {
-      return s;
+    if (prepared_ != nullptr) {
+      if (absl::Status s = executor_->EnqueueMessage(conn_, prepared_, 0);
+          !s.ok()) {
+        return s;
+      }
+      ++target_;
+    } else {
+      if (absl::Status s = executor_->Enqueue(conn_, iovs_, tokens_); !s.ok()) {
+        return s;
+      }
+      target_ += iovs_.size();
     }
-    target_ += iovs_.size();
     absl::Status s = shared_ ? RunSharedLoop() : RunOwnLoop();
     if (s.ok() && !failure_.empty()) s = absl::InternalError(failure_);
     return s;
@@ -485,6 +500,7 @@ class ExecutorSender final : public Sender {
   io_uring ring_{};
   bool ring_ready_ = false;
   std::unique_ptr<Executor> executor_;
+  std::shared_ptr<const PreparedMessage> prepared_;  // config.prepared
   ConnectionId conn_;
   uint64_t released_ = 0;
   uint64_t target_ = 0;

@@ -106,6 +106,10 @@ struct SenderConfig {
   bool adaptive = false;
   // ConnectionOptions::adaptive_retry_chains (adaptive only; 0: never).
   uint32_t adaptive_retry_chains = 4096;
+  // kExecutor and kShared: the message made a PreparedMessage once, before
+  // the timed loop, and queued with EnqueueMessage (one token), instead of
+  // its buffers with Enqueue (one token each).
+  bool prepared = false;
 };
 
 // Counts since the sender was made.

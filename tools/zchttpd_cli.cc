@@ -46,6 +46,7 @@
 #include "zcplan/tools/stop_signals.h"
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/net.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/stats.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HOST:PORT to listen on");
@@ -60,6 +61,8 @@ ABSL_FLAG(zcplan::WholeNumber, max_connections, zcplan::WholeNumber{1024},
 ABSL_FLAG(absl::Duration, stats_every, absl::ZeroDuration(),
           "print a stats line this often");
 ABSL_FLAG(bool, registered, false, "register the body arenas");
+ABSL_FLAG(zcplan::OnOff, prepared, zcplan::OnOff{true},
+          "bodies as prepared messages (on) or as buffers (off)");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
           "close a connection that makes no progress for this long");
 
@@ -209,6 +212,9 @@ struct Config {
   uint32_t max_connections = 1024;
   absl::Duration stats_every = absl::ZeroDuration();
   bool registered = false;
+  // Each route's body a PreparedMessage, queued with EnqueueMessage (one
+  // token a response), or its pieces queued with Enqueue (one each).
+  bool prepared = true;
   uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
   // A connection neither beginning nor completing a request, nor taking a
   // response byte, for this long is closed (reset when a response is
@@ -223,7 +229,8 @@ absl::Status Bad(absl::string_view message) {
 constexpr absl::string_view kFlagNames[] = {
     "listen",          "threshold",   "copy-op",    "gap",
     "adaptive",        "zc-cap",      "body",       "threads",
-    "max-connections", "stats-every", "registered", "idle-timeout"};
+    "max-connections", "stats-every", "registered", "idle-timeout",
+    "prepared"};
 
 // Copies the parsed flags into `c` (called inside ParseFlags).
 absl::Status ReadFlags(Config& c) {
@@ -245,6 +252,7 @@ absl::Status ReadFlags(Config& c) {
   c.max_connections = absl::GetFlag(FLAGS_max_connections).value;
   c.stats_every = absl::GetFlag(FLAGS_stats_every);
   c.registered = absl::GetFlag(FLAGS_registered);
+  c.prepared = absl::GetFlag(FLAGS_prepared).on;
   c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   if (absl::Status s = FirstFailedCheck({
           {"zc-cap", SizeInRange(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
@@ -610,6 +618,9 @@ class Worker {
   struct Shape {
     std::vector<struct iovec> iovs;
     std::vector<uint64_t> tokens;
+    // The same pieces as one message (--prepared on); responses in flight
+    // keep it alive after the set starts again.
+    std::shared_ptr<const PreparedMessage> message;
   };
   // The body of `route` (status 200), made on first use. At most kMaxShapes
   // routes and kMaxShapePieces pieces over all of them are kept (24 bytes a
@@ -1111,6 +1122,10 @@ const Worker::Shape& Worker::BodyShape(const Route& route) {
   }
   shape.tokens.assign(shape.iovs.size(), EncodeToken(false, 0));
   shape.tokens.back() = EncodeToken(true, 0);
+  if (config_.prepared) {
+    // The pieces are the checked body arenas' slices: Create cannot refuse.
+    shape.message = PreparedMessage::Create(shape.iovs).value();
+  }
   return shape;
 }
 
@@ -1147,7 +1162,9 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
   if (!s.ok()) headers_.Give(h);
   if (s.ok() && body != nullptr) {
     ++c.buffers;
-    s = exec_->Enqueue(c.id, body->iovs, body->tokens);
+    s = body->message != nullptr
+            ? exec_->EnqueueMessage(c.id, body->message, EncodeToken(true, 0))
+            : exec_->Enqueue(c.id, body->iovs, body->tokens);
   }
   if (!s.ok()) {
     c.failed = true;
@@ -1156,7 +1173,9 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
   }
   ++counters_.responses[StatusIndex(status)];
   ++c.responses;
-  c.buffers += body == nullptr ? 1 : body->iovs.size();
+  c.buffers += body == nullptr            ? 1
+               : body->message != nullptr ? 1
+                                          : body->iovs.size();
   if (!keep_alive) c.state = State::kDraining;
   return true;
 }
@@ -1350,7 +1369,8 @@ int RunServer(const Config& config, const ZchttpdTestHooks& hooks,
       << " adaptive=" << (config.adaptive ? "on" : "off")
       << " copy-op=" << CopyOpName(config.plan.copy_op)
       << " body=" << FormatSize(config.body)
-      << " registered=" << (config.registered ? "on" : "off") << std::endl;
+      << " registered=" << (config.registered ? "on" : "off")
+      << " prepared=" << (config.prepared ? "on" : "off") << std::endl;
 
   const absl::Time start = absl::Now();
   absl::Time next_stats = start + config.stats_every;
@@ -1452,6 +1472,9 @@ Flags:
   --max-connections N    per thread (default 1024); more are closed at once
   --stats-every DURATION print a stats line this often (e.g. 1s; default off)
   --registered           register the body arenas as fixed buffers
+  --prepared on|off      each route's body a prepared message, queued with
+                         one EnqueueMessage a response (on, the default), or
+                         its pieces queued with one Enqueue (off)
   --zc-cap SIZE          most bytes of unregistered zero-copy sends awaiting
                          notification per ring (default 0: the executor's
                          default, half of what RLIMIT_MEMLOCK leaves); past

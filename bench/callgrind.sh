@@ -3,7 +3,8 @@
 # Instructions per buffer of the sending thread, counted by callgrind: the
 # reference message at n = 1024 and 2048 (size_aware, each copy op) through
 # the raw liburing loop, the executor on its own ring and the executor on the
-# caller's ring (bench/send_callgrind.cc). Counts user-space instructions
+# caller's ring, each with the message's buffers enqueued and with the
+# message prepared (bench/send_callgrind.cc). Counts user-space instructions
 # (Ir) of the sending thread in the sends only (not setup, not the receiver
 # thread, not the kernel), over MESSAGES messages after a warm-up.
 #
@@ -23,7 +24,7 @@ trap 'rm -rf "$out"' EXIT
 status=0
 for n in 1024 2048; do
   for op in writev sendmsg; do
-    for sender in raw executor shared; do
+    for sender in raw executor shared prepared shared_prepared; do
       file="$out/cg.$sender.$op.$n"
       rc=0
       valgrind --tool=callgrind --collect-atstart=no --separate-threads=yes \

@@ -12,10 +12,12 @@
 // notification, reporting a copy as loopback does) and does nothing else: no
 // bytes move, nothing is logged. Per message (the reference message of
 // bench/send_benchmark.cc, size_aware, writev or sendmsg): Enqueue of the n
-// buffers as one batch, then Poll(0) until every buffer is released through
-// the batch release callback, exactly the calls bench/send_benchmark.cc
-// times. `per_buffer` is CPU time over n; the ring's own share is a few
-// stores per SQE and the sum of an op's iovec lengths (its result).
+// buffers as one batch (prepared_*: EnqueueMessage of the message made a
+// PreparedMessage once), then Poll(0) until every buffer is released
+// through the batch release callback, exactly the calls
+// bench/send_benchmark.cc times. `per_buffer` is CPU time over n; the ring's
+// own share is a few stores per SQE and the sum of an op's iovec lengths (its
+// result).
 //
 // Wall-clock runs of the send benchmark on a loaded 2-core machine swing by
 // tens of percent; this one has no system calls and no other thread, so two
@@ -40,6 +42,7 @@
 #include "zcplan/planner/planner.h"
 #include "zcplan/planner/simulate.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/ring.h"
 
 namespace zcplan {
@@ -143,7 +146,8 @@ class InstantRing final : public Ring {
   size_t ready_ = 0;
 };
 
-void BM_ExecutorOverhead(benchmark::State& state, CopyOp copy_op) {
+void BM_ExecutorOverhead(benchmark::State& state, CopyOp copy_op,
+                         bool prepared) {
   const uint32_t n = static_cast<uint32_t>(state.range(0));
   const std::vector<uint64_t> lengths = *ReferenceMessageSizes(n);
   // The bytes are never read: one arena the size of the largest piece.
@@ -154,6 +158,8 @@ void BM_ExecutorOverhead(benchmark::State& state, CopyOp copy_op) {
     iovs.push_back({arena, lengths[i]});
     tokens.push_back(i);
   }
+  std::shared_ptr<const PreparedMessage> message;
+  if (prepared) message = *PreparedMessage::Create(iovs);
   // Attach wants a connected TCP socket; nothing is ever sent on it.
   bench::Loopback pair;
   if (absl::Status s = pair.Connect(64 * 1024); !s.ok()) {
@@ -183,11 +189,13 @@ void BM_ExecutorOverhead(benchmark::State& state, CopyOp copy_op) {
       Executor& executor = **made;
       uint64_t target = 0;
       for (auto _ : state) {
-        if (!executor.Enqueue(*conn, iovs, tokens).ok()) {
+        if (!(prepared ? executor.EnqueueMessage(*conn, message, 0)
+                       : executor.Enqueue(*conn, iovs, tokens))
+                 .ok()) {
           failed = true;
           break;
         }
-        target += n;
+        target += prepared ? 1 : n;
         while (released < target && !failed) {
           if (!executor.Poll(absl::ZeroDuration()).ok()) failed = true;
         }
@@ -202,11 +210,19 @@ void BM_ExecutorOverhead(benchmark::State& state, CopyOp copy_op) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
-BENCHMARK_CAPTURE(BM_ExecutorOverhead, writev, CopyOp::kWritev)
+BENCHMARK_CAPTURE(BM_ExecutorOverhead, writev, CopyOp::kWritev, false)
     ->Arg(64)
     ->Arg(1024)
     ->Arg(2048);
-BENCHMARK_CAPTURE(BM_ExecutorOverhead, sendmsg, CopyOp::kSendmsg)
+BENCHMARK_CAPTURE(BM_ExecutorOverhead, sendmsg, CopyOp::kSendmsg, false)
+    ->Arg(64)
+    ->Arg(1024)
+    ->Arg(2048);
+BENCHMARK_CAPTURE(BM_ExecutorOverhead, prepared_writev, CopyOp::kWritev, true)
+    ->Arg(64)
+    ->Arg(1024)
+    ->Arg(2048);
+BENCHMARK_CAPTURE(BM_ExecutorOverhead, prepared_sendmsg, CopyOp::kSendmsg, true)
     ->Arg(64)
     ->Arg(1024)
     ->Arg(2048);

@@ -3,12 +3,15 @@
 // one sender, for callgrind to count the sending thread's instructions per
 // buffer; bench/callgrind.sh runs it under valgrind and prints the counts.
 //
-//   send_callgrind --sender=raw|executor|shared|all --copy_op=writev|sendmsg
+//   send_callgrind --sender=raw|executor|shared|prepared|shared_prepared|all
+//       --copy_op=writev|sendmsg
 //       --n=1024 --messages=200 [--warmup=20]
 //
 // Senders (all size_aware, as bench/send_benchmark.cc): raw is BM_Raw,
-// executor is BM_Send (own ring), shared is BM_SendShared (caller's ring);
-// all runs each in turn (the smoke test), skipping those io_uring lacks.
+// executor is BM_Send (own ring), shared is BM_SendShared (caller's ring),
+// prepared and shared_prepared are BM_SendPrepared and BM_SendSharedPrepared
+// (the message a PreparedMessage, EnqueueMessage per send); all runs each in
+// turn (the smoke test), skipping those io_uring lacks.
 // Collection (CALLGRIND_TOGGLE_COLLECT, per thread) is on only on this
 // thread and only around the `--messages` sends after `--warmup` untimed
 // ones; run valgrind with --collect-atstart=no so setup, teardown and the
@@ -69,6 +72,10 @@ bool ParseFlags(int argc, char** argv, Flags& flags) {
         flags.config.kind = bench::SenderKind::kExecutor;
       } else if (s == "shared") {
         flags.config.kind = bench::SenderKind::kShared;
+      } else if (s == "prepared" || s == "shared_prepared") {
+        flags.config.kind = s == "prepared" ? bench::SenderKind::kExecutor
+                                            : bench::SenderKind::kShared;
+        flags.config.prepared = true;
       } else if (s == "all") {
         flags.all = true;
       } else {
@@ -173,18 +180,23 @@ int main(int argc, char** argv) {
   zcplan::Flags flags;
   if (!zcplan::ParseFlags(argc, argv, flags)) {
     std::fprintf(stderr,
-                 "usage: send_callgrind --sender=raw|executor|shared|all "
+                 "usage: send_callgrind "
+                 "--sender=raw|executor|shared|prepared|shared_prepared|all "
                  "--copy_op=writev|sendmsg --n=N --messages=M [--warmup=W]\n");
     return 2;
   }
   if (flags.receive_fd >= 0) return zcplan::Receive(flags.receive_fd);
   if (!flags.all) return zcplan::Run(argv[0], flags);
-  for (zcplan::bench::SenderKind kind :
-       {zcplan::bench::SenderKind::kRaw, zcplan::bench::SenderKind::kExecutor,
-        zcplan::bench::SenderKind::kShared}) {
-    flags.config.kind = kind;
-    const int status = zcplan::Run(argv[0], flags);
-    if (status != 0 && status != 77) return status;  // 77: skipped
+  for (bool prepared : {false, true}) {
+    for (zcplan::bench::SenderKind kind :
+         {zcplan::bench::SenderKind::kRaw, zcplan::bench::SenderKind::kExecutor,
+          zcplan::bench::SenderKind::kShared}) {
+      if (prepared && kind == zcplan::bench::SenderKind::kRaw) continue;
+      flags.config.kind = kind;
+      flags.config.prepared = prepared;
+      const int status = zcplan::Run(argv[0], flags);
+      if (status != 0 && status != 77) return status;  // 77: skipped
+    }
   }
   return 0;
 }

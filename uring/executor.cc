@@ -197,6 +197,11 @@ class Executor::Impl {
   }
   Connection* Find(ConnectionId id);
   const Connection* Find(ConnectionId id) const;
+  // The connection an Enqueue names: FailedPrecondition after Shutdown,
+  // NotFound for an unknown id.
+  absl::StatusOr<Connection*> EnqueueTarget(ConnectionId id);
+  // FailedPrecondition (with the error) for a closed or failed connection.
+  static absl::Status AcceptsEnqueue(const Connection& c, ConnectionId id);
   ConnectionId IdOf(uint32_t index) const {
     return MakeId(index, conns_[index].generation);
   }
@@ -495,8 +500,8 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
   return IdOf(index);
 }
 
-absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
-                                     size_t length, uint64_t token) {
+absl::StatusOr<Executor::Impl::Connection*> Executor::Impl::EnqueueTarget(
+    ConnectionId id) {
   if (shut_down_) {
     return absl::FailedPreconditionError(
         "Enqueue called after Shutdown; the executor takes no more work");
@@ -506,6 +511,27 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
     return absl::NotFoundError(
         absl::StrCat("connection ", id.value, " is not attached"));
   }
+  return c;
+}
+
+absl::Status Executor::Impl::AcceptsEnqueue(const Connection& c,
+                                            ConnectionId id) {
+  if (c.state == State::kClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection ", id.value, " is closed"));
+  }
+  if (c.state == State::kFailed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection ", id.value, " failed: ", c.error.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
+                                     size_t length, uint64_t token) {
+  absl::StatusOr<Connection*> target = EnqueueTarget(id);
+  if (!target.ok()) return target.status();
+  Connection* c = *target;
   if (data == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("Enqueue: data is null (length ", length, ")"));
@@ -518,14 +544,7 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
     return absl::InvalidArgumentError(absl::StrCat(
         "Enqueue: length ", length, " is above SSIZE_MAX (", SSIZE_MAX, ")"));
   }
-  if (c->state == State::kClosed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("connection ", id.value, " is closed"));
-  }
-  if (c->state == State::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "connection ", id.value, " failed: ", c->error.ToString()));
-  }
+  if (absl::Status s = AcceptsEnqueue(*c, id); !s.ok()) return s;
   // What is held never exceeds the limit, so this cannot wrap.
   const uint64_t queued = c->queue.held_bytes();
   if (length > c->options.max_queued_bytes - queued) {
@@ -544,15 +563,9 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id, const void* data,
 absl::Status Executor::Impl::Enqueue(ConnectionId id,
                                      absl::Span<const iovec> buffers,
                                      absl::Span<const uint64_t> tokens) {
-  if (shut_down_) {
-    return absl::FailedPreconditionError(
-        "Enqueue called after Shutdown; the executor takes no more work");
-  }
-  Connection* c = Find(id);
-  if (c == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("connection ", id.value, " is not attached"));
-  }
+  absl::StatusOr<Connection*> target = EnqueueTarget(id);
+  if (!target.ok()) return target.status();
+  Connection* c = *target;
   if (buffers.size() != tokens.size()) {
     return absl::InvalidArgumentError(absl::StrCat("Enqueue: ", buffers.size(),
                                                    " buffers but ",
@@ -586,14 +599,7 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
                        b.iov_len, ") is not a buffer of 1..SSIZE_MAX bytes"));
     }
   }
-  if (c->state == State::kClosed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("connection ", id.value, " is closed"));
-  }
-  if (c->state == State::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "connection ", id.value, " failed: ", c->error.ToString()));
-  }
+  if (absl::Status s = AcceptsEnqueue(*c, id); !s.ok()) return s;
   uint64_t before = 0;
   for (size_t i = 0; i < buffers.size(); ++i) {
     if (buffers[i].iov_len > room - before) {
@@ -611,27 +617,14 @@ absl::Status Executor::Impl::Enqueue(ConnectionId id,
 absl::Status Executor::Impl::EnqueueMessage(
     ConnectionId id, const std::shared_ptr<const PreparedMessage>& message,
     uint64_t token) {
-  if (shut_down_) {
-    return absl::FailedPreconditionError(
-        "Enqueue called after Shutdown; the executor takes no more work");
-  }
-  Connection* c = Find(id);
-  if (c == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("connection ", id.value, " is not attached"));
-  }
+  absl::StatusOr<Connection*> target = EnqueueTarget(id);
+  if (!target.ok()) return target.status();
+  Connection* c = *target;
   if (message == nullptr) {
     return absl::InvalidArgumentError(
         "EnqueueMessage: the prepared message is null");
   }
-  if (c->state == State::kClosed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("connection ", id.value, " is closed"));
-  }
-  if (c->state == State::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "connection ", id.value, " failed: ", c->error.ToString()));
-  }
+  if (absl::Status s = AcceptsEnqueue(*c, id); !s.ok()) return s;
   const uint64_t length = message->bytes();
   const uint64_t queued = c->queue.held_bytes();
   if (length > c->options.max_queued_bytes - queued) {

@@ -61,6 +61,10 @@ ABSL_FLAG(zcplan::WholeNumber, max_connections, zcplan::WholeNumber{1024},
 ABSL_FLAG(absl::Duration, stats_every, absl::ZeroDuration(),
           "print a stats line this often");
 ABSL_FLAG(bool, registered, false, "register the body arenas");
+ABSL_FLAG(zcplan::ByteSize, gather, zcplan::ByteSize{256 * 1024},
+          "bytes of small pieces gathered into one send per chain (0: off)");
+ABSL_FLAG(zcplan::ByteSize, gather_below, zcplan::ByteSize{512},
+          "gather a copy op whose pieces average below this");
 ABSL_FLAG(zcplan::OnOff, prepared, zcplan::OnOff{true},
           "bodies as prepared messages (on) or as buffers (off)");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(60),
@@ -178,6 +182,9 @@ namespace {
 
 constexpr uint64_t kMaxBody = uint64_t{1} << 30;
 constexpr uint64_t kMaxZcCap = uint64_t{1} << 40;
+// The executor's limits of ConnectionOptions::gather_bytes and gather_below.
+constexpr uint64_t kMaxGather = uint64_t{1} << 30;
+constexpr uint64_t kMaxGatherBelow = uint64_t{1} << 20;
 constexpr uint32_t kMaxPieces = kMaxReferencePieces;  // 65536
 constexpr uint64_t kMixedBody = 256 * 1024;
 constexpr size_t kMaxRequestHeader = 8 * 1024;
@@ -215,6 +222,9 @@ struct Config {
   // Each route's body a PreparedMessage, queued with EnqueueMessage (one
   // token a response), or its pieces queued with Enqueue (one each).
   bool prepared = true;
+  // ConnectionOptions::gather_bytes and gather_below.
+  uint64_t gather = 256 * 1024;
+  uint64_t gather_below = 512;
   uint64_t zc_cap = 0;  // ExecutorOptions::max_bytes_awaiting_notification
   // A connection neither beginning nor completing a request, nor taking a
   // response byte, for this long is closed (reset when a response is
@@ -227,10 +237,10 @@ absl::Status Bad(absl::string_view message) {
 }
 
 constexpr absl::string_view kFlagNames[] = {
-    "listen",          "threshold",   "copy-op",    "gap",
-    "adaptive",        "zc-cap",      "body",       "threads",
-    "max-connections", "stats-every", "registered", "idle-timeout",
-    "prepared"};
+    "listen",          "threshold",   "copy-op",     "gap",
+    "adaptive",        "zc-cap",      "body",        "threads",
+    "max-connections", "stats-every", "registered",  "idle-timeout",
+    "prepared",        "gather",      "gather-below"};
 
 // Copies the parsed flags into `c` (called inside ParseFlags).
 absl::Status ReadFlags(Config& c) {
@@ -247,6 +257,8 @@ absl::Status ReadFlags(Config& c) {
   c.port = static_cast<uint16_t>(std::stoul(hp->second));
   ReadSendFlags(&c.plan, &c.adaptive);
   c.zc_cap = absl::GetFlag(FLAGS_zc_cap).bytes;
+  c.gather = absl::GetFlag(FLAGS_gather).bytes;
+  c.gather_below = absl::GetFlag(FLAGS_gather_below).bytes;
   c.body = absl::GetFlag(FLAGS_body).bytes;
   c.threads = absl::GetFlag(FLAGS_threads).value;
   c.max_connections = absl::GetFlag(FLAGS_max_connections).value;
@@ -256,6 +268,8 @@ absl::Status ReadFlags(Config& c) {
   c.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   if (absl::Status s = FirstFailedCheck({
           {"zc-cap", SizeInRange(c.zc_cap, 0, kMaxZcCap, " (0: the default)")},
+          {"gather", SizeInRange(c.gather, 0, kMaxGather, " (0: off)")},
+          {"gather-below", SizeInRange(c.gather_below, 1, kMaxGatherBelow)},
           {"body", SizeInRange(c.body, 1, kMaxBody)},
           {"threads", CountInRange(c.threads, 1, kMaxThreads)},
           {"max-connections",
@@ -701,6 +715,8 @@ absl::Status Worker::Start() {
   conn_options_.plan = config_.plan;
   conn_options_.adaptive_zero_copy = config_.adaptive;
   conn_options_.reset_on_shutdown = true;
+  conn_options_.gather_bytes = config_.gather;
+  conn_options_.gather_below = static_cast<uint32_t>(config_.gather_below);
   conns_.resize(config_.max_connections);
   for (uint32_t i = config_.max_connections; i-- > 0;) free_slots_.push_back(i);
   tick_.tv_nsec = absl::ToInt64Nanoseconds(kTick);
@@ -1370,7 +1386,8 @@ int RunServer(const Config& config, const ZchttpdTestHooks& hooks,
       << " copy-op=" << CopyOpName(config.plan.copy_op)
       << " body=" << FormatSize(config.body)
       << " registered=" << (config.registered ? "on" : "off")
-      << " prepared=" << (config.prepared ? "on" : "off") << std::endl;
+      << " prepared=" << (config.prepared ? "on" : "off")
+      << " gather=" << FormatSize(config.gather) << std::endl;
 
   const absl::Time start = absl::Now();
   absl::Time next_stats = start + config.stats_every;
@@ -1472,6 +1489,11 @@ Flags:
   --max-connections N    per thread (default 1024); more are closed at once
   --stats-every DURATION print a stats line this often (e.g. 1s; default off)
   --registered           register the body arenas as fixed buffers
+  --gather SIZE          per connection and chain, the bytes of small pieces
+                         copied into one buffer and sent as one send instead
+                         of a writev of many iovecs (default 256K; 0: off)
+  --gather-below SIZE    gather a copy op whose pieces average below this
+                         (default 512, 1..1M)
   --prepared on|off      each route's body a prepared message, queued with
                          one EnqueueMessage a response (on, the default), or
                          its pieces queued with one Enqueue (off)

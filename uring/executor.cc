@@ -47,6 +47,9 @@ constexpr uint32_t kMostZcPauseChains = 4096;
 // many times ConnectionOptions::adaptive_retry_chains.
 constexpr uint32_t kMostRetries = 64;
 constexpr uint32_t kMostRetryChains = uint32_t{1} << 24;
+// ConnectionOptions::gather_bytes and gather_below at most.
+constexpr uint64_t kMostGatherBytes = uint64_t{1} << 30;
+constexpr uint32_t kMostGatherBelow = uint32_t{1} << 20;
 
 // The payload that marks a release status "the kernel may still read it".
 constexpr absl::string_view kKernelMayStillReadUrl =
@@ -67,6 +70,43 @@ void IgnoreSigpipeIfDefault() {
   if (sigaction(SIGPIPE, nullptr, &current) == 0 &&
       (current.sa_flags & SA_SIGINFO) == 0 && current.sa_handler == SIG_DFL) {
     signal(SIGPIPE, SIG_IGN);
+  }
+}
+
+// memcpy for the pieces of a gathered op, mostly a few dozen bytes: fixed
+// size moves that overlap instead of a call per piece (a call costs more
+// than the copy at these sizes).
+inline void CopySmall(char* to, const char* from, size_t n) {
+  if (n > 64) {
+    std::memcpy(to, from, n);
+  } else if (n >= 16) {
+    // Two to four 16-byte moves, the last ending at n.
+    uint64_t a[2], b[2];
+    std::memcpy(a, from, 16);
+    std::memcpy(b, from + n - 16, 16);
+    if (n > 32) {
+      uint64_t c[2], d[2];
+      std::memcpy(c, from + 16, 16);
+      std::memcpy(d, from + n - 32, 16);
+      std::memcpy(to + 16, c, 16);
+      std::memcpy(to + n - 32, d, 16);
+    }
+    std::memcpy(to, a, 16);
+    std::memcpy(to + n - 16, b, 16);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, from, 8);
+    std::memcpy(&b, from + n - 8, 8);
+    std::memcpy(to, &a, 8);
+    std::memcpy(to + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, from, 4);
+    std::memcpy(&b, from + n - 4, 4);
+    std::memcpy(to, &a, 4);
+    std::memcpy(to + n - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) to[i] = from[i];
   }
 }
 
@@ -172,6 +212,13 @@ class Executor::Impl {
     SocketKey socket_key;
 
     SendQueue queue;
+    // Gathered copies of the chain in flight's small pieces: a buffer of
+    // `gather_size` bytes (at least options.gather_bytes) taken from the
+    // executor's pool on first use and given back when the chain is done,
+    // and how much of it the chain being prepared has used.
+    std::unique_ptr<char[]> gather;
+    uint64_t gather_size = 0;
+    uint64_t gather_used = 0;
     // The queue's buffers that are prepared messages, by seq, until
     // released (the queue holds each as one buffer of its total length).
     absl::btree_map<uint64_t, std::shared_ptr<const PreparedMessage>> messages;
@@ -190,6 +237,20 @@ class Executor::Impl {
     bool stopped() const {
       return state == State::kFailed || state == State::kClosed;
     }
+  };
+
+  // One op of the chain being prepared: the op, its layout (end position in
+  // the queue's seqs), its pieces (a prepared message's own iovecs, or
+  // Connection::chain_iovs from `piece`), and the queue buffers it holds.
+  struct ChainOp {
+    Op op;
+    OpLayout layout;
+    const iovec* borrowed;
+    size_t piece;
+    uint64_t first_seq;
+    uint32_t hold_count;
+    uint64_t offset;  // into buffer first_seq
+    bool gathered;    // sent from Connection::gather
   };
 
   static ConnectionId MakeId(uint32_t index, uint32_t generation) {
@@ -238,6 +299,12 @@ class Executor::Impl {
   size_t AppendMessageOps(Connection& c, const PreparedMessage& m, uint64_t seq,
                           uint64_t offset, const PlanOptions& po,
                           size_t max_ops, uint64_t* room, bool* complete);
+  // Turns `co`, the op just appended, into one `send` of a copy of its
+  // bytes in `c.gather` when it is a copy op of small pieces and the
+  // gather buffer has room (ConnectionOptions::gather_bytes).
+  void MaybeGather(Connection& c, ChainOp* co);
+  // Gives `c.gather` back to the pool, once no op of `c` can read it.
+  void ReturnGather(Connection& c);
   // The plan of all of `m` under `po` (max_ops_per_chain as the
   // connection's options have it), made once and kept.
   const Plan& MessagePlan(const PreparedMessage& m, const PlanOptions& po);
@@ -335,19 +402,18 @@ class Executor::Impl {
   OpSlotTable slots_;
 
   RegisteredRegions regions_;
-  // One op of the chain being prepared: the op, its layout (end position in
-  // the queue's seqs), its pieces (a prepared message's own iovecs, or
-  // Connection::chain_iovs from `piece`), and the queue buffers it holds.
-  struct ChainOp {
-    Op op;
-    OpLayout layout;
-    const iovec* borrowed;
-    size_t piece;
-    uint64_t first_seq;
-    uint32_t hold_count;
-    uint64_t offset;  // into buffer first_seq
-  };
   std::vector<ChainOp> chain_;
+  // Gather buffers no chain uses, the most recently given back last, so the
+  // next chain writes to memory still in cache; at most kMaxPooledGather
+  // bytes of them (a server with a chain in flight on every connection at
+  // once takes one each, and malloc of a large buffer is an mmap).
+  struct PooledGather {
+    uint64_t size;
+    std::unique_ptr<char[]> buffer;
+  };
+  static constexpr uint64_t kMaxPooledGather = uint64_t{64} << 20;
+  std::vector<PooledGather> gather_pool_;
+  uint64_t gather_pooled_ = 0;  // their bytes
   // Plans of prepared messages, by message id, with the options they were
   // made under; emptied when it reaches kMaxMessagePlans.
   struct MessagePlanEntry {
@@ -461,6 +527,16 @@ absl::StatusOr<ConnectionId> Executor::Impl::Attach(
   if (opts.max_queued_bytes == 0) {
     return absl::InvalidArgumentError(
         "max_queued_bytes is 0; it must be at least 1");
+  }
+  if (opts.gather_bytes > kMostGatherBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gather_bytes is ", opts.gather_bytes,
+                     "; it must be at most ", kMostGatherBytes, " (0: off)"));
+  }
+  if (opts.gather_below == 0 || opts.gather_below > kMostGatherBelow) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gather_below is ", opts.gather_below, "; it must be 1..",
+                     kMostGatherBelow));
   }
   const SocketKey key = socket->key;
   if (auto it = socket_to_conn_.find(key); it != socket_to_conn_.end()) {
@@ -1095,6 +1171,11 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
     --c.slots_held;
     c.chain_ops = 0;
     c.phase = Phase::kIdle;
+    // A copy op still in the kernel may yet read its gathered bytes: the
+    // buffer is never freed or reused (a deliberate leak, at most
+    // gather_bytes per connection handed back as KernelMayStillRead).
+    (void)c.gather.release();
+    c.gather_size = 0;
   });
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     if (conns_[i].in_use()) MaybeFree(i);
@@ -1268,6 +1349,7 @@ bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
   Connection& c = conns_[index];
   chain_.clear();
   c.chain_iovs.clear();
+  c.gather_used = 0;
   uint64_t seq = c.queue.sent_seq();
   uint64_t offset = c.queue.sent_offset();
   // Plain buffers up to the next prepared message, then the message, and
@@ -1322,7 +1404,8 @@ size_t Executor::Impl::AppendPlainOps(Connection& c, const Plan& plan,
     }
     *room -= layout.memlock_charge;
     chain_.push_back(ChainOp{op, layout, nullptr, piece, seq + op.first_iov,
-                             op.iov_count, op.offset});
+                             op.iov_count, op.offset, false});
+    MaybeGather(c, &chain_.back());
     ++added;
   }
   return added;
@@ -1359,7 +1442,7 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
     const size_t first = base + op.first_iov;
     const uint64_t start = m.BytesBefore(first) + op.offset;
     const uint64_t stop = start + op.bytes;
-    ChainOp co{op, OpLayout{}, nullptr, 0, seq, 1, start};
+    ChainOp co{op, OpLayout{}, nullptr, 0, seq, 1, start, false};
     co.op.first_iov = static_cast<uint32_t>(first);
     if (op.offset == 0 && stop == m.BytesBefore(first + op.iov_count)) {
       // The op sends its buffers whole: the SQE points at the message's own.
@@ -1387,10 +1470,64 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
       co.layout.end_offset = stop;
     }
     chain_.push_back(co);
+    MaybeGather(c, &chain_.back());
     ++added;
   }
   *complete = added == plan->ops().size() && plan->complete();
   return added;
+}
+
+void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
+  Op& op = co->op;
+  if ((op.kind != OpKind::kWritev && op.kind != OpKind::kSendmsg) ||
+      op.bytes >= uint64_t{c.options.gather_below} * op.iov_count ||
+      op.bytes > c.options.gather_bytes - c.gather_used) {
+    return;
+  }
+  if (c.gather == nullptr) {
+    if (!gather_pool_.empty() &&
+        gather_pool_.back().size >= c.options.gather_bytes) {
+      c.gather = std::move(gather_pool_.back().buffer);
+      c.gather_size = gather_pool_.back().size;
+      gather_pooled_ -= c.gather_size;
+      gather_pool_.pop_back();
+    } else {
+      c.gather.reset(new char[c.options.gather_bytes]);
+      c.gather_size = c.options.gather_bytes;
+    }
+  }
+  char* const to = c.gather.get() + c.gather_used;
+  const iovec* pieces =
+      co->borrowed != nullptr ? co->borrowed : &c.chain_iovs[co->piece];
+  char* at = to;
+  for (uint32_t k = 0; k < op.iov_count; ++k) {
+    CopySmall(at, static_cast<const char*>(pieces[k].iov_base),
+              pieces[k].iov_len);
+    at += pieces[k].iov_len;
+  }
+  // The op's pieces were the last laid out (or borrowed): one piece now.
+  if (co->borrowed == nullptr) {
+    c.chain_iovs.resize(co->piece);
+  }
+  co->borrowed = nullptr;
+  co->piece = c.chain_iovs.size();
+  c.chain_iovs.push_back(iovec{to, static_cast<size_t>(op.bytes)});
+  c.gather_used += op.bytes;
+  op.kind = OpKind::kSend;
+  op.first_iov = 0;
+  op.iov_count = 1;
+  op.offset = 0;
+  co->gathered = true;
+}
+
+void Executor::Impl::ReturnGather(Connection& c) {
+  if (c.gather == nullptr) return;
+  if (c.gather_size <= kMaxPooledGather - gather_pooled_) {
+    gather_pooled_ += c.gather_size;
+    gather_pool_.push_back({c.gather_size, std::move(c.gather)});
+  }
+  c.gather.reset();
+  c.gather_size = 0;
 }
 
 const Plan& Executor::Impl::MessagePlan(const PreparedMessage& m,
@@ -1455,6 +1592,10 @@ void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
     ++c.chain_ops;
     pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
     ++c.stats.ops[static_cast<int>(op.kind)];
+    if (co.gathered) {
+      ++c.stats.gathered_ops;
+      c.stats.bytes_gathered += op.bytes;
+    }
   }
   if (c.chain_ops == 0) return;
   c.phase = Phase::kInFlight;
@@ -1615,6 +1756,9 @@ void Executor::Impl::FinishSlot(uint32_t slot_index) {
 void Executor::Impl::ChainDone(uint32_t conn_index) {
   Connection& c = conns_[conn_index];
   c.phase = Phase::kIdle;
+  // Every op of the chain has completed: the kernel is done with the
+  // gathered bytes (only copy ops read them).
+  ReturnGather(c);
   const bool more = c.state == State::kOpen && c.queue.HasUnsent();
   if (c.chain_broken && more) c.resume_pending = true;
   c.chain_broken = false;
@@ -1693,6 +1837,7 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   // Cleared and swapped out: a freed connection keeps no queue memory.
   c.queue.Clear();
   c.messages.clear();
+  ReturnGather(c);
   std::vector<iovec>().swap(c.chain_iovs);
   std::vector<msghdr>().swap(c.chain_msgs);
   free_conns_.push_back(conn_index);
@@ -1759,7 +1904,10 @@ void Executor::Impl::UndoUnsubmitted(uint32_t index) {
   for (uint32_t slot : undone) {
     // Sent nothing: the stream position stays, the buffers come back with
     // the connection's status.
-    if (--conns_[index].chain_ops == 0) conns_[index].phase = Phase::kIdle;
+    if (--conns_[index].chain_ops == 0) {
+      conns_[index].phase = Phase::kIdle;
+      ReturnGather(conns_[index]);
+    }
     FinishSlot(slot);
   }
 }

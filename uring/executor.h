@@ -175,6 +175,18 @@ struct ConnectionOptions {
   // at most 2^24.
   uint32_t adaptive_retry_chains = 4096;
 
+  // Gathered copies: a copy op (writev or sendmsg of two or more pieces)
+  // whose pieces average fewer than `gather_below` bytes is sent as one
+  // `send` from a copy of its bytes that the executor makes in a buffer of
+  // this connection's, `gather_bytes` long (made on first use, freed with
+  // the connection). The kernel copies those bytes either way, and its cost
+  // per iovec (tens of ns) is far above memcpy's for small pieces. At most
+  // `gather_bytes` bytes are gathered per chain; ops past that go as
+  // planned. Counted in `gathered_ops` and `bytes_gathered` (and as `send`
+  // in `ops`). 0: off (the default); at most 1 GiB.
+  uint64_t gather_bytes = 0;
+  uint32_t gather_below = 512;  // 1..2^20
+
   // Enqueue refuses more than this many bytes queued and not yet released
   // (ResourceExhausted); it bounds the memory a slow peer can pin.
   uint64_t max_queued_bytes = uint64_t{1} << 32;

@@ -42,6 +42,8 @@ constexpr StatField kFields[] = {
      &SendStats::peak_bytes_awaiting_notification, K::kPeak},
     {"adaptive_disabled", &SendStats::adaptive_disabled, K::kCounter},
     {"adaptive_retries", &SendStats::adaptive_retries, K::kCounter},
+    {"gathered_ops", &SendStats::gathered_ops, K::kCounter},
+    {"bytes_gathered", &SendStats::bytes_gathered, K::kCounter},
 };
 
 constexpr size_t kNumFields = sizeof(kFields) / sizeof(kFields[0]);

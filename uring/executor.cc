@@ -1479,7 +1479,7 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
 
 void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   Op& op = co->op;
-  if ((op.kind != OpKind::kWritev && op.kind != OpKind::kSendmsg) ||
+  if (IsZeroCopy(op.kind) ||
       op.bytes >= uint64_t{c.options.gather_below} * op.iov_count ||
       op.bytes > c.options.gather_bytes - c.gather_used) {
     return;
@@ -1518,6 +1518,26 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   op.iov_count = 1;
   op.offset = 0;
   co->gathered = true;
+  // Right behind the op before it, gathered too: one send of both. It holds
+  // the buffers of both (adjacent ranges of the queue) and ends where this
+  // one ends.
+  if (chain_.size() < 2) return;
+  ChainOp& prev = chain_[chain_.size() - 2];
+  iovec& joined = c.chain_iovs[prev.piece];
+  if (!prev.gathered ||
+      static_cast<char*>(joined.iov_base) + joined.iov_len != to) {
+    return;
+  }
+  joined.iov_len += op.bytes;
+  prev.op.bytes += op.bytes;
+  prev.layout.end_seq = co->layout.end_seq;
+  prev.layout.end_offset = co->layout.end_offset;
+  prev.hold_count =
+      static_cast<uint32_t>(std::max(prev.first_seq + prev.hold_count,
+                                     co->first_seq + co->hold_count) -
+                            prev.first_seq);
+  c.chain_iovs.pop_back();
+  chain_.pop_back();
 }
 
 void Executor::Impl::ReturnGather(Connection& c) {

@@ -249,8 +249,9 @@ class Executor::Impl {
     size_t piece;
     uint64_t first_seq;
     uint32_t hold_count;
-    uint64_t offset;  // into buffer first_seq
-    bool gathered;    // sent from Connection::gather
+    uint64_t offset;          // into buffer first_seq
+    bool gathered;            // one piece, in Connection::gather
+    uint64_t gathered_bytes;  // of its bytes, those copied there
   };
 
   static ConnectionId MakeId(uint32_t index, uint32_t generation) {
@@ -303,6 +304,12 @@ class Executor::Impl {
   // bytes in `c.gather` when it is a copy op of small pieces and the
   // gather buffer has room (ConnectionOptions::gather_bytes).
   void MaybeGather(Connection& c, ChainOp* co);
+  // Where one segment's ops meet the next's (plain buffers, a prepared
+  // message), makes chain_[i - 1] and chain_[i] one op when both are copy
+  // ops that fit the limits of `po`, as the planner would have made them had
+  // it seen both segments: the header before a message's body goes in the
+  // body's writev.
+  void JoinCopyOps(Connection& c, size_t i, const PlanOptions& po);
   // Gives `c.gather` back to the pool, once no op of `c` can read it.
   void ReturnGather(Connection& c);
   // The plan of all of `m` under `po` (max_ops_per_chain as the
@@ -1358,10 +1365,12 @@ bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
   auto next = c.messages.lower_bound(seq);
   while (seq < limit && chain_.size() < po.max_ops_per_chain) {
     const size_t max_ops = po.max_ops_per_chain - chain_.size();
+    const size_t boundary = chain_.size();
     if (next != c.messages.end() && next->first == seq) {
       bool complete = false;
       AppendMessageOps(c, *next->second, seq, offset, po, max_ops, room,
                        &complete);
+      JoinCopyOps(c, boundary, po);
       if (!complete) break;
       ++seq;
       offset = 0;
@@ -1380,6 +1389,7 @@ bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
       return false;
     }
     const size_t added = AppendPlainOps(c, c.plan, buffers, seq, max_ops, room);
+    JoinCopyOps(c, boundary, po);
     if (added < c.plan.ops().size() || !c.plan.complete()) break;
     seq = end;
     offset = 0;
@@ -1404,7 +1414,7 @@ size_t Executor::Impl::AppendPlainOps(Connection& c, const Plan& plan,
     }
     *room -= layout.memlock_charge;
     chain_.push_back(ChainOp{op, layout, nullptr, piece, seq + op.first_iov,
-                             op.iov_count, op.offset, false});
+                             op.iov_count, op.offset, false, 0});
     MaybeGather(c, &chain_.back());
     ++added;
   }
@@ -1442,7 +1452,7 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
     const size_t first = base + op.first_iov;
     const uint64_t start = m.BytesBefore(first) + op.offset;
     const uint64_t stop = start + op.bytes;
-    ChainOp co{op, OpLayout{}, nullptr, 0, seq, 1, start, false};
+    ChainOp co{op, OpLayout{}, nullptr, 0, seq, 1, start, false, 0};
     co.op.first_iov = static_cast<uint32_t>(first);
     if (op.offset == 0 && stop == m.BytesBefore(first + op.iov_count)) {
       // The op sends its buffers whole: the SQE points at the message's own.
@@ -1518,6 +1528,7 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   op.iov_count = 1;
   op.offset = 0;
   co->gathered = true;
+  co->gathered_bytes = op.bytes;
   // Right behind the op before it, gathered too: one send of both. It holds
   // the buffers of both (adjacent ranges of the queue) and ends where this
   // one ends.
@@ -1530,6 +1541,7 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   }
   joined.iov_len += op.bytes;
   prev.op.bytes += op.bytes;
+  prev.gathered_bytes += op.bytes;
   prev.layout.end_seq = co->layout.end_seq;
   prev.layout.end_offset = co->layout.end_offset;
   prev.hold_count =
@@ -1538,6 +1550,47 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
                             prev.first_seq);
   c.chain_iovs.pop_back();
   chain_.pop_back();
+}
+
+void Executor::Impl::JoinCopyOps(Connection& c, size_t i,
+                                 const PlanOptions& po) {
+  if (i == 0 || i >= chain_.size()) return;
+  ChainOp& a = chain_[i - 1];
+  const ChainOp& b = chain_[i];
+  const uint32_t na = a.op.iov_count;
+  const uint32_t nb = b.op.iov_count;
+  if (IsZeroCopy(a.op.kind) || IsZeroCopy(b.op.kind) ||
+      na + nb > po.max_iovs_per_op || b.op.bytes > po.max_bytes_per_op ||
+      a.op.bytes > po.max_bytes_per_op - b.op.bytes) {
+    return;
+  }
+  // The pieces of both, in order, at the end of chain_iovs (indices, not
+  // pointers, into it across the resize).
+  const size_t piece = c.chain_iovs.size();
+  c.chain_iovs.resize(piece + na + nb);
+  iovec* to = c.chain_iovs.data() + piece;
+  const iovec* from_a =
+      a.borrowed != nullptr ? a.borrowed : c.chain_iovs.data() + a.piece;
+  const iovec* from_b =
+      b.borrowed != nullptr ? b.borrowed : c.chain_iovs.data() + b.piece;
+  std::memcpy(to, from_a, na * sizeof(iovec));
+  std::memcpy(to + na, from_b, nb * sizeof(iovec));
+  a.op.kind =
+      po.copy_op == CopyOp::kWritev ? OpKind::kWritev : OpKind::kSendmsg;
+  a.op.first_iov = 0;
+  a.op.iov_count = na + nb;
+  a.op.offset = 0;
+  a.op.bytes += b.op.bytes;
+  a.borrowed = nullptr;
+  a.piece = piece;
+  a.layout.end_seq = b.layout.end_seq;
+  a.layout.end_offset = b.layout.end_offset;
+  a.hold_count = static_cast<uint32_t>(
+      std::max(a.first_seq + a.hold_count, b.first_seq + b.hold_count) -
+      a.first_seq);
+  a.gathered = false;  // more than the one gathered piece now
+  a.gathered_bytes += b.gathered_bytes;
+  chain_.erase(chain_.begin() + i);
 }
 
 void Executor::Impl::ReturnGather(Connection& c) {
@@ -1612,9 +1665,9 @@ void Executor::Impl::EncodeChain(uint32_t index, size_t take) {
     ++c.chain_ops;
     pending_sqes_.push_back({sqe, ring_->SqesObtained() - 1});
     ++c.stats.ops[static_cast<int>(op.kind)];
-    if (co.gathered) {
+    if (co.gathered_bytes > 0) {
       ++c.stats.gathered_ops;
-      c.stats.bytes_gathered += op.bytes;
+      c.stats.bytes_gathered += co.gathered_bytes;
     }
   }
   if (c.chain_ops == 0) return;

@@ -60,9 +60,9 @@ struct SendStats {
                                    // connection)
   uint64_t adaptive_retries = 0;   // times it turned zero-copy back on to
                                    // look again (adaptive_retry_chains)
-  uint64_t gathered_ops = 0;       // copy ops sent from a gathered copy
-                                   // (ConnectionOptions::gather_bytes)
-  uint64_t bytes_gathered = 0;     // ... and their bytes
+  uint64_t gathered_ops = 0;       // copy ops with bytes sent from a
+                                   // gathered copy (gather_bytes)
+  uint64_t bytes_gathered = 0;     // ... those bytes
 
   // Adds `other`'s counters to this one (peaks: sum of peaks).
   void Add(const SendStats& other);

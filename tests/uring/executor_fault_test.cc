@@ -2505,7 +2505,7 @@ TEST_F(MessageFaultTest, ManyMessagesOverflowThePlanCacheHarmlessly) {
   const ConnectionId a = Attach(Options(16 * K));
   const ConnectionId b = Attach(Options(PlanOptions::kNever));
   const auto kept = MakeTestMessage({20 * K, 30, 40 * K}, 570);
-  std::vector<unsigned char> data(20 * K + 64);
+  std::vector<unsigned char> data(10 + 20 * K + 64);
   for (size_t i = 0; i < data.size(); ++i) data[i] = PatternByte(571, i);
   for (int i = 0; i < 5000; ++i) {
     // A message of its own each time, over the same memory.

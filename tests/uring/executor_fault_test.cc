@@ -2536,5 +2536,156 @@ TEST_F(MessageFaultTest, ManyMessagesOverflowThePlanCacheHarmlessly) {
   CheckNoViolations();
 }
 
+// The second zero-copy op of a message fails -ENOMEM after the first went
+// out: the rest of that message (from the exact byte) goes by copy, the
+// plain buffers around it as planned.
+TEST_F(MessageFaultTest, EnomemMidMessageResendsItsRestByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault ok{IORING_OP_SEND_ZC};
+  FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+  f.more = false;
+  f.notify = false;
+  ring_->AddFault(Fd(c), ok);  // the plain 64K buffer
+  ring_->AddFault(Fd(c), ok);  // the message's first 64K piece
+  ring_->AddFault(Fd(c), f);   // its second
+  const uint64_t before = Send(c, {100, 64 * K})[1];
+  const auto m = MakeTestMessage({K, 64 * K, 2 * K, 64 * K, 3 * K}, 580);
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t after = Send(c, {64 * K, 10})[0];
+  Pump();
+  ExpectExact(c);
+  for (uint64_t token : {before, t, after}) {
+    EXPECT_EQ(Releases(token), 1);
+    EXPECT_TRUE(ledger_.Find(token)->status.ok());
+  }
+  // The resumed chain starts at the failed op's first byte: the message's
+  // second 64K piece, sent by copy.
+  const std::vector<const SqeRecord*> sqes = SqesOn(Fd(c));
+  bool resent = false;
+  for (const SqeRecord* r : sqes) {
+    if (r->res == -ENOMEM) continue;
+    if (!r->iovs.empty() &&
+        r->iovs[0].iov_base == m->ByteAt(K + 64 * K + 2 * K)) {
+      EXPECT_FALSE(FakeRing::IsZeroCopyOpcode(r->opcode));
+      resent = true;
+    }
+  }
+  EXPECT_TRUE(resent);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.fallbacks_enomem, 1u);
+  EXPECT_EQ(s.bytes_copied + s.bytes_zero_copy, expected_[c.value].size());
+  CheckNoViolations();
+}
+
+// Two free submission-queue entries: every chain, through messages too, is
+// cut to fit and continued.
+TEST_F(MessageFaultTest, ChainsThroughMessagesFitTheFreeSubmissionQueue) {
+  FakeRingOptions ro;
+  ro.sq_entries = 2;
+  Make(ro);
+  const auto shared =
+      MakeTestMessage({4 * K, 64 * K, 4 * K, 20 * K, 1, 64 * K}, 581);
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(Attach());
+    for (int j = 0; j < 3; ++j) {
+      Send(conns.back(), {100u + j, 20 * K});
+      SendMessage(conns.back(), *shared, /*poison=*/false);
+    }
+  }
+  Pump();
+  for (ConnectionId c : conns) {
+    ExpectExact(c);
+    for (const auto& [chain, ops] : ChainSizes(Fd(c))) {
+      EXPECT_LE(ops, 2) << "chain " << chain;
+    }
+  }
+  EXPECT_EQ(ledger_.released(), 4u * 9);
+  CheckNoViolations();
+}
+
+// A completion queue of 4 entries: completions and notifications overflow
+// and are retried; messages still come back once each.
+TEST_F(MessageFaultTest, CompletionQueueOverflowWithMessages) {
+  FakeRingOptions ro;
+  ro.cq_entries = 4;
+  Make(ro);
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(Attach());
+    for (int j = 0; j < 4; ++j) {
+      messages.push_back(MakeTestMessage(
+          {3 * K, 64 * K, 100, 32 * K, 7, 16 * K}, 590 + messages.size()));
+      SendMessage(conns.back(), *messages.back());
+      Send(conns.back(), {500});
+    }
+  }
+  Pump();
+  for (ConnectionId c : conns) {
+    ExpectExact(c);
+    EXPECT_TRUE(executor_->Idle(c));
+  }
+  EXPECT_EQ(ledger_.released(), 24u);
+  CheckNoViolations();
+}
+
+// Released in runs: a message is one token of its run, in enqueue order.
+TEST_F(MessageFaultTest, BatchReleaseRunsHoldMessagesInOrder) {
+  std::vector<std::vector<uint64_t>> batches;
+  ExecutorOptions eo;
+  eo.on_release_batch = [&batches, inner = ledger_.batch_callback()](
+                            ConnectionId id, absl::Span<const uint64_t> tokens,
+                            const absl::Status& status) {
+    batches.emplace_back(tokens.begin(), tokens.end());
+    inner(id, tokens, status);
+  };
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach(Options(PlanOptions::kNever));
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  std::vector<uint64_t> order;
+  for (int i = 0; i < 10; ++i) {
+    for (uint64_t t : Send(c, {100, 200})) order.push_back(t);
+    messages.push_back(MakeTestMessage({50, 60, 70}, 600 + i));
+    order.push_back(SendMessage(c, *messages.back()));
+  }
+  Pump();
+  ExpectExact(c);
+  std::vector<uint64_t> released;
+  for (const std::vector<uint64_t>& b : batches) {
+    ASSERT_FALSE(b.empty());
+    released.insert(released.end(), b.begin(), b.end());
+  }
+  EXPECT_EQ(released, order) << "copies only: released in enqueue order";
+  EXPECT_LT(batches.size(), order.size()) << "in runs, not one by one";
+  CheckNoViolations();
+}
+
+// Shutdown resets a connection marked reset_on_shutdown that holds a
+// message the kernel still references (its peer never acknowledges): the
+// message comes back as sent, not as KernelMayStillRead, and Shutdown
+// reports nothing left. (Shutdown waits half its timeout before the reset;
+// nothing here depends on how long anything takes.)
+TEST_F(MessageFaultTest, ShutdownResetsAMarkedConnectionHoldingAMessage) {
+  Make();
+  ConnectionOptions resettable = Options();
+  resettable.reset_on_shutdown = true;
+  const ConnectionId reset = Attach(resettable);
+  ring_->set_hold_notifications(true);
+  const auto m1 = MakeTestMessage({64 * K, 5, 64 * K}, 610);
+  const uint64_t t1 = SendMessage(reset, *m1);
+  Pump(5);
+  ASSERT_EQ(Releases(t1), 0);
+  const absl::Status s = executor_->Shutdown(absl::Seconds(2));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
+  ASSERT_EQ(Releases(t1), 1);
+  EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t1)->status));
+  EXPECT_EQ(m1->message.use_count(), 1);
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
+}
+
 }  // namespace
 }  // namespace zcplan

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -31,11 +32,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/tests/uring/fake_ring.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/prepared_message.h"
 
 namespace zcplan {
 namespace {
@@ -1688,6 +1691,1000 @@ TEST_F(ExecutorFaultTest, UnchargedRingKeepsTheCapWhenBuffersAreRegistered) {
   EXPECT_TRUE(
       absl::StrContains(executor_->DescribeNotificationCap(), "CAP_IPC_LOCK"))
       << executor_->DescribeNotificationCap();
+}
+
+// --- Prepared messages -------------------------------------------------------
+
+// A prepared message over buffers of the given sizes, laid out backwards in
+// one arena with a gap around each buffer: its buffers are neither
+// contiguous nor in memory order, so anything that sent the queue's stand-in
+// for the message (one iovec from its first buffer's base over its total
+// length) instead of its own iovecs would send the wrong bytes.
+struct TestMessage {
+  std::shared_ptr<const PreparedMessage> message;
+  std::unique_ptr<unsigned char[]> arena;
+  size_t arena_size = 0;
+  std::string bytes;  // the message, in order
+
+  // The address of byte `offset` of the message.
+  const unsigned char* ByteAt(uint64_t offset) const {
+    const PreparedMessage::Position p = message->Locate(offset);
+    return static_cast<const unsigned char*>(
+               message->buffers()[p.buffer].iov_base) +
+           p.offset;
+  }
+  // True when `piece` lies inside one of the message's buffers.
+  bool Holds(const iovec& piece) const {
+    const auto* p = static_cast<const unsigned char*>(piece.iov_base);
+    for (const iovec& b : message->buffers()) {
+      const auto* base = static_cast<const unsigned char*>(b.iov_base);
+      if (p >= base && p + piece.iov_len <= base + b.iov_len) return true;
+    }
+    return false;
+  }
+};
+
+std::unique_ptr<TestMessage> MakeTestMessage(const std::vector<size_t>& sizes,
+                                             uint64_t stream) {
+  constexpr size_t kGap = 64;
+  auto m = std::make_unique<TestMessage>();
+  size_t total = kGap;
+  for (size_t size : sizes) total += size + kGap;
+  m->arena_size = total;
+  m->arena = std::make_unique<unsigned char[]>(total);
+  std::memset(m->arena.get(), 0xAB, total);
+  std::vector<iovec> iovs(sizes.size());
+  size_t at = kGap;
+  for (size_t i = sizes.size(); i-- > 0;) {
+    iovs[i] = {m->arena.get() + at, sizes[i]};
+    at += sizes[i] + kGap;
+  }
+  uint64_t n = 0;
+  for (const iovec& b : iovs) {
+    auto* p = static_cast<unsigned char*>(b.iov_base);
+    for (size_t k = 0; k < b.iov_len; ++k) {
+      p[k] = PatternByte(stream, n++);
+      m->bytes.push_back(static_cast<char>(p[k]));
+    }
+  }
+  absl::StatusOr<std::shared_ptr<const PreparedMessage>> made =
+      PreparedMessage::Create(iovs);
+  EXPECT_TRUE(made.ok()) << made.status();
+  if (made.ok()) m->message = *std::move(made);
+  return m;
+}
+
+class MessageFaultTest : public ExecutorFaultTest {
+ protected:
+  // Enqueues `m` on `id` (its stream grows by the message's bytes) and
+  // returns the token. With `poison` (a message enqueued once) the ledger
+  // overwrites the whole arena when the token is released, so a release
+  // before the kernel is done with a zero-copy op shows up as a violation;
+  // a message enqueued more than once must not be poisoned.
+  uint64_t SendMessage(ConnectionId id, const TestMessage& m,
+                       bool poison = true) {
+    const uint64_t token = ledger_.Expect(id, poison ? m.arena.get() : nullptr,
+                                          poison ? m.arena_size : 0);
+    const absl::Status s = executor_->EnqueueMessage(id, m.message, token);
+    EXPECT_TRUE(s.ok()) << s;
+    if (!s.ok()) {
+      ledger_.Forget(token);
+      return 0;
+    }
+    expected_[id.value] += m.bytes;
+    return token;
+  }
+
+  // The SQEs sent on `fd`, in order.
+  std::vector<const SqeRecord*> SqesOn(int fd) {
+    std::vector<const SqeRecord*> out;
+    for (const SqeRecord& r : ring_->log()) {
+      if (r.fd == fd && (FakeRing::IsSendFamilyOpcode(r.opcode) ||
+                         r.opcode == IORING_OP_WRITEV)) {
+        out.push_back(&r);
+      }
+    }
+    return out;
+  }
+
+  // With no short sends and no size limits: every piece of a zero-copy op
+  // is at or above the threshold, every piece of a copy op below it.
+  void ExpectKindsFollowThreshold(int fd, uint64_t threshold) {
+    for (const SqeRecord* r : SqesOn(fd)) {
+      const bool zc = FakeRing::IsZeroCopyOpcode(r->opcode);
+      for (const iovec& piece : r->iovs) {
+        if (zc) {
+          EXPECT_GE(piece.iov_len, threshold) << "opcode " << int{r->opcode};
+        } else {
+          EXPECT_LT(piece.iov_len, threshold) << "opcode " << int{r->opcode};
+        }
+      }
+    }
+  }
+
+  // Ops of each chain on `fd`: chain number to count.
+  std::map<uint64_t, int> ChainSizes(int fd) {
+    std::map<uint64_t, int> sizes;
+    for (const SqeRecord* r : SqesOn(fd)) ++sizes[r->chain];
+    return sizes;
+  }
+};
+
+TEST_F(MessageFaultTest, MessageAloneIsSentFromItsOwnIovecsAndReleasedOnce) {
+  Make();
+  const ConnectionId c = Attach();
+  const auto m = MakeTestMessage({100, 3 * K, 64 * K, 200, 20 * K, 1}, 500);
+  const uint64_t t = SendMessage(c, *m);
+  ASSERT_TRUE(executor_->Flush().ok());
+  const std::vector<const SqeRecord*> sqes = SqesOn(Fd(c));
+  ASSERT_EQ(sqes.size(), 5u);
+  EXPECT_EQ(sqes[0]->opcode, IORING_OP_WRITEV);
+  EXPECT_EQ(sqes[1]->opcode, IORING_OP_SEND_ZC);
+  EXPECT_EQ(sqes[2]->opcode, IORING_OP_SEND);
+  EXPECT_EQ(sqes[3]->opcode, IORING_OP_SEND_ZC);
+  EXPECT_EQ(sqes[4]->opcode, IORING_OP_SEND);
+  // Whole buffers, in order: every piece is one of the message's buffers.
+  size_t next = 0;
+  for (size_t i = 0; i < sqes.size(); ++i) {
+    EXPECT_EQ(sqes[i]->chain, sqes[0]->chain) << "one chain";
+    EXPECT_EQ((sqes[i]->flags & IOSQE_IO_LINK) != 0, i + 1 < sqes.size());
+    for (const iovec& piece : sqes[i]->iovs) {
+      ASSERT_LT(next, m->message->size());
+      EXPECT_EQ(piece.iov_base, m->message->buffers()[next].iov_base);
+      EXPECT_EQ(piece.iov_len, m->message->buffers()[next].iov_len);
+      ++next;
+    }
+  }
+  EXPECT_EQ(next, m->message->size());
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_TRUE(ledger_.Find(t)->status.ok()) << ledger_.Find(t)->status;
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.buffers_enqueued, 1u) << "a message is one buffer";
+  EXPECT_EQ(s.buffers_released, 1u);
+  EXPECT_EQ(s.bytes_enqueued, m->bytes.size());
+  EXPECT_EQ(s.bytes_copied, 100 + 3 * K + 200 + 1);
+  EXPECT_EQ(s.bytes_zero_copy, 84 * K);
+  EXPECT_EQ(s.notifications, 2u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kWritev)], 1u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSendZc)], 2u);
+  EXPECT_EQ(s.ops[static_cast<int>(OpKind::kSend)], 2u);
+  const RingStats rs = executor_->stats();
+  EXPECT_EQ(rs.totals.buffers_enqueued, 1u);
+  EXPECT_EQ(rs.totals.bytes_enqueued, m->bytes.size());
+}
+
+TEST_F(MessageFaultTest, PlainThenMessageThenPlainIsOneChainByThreshold) {
+  Make();
+  const ConnectionId c = Attach(Options(16 * K));
+  const std::vector<uint64_t> before = Send(c, {4 * K, 64 * K});
+  const auto m = MakeTestMessage({2 * K, 5 * K, 64 * K, 3 * K, 64 * K}, 501);
+  const uint64_t t = SendMessage(c, *m);
+  const std::vector<uint64_t> after = Send(c, {K, 64 * K, 100});
+  ASSERT_TRUE(executor_->Flush().ok());
+  const std::vector<const SqeRecord*> sqes = SqesOn(Fd(c));
+  ASSERT_FALSE(sqes.empty());
+  for (size_t i = 0; i < sqes.size(); ++i) {
+    EXPECT_EQ(sqes[i]->chain, sqes[0]->chain) << i;
+    EXPECT_EQ(sqes[i]->submit_call, sqes[0]->submit_call) << i;
+    EXPECT_EQ((sqes[i]->flags & IOSQE_IO_LINK) != 0, i + 1 < sqes.size()) << i;
+  }
+  // writev [4K] is a send; then send_zc [64K]; writev [2K, 5K]; send_zc
+  // [64K]; send [3K]; send_zc [64K]; send [1K]; send_zc [64K]; send [100].
+  ExpectKindsFollowThreshold(Fd(c), 16 * K);
+  size_t message_pieces = 0;
+  for (const SqeRecord* r : sqes) {
+    for (const iovec& piece : r->iovs) message_pieces += m->Holds(piece);
+  }
+  EXPECT_EQ(message_pieces, m->message->size());
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  for (uint64_t token : before) EXPECT_EQ(Releases(token), 1);
+  for (uint64_t token : after) EXPECT_EQ(Releases(token), 1);
+  EXPECT_EQ(Releases(t), 1);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.buffers_enqueued, 6u);
+  EXPECT_EQ(s.buffers_released, 6u);
+  EXPECT_EQ(s.bytes_enqueued, expected_[c.value].size());
+  EXPECT_EQ(s.bytes_copied + s.bytes_zero_copy, expected_[c.value].size());
+  EXPECT_EQ(s.chains, 1u);
+}
+
+// For every byte offset k inside a small message (with and without a plain
+// buffer before it), the peer takes exactly k bytes of it and then stops: the
+// send goes short (or the next op waits), and the stream goes on from byte k.
+TEST_F(MessageFaultTest, ShortSendAtEveryOffsetOfAMessageResumesThere) {
+  FakeRingOptions ro;
+  ro.sq_entries = 256;
+  Make(ro);
+  // Threshold 4: the 5- and 4-byte buffers go zero-copy.
+  const std::vector<size_t> sizes = {3, 1, 5, 2, 4, 1};
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  struct Case {
+    ConnectionId c;
+    size_t prefix;
+    uint64_t k;
+    uint64_t token;
+    const TestMessage* m;
+  };
+  std::vector<Case> cases;
+  for (size_t prefix : {size_t{0}, size_t{10}}) {
+    for (uint64_t k = 1; k < 16; ++k) {
+      const ConnectionId c = Attach(Options(4));
+      messages.push_back(MakeTestMessage(sizes, 600 + cases.size()));
+      ring_->SetCapacity(Fd(c), static_cast<int64_t>(prefix + k));
+      if (prefix > 0) Send(c, {prefix});
+      const uint64_t t = SendMessage(c, *messages.back());
+      cases.push_back({c, prefix, k, t, messages.back().get()});
+    }
+  }
+  Pump(20);
+  for (const Case& x : cases) {
+    ASSERT_EQ(ring_->received(Fd(x.c)).size(), x.prefix + x.k)
+        << "prefix " << x.prefix << " k " << x.k;
+    EXPECT_EQ(Releases(x.token), 0);
+    ring_->AddCapacity(Fd(x.c), 1 << 20);
+  }
+  Pump();
+  for (const Case& x : cases) {
+    SCOPED_TRACE(absl::StrCat("prefix ", x.prefix, " k ", x.k));
+    ExpectExact(x.c);
+    EXPECT_EQ(Releases(x.token), 1);
+    EXPECT_TRUE(ledger_.Find(x.token)->status.ok());
+    // Some op, after the peer stopped, starts at byte k of the message.
+    bool found = false;
+    for (const SqeRecord* r : SqesOn(Fd(x.c))) {
+      if (!r->iovs.empty() && r->iovs[0].iov_base == x.m->ByteAt(x.k)) {
+        found = true;
+      }
+      for (const iovec& piece : r->iovs) {
+        if (piece.iov_len == 0) continue;
+        if (x.prefix == 0) {
+          EXPECT_TRUE(x.m->Holds(piece));
+        }
+      }
+    }
+    EXPECT_TRUE(found) << "no op starts at byte " << x.k;
+    EXPECT_EQ(executor_->connection_stats(x.c)->buffers_released,
+              x.prefix > 0 ? 2u : 1u);
+  }
+  CheckNoViolations();
+}
+
+// The same, one byte at a time: every byte of the message after a resume.
+TEST_F(MessageFaultTest, OneByteAtATimeThroughMessagesStaysExact) {
+  Make();
+  const ConnectionId c = Attach(Options(4));
+  const auto m1 = MakeTestMessage({3, 1, 5, 2, 4, 1}, 700);
+  const auto m2 = MakeTestMessage({6, 1, 1, 9}, 701);
+  ring_->SetCapacity(Fd(c), 0);
+  Send(c, {7});
+  const uint64_t t1 = SendMessage(c, *m1);
+  Send(c, {2, 5});
+  const uint64_t t2 = SendMessage(c, *m2);
+  const size_t total = expected_[c.value].size();
+  for (size_t i = 0; i < 10 * total && !executor_->Idle(c); ++i) {
+    Pump(3);
+    ring_->AddCapacity(Fd(c), 1);
+  }
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t1), 1);
+  EXPECT_EQ(Releases(t2), 1);
+  EXPECT_TRUE(executor_->Idle(c));
+  CheckNoViolations();
+  EXPECT_GT(executor_->connection_stats(c)->short_sends, 5u);
+}
+
+TEST_F(MessageFaultTest, ZeroCopyMessageIsKeptUntilItsLastNotification) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  auto m = MakeTestMessage({64 * K, 100, 32 * K, 64 * K}, 502);
+  const uint64_t t = SendMessage(c, *m);
+  // The caller lets go of its reference: the executor keeps one until the
+  // release.
+  const std::weak_ptr<const PreparedMessage> weak = m->message;
+  m->message.reset();
+  Pump(5);
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t), 0);
+  EXPECT_FALSE(executor_->Idle(c));
+  EXPECT_FALSE(weak.expired());
+  ASSERT_EQ(ring_->held_notifications().size(), 2u);
+  ring_->DeliverNotification(1);
+  Pump(5);
+  EXPECT_EQ(Releases(t), 0) << "one zero-copy op of it is still referenced";
+  EXPECT_FALSE(weak.expired());
+  ring_->DeliverAllNotifications();
+  Pump();
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_TRUE(ledger_.Find(t)->status.ok());
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_TRUE(weak.expired()) << "the executor keeps no reference after";
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, SendErrorMidMessageReleasesItOnceWithTheError) {
+  Make();
+  const ConnectionId a = Attach();
+  const ConnectionId b = Attach();
+  const ConnectionId c = Attach();
+  const auto ma = MakeTestMessage({4 * K, 64 * K, 4 * K, 64 * K}, 503);
+  const auto mb = MakeTestMessage({4 * K, 64 * K, 4 * K, 64 * K}, 504);
+  const auto mc = MakeTestMessage({4 * K, 64 * K, 4 * K, 64 * K}, 505);
+  // a: the peer takes 15K (into the first 64K piece of the message) and then
+  // resets.
+  ring_->SetCapacity(Fd(a), 15 * K);
+  const uint64_t before_a = Send(a, {K})[0];
+  const uint64_t ta = SendMessage(a, *ma);
+  const uint64_t after_a = Send(a, {2 * K})[0];
+  // c: its second zero-copy op fails -EPIPE.
+  FakeFault pipe{IORING_OP_SEND_ZC, -1, -EPIPE};
+  pipe.more = false;
+  pipe.notify = false;
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_SEND_ZC});
+  ring_->AddFault(Fd(c), pipe);
+  const uint64_t tc = SendMessage(c, *mc);
+  const uint64_t after_c = Send(c, {3 * K})[0];
+  // b: unaffected.
+  Send(b, {K});
+  const uint64_t tb = SendMessage(b, *mb);
+  Pump(5);
+  EXPECT_EQ(Releases(ta), 0);
+  ring_->SetSocketError(Fd(a), -ECONNRESET);
+  Pump();
+  const absl::Status ea = executor_->ConnectionError(a);
+  const absl::Status ec = executor_->ConnectionError(c);
+  EXPECT_FALSE(ea.ok());
+  EXPECT_FALSE(ec.ok());
+  EXPECT_EQ(Releases(before_a), 1);
+  EXPECT_TRUE(ledger_.Find(before_a)->status.ok());
+  for (auto [token, error] : {std::pair{ta, ea}, std::pair{after_a, ea},
+                              std::pair{tc, ec}, std::pair{after_c, ec}}) {
+    EXPECT_EQ(Releases(token), 1) << token;
+    EXPECT_EQ(ledger_.Find(token)->status, error) << token;
+  }
+  ExpectPrefix(a);
+  ExpectPrefix(c);
+  EXPECT_EQ(ring_->received(Fd(a)).size(), 15 * K);
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 4 * K + 64 * K + 4 * K);
+  ExpectExact(b);
+  EXPECT_EQ(Releases(tb), 1);
+  EXPECT_TRUE(executor_->ConnectionError(b).ok());
+  const SendStats sa = *executor_->connection_stats(a);
+  EXPECT_EQ(sa.buffers_released, 1u);
+  EXPECT_EQ(sa.buffers_released_failed, 2u);
+  // Enqueueing on a failed connection is refused, naming the error.
+  const absl::Status again = executor_->EnqueueMessage(a, mb->message, 999);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_TRUE(absl::StrContains(again.message(), "failed")) << again;
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, CloseWithAMessageInFlightCancelsItOnce) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  ring_->SetCapacity(Fd(c), 0);  // the peer reads nothing: the chain blocks
+  const auto m1 = MakeTestMessage({64 * K, K, 64 * K}, 506);
+  const auto m2 = MakeTestMessage({5 * K, 7}, 507);
+  const auto m3 = MakeTestMessage({5 * K, 64 * K, 7}, 508);
+  const uint64_t t1 = SendMessage(c, *m1);
+  Pump(5);
+  EXPECT_GT(ring_->blocked_ops(), 0u);
+  const uint64_t t2 = SendMessage(c, *m2);  // not handed to the kernel
+  const uint64_t t3 = SendMessage(other, *m3);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  EXPECT_EQ(Releases(t2), 1) << "never handed to the kernel";
+  EXPECT_EQ(ledger_.Find(t2)->status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(executor_->EnqueueMessage(c, m2->message, 77).code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "closed";
+  Pump();
+  EXPECT_EQ(ring_->blocked_ops(), 0u);
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_EQ(Releases(t1), 1);
+  EXPECT_EQ(ledger_.Find(t1)->status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(executor_->EnqueueMessage(c, m2->message, 78).code(),
+            absl::StatusCode::kNotFound);
+  ExpectExact(other);
+  EXPECT_EQ(Releases(t3), 1);
+  EXPECT_EQ(m1->message.use_count(), 1) << "the executor let go of it";
+  EXPECT_EQ(m2->message.use_count(), 1);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, AbortGivesBackAMessageAwaitingNotification) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  ring_->set_hold_notifications(true);
+  const auto m = MakeTestMessage({64 * K, 64 * K, 9}, 509);
+  const uint64_t t = SendMessage(c, *m);
+  Pump(5);
+  ExpectExact(c);
+  ASSERT_EQ(Releases(t), 0);
+  ASSERT_TRUE(executor_->Abort(c).ok());
+  EXPECT_EQ(ring_->resets(Fd(c)), 1);
+  Pump();
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status));
+  ring_->set_hold_notifications(false);
+  const auto m2 = MakeTestMessage({64 * K, 3}, 510);
+  const uint64_t t2 = SendMessage(other, *m2);
+  Pump();
+  ExpectExact(other);
+  EXPECT_EQ(Releases(t2), 1);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, ShutdownHandsBackAHeldMessageAsKernelMayStillRead) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  const auto m = MakeTestMessage({64 * K, 100, 64 * K}, 511);
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t plain = Send(c, {32 * K})[0];
+  const uint64_t copied = Send(c, {100})[0];
+  Pump(5);
+  ExpectExact(c);
+  EXPECT_EQ(Releases(copied), 1);
+  const absl::Status s = executor_->Shutdown(absl::Milliseconds(1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
+  EXPECT_TRUE(absl::StrContains(
+      s.message(), absl::StrCat(m->bytes.size() + 32 * K, " bytes")))
+      << s;
+  for (uint64_t token : {t, plain}) {
+    ASSERT_EQ(Releases(token), 1);
+    EXPECT_TRUE(KernelMayStillRead(ledger_.Find(token)->status));
+  }
+  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+  EXPECT_EQ(executor_->EnqueueMessage(c, m->message, 5).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // The notifications come after: the memory was kept, unchanged.
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, SameMessageManyTimesOnOneAndSeveralConnections) {
+  Make();
+  ring_->set_hold_notifications(true);
+  const auto m = MakeTestMessage({5 * K, 64 * K, 7, 20 * K}, 512);
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 3; ++i) conns.push_back(Attach());
+  std::vector<uint64_t> message_tokens;
+  std::vector<uint64_t> plain_tokens;
+  for (int round = 0; round < 5; ++round) {
+    for (size_t i = 0; i < conns.size(); ++i) {
+      plain_tokens.push_back(Send(conns[i], {100u + round})[0]);
+      message_tokens.push_back(SendMessage(conns[i], *m, /*poison=*/false));
+      if (i == 0) {
+        // Back to back: one chain runs from one message into the next.
+        message_tokens.push_back(SendMessage(conns[i], *m, false));
+      }
+    }
+  }
+  Pump(50);
+  for (ConnectionId c : conns) ExpectExact(c);
+  for (uint64_t token : message_tokens) {
+    EXPECT_EQ(Releases(token), 0) << "zero-copy pieces await notification";
+  }
+  for (uint64_t token : plain_tokens) EXPECT_EQ(Releases(token), 1);
+  ring_->DeliverAllNotifications(/*reverse=*/true);
+  Pump();
+  for (uint64_t token : message_tokens) {
+    EXPECT_EQ(Releases(token), 1);
+    EXPECT_TRUE(ledger_.Find(token)->status.ok());
+  }
+  for (ConnectionId c : conns) EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_EQ(executor_->connection_stats(conns[0])->buffers_enqueued, 15u);
+  EXPECT_EQ(executor_->connection_stats(conns[1])->buffers_enqueued, 10u);
+  EXPECT_EQ(m->message.use_count(), 1);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, ReleaseCallbackMayEnqueueTheMessageAgain) {
+  const auto m = MakeTestMessage({3 * K, 64 * K, 11}, 513);
+  std::vector<ConnectionId> conns;
+  int again = 0;
+  ExecutorOptions eo;
+  eo.on_release_batch = [this, &m, &conns, &again,
+                         inner = ledger_.batch_callback()](
+                            ConnectionId id, absl::Span<const uint64_t> tokens,
+                            const absl::Status& status) {
+    inner(id, tokens, status);
+    EXPECT_TRUE(status.ok()) << status;
+    if (id != conns[0] || again >= 8) return;
+    ++again;
+    // The same message, on this connection and on the other one.
+    for (ConnectionId to : conns) SendMessage(to, *m, /*poison=*/false);
+    EXPECT_EQ(executor_->Poll(absl::ZeroDuration()).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  };
+  Make(FakeRingOptions(), eo);
+  conns.push_back(Attach());
+  conns.push_back(Attach());
+  SendMessage(conns[0], *m, false);
+  Pump();
+  EXPECT_EQ(again, 8);
+  for (ConnectionId c : conns) ExpectExact(c);
+  EXPECT_EQ(ring_->received(Fd(conns[0])).size(), 9 * m->bytes.size());
+  EXPECT_EQ(ring_->received(Fd(conns[1])).size(), 8 * m->bytes.size());
+  EXPECT_EQ(ledger_.released(), 17u);
+  CheckNoViolations();
+}
+
+// Chains of at most 1, 2 or 3 ops: a message's chain is cut inside it and
+// continued from the op where it stopped; the same message under the three
+// limits (plans kept per limit), and one of its own on each.
+TEST_F(MessageFaultTest, SmallChainLimitsCutAMessageAndContinueIt) {
+  Make();
+  const auto shared = MakeTestMessage({4 * K, 64 * K, 4 * K, 1, 20 * K}, 514);
+  std::vector<std::unique_ptr<TestMessage>> own;
+  std::vector<std::pair<ConnectionId, uint32_t>> conns;
+  for (uint32_t limit : {1u, 2u, 3u}) {
+    ConnectionOptions o = Options();
+    o.plan.max_ops_per_chain = limit;
+    conns.push_back({Attach(o), limit});
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& [c, limit] : conns) {
+      Send(c, {K});
+      SendMessage(c, *shared, /*poison=*/false);
+      own.push_back(MakeTestMessage(
+          {4 * K, 64 * K, 4 * K, 64 * K, 4 * K, 1, 20 * K}, 520 + own.size()));
+      SendMessage(c, *own.back());
+      Send(c, {2 * K, 64 * K});
+    }
+    Pump(round == 1 ? 1 : 1000);
+  }
+  Pump();
+  for (const auto& [c, limit] : conns) {
+    SCOPED_TRACE(absl::StrCat("max_ops_per_chain ", limit));
+    ExpectExact(c);
+    for (const auto& [chain, ops] : ChainSizes(Fd(c))) {
+      EXPECT_LE(ops, static_cast<int>(limit)) << "chain " << chain;
+    }
+    EXPECT_GT(ChainSizes(Fd(c)).size(), 10u);
+    const SendStats s = *executor_->connection_stats(c);
+    EXPECT_EQ(s.buffers_enqueued, 15u);
+    EXPECT_EQ(s.buffers_released, 15u);
+  }
+  CheckNoViolations();
+}
+
+// A notification cap that holds two 64K zero-copy ops: a message's chain
+// stops at the cap, waits for its own notifications, and goes on.
+TEST_F(MessageFaultTest, TinyNotificationCapCutsAMessageChainAndGoesOn) {
+  ExecutorOptions eo;
+  eo.max_bytes_awaiting_notification = 160 * K;
+  Make(FakeRingOptions(), eo);
+  const uint64_t cap = executor_->max_bytes_awaiting_notification();
+  ASSERT_EQ(cap, 160 * K);
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  const auto m = MakeTestMessage(
+      {64 * K, 10, 64 * K, 10, 64 * K, 10, 64 * K, 10, 64 * K}, 530);
+  const auto big = MakeTestMessage({512 * K, 3}, 531);  // above the cap
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t tb = SendMessage(c, *big);
+  int rounds = 0;
+  while (!executor_->Idle(c) && rounds < 200) {
+    Pump(3);
+    EXPECT_LE(ring_->bytes_awaiting_notification(), cap);
+    EXPECT_LE(executor_->stats().totals.bytes_awaiting_notification, cap);
+    ring_->DeliverAllNotifications();
+    ++rounds;
+  }
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_EQ(Releases(tb), 1);
+  EXPECT_GT(ChainSizes(Fd(c)).size(), 2u) << "the cap cut the chain";
+  for (const SqeRecord* r : SqesOn(Fd(c))) {
+    if (FakeRing::IsZeroCopyOpcode(r->opcode)) {
+      EXPECT_LE(r->bytes_requested, cap);
+    }
+  }
+  EXPECT_LE(executor_->stats().totals.peak_bytes_awaiting_notification, cap);
+  CheckNoViolations();
+}
+
+// One message shared by connections whose options differ: each gets the
+// plan of its own options, however their sends interleave.
+TEST_F(MessageFaultTest, ConnectionsWithOtherOptionsGetTheirOwnPlans) {
+  Make();
+  const ConnectionId a = Attach(Options(16 * K));
+  const ConnectionId never = Attach(Options(PlanOptions::kNever));
+  const ConnectionId all_zc = Attach(Options(0));
+  ConnectionOptions two = Options(16 * K, CopyOp::kSendmsg);
+  two.plan.max_iovs_per_op = 2;
+  const ConnectionId d = Attach(two);
+  ConnectionOptions adaptive = Options(16 * K);
+  adaptive.adaptive_zero_copy = true;
+  adaptive.adaptive_copied_limit = 2;
+  adaptive.adaptive_retry_chains = 0;
+  const ConnectionId e = Attach(adaptive);
+  ring_->SetCopied(Fd(e), true);  // the kernel copies: adaptive mode gives up
+  const auto m =
+      MakeTestMessage({K, 2 * K, 64 * K, 3 * K, 4 * K, 20 * K, 5, 6, 7}, 540);
+  const std::vector<ConnectionId> conns = {a, never, all_zc, d, e};
+  for (int round = 0; round < 6; ++round) {
+    for (ConnectionId c : conns) {
+      SendMessage(c, *m, /*poison=*/false);
+      Pump();
+    }
+  }
+  for (ConnectionId c : conns) ExpectExact(c);
+  ExpectKindsFollowThreshold(Fd(a), 16 * K);
+  for (const SqeRecord* r : SqesOn(Fd(never))) {
+    EXPECT_FALSE(FakeRing::IsZeroCopyOpcode(r->opcode));
+  }
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(never));
+  for (const SqeRecord* r : SqesOn(Fd(all_zc))) {
+    EXPECT_TRUE(FakeRing::IsZeroCopyOpcode(r->opcode));
+  }
+  for (const SqeRecord* r : SqesOn(Fd(d))) {
+    EXPECT_NE(r->opcode, IORING_OP_WRITEV) << "copy_op is sendmsg";
+    EXPECT_LE(r->iov_count, 2u);
+  }
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(e));
+  EXPECT_EQ(executor_->connection_stats(e)->adaptive_disabled, 1u);
+  // The last message on e went by copy.
+  const std::vector<const SqeRecord*> on_e = SqesOn(Fd(e));
+  ASSERT_FALSE(on_e.empty());
+  EXPECT_FALSE(FakeRing::IsZeroCopyOpcode(on_e.back()->opcode));
+  size_t zc_on_e = 0;
+  for (const SqeRecord* r : on_e)
+    zc_on_e += FakeRing::IsZeroCopyOpcode(r->opcode);
+  EXPECT_LT(zc_on_e, 6u * 2) << "after two copied notifications, copies";
+  EXPECT_EQ(ledger_.released(), 30u);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, BadMessageInputIsRefusedAndDisturbsNothing) {
+  Make();
+  const ConnectionId c = Attach();
+  Send(c, kExample);
+  const auto m1 = MakeTestMessage({4 * K, 64 * K}, 550);
+  SendMessage(c, *m1);
+  Pump(1);
+  const auto spare = MakeTestMessage({10}, 551);
+  const absl::Status null = executor_->EnqueueMessage(c, nullptr, 1);
+  EXPECT_EQ(null.code(), absl::StatusCode::kInvalidArgument) << null;
+  EXPECT_TRUE(absl::StrContains(null.message(), "null")) << null;
+  EXPECT_EQ(
+      executor_->EnqueueMessage(ConnectionId{12345}, spare->message, 1).code(),
+      absl::StatusCode::kNotFound);
+  // Over max_queued_bytes: alone, and with what is queued.
+  ConnectionOptions small = Options();
+  small.max_queued_bytes = 1000;
+  const ConnectionId limited = Attach(small);
+  const auto big = MakeTestMessage({500, 501}, 552);
+  const absl::Status over = executor_->EnqueueMessage(limited, big->message, 1);
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted) << over;
+  EXPECT_TRUE(absl::StrContains(over.message(), "1001")) << over;
+  EXPECT_TRUE(absl::StrContains(over.message(), "1000")) << over;
+  ring_->SetCapacity(Fd(limited), 0);  // what is queued stays queued
+  const auto fits = MakeTestMessage({300, 300}, 553);
+  const uint64_t t_fits = SendMessage(limited, *fits);
+  const absl::Status twice =
+      executor_->EnqueueMessage(limited, fits->message, 2);
+  EXPECT_EQ(twice.code(), absl::StatusCode::kResourceExhausted) << twice;
+  EXPECT_TRUE(absl::StrContains(twice.message(), "600 bytes queued")) << twice;
+  const auto exact = MakeTestMessage({400}, 554);
+  SendMessage(limited, *exact);  // 600 + 400 = 1000: at the limit, accepted
+  EXPECT_EQ(big->message.use_count(), 1) << "a refused message is not kept";
+  EXPECT_EQ(fits->message.use_count(), 2) << "kept once, for the one enqueue";
+  // A failed connection refuses, naming its error.
+  const ConnectionId failed = Attach();
+  ring_->SetSocketError(Fd(failed), -ECONNRESET);
+  Send(failed, {100});
+  Pump(3);
+  ASSERT_FALSE(executor_->ConnectionError(failed).ok());
+  const absl::Status on_failed =
+      executor_->EnqueueMessage(failed, spare->message, 3);
+  EXPECT_EQ(on_failed.code(), absl::StatusCode::kFailedPrecondition)
+      << on_failed;
+  EXPECT_TRUE(absl::StrContains(on_failed.message(), "failed")) << on_failed;
+  EXPECT_EQ(spare->message.use_count(), 1);
+  // None of that touched the connection in progress, nor the limited one.
+  Send(c, kExample);
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->ConnectionError(c).ok());
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.buffers_enqueued, 11u);
+  EXPECT_EQ(s.buffers_released, 11u);
+  const SendStats sl = *executor_->connection_stats(limited);
+  EXPECT_EQ(sl.buffers_enqueued, 2u);
+  EXPECT_EQ(sl.bytes_enqueued, 1000u);
+  ring_->AddCapacity(Fd(limited), 1 << 20);
+  Pump();
+  ExpectExact(limited);
+  EXPECT_EQ(Releases(t_fits), 1);
+  CheckNoViolations();
+  ASSERT_TRUE(executor_->Close(failed).ok());
+  Pump();
+  EXPECT_TRUE(executor_->Shutdown(absl::Milliseconds(1)).ok());
+  EXPECT_EQ(executor_->EnqueueMessage(c, spare->message, 4).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MessageFaultTest, EnomemInsideAMessageResendsItByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+  f.more = false;
+  f.notify = false;
+  ring_->AddFault(Fd(c), f);
+  const auto m = MakeTestMessage({K, 64 * K, 2 * K, 32 * K}, 560);
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t after = Send(c, {64 * K})[0];
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_EQ(Releases(after), 1);
+  EXPECT_TRUE(ledger_.Find(t)->status.ok());
+  EXPECT_EQ(executor_->connection_stats(c)->fallbacks_enomem, 1u);
+  CheckNoViolations();
+}
+
+// A SENDMSG_ZC over two whole buffers of the message (its own iovecs) gives
+// up after 70000 bytes: the next chain starts 70000 bytes in, inside the
+// second buffer.
+TEST_F(MessageFaultTest, ShortSendInsideABorrowedOpResumesAtTheByte) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->set_hold_notifications(true);
+  ring_->AddFault(Fd(c), FakeFault{IORING_OP_SENDMSG_ZC, 70000, -EAGAIN});
+  const auto m = MakeTestMessage({64 * K, 64 * K, 100}, 561);
+  const uint64_t t = SendMessage(c, *m);
+  Pump(20);
+  ExpectExact(c);
+  const std::vector<const SqeRecord*> sqes = SqesOn(Fd(c));
+  ASSERT_GE(sqes.size(), 3u);
+  EXPECT_EQ(sqes[0]->opcode, IORING_OP_SENDMSG_ZC);
+  EXPECT_EQ(sqes[0]->res, 70000);
+  EXPECT_EQ(sqes[1]->res, -ECANCELED);
+  EXPECT_EQ(sqes[2]->chain, sqes[0]->chain + 1);
+  EXPECT_EQ(sqes[2]->iovs[0].iov_base, m->ByteAt(70000));
+  EXPECT_EQ(Releases(t), 0);
+  ring_->DeliverAllNotifications();
+  Pump();
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_EQ(executor_->connection_stats(c)->chains_resumed, 1u);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, EopnotsuppInsideAMessageResendsItByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  ring_->SetZeroCopySupported(Fd(c), false);
+  const auto m = MakeTestMessage({K, 64 * K, 2 * K, 64 * K}, 562);
+  const uint64_t t = SendMessage(c, *m);
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t), 1);
+  EXPECT_FALSE(executor_->ZeroCopyEnabled(c));
+  EXPECT_EQ(executor_->connection_stats(c)->fallbacks_unsupported, 1u);
+  CheckNoViolations();
+}
+
+TEST_F(MessageFaultTest, RegisteredMessageMemoryUsesFixedBufferOps) {
+  Make();
+  const auto m = MakeTestMessage({64 * K, 100, 64 * K, 64 * K}, 563);
+  const struct iovec region = {m->arena.get(), m->arena_size};
+  ASSERT_TRUE(executor_->RegisterBuffers({&region, 1}).ok());
+  const ConnectionId c = Attach();
+  const uint64_t t = SendMessage(c, *m);
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(Releases(t), 1);
+  size_t zc = 0;
+  for (const SqeRecord* r : SqesOn(Fd(c))) {
+    if (!FakeRing::IsZeroCopyOpcode(r->opcode)) continue;
+    ++zc;
+    EXPECT_NE(r->ioprio & IORING_RECVSEND_FIXED_BUF, 0) << int{r->opcode};
+  }
+  EXPECT_EQ(zc, 2u);
+  EXPECT_EQ(executor_->connection_stats(c)->fixed_buffer_ops, 2u);
+  CheckNoViolations();
+}
+
+// More messages than the plan cache keeps, between sends of one long-lived
+// message on connections with two sets of options.
+TEST_F(MessageFaultTest, ManyMessagesOverflowThePlanCacheHarmlessly) {
+  Make();
+  const ConnectionId a = Attach(Options(16 * K));
+  const ConnectionId b = Attach(Options(PlanOptions::kNever));
+  const auto kept = MakeTestMessage({20 * K, 30, 40 * K}, 570);
+  std::vector<unsigned char> data(10 + 20 * K + 64);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = PatternByte(571, i);
+  for (int i = 0; i < 5000; ++i) {
+    // A message of its own each time, over the same memory.
+    const size_t skip = static_cast<size_t>(i % 64);
+    const std::vector<iovec> iovs = {{data.data() + skip, 10},
+                                     {data.data() + skip + 10, 20 * K}};
+    absl::StatusOr<std::shared_ptr<const PreparedMessage>> one =
+        PreparedMessage::Create(iovs);
+    ASSERT_TRUE(one.ok());
+    const ConnectionId c = i % 2 ? a : b;
+    const uint64_t token = ledger_.Expect(c, nullptr, 0);
+    ASSERT_TRUE(executor_->EnqueueMessage(c, *one, token).ok());
+    expected_[c.value].append(reinterpret_cast<const char*>(data.data() + skip),
+                              10 + 20 * K);
+    if (i % 100 == 0) {
+      SendMessage(a, *kept, /*poison=*/false);
+      SendMessage(b, *kept, /*poison=*/false);
+    }
+    if (i % 10 == 0) Pump();
+  }
+  Pump();
+  ExpectExact(a);
+  ExpectExact(b);
+  for (const SqeRecord* r : SqesOn(Fd(b))) {
+    EXPECT_FALSE(FakeRing::IsZeroCopyOpcode(r->opcode));
+  }
+  ExpectKindsFollowThreshold(Fd(a), 16 * K);
+  CheckNoViolations();
+}
+
+// The second zero-copy op of a message fails -ENOMEM after the first went
+// out: the rest of that message (from the exact byte) goes by copy, the
+// plain buffers around it as planned.
+TEST_F(MessageFaultTest, EnomemMidMessageResendsItsRestByCopy) {
+  Make();
+  const ConnectionId c = Attach();
+  FakeFault ok{IORING_OP_SEND_ZC};
+  FakeFault f{IORING_OP_SEND_ZC, -1, -ENOMEM};
+  f.more = false;
+  f.notify = false;
+  ring_->AddFault(Fd(c), ok);  // the plain 64K buffer
+  ring_->AddFault(Fd(c), ok);  // the message's first 64K piece
+  ring_->AddFault(Fd(c), f);   // its second
+  const uint64_t before = Send(c, {100, 64 * K})[1];
+  const auto m = MakeTestMessage({K, 64 * K, 2 * K, 64 * K, 3 * K}, 580);
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t after = Send(c, {64 * K, 10})[0];
+  Pump();
+  ExpectExact(c);
+  for (uint64_t token : {before, t, after}) {
+    EXPECT_EQ(Releases(token), 1);
+    EXPECT_TRUE(ledger_.Find(token)->status.ok());
+  }
+  // The resumed chain starts at the failed op's first byte: the message's
+  // second 64K piece, sent by copy.
+  const std::vector<const SqeRecord*> sqes = SqesOn(Fd(c));
+  bool resent = false;
+  for (const SqeRecord* r : sqes) {
+    if (r->res == -ENOMEM) continue;
+    if (!r->iovs.empty() &&
+        r->iovs[0].iov_base == m->ByteAt(K + 64 * K + 2 * K)) {
+      EXPECT_FALSE(FakeRing::IsZeroCopyOpcode(r->opcode));
+      resent = true;
+    }
+  }
+  EXPECT_TRUE(resent);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.fallbacks_enomem, 1u);
+  EXPECT_EQ(s.bytes_copied + s.bytes_zero_copy, expected_[c.value].size());
+  CheckNoViolations();
+}
+
+// Two free submission-queue entries: every chain, through messages too, is
+// cut to fit and continued.
+TEST_F(MessageFaultTest, ChainsThroughMessagesFitTheFreeSubmissionQueue) {
+  FakeRingOptions ro;
+  ro.sq_entries = 2;
+  Make(ro);
+  const auto shared =
+      MakeTestMessage({4 * K, 64 * K, 4 * K, 20 * K, 1, 64 * K}, 581);
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(Attach());
+    for (int j = 0; j < 3; ++j) {
+      Send(conns.back(), {100u + j, 20 * K});
+      SendMessage(conns.back(), *shared, /*poison=*/false);
+    }
+  }
+  Pump();
+  for (ConnectionId c : conns) {
+    ExpectExact(c);
+    for (const auto& [chain, ops] : ChainSizes(Fd(c))) {
+      EXPECT_LE(ops, 2) << "chain " << chain;
+    }
+  }
+  EXPECT_EQ(ledger_.released(), 4u * 9);
+  CheckNoViolations();
+}
+
+// A completion queue of 4 entries: completions and notifications overflow
+// and are retried; messages still come back once each.
+TEST_F(MessageFaultTest, CompletionQueueOverflowWithMessages) {
+  FakeRingOptions ro;
+  ro.cq_entries = 4;
+  Make(ro);
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(Attach());
+    for (int j = 0; j < 4; ++j) {
+      messages.push_back(MakeTestMessage(
+          {3 * K, 64 * K, 100, 32 * K, 7, 16 * K}, 590 + messages.size()));
+      SendMessage(conns.back(), *messages.back());
+      Send(conns.back(), {500});
+    }
+  }
+  Pump();
+  for (ConnectionId c : conns) {
+    ExpectExact(c);
+    EXPECT_TRUE(executor_->Idle(c));
+  }
+  EXPECT_EQ(ledger_.released(), 24u);
+  CheckNoViolations();
+}
+
+// Released in runs: a message is one token of its run, in enqueue order.
+TEST_F(MessageFaultTest, BatchReleaseRunsHoldMessagesInOrder) {
+  std::vector<std::vector<uint64_t>> batches;
+  ExecutorOptions eo;
+  eo.on_release_batch = [&batches, inner = ledger_.batch_callback()](
+                            ConnectionId id, absl::Span<const uint64_t> tokens,
+                            const absl::Status& status) {
+    batches.emplace_back(tokens.begin(), tokens.end());
+    inner(id, tokens, status);
+  };
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach(Options(PlanOptions::kNever));
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  std::vector<uint64_t> order;
+  for (int i = 0; i < 10; ++i) {
+    for (uint64_t t : Send(c, {100, 200})) order.push_back(t);
+    messages.push_back(MakeTestMessage({50, 60, 70}, 600 + i));
+    order.push_back(SendMessage(c, *messages.back()));
+  }
+  Pump();
+  ExpectExact(c);
+  std::vector<uint64_t> released;
+  for (const std::vector<uint64_t>& b : batches) {
+    ASSERT_FALSE(b.empty());
+    released.insert(released.end(), b.begin(), b.end());
+  }
+  EXPECT_EQ(released, order) << "copies only: released in enqueue order";
+  EXPECT_LT(batches.size(), order.size()) << "in runs, not one by one";
+  CheckNoViolations();
+}
+
+// Shutdown resets a connection marked reset_on_shutdown that holds a
+// message the kernel still references (its peer never acknowledges): the
+// message comes back as sent, not as KernelMayStillRead, and Shutdown
+// reports nothing left. (Shutdown waits half its timeout before the reset;
+// nothing here depends on how long anything takes.)
+TEST_F(MessageFaultTest, ShutdownResetsAMarkedConnectionHoldingAMessage) {
+  Make();
+  ConnectionOptions resettable = Options();
+  resettable.reset_on_shutdown = true;
+  const ConnectionId reset = Attach(resettable);
+  ring_->set_hold_notifications(true);
+  const auto m1 = MakeTestMessage({64 * K, 5, 64 * K}, 610);
+  const uint64_t t1 = SendMessage(reset, *m1);
+  Pump(5);
+  ASSERT_EQ(Releases(t1), 0);
+  const absl::Status s = executor_->Shutdown(absl::Seconds(2));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
+  ASSERT_EQ(Releases(t1), 1);
+  EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t1)->status));
+  EXPECT_EQ(m1->message.use_count(), 1);
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
 }
 
 }  // namespace

@@ -7,7 +7,9 @@
 // The input is read front to back: a setup (ring sizes and features, the
 // notification cap, registered buffers, which release callback, how the run
 // ends), then up to kMaxActions actions: attach (random plan options, or
-// invalid ones), enqueue (one buffer or a batch, sometimes a bad one), poll,
+// invalid ones), enqueue (one buffer or a batch, sometimes a bad one, or a
+// prepared message of 1..8 pieces, laid out in order or backwards in its
+// memory, sometimes a null one), poll,
 // flush, hold and deliver notifications (one, all, reversed), faults on the
 // next ops (short ops, zero-copy errors with and without F_MORE or a
 // notification, -EAGAIN after partial progress), submit results (-EINTR,
@@ -15,7 +17,7 @@
 // close or abort (a reset). Then everything is lifted and the executor drained
 // and destroyed, or (when the input says so) destroyed with sends in flight,
 // and then the kernel's late work is let run. The release callback may enqueue
-// more and tries the calls it may not make.
+// more (buffers and prepared messages) and tries the calls it may not make.
 //
 // One input in four runs the executor on "the caller's ring" (a nonzero
 // user_data_tag): the harness is then the caller's loop. It never polls; it
@@ -74,6 +76,7 @@
 #include "zcplan/tests/uring/fake_ring.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/ring.h"
 
 namespace zcplan {
@@ -273,6 +276,13 @@ class Harness {
   // (kind 0: null base, 1: length 0); kind 2 passes one token too few.
   void Enqueue(int k, std::vector<uint64_t> sizes, bool batch, int bad,
                int bad_kind, bool registered);
+  void EnqueueMessageAction();
+  // Enqueues a prepared message of pieces of `sizes` on conns_[k], its
+  // memory one region of the pool with the pieces in order or `backwards`
+  // (so the message's bytes are not the region's), or a null message, and
+  // checks the outcome; the message is one buffer and one token.
+  void EnqueueMessage(int k, const std::vector<uint64_t>& sizes, bool backwards,
+                      bool null, bool registered);
   void Poll(int times);
   void Flush();
   void DeliverOne();
@@ -434,8 +444,10 @@ void Harness::Setup() {
 
 void Harness::Act() {
   const uint64_t op = in_.Range(0, 255);
-  if (op < 64) {
+  if (op < 48) {
     EnqueueAction(/*batch=*/false);
+  } else if (op < 64) {
+    EnqueueMessageAction();
   } else if (op < 88) {
     EnqueueAction(/*batch=*/true);
   } else if (op < 136) {
@@ -687,6 +699,108 @@ void Harness::Enqueue(int k, std::vector<uint64_t> sizes, bool batch, int bad,
   c.buffers += ts.size();
   bytes_ += total;
   buffers_ += ts.size();
+}
+
+void Harness::EnqueueMessageAction() {
+  const int k = PickConn();
+  if (k < 0) return;
+  const uint64_t n = in_.Range(1, 8);
+  std::vector<uint64_t> sizes;
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t left = kMaxBytes - bytes_ - total;
+    if (left == 0) break;
+    sizes.push_back(std::min(BufferSize(), left));
+    total += sizes.back();
+  }
+  const bool backwards = in_.Bool();
+  const bool null = in_.Range(0, 31) == 0;
+  const bool registered = in_.Bool();
+  if (sizes.empty() || buffers_ >= kMaxBuffers) return;
+  EnqueueMessage(k, sizes, backwards, null, registered);
+}
+
+void Harness::EnqueueMessage(int k, const std::vector<uint64_t>& sizes,
+                             bool backwards, bool null, bool registered) {
+  Conn& c = conns_[k];
+  const uint64_t heap_mark = HeapPool().used();
+  const uint64_t registered_mark = RegisteredPool().used();
+  uint64_t total = 0;
+  for (uint64_t size : sizes) total += size;
+  unsigned char* region = NewBuffer(total, registered);
+  std::vector<struct iovec> iovs;
+  uint64_t before = 0;
+  for (uint64_t size : sizes) {
+    unsigned char* p = region + (backwards ? total - before - size : before);
+    std::memcpy(p, Pattern(c.stream) + c.enqueued + before, size);
+    iovs.push_back({p, size});
+    before += size;
+  }
+  std::shared_ptr<const PreparedMessage> message;
+  if (!null) {
+    absl::StatusOr<std::shared_ptr<const PreparedMessage>> made =
+        PreparedMessage::Create(iovs);
+    if (!made.ok()) {
+      Die(absl::StrCat("PreparedMessage::Create: ", made.status().ToString()));
+    }
+    if ((*made)->bytes() != total || (*made)->size() != sizes.size()) {
+      Die("PreparedMessage: wrong size or bytes");
+    }
+    message = *std::move(made);
+  }
+  // The ledger poisons the whole region at the release.
+  const uint64_t token = ledger_.Expect(c.id, region, total);
+  if (token >= tokens_.size()) tokens_.resize(token + 1);
+  Token& t = tokens_[token];
+  t.conn = k;
+  t.index = c.buffers;
+  t.length = total;
+  t.end = c.enqueued + total;
+
+  absl::StatusCode want;
+  const absl::Status error = ex_->ConnectionError(c.id);
+  if (error.code() == absl::StatusCode::kNotFound) {
+    if (!c.closed) Die(absl::StrCat("connection ", c.id.value, " vanished"));
+    want = absl::StatusCode::kNotFound;
+  } else if (null) {
+    want = absl::StatusCode::kInvalidArgument;
+  } else if (!error.ok()) {
+    want = absl::StatusCode::kFailedPrecondition;
+  } else if (c.outstanding + total > c.max_queued) {
+    want = absl::StatusCode::kResourceExhausted;
+  } else {
+    want = absl::StatusCode::kOk;
+  }
+  const absl::Status s = ex_->EnqueueMessage(c.id, message, token);
+  // As for Enqueue: inside a per-buffer callback the executor has already
+  // let go of the bytes of the whole run.
+  const bool loose = in_callback_ > 0 &&
+                     want == absl::StatusCode::kResourceExhausted && s.ok();
+  if (s.code() != want && !loose) {
+    Die(absl::StrCat("EnqueueMessage of ", sizes.size(), " piece(s), ", total,
+                     " bytes", null ? " (null)" : "", ", on connection ",
+                     c.id.value, " (", c.outstanding, " outstanding, max ",
+                     c.max_queued, ", error ", error.ToString(), "): want ",
+                     absl::StatusCodeToString(want), ", got ", s.ToString()));
+  }
+  if (!s.ok()) {
+    if (message != nullptr && message.use_count() != 1) {
+      Die("a refused prepared message was kept by the executor");
+    }
+    ledger_.Forget(token);
+    HeapPool().Rewind(heap_mark);
+    RegisteredPool().Rewind(registered_mark);
+    return;
+  }
+  if (message.use_count() < 2) {
+    Die("the executor keeps no reference to an enqueued prepared message");
+  }
+  t.queued = true;
+  c.enqueued += total;
+  c.outstanding += total;
+  c.buffers += 1;
+  bytes_ += total;
+  buffers_ += 1;
 }
 
 void Harness::Poll(int times) {
@@ -1091,6 +1205,12 @@ void Harness::AfterCallback(ConnectionId id, uint64_t token,
   ++callback_enqueues_;
   const int k =
       static_cast<int>((tokens_[token].conn + callbacks_) % conns_.size());
+  if (callbacks_ % 5 == 0 && length > 1) {
+    // A prepared message of two pieces, the second first in memory.
+    EnqueueMessage(k, {length / 2, length - length / 2}, /*backwards=*/true,
+                   /*null=*/false, /*registered=*/callbacks_ % 3 == 0);
+    return;
+  }
   Enqueue(k, {length}, /*batch=*/callbacks_ % 2 == 0, -1, 0,
           /*registered=*/callbacks_ % 3 == 0);
 }

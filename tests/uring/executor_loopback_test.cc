@@ -55,10 +55,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/receiver.h"
 
 namespace zcplan {
@@ -1608,6 +1610,221 @@ INSTANTIATE_TEST_SUITE_P(DeferTaskrun, EpollTest, testing::Bool(),
                          [](const testing::TestParamInfo<bool>& info) {
                            return info.param ? "DeferTaskrun" : "Plain";
                          });
+
+// ---------------------------------------------------------------------------
+// Prepared messages on the real kernel.
+
+// Enqueues all of `stream` on `id` in units, each a plain buffer or a run
+// of 2..6 consecutive buffers as one prepared message (`messages` keeps
+// them), polling without waiting now and then. Returns the units enqueued
+// (what the stats count as buffers).
+size_t EnqueueWithMessages(
+    Executor& executor, TokenLedger& ledger, const Stream& stream,
+    ConnectionId id, std::mt19937_64& rng,
+    std::vector<std::shared_ptr<const PreparedMessage>>* messages) {
+  size_t units = 0;
+  size_t offset = 0;
+  for (size_t i = 0; i < stream.count();) {
+    size_t run = absl::Uniform(rng, 0, 2) == 0
+                     ? absl::Uniform<size_t>(absl::IntervalClosed, rng, 2, 6)
+                     : 1;
+    run = std::min(run, stream.count() - i);
+    unsigned char* base = stream.data() + offset;
+    size_t bytes = 0;
+    if (run == 1) {
+      bytes = stream.size(i);
+      const uint64_t token = ledger.Expect(id, base, bytes);
+      const absl::Status s = executor.Enqueue(id, base, bytes, token);
+      EXPECT_TRUE(s.ok()) << s;
+    } else {
+      std::vector<iovec> iovs;
+      for (size_t k = 0; k < run; ++k) {
+        iovs.push_back({base + bytes, stream.size(i + k)});
+        bytes += stream.size(i + k);
+      }
+      absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+          PreparedMessage::Create(iovs);
+      EXPECT_TRUE(m.ok()) << m.status();
+      if (!m.ok()) return units;
+      // The ledger poisons all of the message's memory at its release.
+      const uint64_t token = ledger.Expect(id, base, bytes);
+      const absl::Status s = executor.EnqueueMessage(id, *m, token);
+      EXPECT_TRUE(s.ok()) << s;
+      messages->push_back(*std::move(m));
+    }
+    i += run;
+    offset += bytes;
+    if (++units % 4 == 0) {
+      const absl::StatusOr<size_t> polled = executor.Poll(absl::ZeroDuration());
+      EXPECT_TRUE(polled.ok()) << polled.status();
+    }
+  }
+  return units;
+}
+
+// Several connections with small send buffers and a slow reader: plain
+// buffers and prepared messages (large pieces among them, zero-copy) leave in
+// short sends, and every stream arrives byte-exact.
+TEST_F(ExecutorLoopbackTest, PreparedMessagesAmongPlainBuffersStayExact) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  constexpr int kConnections = 6;
+  std::mt19937_64 rng(9009);
+  const uint64_t thresholds[] = {16 * K, 4 * K, 64 * K, PlanOptions::kNever};
+  std::vector<ConnectionId> ids;
+  std::vector<Stream*> streams;
+  std::vector<std::pair<int, StreamCheck>> sockets;
+  for (int i = 0; i < kConnections; ++i) {
+    TcpPair* pair = NewPair(/*sndbuf=*/8 * K, /*rcvbuf=*/8 * K);
+    ASSERT_NE(pair, nullptr);
+    Stream& stream = NewStream(900 + i, MixedSizes(rng, 80, 200 * K));
+    ConnectionOptions o = Options(
+        thresholds[i % 4], i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg);
+    if (i == 1) o.plan.max_ops_per_chain = 2;  // chains cut inside messages
+    absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+    streams.push_back(&stream);
+    sockets.emplace_back(pair->server, CheckFor(stream));
+  }
+  CheckingReceiver::Options slow;
+  slow.read_size = 4 * K;
+  slow.pause = absl::Microseconds(50);
+  CheckingReceiver receiver(std::move(sockets), slow);
+
+  std::vector<std::shared_ptr<const PreparedMessage>> messages;
+  std::vector<size_t> units(kConnections);
+  for (int i = 0; i < kConnections; ++i) {
+    units[i] = EnqueueWithMessages(*executor_, ledger_, *streams[i], ids[i],
+                                   rng, &messages);
+  }
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  receiver.Join();
+  EXPECT_FALSE(receiver.timed_out());
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  uint64_t short_sends = 0;
+  for (int i = 0; i < kConnections; ++i) {
+    SCOPED_TRACE(absl::StrCat("connection ", i));
+    const StreamCheck& got = receiver.check(i);
+    EXPECT_EQ(got.received, streams[i]->total()) << got.Describe();
+    EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+    absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
+    ASSERT_TRUE(s.ok()) << s.status();
+    SCOPED_TRACE(FormatStats(*s));
+    EXPECT_EQ(s->buffers_enqueued, units[i]);
+    EXPECT_EQ(s->buffers_released, units[i]);
+    EXPECT_EQ(s->bytes_enqueued, streams[i]->total());
+    EXPECT_EQ(s->bytes_copied + s->bytes_zero_copy, streams[i]->total());
+    EXPECT_EQ(s->bytes_awaiting_notification, 0u);
+    short_sends += s->short_sends;
+  }
+  EXPECT_GT(short_sends, 0u) << "the small send buffers made none";
+  EXPECT_GT(messages.size(), 20u);
+  for (const auto& m : messages) {
+    EXPECT_EQ(m.use_count(), 1) << "the executor let go of every message";
+  }
+  const RingStats ring = executor_->stats();
+  if (executor_->features().send_zc &&
+      executor_->max_bytes_awaiting_notification() > 0) {
+    EXPECT_GT(ZeroCopyOps(ring.totals), 0u) << FormatStats(ring.totals);
+  }
+}
+
+// One prepared message (pieces laid out backwards in their memory, some of
+// them large) sent many times on each of several connections, between plain
+// buffers; each receiver compares all it read with what was enqueued.
+TEST_F(ExecutorLoopbackTest, OneMessageManyTimesOnManyConnectionsIsExact) {
+  MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
+  constexpr int kConnections = 4;
+  constexpr int kRounds = 12;
+  const std::vector<size_t> sizes = {100, 64 * K, 3 * K, 128 * K,
+                                     7,   20 * K, 70 * K};
+  size_t total = 0;
+  for (size_t s : sizes) total += s;
+  void* arena = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(arena, MAP_FAILED);
+  auto* bytes = static_cast<unsigned char*>(arena);
+  std::vector<iovec> iovs;
+  std::string message_bytes;
+  size_t end = total;
+  uint64_t n = 0;
+  for (size_t s : sizes) {
+    end -= s;
+    for (size_t k = 0; k < s; ++k) bytes[end + k] = PatternByte(950, n++);
+    iovs.push_back({bytes + end, s});
+    message_bytes.append(reinterpret_cast<const char*>(bytes + end), s);
+  }
+  absl::StatusOr<std::shared_ptr<const PreparedMessage>> message =
+      PreparedMessage::Create(iovs);
+  ASSERT_TRUE(message.ok()) << message.status();
+
+  std::vector<ConnectionId> ids;
+  std::vector<int> fds;
+  std::vector<std::string> expected(kConnections);
+  for (int i = 0; i < kConnections; ++i) {
+    TcpPair* pair = NewPair(/*sndbuf=*/16 * K, /*rcvbuf=*/16 * K);
+    ASSERT_NE(pair, nullptr);
+    ConnectionOptions o = Options(i == 3 ? PlanOptions::kNever : 16 * K,
+                                  i % 2 ? CopyOp::kSendmsg : CopyOp::kWritev);
+    absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+    fds.push_back(pair->server);
+  }
+  // Plain buffers, one per round and connection, all in one arena.
+  const size_t plain_each = 5000;
+  Stream plain(951, std::vector<size_t>(kRounds * kConnections, plain_each));
+  for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kConnections; ++i) {
+      const size_t index = static_cast<size_t>(round * kConnections + i);
+      unsigned char* p = plain.data() + index * plain_each;
+      const uint64_t t = ledger_.Expect(ids[i], p, plain_each);
+      ASSERT_TRUE(executor_->Enqueue(ids[i], p, plain_each, t).ok());
+      expected[i].append(reinterpret_cast<const char*>(p), plain_each);
+      for (int k = 0; k < (i == 0 ? 2 : 1); ++k) {
+        // Not poisoned: the other enqueues still send this memory.
+        const uint64_t mt = ledger_.Expect(ids[i], nullptr, 0);
+        ASSERT_TRUE(executor_->EnqueueMessage(ids[i], *message, mt).ok());
+        expected[i] += message_bytes;
+      }
+    }
+  }
+  std::vector<std::string> got(kConnections);
+  ReceiverOptions ro;
+  ro.read_size = 8 * K;
+  ro.timeout = kReceiveTimeout;
+  for (const std::string& e : expected) ro.byte_limits.push_back(e.size());
+  ro.on_data = [&got](size_t connection, absl::Span<const unsigned char> d) {
+    got[connection].append(reinterpret_cast<const char*>(d.data()), d.size());
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::unique_ptr<Receiver>> receiver =
+      Receiver::OnSockets(fds, std::move(ro));
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+  EXPECT_TRUE((*receiver)->Join().ok()) << (*receiver)->status();
+  for (int i = 0; i < kConnections; ++i) {
+    SCOPED_TRACE(absl::StrCat("connection ", i));
+    ASSERT_EQ(got[i].size(), expected[i].size());
+    const auto mismatch =
+        std::mismatch(got[i].begin(), got[i].end(), expected[i].begin());
+    EXPECT_TRUE(mismatch.first == got[i].end())
+        << "first wrong byte at " << (mismatch.first - got[i].begin());
+    absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->buffers_enqueued, kRounds * (i == 0 ? 3u : 2u));
+    EXPECT_EQ(s->buffers_released, s->buffers_enqueued);
+    EXPECT_EQ(s->bytes_copied + s->bytes_zero_copy, expected[i].size());
+  }
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  EXPECT_EQ(ledger_.failed(), 0u);
+  EXPECT_EQ(message->use_count(), 1);
+  executor_.reset();
+  munmap(arena, total);
+}
 
 }  // namespace
 }  // namespace zcplan

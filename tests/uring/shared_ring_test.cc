@@ -42,6 +42,7 @@
 #include "zcplan/planner/planner.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
+#include "zcplan/uring/prepared_message.h"
 
 namespace zcplan {
 namespace {
@@ -87,6 +88,10 @@ struct Client {
   int server_fd = -1;  // the accepted end the executor sends on
   ConnectionId id;
   bool attached = false;
+  // With prepared messages: the units enqueued (plain buffers and
+  // messages, what the stats count as buffers), and the messages.
+  size_t units = 0;
+  std::vector<std::shared_ptr<const PreparedMessage>> messages;
 };
 
 class SharedRingTest : public testing::Test {
@@ -267,8 +272,45 @@ class SharedRingTest : public testing::Test {
     ASSERT_TRUE(id.ok()) << id.status();
     c.id = *id;
     c.attached = true;
+    if (use_messages_) {
+      EnqueueWithMessages(c);
+      return;
+    }
     while (!c.stream->done()) {
       ASSERT_TRUE(c.stream->EnqueueNext(*executor_, ledger_, c.id).ok());
+    }
+  }
+
+  // All of the client's stream in units: a plain buffer, or a run of 2..5
+  // consecutive buffers as one prepared message, in a fixed cycle.
+  void EnqueueWithMessages(Client& c) {
+    static constexpr size_t kRuns[] = {1, 3, 1, 2, 5, 1, 4, 2};
+    const Stream& stream = *c.stream;
+    size_t offset = 0;
+    for (size_t i = 0; i < stream.count(); ++c.units) {
+      const size_t run =
+          std::min(kRuns[(c.units + stream.id()) % 8], stream.count() - i);
+      unsigned char* base = stream.data() + offset;
+      size_t bytes = 0;
+      if (run == 1) {
+        bytes = stream.size(i);
+        const uint64_t t = ledger_.Expect(c.id, base, bytes);
+        ASSERT_TRUE(executor_->Enqueue(c.id, base, bytes, t).ok());
+      } else {
+        std::vector<iovec> iovs;
+        for (size_t k = 0; k < run; ++k) {
+          iovs.push_back({base + bytes, stream.size(i + k)});
+          bytes += stream.size(i + k);
+        }
+        absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+            PreparedMessage::Create(iovs);
+        ASSERT_TRUE(m.ok()) << m.status();
+        const uint64_t t = ledger_.Expect(c.id, base, bytes);
+        ASSERT_TRUE(executor_->EnqueueMessage(c.id, *m, t).ok());
+        c.messages.push_back(*std::move(m));
+      }
+      i += run;
+      offset += bytes;
     }
   }
 
@@ -346,7 +388,10 @@ class SharedRingTest : public testing::Test {
       ASSERT_TRUE(s.ok()) << s.status();
       EXPECT_EQ(s->bytes_copied + s->bytes_zero_copy, c.stream->total())
           << FormatStats(*s);
-      EXPECT_EQ(s->buffers_released, c.stream->count()) << FormatStats(*s);
+      EXPECT_EQ(s->buffers_released,
+                use_messages_ ? c.units : c.stream->count())
+          << FormatStats(*s);
+      EXPECT_EQ(s->buffers_enqueued, s->buffers_released) << FormatStats(*s);
       EXPECT_EQ(s->buffers_released_failed, 0u) << FormatStats(*s);
     }
   }
@@ -395,6 +440,7 @@ class SharedRingTest : public testing::Test {
 
   std::set<uint64_t> in_flight_;  // the test's own ops
   bool enqueue_on_accept_ = true;
+  bool use_messages_ = false;  // enqueue runs of buffers as prepared messages
   bool stop_timeouts_ = false;
   int accepted_ = 0;
   uint64_t armed_accepts_ = 0, armed_recvs_ = 0, armed_timeouts_ = 0;
@@ -423,6 +469,34 @@ TEST_P(SharedRingServerTest, OwnOpsAndExecutorSendsShareTheRingExactly) {
   if (HasFatalFailure()) return;
   CheckEverything();
   EXPECT_GT(executor_cqes_, 0u);
+}
+
+// The same server, its streams enqueued partly as prepared messages (runs of
+// buffers, each one message and one token): SQEs that point into the
+// messages' own iovecs, on the caller's ring.
+TEST_P(SharedRingServerTest, PreparedMessagesShareTheRingExactly) {
+  const auto [defer_taskrun, submit] = GetParam();
+  use_messages_ = true;
+  SetUpServer(defer_taskrun);
+  if (IsSkipped() || HasFatalFailure()) return;
+  ArmAll();
+  RunUntil(
+      submit, [this] { return accepted_ == kClients && AllReceived(); },
+      "every stream");
+  if (HasFatalFailure()) return;
+  CheckConnectionStats();
+  EndCleanly(submit);
+  if (HasFatalFailure()) return;
+  CheckEverything();
+  size_t messages = 0;
+  for (const Client& c : clients_) {
+    EXPECT_LT(c.units, c.stream->count());
+    for (const auto& m : c.messages) {
+      EXPECT_EQ(m.use_count(), 1) << "the executor let go of it";
+      ++messages;
+    }
+  }
+  EXPECT_GT(messages, size_t{kClients});
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -2485,6 +2485,45 @@ TEST_P(ExecutorGatherTest, OneMessageGatheredOnManyConnectionsAtOnce) {
   CheckNoViolations();
 }
 
+// A forced Shutdown with a gathered op still in the kernel (on the caller's
+// ring, where Shutdown cannot wait): the gather buffer is left to the
+// kernel. Once the executor is gone and the heap has been churned with
+// blocks of the buffer's size, the op still sends the bytes it was given.
+TEST_F(ExecutorFaultTest, GatherBufferOfAnOpInFlightOutlivesAForcedShutdown) {
+  ExecutorOptions eo;
+  eo.user_data_tag = 0x3C;
+  Make(FakeRingOptions(), eo);
+  constexpr uint64_t kGather = 4 * K;
+  ConnectionOptions o = Options(PlanOptions::kNever);
+  o.gather_bytes = kGather;
+  const ConnectionId c = Attach(o);
+  const ConnectionId d = Attach(o);
+  ring_->SetCapacity(Fd(c), 0);
+  const std::vector<uint64_t> tokens = Send(c, gather::SmallSizes(60, 5));
+  Send(d, gather::SmallSizes(30, 1));  // completes: its buffer is pooled
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_EQ(ring_->log().size(), 2u);
+  EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SEND);
+  EXPECT_EQ(ring_->blocked_ops(), 1u);
+  const absl::Status s = executor_->Shutdown(absl::ZeroDuration());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  for (uint64_t t : tokens) {
+    EXPECT_EQ(Releases(t), 1);
+    EXPECT_TRUE(KernelMayStillRead(ledger_.Find(t)->status));
+  }
+  executor_.reset();
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  std::vector<std::unique_ptr<char[]>> churn;
+  for (int i = 0; i < 256; ++i) {
+    churn.emplace_back(new char[kGather]);
+    std::fill_n(churn.back().get(), kGather, static_cast<char>(0xAB));
+  }
+  ring_->AddCapacity(Fd(c), 1 << 20);
+  ExpectExact(c);
+  CheckNoViolations();
+}
+
 TEST_F(ExecutorFaultTest, GatherAttachRefusesValuesOutOfRange) {
   Make();
   struct Case {

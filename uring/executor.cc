@@ -1489,11 +1489,24 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
 
 void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   Op& op = co->op;
-  if (IsZeroCopy(op.kind) ||
-      op.bytes >= uint64_t{c.options.gather_below} * op.iov_count ||
-      op.bytes > c.options.gather_bytes - c.gather_used) {
-    return;
-  }
+  const uint64_t below = c.options.gather_below;
+  if (IsZeroCopy(op.kind) || op.bytes >= below * op.iov_count) return;
+  // The op before it joins when it is gathered and ends where gathering
+  // goes on, or when it is a lone small send (a header before a body: at a
+  // boundary of segments, the planner never sees the two together).
+  ChainOp* prev = chain_.size() >= 2 ? &chain_[chain_.size() - 2] : nullptr;
+  const bool prev_gathered =
+      prev != nullptr && prev->gathered &&
+      static_cast<char*>(c.chain_iovs[prev->piece].iov_base) +
+              c.chain_iovs[prev->piece].iov_len ==
+          c.gather.get() + c.gather_used;
+  const bool prev_lone = prev != nullptr && !prev->gathered &&
+                         prev->op.kind == OpKind::kSend &&
+                         prev->op.bytes < below;
+  // A lone send gathered on its own would only be one more copy.
+  if (op.kind == OpKind::kSend && !prev_gathered && !prev_lone) return;
+  const uint64_t need = op.bytes + (prev_lone ? prev->op.bytes : 0);
+  if (need > c.options.gather_bytes - c.gather_used) return;
   if (c.gather == nullptr) {
     if (!gather_pool_.empty() &&
         gather_pool_.back().size >= c.options.gather_bytes) {
@@ -1506,49 +1519,61 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
       c.gather_size = c.options.gather_bytes;
     }
   }
-  char* const to = c.gather.get() + c.gather_used;
-  const iovec* pieces =
-      co->borrowed != nullptr ? co->borrowed : &c.chain_iovs[co->piece];
-  char* at = to;
-  for (uint32_t k = 0; k < op.iov_count; ++k) {
-    CopySmall(at, static_cast<const char*>(pieces[k].iov_base),
-              pieces[k].iov_len);
-    at += pieces[k].iov_len;
+  char* const start = c.gather.get() + c.gather_used;
+  char* at = start;
+  auto copy = [&at](const iovec* pieces, uint32_t n) {
+    for (uint32_t k = 0; k < n; ++k) {
+      CopySmall(at, static_cast<const char*>(pieces[k].iov_base),
+                pieces[k].iov_len);
+      at += pieces[k].iov_len;
+    }
+  };
+  if (prev_lone) {
+    copy(
+        prev->borrowed != nullptr ? prev->borrowed : &c.chain_iovs[prev->piece],
+        1);
   }
-  // The op's pieces were the last laid out (or borrowed): one piece now.
-  if (co->borrowed == nullptr) {
-    c.chain_iovs.resize(co->piece);
-  }
-  co->borrowed = nullptr;
-  co->piece = c.chain_iovs.size();
-  c.chain_iovs.push_back(iovec{to, static_cast<size_t>(op.bytes)});
-  c.gather_used += op.bytes;
-  op.kind = OpKind::kSend;
-  op.first_iov = 0;
-  op.iov_count = 1;
-  op.offset = 0;
-  co->gathered = true;
-  co->gathered_bytes = op.bytes;
-  // Right behind the op before it, gathered too: one send of both. It holds
-  // the buffers of both (adjacent ranges of the queue) and ends where this
-  // one ends.
-  if (chain_.size() < 2) return;
-  ChainOp& prev = chain_[chain_.size() - 2];
-  iovec& joined = c.chain_iovs[prev.piece];
-  if (!prev.gathered ||
-      static_cast<char*>(joined.iov_base) + joined.iov_len != to) {
+  copy(co->borrowed != nullptr ? co->borrowed : &c.chain_iovs[co->piece],
+       op.iov_count);
+  c.gather_used += need;
+  // The op's pieces were the last laid out (or borrowed).
+  if (co->borrowed == nullptr) c.chain_iovs.resize(co->piece);
+  if (!prev_gathered && !prev_lone) {
+    co->borrowed = nullptr;
+    co->piece = c.chain_iovs.size();
+    c.chain_iovs.push_back(iovec{start, static_cast<size_t>(op.bytes)});
+    op.kind = OpKind::kSend;
+    op.first_iov = 0;
+    op.iov_count = 1;
+    op.offset = 0;
+    co->gathered = true;
+    co->gathered_bytes = op.bytes;
     return;
   }
-  joined.iov_len += op.bytes;
-  prev.op.bytes += op.bytes;
-  prev.gathered_bytes += op.bytes;
-  prev.layout.end_seq = co->layout.end_seq;
-  prev.layout.end_offset = co->layout.end_offset;
-  prev.hold_count =
-      static_cast<uint32_t>(std::max(prev.first_seq + prev.hold_count,
+  // One send of both: it holds the buffers of both (adjacent ranges of the
+  // queue) and ends where this one ends.
+  if (prev_gathered) {
+    c.chain_iovs[prev->piece].iov_len += op.bytes;
+  } else if (prev->borrowed != nullptr) {
+    prev->borrowed = nullptr;
+    prev->piece = c.chain_iovs.size();
+    c.chain_iovs.push_back(iovec{start, static_cast<size_t>(need)});
+  } else {
+    c.chain_iovs[prev->piece] = iovec{start, static_cast<size_t>(need)};
+  }
+  prev->op.kind = OpKind::kSend;
+  prev->op.first_iov = 0;
+  prev->op.iov_count = 1;
+  prev->op.offset = 0;
+  prev->op.bytes += op.bytes;
+  prev->gathered = true;
+  prev->gathered_bytes += need;
+  prev->layout.end_seq = co->layout.end_seq;
+  prev->layout.end_offset = co->layout.end_offset;
+  prev->hold_count =
+      static_cast<uint32_t>(std::max(prev->first_seq + prev->hold_count,
                                      co->first_seq + co->hold_count) -
-                            prev.first_seq);
-  c.chain_iovs.pop_back();
+                            prev->first_seq);
   chain_.pop_back();
 }
 

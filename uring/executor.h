@@ -183,7 +183,9 @@ struct ConnectionOptions {
   // per iovec (tens of ns) is far above memcpy's for small pieces. At most
   // `gather_bytes` bytes are gathered per chain; ops past that go as
   // planned. Counted in `gathered_ops` and `bytes_gathered` (and as `send`
-  // in `ops`). 0: off (the default); at most 1 GiB.
+  // in `ops`). 0: off (the default); at most 1 GiB. A `Shutdown` that hands
+  // back buffers as `KernelMayStillRead` never frees or reuses the gather
+  // buffer of such a connection either (a copy op may still read it).
   uint64_t gather_bytes = 0;
   uint32_t gather_below = 512;  // 1..2^20
 

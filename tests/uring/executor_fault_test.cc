@@ -2588,6 +2588,57 @@ TEST_P(ExecutorGatherTest, AbortWithGatheredChainsInFlight) {
   CheckNoViolations();
 }
 
+// The same on the caller's ring: the executor's SQEs wait on the ring after
+// Prepare until the caller submits; what the gathered op sends is what the
+// buffers held at Prepare, and the caller's loop (submit, reap, hand over)
+// gets every buffer back once, and the next chains, with short sends, stay
+// exact.
+TEST_P(ExecutorGatherTest, SnapshotOnTheCallersRingBeforeItsSubmit) {
+  ExecutorOptions eo;
+  eo.user_data_tag = 0x3C;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach(
+      gather::GatherOptions(64 * K, 512, PlanOptions::kNever, GetParam()));
+  const std::vector<uint64_t> first = Send(c, gather::SmallSizes(33, 4));
+  ASSERT_TRUE(executor_->Prepare().ok());
+  EXPECT_TRUE(ring_->log().empty());
+  EXPECT_GT(ring_->sq_pending(), 0u);
+  for (uint64_t t : first) {
+    std::fill_n(buffers_[t]->data(), buffers_[t]->size(), 0x5A);
+  }
+  auto caller_round = [this] {
+    ASSERT_TRUE(executor_->Prepare().ok());
+    ring_->SubmitAndWait(0, 0);
+    Completion batch[64];
+    const size_t n = ring_->Reap(absl::MakeSpan(batch, 64));
+    for (size_t i = 0; i < n; ++i) {
+      io_uring_cqe cqe{};
+      cqe.user_data = batch[i].user_data;
+      cqe.res = batch[i].res;
+      cqe.flags = batch[i].flags;
+      EXPECT_TRUE(executor_->HandleCompletion(cqe));
+    }
+  };
+  caller_round();
+  ASSERT_FALSE(ring_->log().empty());
+  EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SEND);
+  for (uint64_t t : first) EXPECT_EQ(Releases(t), 1);
+  ExpectExact(c);
+  // Then a reader that takes 50 bytes a round.
+  ring_->SetCapacity(Fd(c), 0);
+  const std::vector<uint64_t> second = Send(c, gather::SmallSizes(60, 2));
+  for (int round = 0; round < 1000 && !executor_->Idle(c); ++round) {
+    ring_->AddCapacity(Fd(c), 50);
+    caller_round();
+  }
+  ASSERT_TRUE(executor_->Idle(c));
+  ExpectExact(c);
+  for (uint64_t t : second) EXPECT_EQ(Releases(t), 1);
+  EXPECT_GT(Stats(c).short_sends, 10u);
+  EXPECT_GT(Stats(c).gathered_ops, 10u);
+  CheckNoViolations();
+}
+
 // A forced Shutdown with a gathered op still in the kernel (on the caller's
 // ring, where Shutdown cannot wait): the gather buffer is left to the
 // kernel. Once the executor is gone and the heap has been churned with

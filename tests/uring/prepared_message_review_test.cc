@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -40,7 +41,12 @@ class PreparedMessageReviewTest : public testing::Test {
             ExecutorOptions options = ExecutorOptions()) {
     owned_ring_ = std::make_unique<FakeRing>(ring_options);
     ring_ = owned_ring_.get();
-    options.on_release = ledger_.callback();
+    ReleaseCallback ledger = ledger_.callback();
+    options.on_release = [this, ledger](ConnectionId c, uint64_t token,
+                                        const absl::Status& status) {
+      ledger(c, token, status);
+      if (release_hook_) release_hook_(c);
+    };
     options.teardown_timeout = absl::Milliseconds(1);
     if (options.max_bytes_awaiting_notification == 0) {
       options.max_bytes_awaiting_notification = 64 * 1024 * K;
@@ -135,6 +141,33 @@ class PreparedMessageReviewTest : public testing::Test {
     return *m;
   }
 
+  // SendMessage for a connection that may refuse it (from inside the
+  // release callback): on error nothing is expected of it.
+  bool TrySendMessage(ConnectionId id, const std::vector<size_t>& sizes) {
+    std::string& expected = expected_[id.value];
+    const size_t before = expected.size();
+    size_t total = 0;
+    for (size_t s : sizes) total += s;
+    unsigned char* p = Fill(id, total);
+    std::vector<iovec> iovs;
+    size_t at = 0;
+    for (size_t s : sizes) {
+      iovs.push_back({p + at, s});
+      at += s;
+    }
+    absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+        PreparedMessage::Create(iovs);
+    EXPECT_TRUE(m.ok()) << m.status();
+    const uint64_t token = ledger_.Expect(id, p, total);
+    if (!executor_->EnqueueMessage(id, *m, token).ok()) {
+      ledger_.Forget(token);
+      expected_[id.value].resize(before);
+      return false;
+    }
+    messages_.push_back(*m);
+    return true;
+  }
+
   // Enqueues an existing message again (its memory is not poisoned: other
   // enqueues share it). Appends its bytes to the expected stream.
   uint64_t SendAgain(ConnectionId id,
@@ -212,6 +245,9 @@ class PreparedMessageReviewTest : public testing::Test {
   std::map<uint64_t, std::string> expected_;
   std::vector<std::unique_ptr<std::vector<unsigned char>>> memory_;
   std::vector<unsigned char> pool_;
+  std::function<void(ConnectionId)> release_hook_;
+  int hook_left_ = 0;
+  std::mt19937_64 hook_rng_;
   size_t pool_used_ = 0;
   std::vector<std::shared_ptr<const PreparedMessage>> messages_;
 };
@@ -239,6 +275,160 @@ TEST_F(PreparedMessageReviewTest, NullMessageIsRefused) {
   const absl::Status s = executor_->EnqueueMessage(c, nullptr, 1);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_TRUE(executor_->Idle(c));
+}
+
+TEST_F(PreparedMessageReviewTest, RefusedEnqueuesDisturbNothing) {
+  Make();
+  ConnectionOptions o = Options();
+  o.max_queued_bytes = 10 * K;
+  const ConnectionId c = Attach(o);
+  std::vector<unsigned char> big(11 * K, 1);
+  const iovec b{big.data(), big.size()};
+  absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+      PreparedMessage::Create({&b, 1});
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(executor_->EnqueueMessage(c, *m, 1).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(executor_->EnqueueMessage(ConnectionId{12345}, *m, 1).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(m->use_count(), 1) << "a refused enqueue keeps no reference";
+  EXPECT_TRUE(executor_->Idle(c));
+  SendMessage(c, {100, 200});
+  Pump();
+  ExpectExact(c);
+  ExpectMessagesDropped();
+}
+
+TEST_F(PreparedMessageReviewTest, CreateRefusesBadBuffers) {
+  char x[4];
+  const iovec null_base{nullptr, 4};
+  const iovec empty{x, 0};
+  EXPECT_EQ(PreparedMessage::Create({}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreparedMessage::Create({&null_base, 1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreparedMessage::Create({&empty, 1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const iovec huge[2] = {{x, static_cast<size_t>(SSIZE_MAX)}, {x, 1}};
+  EXPECT_EQ(PreparedMessage::Create(huge).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const iovec three[3] = {{x, 1}, {x + 1, 2}, {x, 4}};
+  absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
+      PreparedMessage::Create(three);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->bytes(), 7u);
+  EXPECT_EQ((*m)->Locate(0).buffer, 0u);
+  EXPECT_EQ((*m)->Locate(1).buffer, 1u);
+  EXPECT_EQ((*m)->Locate(1).offset, 0u);
+  EXPECT_EQ((*m)->Locate(2).offset, 1u);
+  EXPECT_EQ((*m)->Locate(3).buffer, 2u);
+  EXPECT_EQ((*m)->Locate(6).offset, 3u);
+}
+
+// A message held by the kernel at Shutdown comes back once, as
+// KernelMayStillRead, and the executor lets go of it.
+TEST_F(PreparedMessageReviewTest, ShutdownHandsBackAHeldMessageOnce) {
+  Make();
+  const ConnectionId c = Attach(Options(0));
+  ring_->set_hold_notifications(true);
+  uint64_t token = 0;
+  Send(c, {100});
+  SendMessage(c, {32 * K, 64 * K, 5}, &token);
+  Send(c, {300});
+  Pump(5);
+  ASSERT_FALSE(ring_->held_notifications().empty());
+  EXPECT_FALSE(executor_->Shutdown(absl::ZeroDuration()).ok());
+  EXPECT_EQ(Releases(token), 1);
+  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(token)->status));
+  ExpectMessagesDropped();
+}
+
+// Close with a message's chain blocked on a slow reader, part of it sent.
+TEST_F(PreparedMessageReviewTest, CloseMidMessageReleasesItOnce) {
+  Make();
+  const ConnectionId c = Attach(Options(0));
+  ring_->SetCapacity(Fd(c), 50 * K);
+  uint64_t token = 0;
+  SendMessage(c, {32 * K, 64 * K, 5}, &token);
+  Send(c, {300});
+  Pump(5);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  Pump();
+  EXPECT_TRUE(executor_->Idle(c));
+  EXPECT_EQ(Releases(token), 1);
+  EXPECT_FALSE(ledger_.Find(token)->status.ok());
+  ExpectPrefix(c);
+  ExpectMessagesDropped();
+}
+
+// A connection freed and its slot reused: seqs start again at 0, and the
+// new connection's messages are its own.
+TEST_F(PreparedMessageReviewTest, ReusedConnectionSlotSendsItsOwnMessages) {
+  Make();
+  const ConnectionId a = Attach();
+  SendMessage(a, {100, 200});
+  Send(a, {50});
+  SendMessage(a, {300});
+  Pump();
+  ExpectExact(a);
+  ASSERT_TRUE(executor_->Close(a).ok());
+  Pump();
+  ASSERT_FALSE(executor_->ConnectionError(a).ok()) << "a is gone";
+  const ConnectionId b = Attach();
+  Send(b, {70});
+  SendMessage(b, {400, 500});
+  Pump();
+  ExpectExact(b);
+  ExpectMessagesDropped();
+}
+
+// Caller's ring: Prepare (no submit), more enqueues and a Prepare again
+// before the caller submits; then the caller's loop.
+TEST_F(PreparedMessageReviewTest, CallersRingPrepareThenMoreEnqueues) {
+  ExecutorOptions eo;
+  eo.user_data_tag = 7;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach(Options(4 * K, CopyOp::kSendmsg));
+  SendMessage(c, {100, 8 * K, 200, 64 * K});
+  ASSERT_TRUE(executor_->Prepare().ok());
+  std::shared_ptr<const PreparedMessage> m2 = SendMessage(c, {1 * K, 2 * K});
+  Send(c, {3 * K});
+  SendAgain(c, m2);
+  ASSERT_TRUE(executor_->Prepare().ok());
+  for (int round = 0; round < 100 && !executor_->Idle(); ++round) {
+    ASSERT_TRUE(executor_->Prepare().ok());
+    ring_->SubmitAndWait(0, 0);
+    Completion batch[64];
+    const size_t n = ring_->Reap(absl::MakeSpan(batch, 64));
+    for (size_t i = 0; i < n; ++i) {
+      io_uring_cqe cqe{};
+      cqe.user_data = batch[i].user_data;
+      cqe.res = batch[i].res;
+      cqe.flags = batch[i].flags;
+      EXPECT_TRUE(executor_->HandleCompletion(cqe));
+    }
+  }
+  ASSERT_TRUE(executor_->Idle());
+  ExpectExact(c);
+  m2.reset();
+  ExpectMessagesDropped();
+}
+
+// Caller's ring: a message's SQEs on the ring, unsubmitted, when the
+// connection is closed: they become NOPs, and the message comes back once.
+TEST_F(PreparedMessageReviewTest, CallersRingCloseBeforeSubmit) {
+  ExecutorOptions eo;
+  eo.user_data_tag = 7;
+  Make(FakeRingOptions(), eo);
+  const ConnectionId c = Attach(Options(0));
+  uint64_t token = 0;
+  SendMessage(c, {32 * K, 64 * K}, &token);
+  ASSERT_TRUE(executor_->Prepare().ok());
+  ASSERT_TRUE(executor_->Close(c).ok());
+  EXPECT_EQ(Releases(token), 1);
+  ring_->SubmitAndWait(0, 0);
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+  ExpectMessagesDropped();
 }
 
 // --- Randomised: plain buffers and messages mixed, under faults ------------
@@ -280,6 +470,19 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
         pick(1, 10, 500, 3000, 5000, 17000, 40000, 70000));
   };
   std::vector<std::shared_ptr<const PreparedMessage>> shared;
+  // Now and then a release enqueues a message from inside the callback
+  // (state in members: the hook may run at teardown).
+  hook_left_ = static_cast<int>(rng() % 2) * 15;
+  hook_rng_.seed(rng());
+  release_hook_ = [this](ConnectionId c) {
+    if (hook_left_ > 0 && hook_rng_() % 3 == 0) {
+      --hook_left_;
+      static constexpr size_t kSizes[] = {1, 500, 5000, 17000, 70000};
+      std::vector<size_t> sizes(1 + hook_rng_() % 4);
+      for (size_t& s : sizes) s = kSizes[hook_rng_() % 5];
+      TrySendMessage(c, sizes);
+    }
+  };
   for (int step = 0; step < 40; ++step) {
     const ConnectionId c = conns[rng() % conns.size()];
     const int fd = Fd(c);
@@ -308,8 +511,10 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
         if (!shared.empty()) SendAgain(c, shared[rng() % shared.size()]);
         break;
       case 5: {
-        const int kind = static_cast<int>(rng() % 3);
-        if (kind == 0) {
+        const int kind = static_cast<int>(rng() % 4);
+        if (kind == 3) {
+          ring_->AddFault(fd, FakeFault{-1, -1, rng() % 2 ? -EAGAIN : -EINTR});
+        } else if (kind == 0) {
           ring_->AddFault(fd, FakeFault{-1, static_cast<int64_t>(rng() % 9000)});
         } else {
           FakeFault f{kind == 1 ? IORING_OP_SEND_ZC : IORING_OP_SENDMSG_ZC, -1,
@@ -352,6 +557,7 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
   }
   ring_->set_hold_notifications(false);
   ring_->DeliverAllNotifications();
+  hook_left_ = 0;
   for (int round = 0; round < 2000 && !AllIdle(); ++round) {
     absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
     ASSERT_TRUE(n.ok()) << n.status();

@@ -431,6 +431,63 @@ TEST_F(PreparedMessageReviewTest, CallersRingCloseBeforeSubmit) {
   ExpectMessagesDropped();
 }
 
+// More buffers than one op may carry (UIO_MAXIOV): the message's ops point
+// into its own iovec array, at most 1024 iovecs each.
+TEST_F(PreparedMessageReviewTest, MessageOfManyBuffersStaysUnderUioMaxiov) {
+  Make();
+  const ConnectionId c = Attach(Options(PlanOptions::kNever));
+  SendMessage(c, std::vector<size_t>(3000, 7));
+  Send(c, {5});
+  SendMessage(c, std::vector<size_t>(1500, 3));
+  Pump();
+  ExpectExact(c);
+  for (const SqeRecord& r : ring_->log()) EXPECT_LE(r.iov_count, 1024u);
+  ExpectMessagesDropped();
+}
+
+// More distinct messages than the executor keeps plans for: the cache is
+// emptied on the way, and every message still goes out right.
+TEST_F(PreparedMessageReviewTest, MoreMessagesThanThePlanCacheHolds) {
+  Make();
+  ConnectionOptions o = Options(64);
+  o.plan.max_ops_per_chain = 8;
+  const ConnectionId c = Attach(o);
+  for (int i = 0; i < 5000; ++i) {
+    SendMessage(c, {static_cast<size_t>(1 + i % 7), 64, 3});
+    if (i % 100 == 0) Pump(1);
+  }
+  Pump(100000);
+  ExpectExact(c);
+  ExpectMessagesDropped();
+}
+
+// One message on two connections whose plan options differ, enqueued in
+// turn: each connection's ops follow its own options.
+TEST_F(PreparedMessageReviewTest, SharedMessageFollowsEachConnectionsOptions) {
+  Make();
+  ConnectionOptions oa = Options(PlanOptions::kNever);
+  oa.plan.max_iovs_per_op = 2;
+  ConnectionOptions ob = Options(0);
+  const ConnectionId a = Attach(oa);
+  const ConnectionId b = Attach(ob);
+  std::shared_ptr<const PreparedMessage> m =
+      SendMessage(a, {100, 200, 300, 400}, nullptr, /*poison=*/false);
+  SendAgain(b, m);
+  SendAgain(a, m);
+  SendAgain(b, m);
+  Pump();
+  ExpectExact(a);
+  ExpectExact(b);
+  for (const SqeRecord& r : ring_->log()) {
+    if (r.fd == Fd(a)) {
+      EXPECT_EQ(r.opcode, IORING_OP_WRITEV);
+      EXPECT_LE(r.iov_count, 2u);
+    } else {
+      EXPECT_TRUE(FakeRing::IsZeroCopyOpcode(r.opcode)) << int{r.opcode};
+    }
+  }
+}
+
 // --- Randomised: plain buffers and messages mixed, under faults ------------
 
 class PreparedMessageRandomTest : public PreparedMessageReviewTest,

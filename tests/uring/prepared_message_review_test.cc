@@ -525,7 +525,16 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
     o.plan.max_bytes_per_op = pick(1000, 5000, 64 * K, kMaxBytesPerOp);
     o.plan.max_ops_per_chain = static_cast<uint32_t>(pick(1, 2, 3, 5, 64));
     o.plan.zc_gap_bytes = pick(0, 100);
+    const bool adaptive = rng() % 3 == 0;
+    if (adaptive) {
+      // Copied notifications turn zero-copy off and, after a few chains,
+      // on again.
+      o.adaptive_zero_copy = true;
+      o.adaptive_copied_limit = 2;
+      o.adaptive_retry_chains = 3;
+    }
     conns.push_back(Attach(o));
+    if (adaptive) ring_->SetCopied(Fd(conns.back()), true);
   }
   auto size = [&] {
     return static_cast<size_t>(
@@ -620,11 +629,25 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
   ring_->set_hold_notifications(false);
   ring_->DeliverAllNotifications();
   hook_left_ = 0;
-  for (int round = 0; round < 2000 && !AllIdle(); ++round) {
+  for (int round = 0; round < 200000 && !AllIdle(); ++round) {
     absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
     ASSERT_TRUE(n.ok()) << n.status();
     ring_->DeliverAllNotifications();
     for (ConnectionId c : conns) ring_->AddCapacity(Fd(c), 1 << 20);
+  }
+  if (!AllIdle() || getenv("REVIEW_DEBUG")) {
+    for (ConnectionId c : conns) {
+      absl::StatusOr<SendStats> st = executor_->connection_stats(c);
+      printf("conn %lu idle=%d zc=%d err=%s sent=%zu/%zu: %s\n", c.value,
+             executor_->Idle(c), executor_->ZeroCopyEnabled(c),
+             executor_->ConnectionError(c).ToString().c_str(),
+             ring_->received(Fd(c)).size(), expected_[c.value].size(),
+             st.ok() ? FormatStats(*st).c_str() : "-");
+    }
+    printf("blocked=%zu held=%zu pending=%u log=%zu cap=%lu\n",
+           ring_->blocked_ops(), ring_->held_notifications().size(),
+           ring_->sq_pending(), ring_->log().size(),
+           executor_->max_bytes_awaiting_notification());
   }
   ASSERT_TRUE(AllIdle());
   for (size_t i = 0; i < conns.size(); ++i) {

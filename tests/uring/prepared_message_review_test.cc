@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -24,7 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -34,6 +36,7 @@
 #include "zcplan/uring/executor.h"
 #include "zcplan/uring/prepared_message.h"
 #include "zcplan/uring/receiver.h"
+#include "zcplan/uring/stats.h"
 
 namespace zcplan {
 namespace {
@@ -595,7 +598,8 @@ TEST_P(PreparedMessageRandomTest, MixedStreamsArriveExactlyOnce) {
         if (kind == 3) {
           ring_->AddFault(fd, FakeFault{-1, -1, rng() % 2 ? -EAGAIN : -EINTR});
         } else if (kind == 0) {
-          ring_->AddFault(fd, FakeFault{-1, static_cast<int64_t>(rng() % 9000)});
+          ring_->AddFault(fd,
+                          FakeFault{-1, static_cast<int64_t>(rng() % 9000)});
         } else {
           FakeFault f{kind == 1 ? IORING_OP_SEND_ZC : IORING_OP_SENDMSG_ZC, -1,
                       -ENOMEM};
@@ -731,8 +735,8 @@ TEST_P(LoopbackMessageTest, MixedStreamIsByteExact) {
   const iovec region{stream.data(), stream.total() / 2};
   ASSERT_TRUE(executor_->RegisterBuffers({&region, 1}).ok());
 
-  absl::StatusOr<TcpPair> pair = slow ? MakeTcpPair(16 * K, 16 * K)
-                                      : MakeTcpPair();
+  absl::StatusOr<TcpPair> pair =
+      slow ? MakeTcpPair(16 * K, 16 * K) : MakeTcpPair();
   ASSERT_TRUE(pair.ok()) << pair.status();
   pairs_.push_back(*std::move(pair));
   ConnectionOptions o;
@@ -769,8 +773,7 @@ TEST_P(LoopbackMessageTest, MixedStreamIsByteExact) {
       absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
           PreparedMessage::Create(iovs);
       ASSERT_TRUE(m.ok());
-      const uint64_t token =
-          ledger_.Expect(*c, stream.data() + offset, bytes);
+      const uint64_t token = ledger_.Expect(*c, stream.data() + offset, bytes);
       ASSERT_TRUE(executor_->EnqueueMessage(*c, *m, token).ok());
       offset += bytes;
     } else {

@@ -500,6 +500,26 @@ TEST_F(PreparedMessageReviewTest, SharedMessageFollowsEachConnectionsOptions) {
   }
 }
 
+// executor.h says a message's chain "may begin with buffers queued before
+// it, and ends with it"; the executor in fact runs one linked chain through
+// the message and on into what is queued after it (which is fine for the
+// contract: the bytes still leave in order). This pins what it does.
+TEST_F(PreparedMessageReviewTest, OneChainRunsThroughAMessageAndOn) {
+  Make();
+  const ConnectionId c = Attach(Options(16 * K));
+  Send(c, {100});
+  SendMessage(c, {200, 32 * K});
+  Send(c, {300});
+  SendMessage(c, {400});
+  ASSERT_TRUE(executor_->Flush().ok());
+  const std::vector<SqeRecord>& log = ring_->log();
+  ASSERT_EQ(log.size(), 5u);
+  for (const SqeRecord& r : log) EXPECT_EQ(r.chain, log[0].chain);
+  Pump();
+  ExpectExact(c);
+  ExpectMessagesDropped();
+}
+
 // --- Randomised: plain buffers and messages mixed, under faults ------------
 
 class PreparedMessageRandomTest : public PreparedMessageReviewTest,

@@ -298,11 +298,14 @@ class Executor::Impl {
                         absl::Span<const iovec> buffers, uint64_t seq,
                         size_t max_ops, uint64_t* room);
   // Appends the ops of prepared message `m`, queue seq `seq`, from byte
-  // `offset` on, up to `max_ops` of them, while `*room` lasts. Returns the
-  // number appended, and whether that is all of the message's rest.
-  size_t AppendMessageOps(Connection& c, const PreparedMessage& m, uint64_t seq,
-                          uint64_t offset, const PlanOptions& po,
-                          size_t max_ops, uint64_t* room, bool* complete);
+  // `offset` on, up to `max_ops` of them, while `*room` lasts, and says
+  // whether that is all of the message's rest. Returns the planner's error
+  // (not expected: the options were checked at Attach, the message at
+  // Create).
+  absl::Status AppendMessageOps(Connection& c, const PreparedMessage& m,
+                                uint64_t seq, uint64_t offset,
+                                const PlanOptions& po, size_t max_ops,
+                                uint64_t* room, bool* complete);
   // Turns `co`, the op just appended, into one `send` of a copy of its
   // bytes in `c.gather` when it is a copy op of small pieces and the
   // gather buffer has room (ConnectionOptions::gather_bytes).
@@ -316,8 +319,10 @@ class Executor::Impl {
   // Gives `c.gather` back to the pool, once no op of `c` can read it.
   void ReturnGather(Connection& c);
   // The plan of all of `m` under `po` (max_ops_per_chain as the
-  // connection's options have it), made once and kept.
-  const Plan& MessagePlan(const PreparedMessage& m, const PlanOptions& po);
+  // connection's options have it), made once per (message, options) and
+  // kept; nullptr with *error set when the planner refuses.
+  const Plan* MessagePlan(const PreparedMessage& m, const PlanOptions& po,
+                          absl::Status* error);
   // Puts the first `take` laid-out ops on the ring as one linked chain.
   void EncodeChain(uint32_t index, size_t take);
   absl::Status SubmitPending(uint32_t wait_nr, int64_t timeout_ns,
@@ -424,14 +429,36 @@ class Executor::Impl {
   static constexpr uint64_t kMaxPooledGather = uint64_t{64} << 20;
   std::vector<PooledGather> gather_pool_;
   uint64_t gather_pooled_ = 0;  // their bytes
-  // Plans of prepared messages, by message id, with the options they were
-  // made under; emptied when it reaches kMaxMessagePlans.
-  struct MessagePlanEntry {
-    PlanOptions po;
-    Plan plan;
+  // Plans of prepared messages, by message id and the options they were
+  // made under. Emptied when it would pass kMaxMessagePlans plans or
+  // kMaxMessagePlanOps ops in all (plans of messages gone stay until then).
+  struct MessagePlanKey {
+    uint64_t id;
+    uint64_t zc_threshold;
+    uint64_t max_bytes_per_op;
+    uint64_t zc_gap_bytes;
+    uint32_t max_iovs_per_op;
+    uint32_t max_ops_per_chain;
+    CopyOp copy_op;
+    friend bool operator==(const MessagePlanKey& a, const MessagePlanKey& b) {
+      return a.id == b.id && a.zc_threshold == b.zc_threshold &&
+             a.max_bytes_per_op == b.max_bytes_per_op &&
+             a.zc_gap_bytes == b.zc_gap_bytes &&
+             a.max_iovs_per_op == b.max_iovs_per_op &&
+             a.max_ops_per_chain == b.max_ops_per_chain &&
+             a.copy_op == b.copy_op;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const MessagePlanKey& k) {
+      return H::combine(std::move(h), k.id, k.zc_threshold, k.max_bytes_per_op,
+                        k.zc_gap_bytes, k.max_iovs_per_op, k.max_ops_per_chain,
+                        k.copy_op);
+    }
   };
   static constexpr size_t kMaxMessagePlans = 4096;
-  absl::flat_hash_map<uint64_t, MessagePlanEntry> message_plans_;
+  static constexpr size_t kMaxMessagePlanOps = size_t{1} << 20;
+  absl::flat_hash_map<MessagePlanKey, Plan> message_plans_;
+  size_t message_plan_ops_ = 0;
   std::vector<uint64_t> release_scratch_;
 
   // SQEs obtained and perhaps not yet taken by the kernel, in order, with
@@ -1377,8 +1404,14 @@ bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
     const size_t boundary = chain_.size();
     if (next != c.messages.end() && next->first == seq) {
       bool complete = false;
-      AppendMessageOps(c, *next->second, seq, offset, po, max_ops, room,
-                       &complete);
+      if (absl::Status s = AppendMessageOps(c, *next->second, seq, offset, po,
+                                            max_ops, room, &complete);
+          !s.ok()) {
+        Fail(index, absl::InternalError(absl::StrCat(
+                        "planner rejected a prepared message: ", s.message())));
+        chain_.clear();
+        return false;
+      }
       JoinCopyOps(c, boundary, po);
       if (!complete) break;
       ++seq;
@@ -1430,12 +1463,12 @@ size_t Executor::Impl::AppendPlainOps(Connection& c, const Plan& plan,
   return added;
 }
 
-size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
-                                        uint64_t seq, uint64_t offset,
-                                        const PlanOptions& po, size_t max_ops,
-                                        uint64_t* room, bool* complete) {
+absl::Status Executor::Impl::AppendMessageOps(
+    Connection& c, const PreparedMessage& m, uint64_t seq, uint64_t offset,
+    const PlanOptions& po, size_t max_ops, uint64_t* room, bool* complete) {
   // From the start the message's kept plan; from inside it (a resumption
-  // after a short send, rare) a plan of its rest.
+  // after a short send, or the rest of a message whose ops did not fit in
+  // one chain) a plan of its rest.
   const Plan* plan;
   size_t base = 0;  // the message buffer the plan's buffer 0 is
   if (offset == 0) {
@@ -1443,15 +1476,19 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
     // free SQEs cut): the chain takes the first max_ops of its ops.
     PlanOptions whole = po;
     whole.max_ops_per_chain = c.options.plan.max_ops_per_chain;
-    plan = &MessagePlan(m, whole);
+    absl::Status error;
+    plan = MessagePlan(m, whole, &error);
+    if (plan == nullptr) return error;
   } else {
     const PreparedMessage::Position p = m.Locate(offset);
     base = p.buffer;
     PlanOptions rest = po;
     rest.max_ops_per_chain = static_cast<uint32_t>(max_ops);
-    // Cannot fail: the options were checked at Attach and the message at
-    // Create.
-    (void)PlanChain(m.buffers().subspan(base), p.offset, rest, &c.plan);
+    if (absl::Status s =
+            PlanChain(m.buffers().subspan(base), p.offset, rest, &c.plan);
+        !s.ok()) {
+      return s;
+    }
     plan = &c.plan;
   }
   size_t added = 0;
@@ -1493,7 +1530,7 @@ size_t Executor::Impl::AppendMessageOps(Connection& c, const PreparedMessage& m,
     ++added;
   }
   *complete = added == plan->ops().size() && plan->complete();
-  return added;
+  return absl::OkStatus();
 }
 
 void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
@@ -1637,27 +1674,28 @@ void Executor::Impl::ReturnGather(Connection& c) {
   c.gather_size = 0;
 }
 
-const Plan& Executor::Impl::MessagePlan(const PreparedMessage& m,
-                                        const PlanOptions& po) {
-  auto it = message_plans_.find(m.id());
-  if (it != message_plans_.end() &&
-      it->second.po.zc_threshold == po.zc_threshold &&
-      it->second.po.copy_op == po.copy_op &&
-      it->second.po.max_iovs_per_op == po.max_iovs_per_op &&
-      it->second.po.max_bytes_per_op == po.max_bytes_per_op &&
-      it->second.po.max_ops_per_chain == po.max_ops_per_chain &&
-      it->second.po.zc_gap_bytes == po.zc_gap_bytes) {
-    return it->second.plan;
+const Plan* Executor::Impl::MessagePlan(const PreparedMessage& m,
+                                        const PlanOptions& po,
+                                        absl::Status* error) {
+  const MessagePlanKey key{
+      m.id(),          po.zc_threshold,    po.max_bytes_per_op,
+      po.zc_gap_bytes, po.max_iovs_per_op, po.max_ops_per_chain,
+      po.copy_op};
+  if (auto it = message_plans_.find(key); it != message_plans_.end()) {
+    return &it->second;
   }
-  if (it == message_plans_.end()) {
-    if (message_plans_.size() >= kMaxMessagePlans) message_plans_.clear();
-    it = message_plans_.try_emplace(m.id()).first;
+  Plan plan;
+  if (absl::Status s = PlanChain(m.buffers(), 0, po, &plan); !s.ok()) {
+    *error = std::move(s);
+    return nullptr;
   }
-  it->second.po = po;
-  // Cannot fail: the options were checked at Attach and the message at
-  // Create.
-  (void)PlanChain(m.buffers(), 0, po, &it->second.plan);
-  return it->second.plan;
+  if (message_plans_.size() >= kMaxMessagePlans ||
+      plan.ops().size() > kMaxMessagePlanOps - message_plan_ops_) {
+    message_plans_.clear();
+    message_plan_ops_ = 0;
+  }
+  message_plan_ops_ += plan.ops().size();
+  return &message_plans_.emplace(key, std::move(plan)).first->second;
 }
 
 void Executor::Impl::EncodeChain(uint32_t index, size_t take) {

@@ -181,11 +181,13 @@ struct ConnectionOptions {
   // this connection's, `gather_bytes` long (made on first use, freed with
   // the connection). The kernel copies those bytes either way, and its cost
   // per iovec (tens of ns) is far above memcpy's for small pieces. At most
-  // `gather_bytes` bytes are gathered per chain; ops past that go as
-  // planned. Counted in `gathered_ops` and `bytes_gathered` (and as `send`
-  // in `ops`). 0: off (the default); at most 1 GiB. A `Shutdown` that hands
-  // back buffers as `KernelMayStillRead` never frees or reuses the gather
-  // buffer of such a connection either (a copy op may still read it).
+  // `gather_bytes` bytes are gathered per chain; an op that does not fit in
+  // what is left goes as planned. Gathered ops next to each other, and a
+  // lone small send next to one, become one send. Counted in
+  // `gathered_ops` and `bytes_gathered` (and as `send` in `ops`). 0: off (the
+  // default); at most 1 GiB. A `Shutdown` that hands back buffers as
+  // `KernelMayStillRead` never frees or reuses the gather buffer of such a
+  // connection either (a copy op may still read it).
   uint64_t gather_bytes = 0;
   uint32_t gather_below = 512;  // 1..2^20
 
@@ -320,14 +322,16 @@ class Executor {
                                      absl::Span<const uint64_t> tokens);
 
   // Queues every buffer of `message` (see prepared_message.h), in order, as
-  // one buffer with one token: the executor owns their memory as above,
-  // keeps a reference to `message`, and reports `token` to the release
-  // callback once, when the kernel references none of the message's bytes.
+  // one buffer with one token: the executor keeps a reference to `message`
+  // and reports `token` to the release callback once, when the kernel no
+  // longer references the bytes of this enqueue. The same message may be
+  // queued many times, on any connections: its memory stays the executor's
+  // (as above) until every one of those enqueues is released.
   // Nothing is checked or copied per buffer (`PreparedMessage::Create`
   // checked them); the SQEs point into the message's iovec array, and its
   // plan is made once per set of plan options (per executor) and reused.
-  // The chain of a message may begin with buffers queued before it, and
-  // ends with it. The stats count it as one buffer of `bytes()` bytes.
+  // One linked chain runs through plain buffers and messages alike. The
+  // stats count a message as one buffer of `bytes()` bytes.
   // Errors: InvalidArgument for a null message; the others as Enqueue.
   [[nodiscard]] absl::Status EnqueueMessage(
       ConnectionId connection,

@@ -62,7 +62,9 @@ struct SendStats {
                                    // look again (adaptive_retry_chains)
   uint64_t gathered_ops = 0;       // copy ops with bytes sent from a
                                    // gathered copy (gather_bytes)
-  uint64_t bytes_gathered = 0;     // ... those bytes
+  uint64_t bytes_gathered = 0;     // ... those bytes, counted when
+                                   // submitted (a rest resent after a short
+                                   // send is gathered and counted again)
 
   // Adds `other`'s counters to this one (peaks: sum of peaks).
   void Add(const SendStats& other);

@@ -500,10 +500,10 @@ TEST_F(PreparedMessageReviewTest, SharedMessageFollowsEachConnectionsOptions) {
   }
 }
 
-// executor.h says a message's chain "may begin with buffers queued before
-// it, and ends with it"; the executor in fact runs one linked chain through
-// the message and on into what is queued after it (which is fine for the
-// contract: the bytes still leave in order). This pins what it does.
+// The executor runs one linked chain through plain buffers and messages
+// alike (executor.h), and where a plain buffer's copy op meets a message's
+// it makes them one op: [100] + [200, 32K] + [300] + [400] is a writev of
+// 100 and 200, the 32K zero-copy, and a writev of 300 and 400.
 TEST_F(PreparedMessageReviewTest, OneChainRunsThroughAMessageAndOn) {
   Make();
   const ConnectionId c = Attach(Options(16 * K));
@@ -513,8 +513,13 @@ TEST_F(PreparedMessageReviewTest, OneChainRunsThroughAMessageAndOn) {
   SendMessage(c, {400});
   ASSERT_TRUE(executor_->Flush().ok());
   const std::vector<SqeRecord>& log = ring_->log();
-  ASSERT_EQ(log.size(), 5u);
+  ASSERT_EQ(log.size(), 3u);
   for (const SqeRecord& r : log) EXPECT_EQ(r.chain, log[0].chain);
+  EXPECT_EQ(log[0].opcode, IORING_OP_WRITEV);
+  EXPECT_EQ(log[0].bytes_requested, 300u);
+  EXPECT_TRUE(FakeRing::IsZeroCopyOpcode(log[1].opcode));
+  EXPECT_EQ(log[2].opcode, IORING_OP_WRITEV);
+  EXPECT_EQ(log[2].bytes_requested, 700u);
   Pump();
   ExpectExact(c);
   ExpectMessagesDropped();

@@ -2687,5 +2687,60 @@ TEST_F(MessageFaultTest, ShutdownResetsAMarkedConnectionHoldingAMessage) {
   CheckNoViolations();
 }
 
+// Ops cut inside a message's buffers (max_bytes_per_op) and a message of
+// thousands of tiny buffers (more than one op's iovecs): pieces that are not
+// whole buffers are laid out of the message's iovecs, and nothing exceeds the
+// limits.
+TEST_F(MessageFaultTest, MessagesCutByOpLimitsStayExact) {
+  Make();
+  ConnectionOptions small_ops = Options();
+  small_ops.plan.max_bytes_per_op = 5000;
+  const ConnectionId a = Attach(small_ops);
+  ConnectionOptions few_iovs = Options();
+  few_iovs.plan.max_iovs_per_op = 3;
+  const ConnectionId b = Attach(few_iovs);
+  const ConnectionId c = Attach();
+  const auto big = MakeTestMessage({64 * K, 3, 20000, 4999, 5001}, 620);
+  const auto big_b = MakeTestMessage({64 * K, 3, 20000, 4999, 5001}, 621);
+  std::vector<size_t> tiny(3000);
+  for (size_t i = 0; i < tiny.size(); ++i) tiny[i] = 1 + i % 3;
+  tiny[1500] = 64 * K;
+  const auto many = MakeTestMessage(tiny, 622);
+  const uint64_t ta = SendMessage(a, *big);
+  const uint64_t tb = SendMessage(b, *big_b);
+  const uint64_t tc = SendMessage(c, *many);
+  Send(c, {10});
+  Pump();
+  for (ConnectionId id : {a, b, c}) ExpectExact(id);
+  for (uint64_t t : {ta, tb, tc}) EXPECT_EQ(Releases(t), 1);
+  for (const SqeRecord* r : SqesOn(Fd(a))) {
+    EXPECT_LE(r->bytes_requested, 5000u);
+    for (const iovec& piece : r->iovs) EXPECT_TRUE(big->Holds(piece));
+  }
+  for (const SqeRecord* r : SqesOn(Fd(b))) EXPECT_LE(r->iov_count, 3u);
+  for (const SqeRecord* r : SqesOn(Fd(c))) {
+    EXPECT_LE(r->iov_count, kMaxIovsPerOp);
+  }
+  EXPECT_GT(SqesOn(Fd(c)).size(), 3u);
+  CheckNoViolations();
+}
+
+// A message of one byte, alone and between others.
+TEST_F(MessageFaultTest, OneByteMessages) {
+  Make();
+  const ConnectionId c = Attach();
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  for (int i = 0; i < 5; ++i) {
+    messages.push_back(MakeTestMessage({1}, 630 + i));
+    SendMessage(c, *messages.back());
+    if (i % 2) Send(c, {1});
+  }
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(ledger_.released(), 7u);
+  EXPECT_EQ(executor_->connection_stats(c)->bytes_enqueued, 7u);
+  CheckNoViolations();
+}
+
 }  // namespace
 }  // namespace zcplan

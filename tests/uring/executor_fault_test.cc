@@ -2742,5 +2742,52 @@ TEST_F(MessageFaultTest, OneByteMessages) {
   CheckNoViolations();
 }
 
+// A chain through a message prepared but not yet submitted (the submit was
+// refused): Close gives the message back at once, Cancelled, and its SQEs
+// go out as NOPs; after that the connection takes nothing more.
+TEST_F(MessageFaultTest, CloseUndoesAMessageChainNotYetSubmitted) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  const auto m = MakeTestMessage({4 * K, 64 * K, 100, 32 * K}, 640);
+  const auto m2 = MakeTestMessage({4 * K, 64 * K, 100, 32 * K}, 641);
+  const uint64_t plain = Send(c, {2 * K})[0];
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t t2 = SendMessage(other, *m2);
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  for (uint64_t token : {plain, t}) {
+    EXPECT_EQ(Releases(token), 1);
+    EXPECT_TRUE(absl::IsCancelled(ledger_.Find(token)->status));
+  }
+  EXPECT_EQ(m->message.use_count(), 1);
+  Pump();
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+  ExpectExact(other);
+  EXPECT_EQ(Releases(t2), 1);
+  CheckNoViolations();
+}
+
+// The same with Shutdown: nothing of the message goes out afterwards, and
+// it comes back Aborted (the kernel never had it), not KernelMayStillRead.
+TEST_F(MessageFaultTest, NothingOfAMessageGoesOutAfterShutdown) {
+  Make();
+  const ConnectionId c = Attach(Options(PlanOptions::kNever));
+  const auto m = MakeTestMessage({4 * K, 4 * K, 4 * K}, 642);
+  const uint64_t t = SendMessage(c, *m);
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  EXPECT_TRUE(executor_->Shutdown(absl::ZeroDuration()).ok());
+  EXPECT_TRUE(absl::IsAborted(ledger_.Find(t)->status))
+      << ledger_.Find(t)->status;
+  const size_t logged = ring_->log().size();
+  ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  EXPECT_EQ(ring_->log().size(), logged);
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+}
+
 }  // namespace
 }  // namespace zcplan

@@ -2789,5 +2789,44 @@ TEST_F(MessageFaultTest, NothingOfAMessageGoesOutAfterShutdown) {
   EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
 }
 
+// Thousands of enqueues of one message on one connection, between plain
+// buffers, with a slow reader and notifications held in bursts: the queue
+// compacts and moves its storage under the messages (kept by seq), and the
+// stream stays exact.
+TEST_F(MessageFaultTest, ThousandsOfEnqueuesOfOneMessageUnderASlowReader) {
+  Make();
+  const ConnectionId c = Attach();
+  const auto m = MakeTestMessage({300, 20 * K, 7, 1000}, 650);
+  ring_->SetCapacity(Fd(c), 0);
+  std::vector<uint64_t> tokens;
+  for (int i = 0; i < 3000; ++i) {
+    tokens.push_back(SendMessage(c, *m, /*poison=*/false));
+    if (i % 3 == 0) tokens.push_back(Send(c, {50u + i % 7})[0]);
+    if (i % 50 == 0) {
+      ring_->set_hold_notifications(i % 100 == 0);
+      Pump(2);
+      ring_->AddCapacity(Fd(c), 37 * K + i);
+      if (i % 100 == 50) ring_->DeliverAllNotifications();
+    }
+  }
+  ring_->set_hold_notifications(false);
+  ring_->DeliverAllNotifications();
+  for (int round = 0; round < 5000 && !executor_->Idle(c); ++round) {
+    ring_->AddCapacity(Fd(c), 64 * K);
+    Pump(2);
+  }
+  ring_->DeliverAllNotifications();
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->Idle(c));
+  for (uint64_t t : tokens) EXPECT_EQ(Releases(t), 1) << t;
+  EXPECT_EQ(m->message.use_count(), 1);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.buffers_enqueued, tokens.size());
+  EXPECT_EQ(s.buffers_released, tokens.size());
+  EXPECT_GT(s.short_sends, 10u);
+  CheckNoViolations();
+}
+
 }  // namespace
 }  // namespace zcplan

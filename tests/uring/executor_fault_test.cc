@@ -1871,9 +1871,21 @@ TEST_F(MessageFaultTest, PlainThenMessageThenPlainIsOneChainByThreshold) {
     EXPECT_EQ(sqes[i]->submit_call, sqes[0]->submit_call) << i;
     EXPECT_EQ((sqes[i]->flags & IOSQE_IO_LINK) != 0, i + 1 < sqes.size()) << i;
   }
-  // writev [4K] is a send; then send_zc [64K]; writev [2K, 5K]; send_zc
-  // [64K]; send [3K]; send_zc [64K]; send [1K]; send_zc [64K]; send [100].
+  // Copy ops for the pieces under 16K, zero-copy ones for the 64K pieces,
+  // on both sides of the plain/message boundaries.
   ExpectKindsFollowThreshold(Fd(c), 16 * K);
+  // The message's [2K, 5K] is one writev; its 64K pieces go zero-copy.
+  bool message_writev = false;
+  size_t message_zc = 0;
+  for (const SqeRecord* r : sqes) {
+    if (r->iovs.empty() || !m->Holds(r->iovs[0])) continue;
+    if (r->opcode == IORING_OP_WRITEV && r->iovs.size() == 2) {
+      message_writev = true;
+    }
+    message_zc += FakeRing::IsZeroCopyOpcode(r->opcode);
+  }
+  EXPECT_TRUE(message_writev);
+  EXPECT_EQ(message_zc, 2u);
   size_t message_pieces = 0;
   for (const SqeRecord* r : sqes) {
     for (const iovec& piece : r->iovs) message_pieces += m->Holds(piece);
@@ -2684,6 +2696,147 @@ TEST_F(MessageFaultTest, ShutdownResetsAMarkedConnectionHoldingAMessage) {
   EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t1)->status));
   EXPECT_EQ(m1->message.use_count(), 1);
   ring_->DeliverAllNotifications();
+  CheckNoViolations();
+}
+
+// Ops cut inside a message's buffers (max_bytes_per_op) and a message of
+// thousands of tiny buffers (more than one op's iovecs): pieces that are not
+// whole buffers are laid out of the message's iovecs, and nothing exceeds the
+// limits.
+TEST_F(MessageFaultTest, MessagesCutByOpLimitsStayExact) {
+  Make();
+  ConnectionOptions small_ops = Options();
+  small_ops.plan.max_bytes_per_op = 5000;
+  const ConnectionId a = Attach(small_ops);
+  ConnectionOptions few_iovs = Options();
+  few_iovs.plan.max_iovs_per_op = 3;
+  const ConnectionId b = Attach(few_iovs);
+  const ConnectionId c = Attach();
+  const auto big = MakeTestMessage({64 * K, 3, 20000, 4999, 5001}, 620);
+  const auto big_b = MakeTestMessage({64 * K, 3, 20000, 4999, 5001}, 621);
+  std::vector<size_t> tiny(3000);
+  for (size_t i = 0; i < tiny.size(); ++i) tiny[i] = 1 + i % 3;
+  tiny[1500] = 64 * K;
+  const auto many = MakeTestMessage(tiny, 622);
+  const uint64_t ta = SendMessage(a, *big);
+  const uint64_t tb = SendMessage(b, *big_b);
+  const uint64_t tc = SendMessage(c, *many);
+  Send(c, {10});
+  Pump();
+  for (ConnectionId id : {a, b, c}) ExpectExact(id);
+  for (uint64_t t : {ta, tb, tc}) EXPECT_EQ(Releases(t), 1);
+  for (const SqeRecord* r : SqesOn(Fd(a))) {
+    EXPECT_LE(r->bytes_requested, 5000u);
+    for (const iovec& piece : r->iovs) EXPECT_TRUE(big->Holds(piece));
+  }
+  for (const SqeRecord* r : SqesOn(Fd(b))) EXPECT_LE(r->iov_count, 3u);
+  for (const SqeRecord* r : SqesOn(Fd(c))) {
+    EXPECT_LE(r->iov_count, kMaxIovsPerOp);
+  }
+  EXPECT_GT(SqesOn(Fd(c)).size(), 3u);
+  CheckNoViolations();
+}
+
+// A message of one byte, alone and between others.
+TEST_F(MessageFaultTest, OneByteMessages) {
+  Make();
+  const ConnectionId c = Attach();
+  std::vector<std::unique_ptr<TestMessage>> messages;
+  for (int i = 0; i < 5; ++i) {
+    messages.push_back(MakeTestMessage({1}, 630 + i));
+    SendMessage(c, *messages.back());
+    if (i % 2) Send(c, {1});
+  }
+  Pump();
+  ExpectExact(c);
+  EXPECT_EQ(ledger_.released(), 7u);
+  EXPECT_EQ(executor_->connection_stats(c)->bytes_enqueued, 7u);
+  CheckNoViolations();
+}
+
+// A chain through a message prepared but not yet submitted (the submit was
+// refused): Close gives the message back at once, Cancelled, and its SQEs
+// go out as NOPs; after that the connection takes nothing more.
+TEST_F(MessageFaultTest, CloseUndoesAMessageChainNotYetSubmitted) {
+  Make();
+  const ConnectionId c = Attach();
+  const ConnectionId other = Attach();
+  const auto m = MakeTestMessage({4 * K, 64 * K, 100, 32 * K}, 640);
+  const auto m2 = MakeTestMessage({4 * K, 64 * K, 100, 32 * K}, 641);
+  const uint64_t plain = Send(c, {2 * K})[0];
+  const uint64_t t = SendMessage(c, *m);
+  const uint64_t t2 = SendMessage(other, *m2);
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  ASSERT_TRUE(executor_->Close(c).ok());
+  for (uint64_t token : {plain, t}) {
+    EXPECT_EQ(Releases(token), 1);
+    EXPECT_TRUE(absl::IsCancelled(ledger_.Find(token)->status));
+  }
+  EXPECT_EQ(m->message.use_count(), 1);
+  Pump();
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+  ExpectExact(other);
+  EXPECT_EQ(Releases(t2), 1);
+  CheckNoViolations();
+}
+
+// The same with Shutdown: nothing of the message goes out afterwards, and
+// it comes back Aborted (the kernel never had it), not KernelMayStillRead.
+TEST_F(MessageFaultTest, NothingOfAMessageGoesOutAfterShutdown) {
+  Make();
+  const ConnectionId c = Attach(Options(PlanOptions::kNever));
+  const auto m = MakeTestMessage({4 * K, 4 * K, 4 * K}, 642);
+  const uint64_t t = SendMessage(c, *m);
+  ring_->InjectSubmitResult(-EBUSY);
+  ASSERT_TRUE(executor_->Flush().ok());
+  ASSERT_GT(ring_->sq_pending(), 0u);
+  EXPECT_TRUE(executor_->Shutdown(absl::ZeroDuration()).ok());
+  EXPECT_TRUE(absl::IsAborted(ledger_.Find(t)->status))
+      << ledger_.Find(t)->status;
+  const size_t logged = ring_->log().size();
+  ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
+  EXPECT_EQ(ring_->log().size(), logged);
+  EXPECT_EQ(ring_->received(Fd(c)).size(), 0u);
+}
+
+// Thousands of enqueues of one message on one connection, between plain
+// buffers, with a slow reader and notifications held in bursts: the queue
+// compacts and moves its storage under the messages (kept by seq), and the
+// stream stays exact.
+TEST_F(MessageFaultTest, ThousandsOfEnqueuesOfOneMessageUnderASlowReader) {
+  Make();
+  const ConnectionId c = Attach();
+  const auto m = MakeTestMessage({300, 20 * K, 7, 1000}, 650);
+  ring_->SetCapacity(Fd(c), 0);
+  std::vector<uint64_t> tokens;
+  for (int i = 0; i < 3000; ++i) {
+    tokens.push_back(SendMessage(c, *m, /*poison=*/false));
+    if (i % 3 == 0) tokens.push_back(Send(c, {50u + i % 7})[0]);
+    if (i % 50 == 0) {
+      ring_->set_hold_notifications(i % 100 == 0);
+      Pump(2);
+      ring_->AddCapacity(Fd(c), 37 * K + i);
+      if (i % 100 == 50) ring_->DeliverAllNotifications();
+    }
+  }
+  ring_->set_hold_notifications(false);
+  ring_->DeliverAllNotifications();
+  for (int round = 0; round < 5000 && !executor_->Idle(c); ++round) {
+    ring_->AddCapacity(Fd(c), 64 * K);
+    Pump(2);
+  }
+  ring_->DeliverAllNotifications();
+  Pump();
+  ExpectExact(c);
+  EXPECT_TRUE(executor_->Idle(c));
+  for (uint64_t t : tokens) EXPECT_EQ(Releases(t), 1) << t;
+  EXPECT_EQ(m->message.use_count(), 1);
+  const SendStats s = *executor_->connection_stats(c);
+  EXPECT_EQ(s.buffers_enqueued, tokens.size());
+  EXPECT_EQ(s.buffers_released, tokens.size());
+  EXPECT_GT(s.short_sends, 10u);
   CheckNoViolations();
 }
 

@@ -2,7 +2,8 @@
 // The executor on a real io_uring over loopback TCP: byte-exact streams under
 // random mixed workloads, short writes, many connections on one ring, a peer
 // that resets, adaptive zero-copy, registered buffers, Close mid-stream, and
-// the RLIMIT_MEMLOCK charge of zero-copy sends (-ENOMEM and its fallback).
+// the RLIMIT_MEMLOCK charge of zero-copy sends (-ENOMEM and its fallback),
+// and prepared messages (Executor::EnqueueMessage) among plain buffers.
 //
 // Besides its own point, every test checks that each byte a receiver got is
 // the byte enqueued at that stream offset (buffers hold PatternByte(stream,

@@ -191,35 +191,22 @@ class PreparedMessageReviewTest : public testing::Test {
   }
 
   void Pump(int rounds = 1000) {
-    for (int i = 0; i < rounds; ++i) {
-      absl::StatusOr<size_t> n = executor_->Poll(absl::ZeroDuration());
-      ASSERT_TRUE(n.ok()) << n.status();
-      if (AllIdle()) return;
-    }
+    const absl::Status s = PollUntilIdle(*executor_, fds_, rounds);
+    ASSERT_TRUE(s.ok()) << s;
   }
 
-  bool AllIdle() {
-    for (const auto& [id, fd] : fds_) {
-      if (!executor_->Idle(ConnectionId{id})) return false;
-    }
-    return true;
-  }
+  bool AllIdle() { return ConnectionsIdle(*executor_, fds_); }
 
   void ExpectExact(ConnectionId id) {
-    const std::string& got = ring_->received(Fd(id));
-    const std::string& want = expected_[id.value];
-    ASSERT_EQ(got.size(), want.size()) << "connection " << id.value;
-    const auto mismatch = std::mismatch(got.begin(), got.end(), want.begin());
-    EXPECT_TRUE(mismatch.first == got.end())
-        << "connection " << id.value << ": first wrong byte at "
-        << (mismatch.first - got.begin());
+    EXPECT_EQ(StreamDifference(id.value, ring_->received(Fd(id)),
+                               expected_[id.value]),
+              "");
   }
 
   void ExpectPrefix(ConnectionId id) {
-    const std::string& got = ring_->received(Fd(id));
-    const std::string& want = expected_[id.value];
-    ASSERT_LE(got.size(), want.size());
-    EXPECT_EQ(got, want.substr(0, got.size()));
+    EXPECT_EQ(StreamPrefixDifference(id.value, ring_->received(Fd(id)),
+                                     expected_[id.value]),
+              "");
   }
 
   void CheckNoViolations() {

@@ -22,6 +22,46 @@
 
 namespace zcplan {
 
+std::string StreamDifference(uint64_t connection, const std::string& got,
+                             const std::string& want) {
+  if (got.size() != want.size()) {
+    return absl::StrCat("connection ", connection, ": received ", got.size(),
+                        " bytes, enqueued ", want.size());
+  }
+  const auto wrong = std::mismatch(got.begin(), got.end(), want.begin());
+  if (wrong.first == got.end()) return "";
+  return absl::StrCat("connection ", connection, ": first wrong byte at ",
+                      wrong.first - got.begin());
+}
+
+std::string StreamPrefixDifference(uint64_t connection, const std::string& got,
+                                   const std::string& want) {
+  if (got.size() > want.size()) {
+    return absl::StrCat("connection ", connection, ": received ", got.size(),
+                        " bytes, more than the ", want.size(), " enqueued");
+  }
+  return StreamDifference(connection, got, want.substr(0, got.size()));
+}
+
+bool ConnectionsIdle(const Executor& executor,
+                     const std::map<uint64_t, int>& connections) {
+  for (const auto& [id, fd] : connections) {
+    if (!executor.Idle(ConnectionId{id})) return false;
+  }
+  return true;
+}
+
+absl::Status PollUntilIdle(Executor& executor,
+                           const std::map<uint64_t, int>& connections,
+                           int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    absl::StatusOr<size_t> n = executor.Poll(absl::ZeroDuration());
+    if (!n.ok()) return n.status();
+    if (ConnectionsIdle(executor, connections)) return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 std::string KernelRelease() {
   struct utsname u;
   return uname(&u) == 0 ? std::string(u.release) : std::string("?");

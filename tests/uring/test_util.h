@@ -22,6 +22,25 @@
 
 namespace zcplan {
 
+// What differs between the stream a (fake) socket of `connection` received
+// and the one enqueued on it: "" when they are equal, else their sizes or
+// the first wrong byte. `StreamPrefixDifference`: "" when `got` is a prefix
+// of `want` (a connection that failed).
+std::string StreamDifference(uint64_t connection, const std::string& got,
+                             const std::string& want);
+std::string StreamPrefixDifference(uint64_t connection, const std::string& got,
+                                   const std::string& want);
+
+// True when every connection of `connections` (their ids' values) is Idle.
+bool ConnectionsIdle(const Executor& executor,
+                     const std::map<uint64_t, int>& connections);
+
+// Polls `executor` without waiting until every connection of `connections`
+// (their ids' values) is Idle, at most `rounds` times: OK, or Poll's error.
+absl::Status PollUntilIdle(Executor& executor,
+                           const std::map<uint64_t, int>& connections,
+                           int rounds);
+
 // A connected loopback TCP pair. Closes both ends on destruction.
 struct TcpPair {
   int client = -1;  // the end the executor sends on

@@ -233,6 +233,7 @@ class Executor::Impl {
     // its SQEs point to (valid until the kernel has taken them).
     Plan plan;
     std::vector<iovec> chain_iovs;
+    size_t chain_used = 0;  // of chain_iovs, by the chain being prepared
     std::vector<msghdr> chain_msgs;
     SendStats stats;
 
@@ -316,6 +317,17 @@ class Executor::Impl {
   // it seen both segments: the header before a message's body goes in the
   // body's writev.
   void JoinCopyOps(Connection& c, size_t i, const PlanOptions& po);
+  // Room for `n` more pieces in `c.chain_iovs` after those the chain being
+  // prepared uses; returns the index of the first. The vector only grows,
+  // so on a warm connection pieces are written, never zeroed first.
+  static size_t TakePieces(Connection& c, size_t n) {
+    const size_t at = c.chain_used;
+    if (c.chain_iovs.size() < at + n) {
+      c.chain_iovs.resize(std::max(at + n, 2 * c.chain_iovs.size()));
+    }
+    c.chain_used = at + n;
+    return at;
+  }
   // Gives `c.gather` back to the pool, once no op of `c` can read it.
   void ReturnGather(Connection& c);
   // The plan of all of `m` under `po` (max_ops_per_chain as the
@@ -1391,7 +1403,7 @@ bool Executor::Impl::PlanChainOps(uint32_t index, uint64_t limit,
                                   const PlanOptions& po, uint64_t* room) {
   Connection& c = conns_[index];
   chain_.clear();
-  c.chain_iovs.clear();
+  c.chain_used = 0;
   c.gather_used = 0;
   uint64_t seq = c.queue.sent_seq();
   uint64_t offset = c.queue.sent_offset();
@@ -1446,12 +1458,11 @@ size_t Executor::Impl::AppendPlainOps(Connection& c, const Plan& plan,
   size_t added = 0;
   for (const Op& op : plan.ops()) {
     if (added == max_ops) break;
-    const size_t piece = c.chain_iovs.size();
-    c.chain_iovs.resize(piece + op.iov_count);
+    const size_t piece = TakePieces(c, op.iov_count);
     const OpLayout layout = LayOutOp(op, buffers, seq, regions_,
                                      ring_->features(), &c.chain_iovs[piece]);
     if (layout.memlock_charge > *room) {
-      c.chain_iovs.resize(piece);
+      c.chain_used = piece;
       break;
     }
     *room -= layout.memlock_charge;
@@ -1506,13 +1517,12 @@ absl::Status Executor::Impl::AppendMessageOps(
       ChooseBuffer(op, absl::MakeConstSpan(co.borrowed, op.iov_count), regions_,
                    ring_->features(), &co.layout);
     } else {
-      co.piece = c.chain_iovs.size();
-      c.chain_iovs.resize(co.piece + op.iov_count);
+      co.piece = TakePieces(c, op.iov_count);
       co.layout = LayOutOp(co.op, buffers, 0, regions_, ring_->features(),
                            &c.chain_iovs[co.piece]);
     }
     if (co.layout.memlock_charge > *room) {
-      if (co.borrowed == nullptr) c.chain_iovs.resize(co.piece);
+      if (co.borrowed == nullptr) c.chain_used = co.piece;
       break;
     }
     *room -= co.layout.memlock_charge;
@@ -1583,11 +1593,11 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
        op.iov_count);
   c.gather_used += need;
   // The op's pieces were the last laid out (or borrowed).
-  if (co->borrowed == nullptr) c.chain_iovs.resize(co->piece);
+  if (co->borrowed == nullptr) c.chain_used = co->piece;
   if (!prev_gathered && !prev_lone) {
     co->borrowed = nullptr;
-    co->piece = c.chain_iovs.size();
-    c.chain_iovs.push_back(iovec{start, static_cast<size_t>(op.bytes)});
+    co->piece = TakePieces(c, 1);
+    c.chain_iovs[co->piece] = iovec{start, static_cast<size_t>(op.bytes)};
     op.kind = OpKind::kSend;
     op.first_iov = 0;
     op.iov_count = 1;
@@ -1602,8 +1612,8 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
     c.chain_iovs[prev->piece].iov_len += op.bytes;
   } else if (prev->borrowed != nullptr) {
     prev->borrowed = nullptr;
-    prev->piece = c.chain_iovs.size();
-    c.chain_iovs.push_back(iovec{start, static_cast<size_t>(need)});
+    prev->piece = TakePieces(c, 1);
+    c.chain_iovs[prev->piece] = iovec{start, static_cast<size_t>(need)};
   } else {
     c.chain_iovs[prev->piece] = iovec{start, static_cast<size_t>(need)};
   }
@@ -1637,8 +1647,7 @@ void Executor::Impl::JoinCopyOps(Connection& c, size_t i,
   }
   // The pieces of both, in order, at the end of chain_iovs (indices, not
   // pointers, into it across the resize).
-  const size_t piece = c.chain_iovs.size();
-  c.chain_iovs.resize(piece + na + nb);
+  const size_t piece = TakePieces(c, na + nb);
   iovec* to = c.chain_iovs.data() + piece;
   const iovec* from_a =
       a.borrowed != nullptr ? a.borrowed : c.chain_iovs.data() + a.piece;
@@ -1984,6 +1993,7 @@ void Executor::Impl::MaybeFree(uint32_t conn_index) {
   c.messages.clear();
   ReturnGather(c);
   std::vector<iovec>().swap(c.chain_iovs);
+  c.chain_used = 0;
   std::vector<msghdr>().swap(c.chain_msgs);
   free_conns_.push_back(conn_index);
 }

@@ -1551,14 +1551,18 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   // goes on, or when it is a lone small send (a header before a body: at a
   // boundary of segments, the planner never sees the two together).
   ChainOp* prev = chain_.size() >= 2 ? &chain_[chain_.size() - 2] : nullptr;
-  const bool prev_gathered =
-      prev != nullptr && prev->gathered &&
-      static_cast<char*>(c.chain_iovs[prev->piece].iov_base) +
-              c.chain_iovs[prev->piece].iov_len ==
-          c.gather.get() + c.gather_used;
-  const bool prev_lone = prev != nullptr && !prev->gathered &&
-                         prev->op.kind == OpKind::kSend &&
-                         prev->op.bytes < below;
+  bool prev_gathered = prev != nullptr && prev->gathered &&
+                       static_cast<char*>(c.chain_iovs[prev->piece].iov_base) +
+                               c.chain_iovs[prev->piece].iov_len ==
+                           c.gather.get() + c.gather_used;
+  bool prev_lone = prev != nullptr && !prev->gathered &&
+                   prev->op.kind == OpKind::kSend && prev->op.bytes < below;
+  // ... and only when the two together keep to the planner's op limit.
+  const bool fits =
+      prev != nullptr &&
+      prev->op.bytes <= c.options.plan.max_bytes_per_op - op.bytes;
+  prev_gathered = prev_gathered && fits;
+  prev_lone = prev_lone && fits;
   // A lone send gathered on its own would only be one more copy.
   if (op.kind == OpKind::kSend && !prev_gathered && !prev_lone) return;
   const uint64_t need = op.bytes + (prev_lone ? prev->op.bytes : 0);

@@ -3946,5 +3946,27 @@ TEST_P(ExecutorGatherTest, JoinedSeamOpShortAtEveryOffset) {
   }
 }
 
+// Gathered ops join only while the joined op keeps to max_bytes_per_op:
+// 16 pieces of 50 bytes, 4 to an op, max_bytes_per_op 400: two sends of 400
+// (each two gathered ops joined), never one of 800.
+TEST_P(ExecutorGatherTest, JoinedGatheredOpsKeepToMaxBytesPerOp) {
+  Make();
+  ConnectionOptions o =
+      gather::GatherOptions(64 * K, 512, PlanOptions::kNever, GetParam());
+  o.plan.max_iovs_per_op = 4;
+  o.plan.max_bytes_per_op = 400;
+  const ConnectionId c = Attach(o);
+  Send(c, std::vector<size_t>(16, 50));
+  Pump();
+  ExpectExact(c);
+  CheckNoViolations();
+  const std::vector<SqeRecord> log = LogFrom(0);
+  ASSERT_EQ(log.size(), 2u);
+  for (const SqeRecord& r : log) {
+    EXPECT_EQ(r.opcode, IORING_OP_SEND);
+    EXPECT_EQ(r.bytes_requested, 400u);
+  }
+}
+
 }  // namespace
 }  // namespace zcplan

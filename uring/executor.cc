@@ -328,6 +328,9 @@ class Executor::Impl {
     c.chain_used = at + n;
     return at;
   }
+  // Gives `c` a gather buffer of at least options.gather_bytes: the last
+  // one given back when it is large enough, else a new one.
+  void TakeGather(Connection& c);
   // Gives `c.gather` back to the pool, once no op of `c` can read it.
   void ReturnGather(Connection& c);
   // The plan of all of `m` under `po` (max_ops_per_chain as the
@@ -1567,18 +1570,7 @@ void Executor::Impl::MaybeGather(Connection& c, ChainOp* co) {
   if (op.kind == OpKind::kSend && !prev_gathered && !prev_lone) return;
   const uint64_t need = op.bytes + (prev_lone ? prev->op.bytes : 0);
   if (need > c.options.gather_bytes - c.gather_used) return;
-  if (c.gather == nullptr) {
-    if (!gather_pool_.empty() &&
-        gather_pool_.back().size >= c.options.gather_bytes) {
-      c.gather = std::move(gather_pool_.back().buffer);
-      c.gather_size = gather_pool_.back().size;
-      gather_pooled_ -= c.gather_size;
-      gather_pool_.pop_back();
-    } else {
-      c.gather.reset(new char[c.options.gather_bytes]);
-      c.gather_size = c.options.gather_bytes;
-    }
-  }
+  if (c.gather == nullptr) TakeGather(c);
   char* const start = c.gather.get() + c.gather_used;
   char* at = start;
   auto copy = [&at](const iovec* pieces, uint32_t n) {
@@ -1675,6 +1667,19 @@ void Executor::Impl::JoinCopyOps(Connection& c, size_t i,
   a.gathered = false;  // more than the one gathered piece now
   a.gathered_bytes += b.gathered_bytes;
   chain_.erase(chain_.begin() + i);
+}
+
+void Executor::Impl::TakeGather(Connection& c) {
+  if (!gather_pool_.empty() &&
+      gather_pool_.back().size >= c.options.gather_bytes) {
+    c.gather = std::move(gather_pool_.back().buffer);
+    c.gather_size = gather_pool_.back().size;
+    gather_pooled_ -= c.gather_size;
+    gather_pool_.pop_back();
+  } else {
+    c.gather.reset(new char[c.options.gather_bytes]);
+    c.gather_size = c.options.gather_bytes;
+  }
 }
 
 void Executor::Impl::ReturnGather(Connection& c) {

@@ -11,7 +11,9 @@ Builds nothing: --server is the zchttpd binary (default
 bazel-bin/tools/zchttpd of this checkout, so build it with -c opt first).
 For every repetition it runs each (shape, N, strategy) once: the (shape, N)
 blocks in an order shuffled per repetition (--seed), and inside a block the
-strategies back to back, in an order shuffled per block (A B C D, C A D B,
+strategies back to back, the two sides of each bar's ratio next to each
+other (size-aware beside all-zero-copy, adaptive beside all-copy; the pairs
+and their sides in an order shuffled per block: A B C D, D C A B, B A D C,
 ...). Drift on a shared machine then spreads over all strategies instead of
 landing on one, and the runs a ratio compares are seconds apart: next to
 each bar's ratio of medians it prints the "paired" ratio, the median over
@@ -108,6 +110,8 @@ SHAPE_TITLES = {
     "mixed": "/mixed/N (256 KiB reference message)",
 }
 PIECES = [1, 16, 64, 256, 1024, 2048]
+# The two sides of each bar's ratio; block_order runs them back to back.
+PAIRS = [("size-aware", "all-zero-copy"), ("adaptive", "all-copy")]
 NETTY = {1024: 3.12, 2048: 6.67}  # size-aware / all-zero-copy, netty 16086
 COLORS = {
     "size-aware": "#1b6ac9",
@@ -299,6 +303,22 @@ def run_one(args, pinned, shape, n, strategy):
     problems = check_server(final, note, wrk, args.connections)
     return dict(wrk, shape=shape, pieces=n, strategy=strategy,
                 server_final=final_line, server_problems=problems)
+
+
+def block_order(strategies, rng):
+    """The strategies of one (shape, N) block, in the order they run.
+
+    The two sides of each bar's ratio (PAIRS) run back to back, the pairs
+    and any other strategy in a shuffled order, each pair's two sides in a
+    shuffled order: a ratio then compares runs seconds apart, whatever the
+    machine did between the pairs."""
+    units = [[a, b] for a, b in PAIRS if a in strategies and b in strategies]
+    paired = {s for unit in units for s in unit}
+    units += [[s] for s in strategies if s not in paired]
+    order = []
+    for unit in rng.sample(units, len(units)):
+        order += rng.sample(unit, len(unit))
+    return order
 
 
 def summarize(runs, shapes, pieces, strategies):
@@ -619,6 +639,10 @@ def main(argv):
     blocks = [(sh, n) for sh in args.shapes for n in args.pieces]
     rng = random.Random(args.seed)
     load_before = loadavg()
+    if load_before != "unknown" and float(load_before.split()[0]) > 0.7:
+        print(f"http_qps: note: load average {load_before} before the "
+              "sweep: other work on this machine widens the spread of every "
+              "strategy's runs", file=sys.stderr)
     started = time.time()
     runs = []
     total = len(blocks) * len(args.strategies) * args.repetitions
@@ -626,8 +650,8 @@ def main(argv):
         for rep in range(args.repetitions):
             order = []
             for shape, n in rng.sample(blocks, len(blocks)):
-                order += [(shape, n, s) for s in
-                          rng.sample(args.strategies, len(args.strategies))]
+                order += [(shape, n, s)
+                          for s in block_order(args.strategies, rng)]
             for shape, n, s in order:
                 r = run_one(args, pinned, shape, n, s)
                 r["repetition"] = rep

@@ -57,6 +57,26 @@ try:
     sys.exit("FAIL: parse_wrk accepted a report without Requests/sec")
 except m.Failure:
     pass
+
+# Block order: every strategy once, each bar's two sides next to each other,
+# and over many blocks every arrangement of the pairs and their sides.
+import random
+rng = random.Random(7)
+seen = set()
+for strategies in (list(m.STRATEGIES), ["all-copy", "size-aware", "adaptive"],
+                   ["size-aware"]):
+    for _ in range(200):
+        order = m.block_order(strategies, rng)
+        if sorted(order) != sorted(strategies):
+            sys.exit(f"FAIL: block_order({strategies}) = {order}")
+        for a, b in m.PAIRS:
+            if a in strategies and b in strategies and \
+                    abs(order.index(a) - order.index(b)) != 1:
+                sys.exit(f"FAIL: {a} and {b} apart in {order}")
+        if len(strategies) == 4:
+            seen.add(tuple(order))
+if len(seen) != 8:
+    sys.exit(f"FAIL: {len(seen)} of the 8 paired orders of 4 strategies seen")
 PY
 
 python3 "$script" --server "$zchttpd" --duration 1s --repetitions 1 \

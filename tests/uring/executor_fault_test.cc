@@ -759,6 +759,9 @@ TEST_F(ExecutorFaultTest, ShutdownWaitsForLateNotificationsThenReportsOk) {
   CheckNoViolations();
 }
 
+// The timeout does not change the outcome: the fake acknowledges nothing
+// while it lasts, and the reset is followed by a poll however late Shutdown
+// runs (see ShutdownThatRunsLateStillCollectsWhatItsResetFreed).
 TEST_F(ExecutorFaultTest, ShutdownResetsMarkedStalledConnectionsOnly) {
   Make();
   ConnectionOptions resettable = Options();
@@ -785,6 +788,46 @@ TEST_F(ExecutorFaultTest, ShutdownResetsMarkedStalledConnectionsOnly) {
   CheckNoViolations();
   EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
 }
+
+// A Shutdown whose deadline has passed by the time it resets (a loaded
+// server's thread descheduled for the whole timeout; here a timeout of zero,
+// or one that passes before Shutdown starts) still resets the marked
+// connections and polls once for what the resets freed, instead of handing
+// it back as KernelMayStillRead.
+class LateShutdownTest : public ExecutorFaultTest,
+                         public testing::WithParamInterface<absl::Duration> {};
+
+TEST_P(LateShutdownTest, ShutdownThatRunsLateStillCollectsWhatItsResetFreed) {
+  Make();
+  ConnectionOptions resettable = Options();
+  resettable.reset_on_shutdown = true;
+  const ConnectionId reset = Attach(resettable);
+  const ConnectionId kept = Attach();
+  ring_->set_hold_notifications(true);  // neither peer acknowledges
+  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
+  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
+  Pump(5);
+  const absl::Status s = executor_->Shutdown(GetParam());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
+  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
+  EXPECT_EQ(ring_->resets(Fd(kept)), 0);
+  for (uint64_t t : reset_tokens) {
+    ASSERT_EQ(Releases(t), 1) << t;
+    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status))
+        << t << ": " << ledger_.Find(t)->status;
+  }
+  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
+  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(PastDeadline, LateShutdownTest,
+                         testing::Values(absl::ZeroDuration(),
+                                         absl::Microseconds(1)));
 
 TEST_F(ExecutorFaultTest, AbortResetsTheConnectionAndItsBuffersComeBack) {
   Make();

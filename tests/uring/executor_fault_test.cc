@@ -35,6 +35,7 @@
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_executor_fixture.h"
 #include "zcplan/tests/uring/fake_ring.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
@@ -45,47 +46,15 @@ namespace {
 
 constexpr size_t K = 1024;
 
-class ExecutorFaultTest : public testing::Test {
+class ExecutorFaultTest : public FakeExecutorFixture {
  protected:
-  // Makes the executor over a fake ring. Call once per test, first.
+  // Makes the executor over a fake ring, releasing into `ledger_` unless
+  // `options` sets on_release_batch. Call once per test, first.
   void Make(FakeRingOptions ring_options = FakeRingOptions(),
             ExecutorOptions options = ExecutorOptions()) {
-    owned_ring_ = std::make_unique<FakeRing>(ring_options);
-    ring_ = owned_ring_.get();
     if (!options.on_release_batch) options.on_release = ledger_.callback();
-    options.teardown_timeout = absl::Milliseconds(1);
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::CreateWithRing(std::make_unique<BorrowedRing>(ring_),
-                                 std::move(options));
-    ASSERT_TRUE(executor.ok()) << executor.status();
-    executor_ = *std::move(executor);
+    MakeExecutor(ring_options, std::move(options));
   }
-
-  static ConnectionOptions Options(uint64_t threshold = 16 * K,
-                                   CopyOp copy_op = CopyOp::kWritev) {
-    ConnectionOptions o;
-    o.plan.zc_threshold = threshold;
-    o.plan.copy_op = copy_op;
-    o.adaptive_zero_copy = false;
-    return o;
-  }
-
-  // Attaches a real connected loopback socket (the executor checks it is
-  // TCP); the fake never touches it, it only uses the number. Notifications
-  // on it report zero-copy unless a test says otherwise (a real NIC).
-  ConnectionId Attach(const ConnectionOptions& options = Options()) {
-    absl::StatusOr<TcpPair> pair = MakeTcpPair();
-    EXPECT_TRUE(pair.ok()) << pair.status();
-    const int fd = pair->client;
-    pairs_.push_back(*std::move(pair));
-    absl::StatusOr<ConnectionId> id = executor_->Attach(fd, options);
-    EXPECT_TRUE(id.ok()) << id.status();
-    ring_->SetCopied(fd, false);
-    fds_[id->value] = fd;
-    return *id;
-  }
-
-  int Fd(ConnectionId id) { return fds_.at(id.value); }
 
   // Enqueues one buffer per size, filled with the connection's pattern.
   // Returns the buffers' tokens.
@@ -163,52 +132,9 @@ class ExecutorFaultTest : public testing::Test {
 
   const unsigned char* Data(uint64_t token) { return buffers_[token]->data(); }
 
-  // Polls (without blocking: the fake never waits) until every connection is
-  // idle or `rounds` polls have run.
-  void Pump(int rounds = 1000) {
-    const absl::Status s = PollUntilIdle(*executor_, fds_, rounds);
-    ASSERT_TRUE(s.ok()) << s;
-  }
-
-  bool AllIdle() { return ConnectionsIdle(*executor_, fds_); }
-
-  void ExpectExact(ConnectionId id) {
-    EXPECT_EQ(StreamDifference(id.value, ring_->received(Fd(id)),
-                               expected_[id.value]),
-              "");
-  }
-
-  // A failed connection: what arrived is a prefix of what was enqueued.
-  void ExpectPrefix(ConnectionId id) {
-    EXPECT_EQ(StreamPrefixDifference(id.value, ring_->received(Fd(id)),
-                                     expected_[id.value]),
-              "");
-  }
-
-  int Releases(uint64_t token) { return ledger_.Find(token)->releases; }
-
   // Ops submitted of each kind, from the fake's log.
   size_t Submitted(int opcode) { return ring_->ops_submitted(opcode); }
 
-  void TearDown() override {
-    if (executor_ == nullptr) return;
-    executor_.reset();  // releases whatever is still held
-    EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-        << ledger_.CheckAllReleasedOnce();
-  }
-
-  // The fake outlives the executor, so this works after teardown too.
-  void CheckNoViolations() {
-    for (const std::string& v : ring_->violations()) ADD_FAILURE() << v;
-  }
-
-  TokenLedger ledger_;
-  std::unique_ptr<FakeRing> owned_ring_;  // outlives executor_
-  FakeRing* ring_ = nullptr;
-  std::unique_ptr<Executor> executor_;
-  std::vector<TcpPair> pairs_;
-  std::map<uint64_t, int> fds_;
-  std::map<uint64_t, std::string> expected_;
   std::map<uint64_t, std::unique_ptr<std::vector<unsigned char>>> buffers_;
 };
 
@@ -3785,20 +3711,7 @@ TEST_P(ExecutorGatherTest, SnapshotOnTheCallersRingBeforeItsSubmit) {
   for (uint64_t t : first) {
     std::fill_n(buffers_[t]->data(), buffers_[t]->size(), 0x5A);
   }
-  auto caller_round = [this] {
-    ASSERT_TRUE(executor_->Prepare().ok());
-    ring_->SubmitAndWait(0, 0);
-    Completion batch[64];
-    const size_t n = ring_->Reap(absl::MakeSpan(batch, 64));
-    for (size_t i = 0; i < n; ++i) {
-      io_uring_cqe cqe{};
-      cqe.user_data = batch[i].user_data;
-      cqe.res = batch[i].res;
-      cqe.flags = batch[i].flags;
-      EXPECT_TRUE(executor_->HandleCompletion(cqe));
-    }
-  };
-  caller_round();
+  CallerRound();
   ASSERT_FALSE(ring_->log().empty());
   EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SEND);
   for (uint64_t t : first) EXPECT_EQ(Releases(t), 1);
@@ -3808,7 +3721,7 @@ TEST_P(ExecutorGatherTest, SnapshotOnTheCallersRingBeforeItsSubmit) {
   const std::vector<uint64_t> second = Send(c, gather::SmallSizes(60, 2));
   for (int round = 0; round < 1000 && !executor_->Idle(c); ++round) {
     ring_->AddCapacity(Fd(c), 50);
-    caller_round();
+    CallerRound();
   }
   ASSERT_TRUE(executor_->Idle(c));
   ExpectExact(c);

@@ -89,6 +89,12 @@ class ExecutorFaultTest : public FakeExecutorFixture {
 
   bool batch_enqueue_ = false;
 
+  // Two stalled connections (the fake holds every notification), one marked
+  // reset_on_shutdown, then `Shutdown(timeout)`: only the marked one is
+  // reset, its buffers come back as sent, and the other's are handed back
+  // as KernelMayStillRead.
+  void ExpectShutdownResetsMarkedOnly(absl::Duration timeout);
+
   // Makes the executor with a 256 KiB notification cap and two zero-copy
   // connections: `a`, whose peer reads nothing, holding a blocked chain of
   // `stalled_bytes`, and `b`, with nothing queued yet.
@@ -139,6 +145,34 @@ class ExecutorFaultTest : public FakeExecutorFixture {
 };
 
 const std::vector<size_t> kExample = {4 * K, 4 * K, 16 * K, 32 * K, 2 * K};
+
+void ExecutorFaultTest::ExpectShutdownResetsMarkedOnly(absl::Duration timeout) {
+  Make();
+  ConnectionOptions resettable = Options();
+  resettable.reset_on_shutdown = true;
+  const ConnectionId reset = Attach(resettable);
+  const ConnectionId kept = Attach();
+  ring_->set_hold_notifications(true);  // neither peer acknowledges
+  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
+  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
+  Pump(5);
+  const absl::Status s = executor_->Shutdown(timeout);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
+  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
+  EXPECT_EQ(ring_->resets(Fd(kept)), 0) << "not marked reset_on_shutdown";
+  // The reset purged the queue: its zero-copy buffers came back, as sent.
+  for (uint64_t t : reset_tokens) {
+    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status))
+        << t << ": " << ledger_.Find(t)->status;
+  }
+  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
+  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+}
 
 // --- Encoding ----------------------------------------------------------------
 
@@ -687,32 +721,9 @@ TEST_F(ExecutorFaultTest, ShutdownWaitsForLateNotificationsThenReportsOk) {
 
 // The timeout does not change the outcome: the fake acknowledges nothing
 // while it lasts, and the reset is followed by a poll however late Shutdown
-// runs (see ShutdownThatRunsLateStillCollectsWhatItsResetFreed).
+// runs (see LateShutdownTest).
 TEST_F(ExecutorFaultTest, ShutdownResetsMarkedStalledConnectionsOnly) {
-  Make();
-  ConnectionOptions resettable = Options();
-  resettable.reset_on_shutdown = true;
-  const ConnectionId reset = Attach(resettable);
-  const ConnectionId kept = Attach();
-  ring_->set_hold_notifications(true);  // neither peer acknowledges
-  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
-  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
-  Pump(5);
-  const absl::Status s = executor_->Shutdown(absl::Milliseconds(20));
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
-  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
-  EXPECT_EQ(ring_->resets(Fd(kept)), 0) << "not marked reset_on_shutdown";
-  // The reset purged the queue: its zero-copy buffers came back, as sent.
-  for (uint64_t t : reset_tokens) {
-    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status)) << t;
-  }
-  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  ring_->DeliverAllNotifications();
-  CheckNoViolations();
-  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+  ExpectShutdownResetsMarkedOnly(absl::Milliseconds(20));
 }
 
 // A Shutdown whose deadline has passed by the time it resets (a loaded
@@ -724,31 +735,7 @@ class LateShutdownTest : public ExecutorFaultTest,
                          public testing::WithParamInterface<absl::Duration> {};
 
 TEST_P(LateShutdownTest, ShutdownThatRunsLateStillCollectsWhatItsResetFreed) {
-  Make();
-  ConnectionOptions resettable = Options();
-  resettable.reset_on_shutdown = true;
-  const ConnectionId reset = Attach(resettable);
-  const ConnectionId kept = Attach();
-  ring_->set_hold_notifications(true);  // neither peer acknowledges
-  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
-  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
-  Pump(5);
-  const absl::Status s = executor_->Shutdown(GetParam());
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
-  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
-  EXPECT_EQ(ring_->resets(Fd(kept)), 0);
-  for (uint64_t t : reset_tokens) {
-    ASSERT_EQ(Releases(t), 1) << t;
-    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status))
-        << t << ": " << ledger_.Find(t)->status;
-  }
-  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  ring_->DeliverAllNotifications();
-  CheckNoViolations();
-  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+  ExpectShutdownResetsMarkedOnly(GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(PastDeadline, LateShutdownTest,

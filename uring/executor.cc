@@ -383,8 +383,9 @@ class Executor::Impl {
                                         absl::string_view what);
   // Resets connection `index`'s TCP connection; returns the kernel's result.
   int Reset(uint32_t index);
-  // Polls until nothing is held or `deadline` passes.
-  void WaitUntilReleased(absl::Time deadline);
+  // Polls until nothing is held or `deadline` passes; with `poll_once`, polls
+  // at least once (without waiting) even when `deadline` has passed.
+  void WaitUntilReleased(absl::Time deadline, bool poll_once = false);
   // FailedPrecondition when a SINGLE_ISSUER ring is bound to another thread.
   absl::Status CheckThread(absl::string_view what) const;
   bool OnRingThread() const;
@@ -1142,16 +1143,19 @@ absl::Status Executor::Impl::Abort(ConnectionId id) {
   return s;
 }
 
-void Executor::Impl::WaitUntilReleased(absl::Time deadline) {
+void Executor::Impl::WaitUntilReleased(absl::Time deadline, bool poll_once) {
   while (HeldTotal() > 0) {
     if (!cancels_due_.empty()) RetryCancels();
     const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return;
+    const bool late = left <= absl::ZeroDuration();
+    if (late && !poll_once) return;
+    poll_once = false;
     bool waited = false;
+    // Past the deadline the one poll only collects what is already done.
     const int64_t ns =
-        absl::ToInt64Nanoseconds(std::min(left, absl::Milliseconds(50)));
-    if (!SubmitPending(slots_.in_use() > 0 ? 1 : 0, std::max<int64_t>(ns, 0),
-                       &waited)
+        late ? 0
+             : absl::ToInt64Nanoseconds(std::min(left, absl::Milliseconds(50)));
+    if (!SubmitPending(!late && slots_.in_use() > 0 ? 1 : 0, ns, &waited)
              .ok()) {
       return;
     }
@@ -1183,14 +1187,19 @@ absl::Status Executor::Impl::Shutdown(absl::Duration timeout) {
   if (can_wait) WaitUntilReleased(start + timeout / 2);
   // A reset is a plain socket call, so it helps even off the ring's thread
   // (the kernel lets go of the memory; only the notifications go unread).
+  bool reset_any = false;
   for (uint32_t i = 0; i < conns_.size(); ++i) {
     Connection& c = conns_[i];
     if (c.in_use() && c.options.reset_on_shutdown &&
         (c.queue.held() > 0 || c.slots_held > 0)) {
-      (void)Reset(i);
+      reset_any |= Reset(i) == 0;
     }
   }
-  if (can_wait) WaitUntilReleased(start + timeout);
+  // A shutdown that starts late (a loaded or descheduled thread) may find
+  // the deadline already passed here: what the resets freed is still
+  // collected, by one poll that does not wait, rather than handed back as
+  // KernelMayStillRead.
+  if (can_wait) WaitUntilReleased(start + timeout, /*poll_once=*/reset_any);
   // What the kernel still references is handed back as such, and the
   // executor forgets the ops: later completions count as stray.
   size_t left_buffers = 0;

@@ -202,9 +202,11 @@ struct ConnectionOptions {
 
   // Lets `Shutdown` (and so the destructor) reset this connection, as
   // `Abort` does, when it still holds buffers halfway through the shutdown
-  // timeout: the peer gets a TCP reset and loses what it had not received,
-  // and the memory comes back. Set it when the program owns the socket and
-  // would rather drop a stalled peer than leave buffers with the kernel.
+  // timeout (later if `Shutdown` runs late; it always resets before it gives
+  // up, see `Executor::Shutdown`): the peer gets a TCP reset and loses what it
+  // had not received, and the memory comes back. Set it when the program owns
+  // the socket and would rather drop a stalled peer than leave buffers with the
+  // kernel.
   bool reset_on_shutdown = false;
 };
 
@@ -414,7 +416,11 @@ class Executor {
   //   1. every connection is closed, as `Close`;
   //   2. it polls until every buffer is released, for up to `timeout` / 2;
   //   3. connections still holding buffers that set `reset_on_shutdown` are
-  //      reset, as `Abort`; it polls again until `timeout` has passed;
+  //      reset, as `Abort`; it polls again until `timeout` has passed, and
+  //      after a reset at least once (without waiting) even when `timeout`
+  //      has already passed, so a shutdown that runs late (a loaded or
+  //      descheduled thread, or a `timeout` of zero) still collects the
+  //      buffers the reset freed;
   //   4. what the kernel still references then is released with a status
   //      for which `KernelMayStillRead` is true (see the WARNING at the top).
   // Returns OK when step 4 released nothing; otherwise Unavailable naming

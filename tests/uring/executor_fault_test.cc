@@ -35,6 +35,7 @@
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_executor_fixture.h"
 #include "zcplan/tests/uring/fake_ring.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
@@ -45,47 +46,15 @@ namespace {
 
 constexpr size_t K = 1024;
 
-class ExecutorFaultTest : public testing::Test {
+class ExecutorFaultTest : public FakeExecutorFixture {
  protected:
-  // Makes the executor over a fake ring. Call once per test, first.
+  // Makes the executor over a fake ring, releasing into `ledger_` unless
+  // `options` sets on_release_batch. Call once per test, first.
   void Make(FakeRingOptions ring_options = FakeRingOptions(),
             ExecutorOptions options = ExecutorOptions()) {
-    owned_ring_ = std::make_unique<FakeRing>(ring_options);
-    ring_ = owned_ring_.get();
     if (!options.on_release_batch) options.on_release = ledger_.callback();
-    options.teardown_timeout = absl::Milliseconds(1);
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::CreateWithRing(std::make_unique<BorrowedRing>(ring_),
-                                 std::move(options));
-    ASSERT_TRUE(executor.ok()) << executor.status();
-    executor_ = *std::move(executor);
+    MakeExecutor(ring_options, std::move(options));
   }
-
-  static ConnectionOptions Options(uint64_t threshold = 16 * K,
-                                   CopyOp copy_op = CopyOp::kWritev) {
-    ConnectionOptions o;
-    o.plan.zc_threshold = threshold;
-    o.plan.copy_op = copy_op;
-    o.adaptive_zero_copy = false;
-    return o;
-  }
-
-  // Attaches a real connected loopback socket (the executor checks it is
-  // TCP); the fake never touches it, it only uses the number. Notifications
-  // on it report zero-copy unless a test says otherwise (a real NIC).
-  ConnectionId Attach(const ConnectionOptions& options = Options()) {
-    absl::StatusOr<TcpPair> pair = MakeTcpPair();
-    EXPECT_TRUE(pair.ok()) << pair.status();
-    const int fd = pair->client;
-    pairs_.push_back(*std::move(pair));
-    absl::StatusOr<ConnectionId> id = executor_->Attach(fd, options);
-    EXPECT_TRUE(id.ok()) << id.status();
-    ring_->SetCopied(fd, false);
-    fds_[id->value] = fd;
-    return *id;
-  }
-
-  int Fd(ConnectionId id) { return fds_.at(id.value); }
 
   // Enqueues one buffer per size, filled with the connection's pattern.
   // Returns the buffers' tokens.
@@ -119,6 +88,12 @@ class ExecutorFaultTest : public testing::Test {
   }
 
   bool batch_enqueue_ = false;
+
+  // Two stalled connections (the fake holds every notification), one marked
+  // reset_on_shutdown, then `Shutdown(timeout)`: only the marked one is
+  // reset, its buffers come back as sent, and the other's are handed back
+  // as KernelMayStillRead.
+  void ExpectShutdownResetsMarkedOnly(absl::Duration timeout);
 
   // Makes the executor with a 256 KiB notification cap and two zero-copy
   // connections: `a`, whose peer reads nothing, holding a blocked chain of
@@ -163,56 +138,41 @@ class ExecutorFaultTest : public testing::Test {
 
   const unsigned char* Data(uint64_t token) { return buffers_[token]->data(); }
 
-  // Polls (without blocking: the fake never waits) until every connection is
-  // idle or `rounds` polls have run.
-  void Pump(int rounds = 1000) {
-    const absl::Status s = PollUntilIdle(*executor_, fds_, rounds);
-    ASSERT_TRUE(s.ok()) << s;
-  }
-
-  bool AllIdle() { return ConnectionsIdle(*executor_, fds_); }
-
-  void ExpectExact(ConnectionId id) {
-    EXPECT_EQ(StreamDifference(id.value, ring_->received(Fd(id)),
-                               expected_[id.value]),
-              "");
-  }
-
-  // A failed connection: what arrived is a prefix of what was enqueued.
-  void ExpectPrefix(ConnectionId id) {
-    EXPECT_EQ(StreamPrefixDifference(id.value, ring_->received(Fd(id)),
-                                     expected_[id.value]),
-              "");
-  }
-
-  int Releases(uint64_t token) { return ledger_.Find(token)->releases; }
-
   // Ops submitted of each kind, from the fake's log.
   size_t Submitted(int opcode) { return ring_->ops_submitted(opcode); }
 
-  void TearDown() override {
-    if (executor_ == nullptr) return;
-    executor_.reset();  // releases whatever is still held
-    EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-        << ledger_.CheckAllReleasedOnce();
-  }
-
-  // The fake outlives the executor, so this works after teardown too.
-  void CheckNoViolations() {
-    for (const std::string& v : ring_->violations()) ADD_FAILURE() << v;
-  }
-
-  TokenLedger ledger_;
-  std::unique_ptr<FakeRing> owned_ring_;  // outlives executor_
-  FakeRing* ring_ = nullptr;
-  std::unique_ptr<Executor> executor_;
-  std::vector<TcpPair> pairs_;
-  std::map<uint64_t, int> fds_;
-  std::map<uint64_t, std::string> expected_;
   std::map<uint64_t, std::unique_ptr<std::vector<unsigned char>>> buffers_;
 };
 
 const std::vector<size_t> kExample = {4 * K, 4 * K, 16 * K, 32 * K, 2 * K};
+
+void ExecutorFaultTest::ExpectShutdownResetsMarkedOnly(absl::Duration timeout) {
+  Make();
+  ConnectionOptions resettable = Options();
+  resettable.reset_on_shutdown = true;
+  const ConnectionId reset = Attach(resettable);
+  const ConnectionId kept = Attach();
+  ring_->set_hold_notifications(true);  // neither peer acknowledges
+  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
+  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
+  Pump(5);
+  const absl::Status s = executor_->Shutdown(timeout);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
+  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
+  EXPECT_EQ(ring_->resets(Fd(kept)), 0) << "not marked reset_on_shutdown";
+  // The reset purged the queue: its zero-copy buffers came back, as sent.
+  for (uint64_t t : reset_tokens) {
+    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status))
+        << t << ": " << ledger_.Find(t)->status;
+  }
+  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
+  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+      << ledger_.CheckAllReleasedOnce();
+  ring_->DeliverAllNotifications();
+  CheckNoViolations();
+  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+}
 
 // --- Encoding ----------------------------------------------------------------
 
@@ -759,32 +719,28 @@ TEST_F(ExecutorFaultTest, ShutdownWaitsForLateNotificationsThenReportsOk) {
   CheckNoViolations();
 }
 
+// The timeout does not change the outcome: the fake acknowledges nothing
+// while it lasts, and the reset is followed by a poll however late Shutdown
+// runs (see LateShutdownTest).
 TEST_F(ExecutorFaultTest, ShutdownResetsMarkedStalledConnectionsOnly) {
-  Make();
-  ConnectionOptions resettable = Options();
-  resettable.reset_on_shutdown = true;
-  const ConnectionId reset = Attach(resettable);
-  const ConnectionId kept = Attach();
-  ring_->set_hold_notifications(true);  // neither peer acknowledges
-  const std::vector<uint64_t> reset_tokens = Send(reset, kExample);
-  const std::vector<uint64_t> kept_tokens = Send(kept, kExample);
-  Pump(5);
-  const absl::Status s = executor_->Shutdown(absl::Milliseconds(20));
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "2 buffer(s)")) << s;
-  EXPECT_EQ(ring_->resets(Fd(reset)), 1);
-  EXPECT_EQ(ring_->resets(Fd(kept)), 0) << "not marked reset_on_shutdown";
-  // The reset purged the queue: its zero-copy buffers came back, as sent.
-  for (uint64_t t : reset_tokens) {
-    EXPECT_FALSE(KernelMayStillRead(ledger_.Find(t)->status)) << t;
-  }
-  EXPECT_TRUE(KernelMayStillRead(ledger_.Find(kept_tokens[2])->status));
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  ring_->DeliverAllNotifications();
-  CheckNoViolations();
-  EXPECT_EQ(executor_->stats().totals.buffers_kernel_may_read, 2u);
+  ExpectShutdownResetsMarkedOnly(absl::Milliseconds(20));
 }
+
+// A Shutdown whose deadline has passed by the time it resets (a loaded
+// server's thread descheduled for the whole timeout; here a timeout of zero,
+// or one that passes before Shutdown starts) still resets the marked
+// connections and polls once for what the resets freed, instead of handing
+// it back as KernelMayStillRead.
+class LateShutdownTest : public ExecutorFaultTest,
+                         public testing::WithParamInterface<absl::Duration> {};
+
+TEST_P(LateShutdownTest, ShutdownThatRunsLateStillCollectsWhatItsResetFreed) {
+  ExpectShutdownResetsMarkedOnly(GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(PastDeadline, LateShutdownTest,
+                         testing::Values(absl::ZeroDuration(),
+                                         absl::Microseconds(1)));
 
 TEST_F(ExecutorFaultTest, AbortResetsTheConnectionAndItsBuffersComeBack) {
   Make();
@@ -3742,20 +3698,7 @@ TEST_P(ExecutorGatherTest, SnapshotOnTheCallersRingBeforeItsSubmit) {
   for (uint64_t t : first) {
     std::fill_n(buffers_[t]->data(), buffers_[t]->size(), 0x5A);
   }
-  auto caller_round = [this] {
-    ASSERT_TRUE(executor_->Prepare().ok());
-    ring_->SubmitAndWait(0, 0);
-    Completion batch[64];
-    const size_t n = ring_->Reap(absl::MakeSpan(batch, 64));
-    for (size_t i = 0; i < n; ++i) {
-      io_uring_cqe cqe{};
-      cqe.user_data = batch[i].user_data;
-      cqe.res = batch[i].res;
-      cqe.flags = batch[i].flags;
-      EXPECT_TRUE(executor_->HandleCompletion(cqe));
-    }
-  };
-  caller_round();
+  CallerRound();
   ASSERT_FALSE(ring_->log().empty());
   EXPECT_EQ(ring_->log()[0].opcode, IORING_OP_SEND);
   for (uint64_t t : first) EXPECT_EQ(Releases(t), 1);
@@ -3765,7 +3708,7 @@ TEST_P(ExecutorGatherTest, SnapshotOnTheCallersRingBeforeItsSubmit) {
   const std::vector<uint64_t> second = Send(c, gather::SmallSizes(60, 2));
   for (int round = 0; round < 1000 && !executor_->Idle(c); ++round) {
     ring_->AddCapacity(Fd(c), 50);
-    caller_round();
+    CallerRound();
   }
   ASSERT_TRUE(executor_->Idle(c));
   ExpectExact(c);

@@ -42,6 +42,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -196,6 +197,12 @@ class CheckingReceiver {
   bool timed_out_ = false;
 };
 
+// What a receiver got of `stream` is all of it, unchanged.
+void ExpectReceivedWhole(const StreamCheck& got, const Stream& stream) {
+  EXPECT_EQ(got.received, stream.total()) << got.Describe();
+  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+}
+
 // The counters of a connection that sent all of `stream`.
 void ExpectCompleteStats(const SendStats& s, const Stream& stream) {
   EXPECT_EQ(s.buffers_enqueued, stream.count());
@@ -239,6 +246,64 @@ class ExecutorLoopbackTest : public testing::Test {
         Executor::Create(std::move(options));
     if (!executor.ok()) GTEST_SKIP() << IoUringSkipReason(executor.status());
     executor_ = *std::move(executor);
+  }
+
+  // Drains the executor, failing fatally if it cannot, then waits for
+  // `receiver` to finish: call it in ASSERT_NO_FATAL_FAILURE.
+  void DrainAndJoin(CheckingReceiver& receiver) {
+    ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
+    receiver.Join();
+  }
+
+  // The connections of a many-connection test.
+  struct Connections {
+    std::vector<ConnectionId> ids;
+    std::vector<Stream*> streams;
+    // Each one's server end and what it should receive: a CheckingReceiver's.
+    std::vector<std::pair<int, StreamCheck>> sockets;
+  };
+
+  // Attaches `n` loopback connections, SO_SNDBUF and SO_RCVBUF `buffer` when
+  // it is > 0: connection i carries stream `first_stream + i` of buffers
+  // `sizes(i)` and is attached with `options(i)` (called in that order, once
+  // each). Fails fatally on error: call it in ASSERT_NO_FATAL_FAILURE.
+  void AttachStreams(int n, int buffer, uint64_t first_stream,
+                     const std::function<std::vector<size_t>(int)>& sizes,
+                     const std::function<ConnectionOptions(int)>& options,
+                     Connections* out) {
+    for (int i = 0; i < n; ++i) {
+      TcpPair* pair = NewPair(buffer, buffer);
+      ASSERT_NE(pair, nullptr);
+      Stream& stream = NewStream(first_stream + i, sizes(i));
+      absl::StatusOr<ConnectionId> id =
+          executor_->Attach(pair->client, options(i));
+      ASSERT_TRUE(id.ok()) << id.status();
+      out->ids.push_back(*id);
+      out->streams.push_back(&stream);
+      out->sockets.emplace_back(pair->server, CheckFor(stream));
+    }
+  }
+
+  // Connection `id` sent all of `stream` without an error, and `got` (its
+  // receiver's check) is the whole stream; `*stats` gets its counters.
+  // Fails fatally when they cannot be read: call it in
+  // ASSERT_NO_FATAL_FAILURE.
+  void ExpectSentWhole(const StreamCheck& got, ConnectionId id,
+                       const Stream& stream, SendStats* stats) {
+    ExpectReceivedWhole(got, stream);
+    EXPECT_TRUE(executor_->ConnectionError(id).ok());
+    absl::StatusOr<SendStats> s = executor_->connection_stats(id);
+    ASSERT_TRUE(s.ok()) << s.status();
+    SCOPED_TRACE(FormatStats(*s));
+    ExpectCompleteStats(*s, stream);
+    *stats = *s;
+  }
+
+  // Every buffer was released exactly once, none with an error.
+  void ExpectAllReleasedOk() {
+    EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
+        << ledger_.CheckAllReleasedOnce();
+    EXPECT_EQ(ledger_.failed(), 0u);
   }
 
   // A loopback pair that lives as long as the test; null on failure.
@@ -346,15 +411,9 @@ TEST_P(MixedWorkloadTest, StreamIsByteExactAndStatsMatchThePlan) {
   CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
-
-  const StreamCheck& got = receiver.check(0);
-  EXPECT_EQ(got.received, stream.total()) << got.Describe();
-  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
+  ExpectReceivedWhole(receiver.check(0), stream);
+  ExpectAllReleasedOk();
   EXPECT_TRUE(executor_->ConnectionError(*id).ok());
   EXPECT_TRUE(executor_->Idle(*id));
 
@@ -448,15 +507,9 @@ TEST_F(ExecutorLoopbackTest, ShortWritevsResumeFromTheExactByte) {
   CheckingReceiver receiver({{pair->server, CheckFor(stream)}}, slow);
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng));
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
-
-  const StreamCheck& got = receiver.check(0);
-  EXPECT_EQ(got.received, stream.total()) << got.Describe();
-  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
+  ExpectReceivedWhole(receiver.check(0), stream);
+  ExpectAllReleasedOk();
   absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
   ASSERT_TRUE(s.ok()) << s.status();
   SCOPED_TRACE(FormatStats(*s));
@@ -474,22 +527,18 @@ TEST_F(ExecutorLoopbackTest, SixtyFourConnectionsOnOneRingStayExact) {
   constexpr int kConnections = 64;
   std::mt19937_64 rng(3003);
   const uint64_t thresholds[] = {4 * K, 16 * K, 64 * K, PlanOptions::kNever};
-  std::vector<ConnectionId> ids;
-  std::vector<Stream*> streams;
-  std::vector<std::pair<int, StreamCheck>> sockets;
-  for (int i = 0; i < kConnections; ++i) {
-    TcpPair* pair = NewPair();
-    ASSERT_NE(pair, nullptr);
-    Stream& stream = NewStream(300 + i, MixedSizes(rng, 24, 128 * K));
-    const CopyOp copy_op = i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg;
-    absl::StatusOr<ConnectionId> id = executor_->Attach(
-        pair->client, Options(thresholds[i % 4], copy_op, i % 3 == 0));
-    ASSERT_TRUE(id.ok()) << id.status();
-    ids.push_back(*id);
-    streams.push_back(&stream);
-    sockets.emplace_back(pair->server, CheckFor(stream));
-  }
-  CheckingReceiver receiver(std::move(sockets));
+  Connections c;
+  ASSERT_NO_FATAL_FAILURE(AttachStreams(
+      kConnections, /*buffer=*/0, 300,
+      [&](int) { return MixedSizes(rng, 24, 128 * K); },
+      [&](int i) {
+        const CopyOp copy_op = i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg;
+        return Options(thresholds[i % 4], copy_op, i % 3 == 0);
+      },
+      &c));
+  const std::vector<ConnectionId>& ids = c.ids;
+  const std::vector<Stream*>& streams = c.streams;
+  CheckingReceiver receiver(std::move(c.sockets));
 
   // Interleaved: each round visits the connections in a random order and
   // enqueues 0..2 buffers on each, polling every few enqueues.
@@ -510,24 +559,16 @@ TEST_F(ExecutorLoopbackTest, SixtyFourConnectionsOnOneRingStayExact) {
       more = more || !streams[i]->done();
     }
   }
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
   EXPECT_FALSE(receiver.timed_out());
 
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ExpectAllReleasedOk();
   uint64_t total = 0;
   for (int i = 0; i < kConnections; ++i) {
     SCOPED_TRACE(absl::StrCat("connection ", i));
-    const StreamCheck& got = receiver.check(i);
-    EXPECT_EQ(got.received, streams[i]->total()) << got.Describe();
-    EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
-    EXPECT_TRUE(executor_->ConnectionError(ids[i]).ok());
-    absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
-    ASSERT_TRUE(s.ok()) << s.status();
-    SCOPED_TRACE(FormatStats(*s));
-    ExpectCompleteStats(*s, *streams[i]);
+    SendStats s;
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectSentWhole(receiver.check(i), ids[i], *streams[i], &s));
     total += streams[i]->total();
   }
   const RingStats ring = executor_->stats();
@@ -710,12 +751,8 @@ TEST_P(AdaptiveTest, CopiedNotificationsTurnZeroCopyOffOnlyWhenAdaptive) {
   while (!stream.done()) {
     ASSERT_TRUE(stream.EnqueueNext(*executor_, ledger_, *id).ok());
   }
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
-
-  const StreamCheck& got = receiver.check(0);
-  EXPECT_EQ(got.received, stream.total()) << got.Describe();
-  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
+  ExpectReceivedWhole(receiver.check(0), stream);
   EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
       << ledger_.CheckAllReleasedOnce();
   absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
@@ -778,15 +815,9 @@ TEST_F(ExecutorLoopbackTest, ZeroCopyOnRegisteredBuffersIsExact) {
   CheckingReceiver receiver({{pair->server, CheckFor(stream)}});
 
   ASSERT_NO_FATAL_FAILURE(EnqueueAll(stream, *id, rng, 8));
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
-
-  const StreamCheck& got = receiver.check(0);
-  EXPECT_EQ(got.received, stream.total()) << got.Describe();
-  EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
+  ExpectReceivedWhole(receiver.check(0), stream);
+  ExpectAllReleasedOk();
   absl::StatusOr<SendStats> s = executor_->connection_stats(*id);
   ASSERT_TRUE(s.ok()) << s.status();
   SCOPED_TRACE(FormatStats(*s));
@@ -1414,10 +1445,8 @@ TEST_F(ExecutorLoopbackTest, AbortGetsAStalledPeersBuffersBack) {
   EXPECT_EQ(counts.kernel_may_read, 0u);
   CheckingReceiver receiver({{live->server, CheckFor(s2)}});
   while (!s2.done()) ASSERT_TRUE(s2.EnqueueNext(*executor_, ledger_, b).ok());
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
-  EXPECT_EQ(receiver.check(0).received, s2.total());
-  EXPECT_EQ(receiver.check(0).first_mismatch, -1);
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
+  ExpectReceivedWhole(receiver.check(0), s2);
   EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
       << ledger_.CheckAllReleasedOnce();
 }
@@ -1671,26 +1700,23 @@ TEST_F(ExecutorLoopbackTest, PreparedMessagesAmongPlainBuffersStayExact) {
   constexpr int kConnections = 6;
   std::mt19937_64 rng(9009);
   const uint64_t thresholds[] = {16 * K, 4 * K, 64 * K, PlanOptions::kNever};
-  std::vector<ConnectionId> ids;
-  std::vector<Stream*> streams;
-  std::vector<std::pair<int, StreamCheck>> sockets;
-  for (int i = 0; i < kConnections; ++i) {
-    TcpPair* pair = NewPair(/*sndbuf=*/8 * K, /*rcvbuf=*/8 * K);
-    ASSERT_NE(pair, nullptr);
-    Stream& stream = NewStream(900 + i, MixedSizes(rng, 80, 200 * K));
-    ConnectionOptions o = Options(
-        thresholds[i % 4], i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg);
-    if (i == 1) o.plan.max_ops_per_chain = 2;  // chains cut inside messages
-    absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
-    ASSERT_TRUE(id.ok()) << id.status();
-    ids.push_back(*id);
-    streams.push_back(&stream);
-    sockets.emplace_back(pair->server, CheckFor(stream));
-  }
+  Connections c;
+  ASSERT_NO_FATAL_FAILURE(AttachStreams(
+      kConnections, /*buffer=*/8 * K, 900,
+      [&](int) { return MixedSizes(rng, 80, 200 * K); },
+      [&](int i) {
+        ConnectionOptions o = Options(
+            thresholds[i % 4], i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg);
+        if (i == 1) o.plan.max_ops_per_chain = 2;  // chains cut inside messages
+        return o;
+      },
+      &c));
+  const std::vector<ConnectionId>& ids = c.ids;
+  const std::vector<Stream*>& streams = c.streams;
   CheckingReceiver::Options slow;
   slow.read_size = 4 * K;
   slow.pause = absl::Microseconds(50);
-  CheckingReceiver receiver(std::move(sockets), slow);
+  CheckingReceiver receiver(std::move(c.sockets), slow);
 
   std::vector<std::shared_ptr<const PreparedMessage>> messages;
   std::vector<size_t> units(kConnections);
@@ -1698,18 +1724,13 @@ TEST_F(ExecutorLoopbackTest, PreparedMessagesAmongPlainBuffersStayExact) {
     units[i] = EnqueueWithMessages(*executor_, ledger_, *streams[i], ids[i],
                                    rng, &messages);
   }
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
   EXPECT_FALSE(receiver.timed_out());
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ExpectAllReleasedOk();
   uint64_t short_sends = 0;
   for (int i = 0; i < kConnections; ++i) {
     SCOPED_TRACE(absl::StrCat("connection ", i));
-    const StreamCheck& got = receiver.check(i);
-    EXPECT_EQ(got.received, streams[i]->total()) << got.Describe();
-    EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
+    ExpectReceivedWhole(receiver.check(i), *streams[i]);
     absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
     ASSERT_TRUE(s.ok()) << s.status();
     SCOPED_TRACE(FormatStats(*s));
@@ -1819,9 +1840,7 @@ TEST_F(ExecutorLoopbackTest, OneMessageManyTimesOnManyConnectionsIsExact) {
     EXPECT_EQ(s->buffers_released, s->buffers_enqueued);
     EXPECT_EQ(s->bytes_copied + s->bytes_zero_copy, expected[i].size());
   }
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ExpectAllReleasedOk();
   EXPECT_EQ(message->use_count(), 1);
   executor_.reset();
   munmap(arena, total);
@@ -1844,40 +1863,41 @@ TEST_F(ExecutorLoopbackTest, GatheredCopiesStayExactUnderShortSends) {
   MAKE_EXECUTOR_OR_SKIP(ExecutorOptions());
   constexpr int kConnections = 6;
   std::mt19937_64 rng(5150);
-  std::vector<ConnectionId> ids;
-  std::vector<Stream*> streams;
-  std::vector<std::pair<int, StreamCheck>> sockets;
-  for (int i = 0; i < kConnections; ++i) {
-    TcpPair* pair = NewPair(/*sndbuf=*/4 * K, /*rcvbuf=*/4 * K);
-    ASSERT_NE(pair, nullptr);
-    // Runs of tiny buffers (1..64 bytes) between some large ones.
-    std::vector<size_t> sizes;
-    for (int k = 0; k < 1500; ++k) {
-      const int kind = absl::Uniform(rng, 0, 100);
-      sizes.push_back(kind < 85   ? absl::Uniform<size_t>(rng, 1, 65)
-                      : kind < 95 ? absl::Uniform<size_t>(rng, 65, 2 * K)
-                                  : absl::Uniform<size_t>(rng, 16 * K, 96 * K));
-    }
-    Stream& stream = NewStream(5150 + i, std::move(sizes));
-    ConnectionOptions o = Options(
-        i % 3 == 2 ? PlanOptions::kNever : 16 * K,
-        i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg, /*adaptive=*/false);
-    // Some chains gather all their small ops, some only the first few.
-    o.gather_bytes = i % 2 == 0 ? 256 * K : 2 * K;
-    o.gather_below = 512;
-    // All by copy: large buffers join the tiny ones' ops unless ops are
-    // cut short, which keeps some of them small enough to gather.
-    o.plan.max_iovs_per_op = i % 3 == 2 ? 16 : (i < 3 ? 1024 : 64);
-    absl::StatusOr<ConnectionId> id = executor_->Attach(pair->client, o);
-    ASSERT_TRUE(id.ok()) << id.status();
-    ids.push_back(*id);
-    streams.push_back(&stream);
-    sockets.emplace_back(pair->server, CheckFor(stream));
-  }
+  Connections c;
+  ASSERT_NO_FATAL_FAILURE(AttachStreams(
+      kConnections, /*buffer=*/4 * K, 5150,
+      [&](int) {
+        // Runs of tiny buffers (1..64 bytes) between some large ones.
+        std::vector<size_t> sizes;
+        for (int k = 0; k < 1500; ++k) {
+          const int kind = absl::Uniform(rng, 0, 100);
+          sizes.push_back(kind < 85 ? absl::Uniform<size_t>(rng, 1, 65)
+                          : kind < 95
+                              ? absl::Uniform<size_t>(rng, 65, 2 * K)
+                              : absl::Uniform<size_t>(rng, 16 * K, 96 * K));
+        }
+        return sizes;
+      },
+      [&](int i) {
+        ConnectionOptions o =
+            Options(i % 3 == 2 ? PlanOptions::kNever : 16 * K,
+                    i % 2 == 0 ? CopyOp::kWritev : CopyOp::kSendmsg,
+                    /*adaptive=*/false);
+        // Some chains gather all their small ops, some only the first few.
+        o.gather_bytes = i % 2 == 0 ? 256 * K : 2 * K;
+        o.gather_below = 512;
+        // All by copy: large buffers join the tiny ones' ops unless ops are
+        // cut short, which keeps some of them small enough to gather.
+        o.plan.max_iovs_per_op = i % 3 == 2 ? 16 : (i < 3 ? 1024 : 64);
+        return o;
+      },
+      &c));
+  const std::vector<ConnectionId>& ids = c.ids;
+  const std::vector<Stream*>& streams = c.streams;
   CheckingReceiver::Options slow;
   slow.read_size = 1500;
   slow.pause = absl::Microseconds(200);
-  CheckingReceiver receiver(std::move(sockets), slow);
+  CheckingReceiver receiver(std::move(c.sockets), slow);
 
   // Interleaved enqueues across the connections, polling as they go.
   for (bool more = true; more;) {
@@ -1891,32 +1911,25 @@ TEST_F(ExecutorLoopbackTest, GatheredCopiesStayExactUnderShortSends) {
     }
     ASSERT_TRUE(executor_->Poll(absl::ZeroDuration()).ok());
   }
-  ASSERT_TRUE(executor_->Drain(kDrainTimeout).ok());
-  receiver.Join();
+  ASSERT_NO_FATAL_FAILURE(DrainAndJoin(receiver));
   EXPECT_FALSE(receiver.timed_out());
 
-  EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-      << ledger_.CheckAllReleasedOnce();
-  EXPECT_EQ(ledger_.failed(), 0u);
+  ExpectAllReleasedOk();
   uint64_t gathered = 0;
   uint64_t short_sends = 0;
   for (int i = 0; i < kConnections; ++i) {
     SCOPED_TRACE(absl::StrCat("connection ", i));
-    const StreamCheck& got = receiver.check(i);
-    EXPECT_EQ(got.received, streams[i]->total()) << got.Describe();
-    EXPECT_EQ(got.first_mismatch, -1) << got.Describe();
-    EXPECT_TRUE(executor_->ConnectionError(ids[i]).ok());
-    absl::StatusOr<SendStats> s = executor_->connection_stats(ids[i]);
-    ASSERT_TRUE(s.ok()) << s.status();
-    SCOPED_TRACE(FormatStats(*s));
-    ExpectCompleteStats(*s, *streams[i]);
-    EXPECT_GT(s->gathered_ops, 0u);
-    EXPECT_LE(s->gathered_ops, Ops(*s, OpKind::kSend));
+    SendStats s;
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectSentWhole(receiver.check(i), ids[i], *streams[i], &s));
+    SCOPED_TRACE(FormatStats(s));
+    EXPECT_GT(s.gathered_ops, 0u);
+    EXPECT_LE(s.gathered_ops, Ops(s, OpKind::kSend));
     // bytes_gathered counts the bytes of gathered ops submitted (a short or
     // cancelled one counts in full, and its rest again when resumed).
-    EXPECT_GE(s->bytes_gathered, s->gathered_ops);
-    gathered += s->gathered_ops;
-    short_sends += s->short_sends;
+    EXPECT_GE(s.bytes_gathered, s.gathered_ops);
+    gathered += s.gathered_ops;
+    short_sends += s.short_sends;
   }
   EXPECT_GT(gathered, 0u);
   EXPECT_GT(short_sends, 0u) << "the small send buffers should cut sends";

@@ -350,6 +350,16 @@ class BorrowedRing : public Ring {
   FakeRing* ring_;
 };
 
+// A ring's completion as the CQE the kernel posted, for
+// `Executor::HandleCompletion` in tests that reap the fake themselves.
+inline io_uring_cqe ToCqe(const Completion& c) {
+  io_uring_cqe cqe{};
+  cqe.user_data = c.user_data;
+  cqe.res = c.res;
+  cqe.flags = c.flags;
+  return cqe;
+}
+
 }  // namespace zcplan
 
 #endif  // ZCPLAN_TESTS_URING_FAKE_RING_H_

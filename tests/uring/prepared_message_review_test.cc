@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "zcplan/planner/planner.h"
+#include "zcplan/tests/uring/fake_executor_fixture.h"
 #include "zcplan/tests/uring/fake_ring.h"
 #include "zcplan/tests/uring/test_util.h"
 #include "zcplan/uring/executor.h"
@@ -43,51 +44,23 @@ namespace {
 
 constexpr size_t K = 1024;
 
-class PreparedMessageReviewTest : public testing::Test {
+class PreparedMessageReviewTest : public FakeExecutorFixture {
  protected:
+  // Releases go into `ledger_`, then to `release_hook_`; the notification
+  // cap defaults to 64 MiB.
   void Make(FakeRingOptions ring_options = FakeRingOptions(),
             ExecutorOptions options = ExecutorOptions()) {
-    owned_ring_ = std::make_unique<FakeRing>(ring_options);
-    ring_ = owned_ring_.get();
     ReleaseCallback ledger = ledger_.callback();
     options.on_release = [this, ledger](ConnectionId c, uint64_t token,
                                         const absl::Status& status) {
       ledger(c, token, status);
       if (release_hook_) release_hook_(c);
     };
-    options.teardown_timeout = absl::Milliseconds(1);
     if (options.max_bytes_awaiting_notification == 0) {
       options.max_bytes_awaiting_notification = 64 * 1024 * K;
     }
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::CreateWithRing(std::make_unique<BorrowedRing>(ring_),
-                                 std::move(options));
-    ASSERT_TRUE(executor.ok()) << executor.status();
-    executor_ = *std::move(executor);
+    MakeExecutor(ring_options, std::move(options));
   }
-
-  static ConnectionOptions Options(uint64_t threshold = 16 * K,
-                                   CopyOp copy_op = CopyOp::kWritev) {
-    ConnectionOptions o;
-    o.plan.zc_threshold = threshold;
-    o.plan.copy_op = copy_op;
-    o.adaptive_zero_copy = false;
-    return o;
-  }
-
-  ConnectionId Attach(const ConnectionOptions& options = Options()) {
-    absl::StatusOr<TcpPair> pair = MakeTcpPair();
-    EXPECT_TRUE(pair.ok()) << pair.status();
-    const int fd = pair->client;
-    pairs_.push_back(*std::move(pair));
-    absl::StatusOr<ConnectionId> id = executor_->Attach(fd, options);
-    EXPECT_TRUE(id.ok()) << id.status();
-    ring_->SetCopied(fd, false);
-    fds_[id->value] = fd;
-    return *id;
-  }
-
-  int Fd(ConnectionId id) { return fds_.at(id.value); }
 
   // Fresh memory, patterned as the next bytes of `id`'s stream.
   // From `pool_` while it has room (a test may register it), else a new
@@ -124,14 +97,15 @@ class PreparedMessageReviewTest : public testing::Test {
     return tokens;
   }
 
-  // A prepared message over fresh memory (one arena cut into `sizes`),
-  // enqueued once; the ledger poisons the arena when its token comes back.
-  std::shared_ptr<const PreparedMessage> SendMessage(
-      ConnectionId id, const std::vector<size_t>& sizes,
-      uint64_t* token_out = nullptr, bool poison = true) {
-    size_t total = 0;
-    for (size_t s : sizes) total += s;
-    unsigned char* p = Fill(id, total);
+  // A prepared message over fresh memory (Fill: the next bytes of `id`'s
+  // stream), one arena cut into `sizes`; `*arena` and `*total` get the
+  // arena and its size.
+  std::shared_ptr<const PreparedMessage> NewMessage(
+      ConnectionId id, const std::vector<size_t>& sizes, unsigned char** arena,
+      size_t* total) {
+    *total = 0;
+    for (size_t s : sizes) *total += s;
+    unsigned char* p = Fill(id, *total);
     std::vector<iovec> iovs;
     size_t at = 0;
     for (size_t s : sizes) {
@@ -141,12 +115,25 @@ class PreparedMessageReviewTest : public testing::Test {
     absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
         PreparedMessage::Create(iovs);
     EXPECT_TRUE(m.ok()) << m.status();
+    *arena = p;
+    return *m;
+  }
+
+  // A prepared message over fresh memory (one arena cut into `sizes`),
+  // enqueued once; the ledger poisons the arena when its token comes back.
+  std::shared_ptr<const PreparedMessage> SendMessage(
+      ConnectionId id, const std::vector<size_t>& sizes,
+      uint64_t* token_out = nullptr, bool poison = true) {
+    unsigned char* p = nullptr;
+    size_t total = 0;
+    const std::shared_ptr<const PreparedMessage> m =
+        NewMessage(id, sizes, &p, &total);
     const uint64_t token = ledger_.Expect(id, poison ? p : nullptr, total);
-    const absl::Status s = executor_->EnqueueMessage(id, *m, token);
+    const absl::Status s = executor_->EnqueueMessage(id, m, token);
     EXPECT_TRUE(s.ok()) << s;
     if (token_out != nullptr) *token_out = token;
-    if (keep_messages_) messages_.push_back(*m);
-    return *m;
+    if (keep_messages_) messages_.push_back(m);
+    return m;
   }
 
   // SendMessage for a connection that may refuse it (from inside the
@@ -154,25 +141,17 @@ class PreparedMessageReviewTest : public testing::Test {
   bool TrySendMessage(ConnectionId id, const std::vector<size_t>& sizes) {
     std::string& expected = expected_[id.value];
     const size_t before = expected.size();
+    unsigned char* p = nullptr;
     size_t total = 0;
-    for (size_t s : sizes) total += s;
-    unsigned char* p = Fill(id, total);
-    std::vector<iovec> iovs;
-    size_t at = 0;
-    for (size_t s : sizes) {
-      iovs.push_back({p + at, s});
-      at += s;
-    }
-    absl::StatusOr<std::shared_ptr<const PreparedMessage>> m =
-        PreparedMessage::Create(iovs);
-    EXPECT_TRUE(m.ok()) << m.status();
+    const std::shared_ptr<const PreparedMessage> m =
+        NewMessage(id, sizes, &p, &total);
     const uint64_t token = ledger_.Expect(id, p, total);
-    if (!executor_->EnqueueMessage(id, *m, token).ok()) {
+    if (!executor_->EnqueueMessage(id, m, token).ok()) {
       ledger_.Forget(token);
       expected_[id.value].resize(before);
       return false;
     }
-    if (keep_messages_) messages_.push_back(*m);
+    if (keep_messages_) messages_.push_back(m);
     return true;
   }
 
@@ -190,29 +169,6 @@ class PreparedMessageReviewTest : public testing::Test {
     return token;
   }
 
-  void Pump(int rounds = 1000) {
-    const absl::Status s = PollUntilIdle(*executor_, fds_, rounds);
-    ASSERT_TRUE(s.ok()) << s;
-  }
-
-  bool AllIdle() { return ConnectionsIdle(*executor_, fds_); }
-
-  void ExpectExact(ConnectionId id) {
-    EXPECT_EQ(StreamDifference(id.value, ring_->received(Fd(id)),
-                               expected_[id.value]),
-              "");
-  }
-
-  void ExpectPrefix(ConnectionId id) {
-    EXPECT_EQ(StreamPrefixDifference(id.value, ring_->received(Fd(id)),
-                                     expected_[id.value]),
-              "");
-  }
-
-  void CheckNoViolations() {
-    for (const std::string& v : ring_->violations()) ADD_FAILURE() << v;
-  }
-
   // Every message enqueued by SendMessage is referenced by the test alone
   // once everything was released (the executor keeps none).
   void ExpectMessagesDropped() {
@@ -221,23 +177,13 @@ class PreparedMessageReviewTest : public testing::Test {
     }
   }
 
-  int Releases(uint64_t token) { return ledger_.Find(token)->releases; }
-
+  // As the fixture's, and then the fake saw no violation.
   void TearDown() override {
     if (executor_ == nullptr) return;
-    executor_.reset();
-    EXPECT_TRUE(ledger_.CheckAllReleasedOnce().ok())
-        << ledger_.CheckAllReleasedOnce();
+    FakeExecutorFixture::TearDown();
     CheckNoViolations();
   }
 
-  TokenLedger ledger_;
-  std::unique_ptr<FakeRing> owned_ring_;
-  FakeRing* ring_ = nullptr;
-  std::unique_ptr<Executor> executor_;
-  std::vector<TcpPair> pairs_;
-  std::map<uint64_t, int> fds_;
-  std::map<uint64_t, std::string> expected_;
   std::vector<std::unique_ptr<std::vector<unsigned char>>> memory_;
   std::vector<unsigned char> pool_;
   std::function<void(ConnectionId)> release_hook_;
@@ -395,17 +341,7 @@ TEST_F(PreparedMessageReviewTest, CallersRingPrepareThenMoreEnqueues) {
   SendAgain(c, m2);
   ASSERT_TRUE(executor_->Prepare().ok());
   for (int round = 0; round < 100 && !executor_->Idle(); ++round) {
-    ASSERT_TRUE(executor_->Prepare().ok());
-    ring_->SubmitAndWait(0, 0);
-    Completion batch[64];
-    const size_t n = ring_->Reap(absl::MakeSpan(batch, 64));
-    for (size_t i = 0; i < n; ++i) {
-      io_uring_cqe cqe{};
-      cqe.user_data = batch[i].user_data;
-      cqe.res = batch[i].res;
-      cqe.flags = batch[i].flags;
-      EXPECT_TRUE(executor_->HandleCompletion(cqe));
-    }
+    ASSERT_NO_FATAL_FAILURE(CallerRound());
   }
   ASSERT_TRUE(executor_->Idle());
   ExpectExact(c);

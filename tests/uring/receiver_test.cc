@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,23 @@ UniqueFd Connect(const Receiver& r) {
   absl::StatusOr<UniqueFd> fd = ConnectTcp("127.0.0.1", r.port(), kHangGuard);
   EXPECT_TRUE(fd.ok()) << fd.status();
   return fd.ok() ? *std::move(fd) : UniqueFd();
+}
+
+// An accept_fault that fails accept number `n` with `error`, once
+// `*connected` is notified. A receiver that gives up closes its listener,
+// which resets the connections still in the backlog; the accept can fail as
+// soon as the kernel has finished the handshake, before the test's Connect
+// has looked at its socket, and a Connect that runs late then sees the reset
+// ("Connection reset by peer") instead of its connection. The test notifies
+// `*connected` once its Connect has returned; `*connected` must outlive the
+// receiver.
+std::function<int(size_t)> FailAcceptOnceConnected(
+    size_t n, int error, absl::Notification* connected) {
+  return [n, error, connected](size_t accept) {
+    if (accept != n) return 0;
+    connected->WaitForNotificationWithTimeout(kHangGuard);
+    return error;
+  };
 }
 
 void SendAll(int fd, const std::vector<unsigned char>& data) {
@@ -150,16 +168,24 @@ TEST(ReceiverTest, TimeoutEndsItWithDeadlineExceeded) {
 }
 
 TEST(ReceiverTest, AFailedAcceptEndsItWithTheError) {
+  absl::Notification second_connected;
   ReceiverOptions options;
   options.connections = 3;
-  options.accept_fault = [](size_t n) { return n == 2 ? EMFILE : 0; };
+  options.accept_fault = FailAcceptOnceConnected(2, EMFILE, &second_connected);
   absl::StatusOr<std::unique_ptr<Receiver>> r = Receiver::Listen(options);
   ASSERT_TRUE(r.ok());
   UniqueFd a = Connect(**r);
   UniqueFd b = Connect(**r);
+  second_connected.Notify();
   const absl::Status s = (*r)->Join();
   EXPECT_EQ(s.message(), "accept: Too many open files") << s;
   EXPECT_EQ((*r)->connections().size(), 1u);
+  // The sender whose connection was never accepted sees the end.
+  char byte;
+  pollfd p = {b.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 60000), 1);
+  EXPECT_EQ(recv(b.get(), &byte, 1, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, ECONNRESET);
 }
 
 TEST(ReceiverTest, ACallbackErrorEndsIt) {
@@ -283,11 +309,13 @@ TEST(ReceiverTest, EveryEndingClosesItsDescriptors) {
     r->reset();
   }
   {  // a failed accept
+    absl::Notification connected;
     ReceiverOptions options;
-    options.accept_fault = [](size_t) { return EMFILE; };
+    options.accept_fault = FailAcceptOnceConnected(1, EMFILE, &connected);
     absl::StatusOr<std::unique_ptr<Receiver>> r = Receiver::Listen(options);
     ASSERT_TRUE(r.ok());
     UniqueFd a = Connect(**r);
+    connected.Notify();
     EXPECT_FALSE((*r)->Join().ok());
   }
   int pair[2];

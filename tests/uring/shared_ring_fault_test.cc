@@ -39,14 +39,6 @@ constexpr size_t K = 1024;
 constexpr uint8_t kTag = 0x3C;
 constexpr uint64_t kLow56 = (uint64_t{1} << 56) - 1;
 
-io_uring_cqe ToCqe(const Completion& c) {
-  io_uring_cqe cqe{};
-  cqe.user_data = c.user_data;
-  cqe.res = c.res;
-  cqe.flags = c.flags;
-  return cqe;
-}
-
 class SharedRingFaultTest : public testing::Test {
  protected:
   ~SharedRingFaultTest() override {

@@ -111,9 +111,10 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     pos = nl + 1;
     return true;
   };
+  // The bound counts from the first byte, empty lines before the request
+  // line too: what is not yet a request never fills the receive buffer.
   auto incomplete = [&] {
-    return data.size() - start >= max_header_bytes ? Error(431)
-                                                   : HttpRequestParse();
+    return data.size() >= max_header_bytes ? Error(431) : HttpRequestParse();
   };
   absl::string_view line;
   if (!next_line(&line)) return incomplete();
@@ -142,7 +143,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   int hosts = 0;
   for (;;) {
     if (!next_line(&line)) return incomplete();
-    if (pos - start > max_header_bytes) return Error(431);
+    if (pos > max_header_bytes) return Error(431);
     if (line.empty()) break;
     const size_t colon = line.find(':');
     if (colon == absl::string_view::npos || !IsToken(line.substr(0, colon))) {
@@ -189,6 +190,10 @@ constexpr uint32_t kMaxPieces = kMaxReferencePieces;  // 65536
 constexpr uint64_t kMixedBody = 256 * 1024;
 constexpr size_t kMaxRequestHeader = 8 * 1024;
 constexpr size_t kRecvBuffer = 16 * 1024;
+// What is left of a partial request stays under kMaxRequestHeader (else
+// 431), so the next recv always has room: a recv of 0 bytes would read as
+// the client's EOF.
+static_assert(kRecvBuffer > kMaxRequestHeader);
 // Responses queued on one connection before the server stops reading it.
 constexpr uint32_t kMaxPipelined = 128;
 constexpr uint32_t kMaxThreads = 64;

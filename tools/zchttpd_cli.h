@@ -111,7 +111,8 @@ struct HttpRequestParse {
 // The request header at the start of `data` (leading empty lines skipped).
 // HTTP/1.1 needs one Host header; a body (Content-Length other than 0, or
 // Transfer-Encoding) is refused with 400; a header that has not ended
-// within `max_header_bytes` is 431. `target` points into `data`.
+// within `max_header_bytes`, counted from the first byte of `data`
+// (leading empty lines too), is 431. `target` points into `data`.
 HttpRequestParse ParseHttpRequest(absl::string_view data,
                                   size_t max_header_bytes);
 

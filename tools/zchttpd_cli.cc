@@ -85,6 +85,14 @@ bool IsToken(absl::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
 }
 
+// A control byte other than HTAB: NUL, a bare CR, DEL, ... (RFC 9110 5.5:
+// a field value holding one is refused, or the byte replaced).
+bool HasControl(absl::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+  });
+}
+
 HttpRequestParse Error(int status) {
   HttpRequestParse p;
   p.outcome = HttpRequestParse::Outcome::kError;
@@ -129,9 +137,10 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   const absl::string_view method = line.substr(0, sp1);
   const absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const absl::string_view version = line.substr(sp2 + 1);
-  if (!IsToken(method) || target.empty() || version.size() != 8 ||
-      !absl::StartsWith(version, "HTTP/") || !absl::ascii_isdigit(version[5]) ||
-      version[6] != '.' || !absl::ascii_isdigit(version[7])) {
+  if (!IsToken(method) || target.empty() || HasControl(target) ||
+      version.size() != 8 || !absl::StartsWith(version, "HTTP/") ||
+      !absl::ascii_isdigit(version[5]) || version[6] != '.' ||
+      !absl::ascii_isdigit(version[7])) {
     return Error(400);
   }
   if (version[5] != '1') return Error(505);
@@ -152,6 +161,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     const absl::string_view name = line.substr(0, colon);
     const absl::string_view value =
         absl::StripAsciiWhitespace(line.substr(colon + 1));
+    if (HasControl(value)) return Error(400);
     if (absl::EqualsIgnoreCase(name, "host")) {
       ++hosts;
     } else if (absl::EqualsIgnoreCase(name, "connection")) {

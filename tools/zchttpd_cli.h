@@ -110,9 +110,10 @@ struct HttpRequestParse {
 
 // The request header at the start of `data` (leading empty lines skipped).
 // HTTP/1.1 needs one Host header; a body (Content-Length other than 0, or
-// Transfer-Encoding) is refused with 400; a header that has not ended
-// within `max_header_bytes`, counted from the first byte of `data`
-// (leading empty lines too), is 431. `target` points into `data`.
+// Transfer-Encoding) is refused with 400, as is a control byte other than
+// HTAB in the target or a field value (NUL, a bare CR); a header that has
+// not ended within `max_header_bytes`, counted from the first byte of
+// `data` (leading empty lines too), is 431. `target` points into `data`.
 HttpRequestParse ParseHttpRequest(absl::string_view data,
                                   size_t max_header_bytes);
 

@@ -388,6 +388,13 @@ TEST(ParseHttpRequestTest, ErrorsByKind) {
       {"POST /1 HTTP/1.1\r\nHost: a\r\n\r\n", 405},
       {"GET /1 HTTP/2.0\r\nHost: a\r\n\r\n", 505},
       {"GET /1 HTTP/1.1\r\nHost: a\r\nX: " + std::string(9000, 'x'), 431},
+      // Control bytes in a field value or the target (RFC 9110 5.5).
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX: a" + std::string(1, '\0') +
+           "b\r\n\r\n",
+       400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: close\x7f\r\n\r\n", 400},
+      {"GET /1\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       // Empty lines before the request line count toward the bound.
       {std::string(9000, '\n'), 431},
       {std::string(8000, '\n') + "GET /1 HTTP/1.1\r\nHost: a\r\nX: " +
@@ -399,8 +406,9 @@ TEST(ParseHttpRequestTest, ErrorsByKind) {
     EXPECT_EQ(p.outcome, HttpRequestParse::Outcome::kError) << request;
     EXPECT_EQ(p.status, status) << request;
   }
-  // A few empty lines first are fine.
-  EXPECT_EQ(ParseHttpRequest("\r\n\r\nGET /1 HTTP/1.1\r\nHost: a\r\n\r\n", 8192)
+  // A tab in a value is no control byte; a few empty lines first are fine.
+  EXPECT_EQ(ParseHttpRequest(
+                "\r\n\r\nGET /1 HTTP/1.1\r\nHost: a\r\nX: a\tb\r\n\r\n", 8192)
                 .outcome,
             HttpRequestParse::Outcome::kComplete);
   // A header just under the bound is fine.
@@ -624,6 +632,8 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
       {"GET /1 HTTP/1.1\r\n\r\n", 400},
       {Get("/1", "Content-Length: 4\r\n") + "abcd", 400},
       {Get("/1", "X-Pad: " + std::string(9000, 'p') + "\r\n"), 431},
+      {Get("/1", "X-Nul: a" + std::string(1, '\0') + "b\r\n"), 400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX-Cr: a\rb\r\n\r\n", 400},
       // Empty lines count toward the bound. Ones that never end in a
       // request once filled the receive buffer, the next recv read 0
       // bytes, and the server took that for EOF and closed without a word.
@@ -653,7 +663,7 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
   ASSERT_TRUE(after.Read(&r)) << after.error;
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(server.Stop(), kZchttpdOk);
-  EXPECT_EQ(StatValue(server.out(), "final:", "status_400"), 8);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_400"), 10);
   EXPECT_EQ(StatValue(server.out(), "final:", "status_431"), 3);
 }
 

@@ -93,6 +93,26 @@ bool HasControl(absl::string_view s) {
   });
 }
 
+// The origin-form part of an absolute-form target ("http://a:80/x?q" is
+// "/x?q", "http://a" and "http://a?q" are "/"), which a server must accept
+// (RFC 9112 3.2.2); any other target as it is. Empty for an http(s) URI
+// without a host.
+absl::string_view OriginForm(absl::string_view target) {
+  size_t scheme = 0;
+  if (absl::StartsWithIgnoreCase(target, "http://")) {
+    scheme = 7;
+  } else if (absl::StartsWithIgnoreCase(target, "https://")) {
+    scheme = 8;
+  } else {
+    return target;
+  }
+  const absl::string_view rest = target.substr(scheme);
+  const size_t path = rest.find_first_of("/?");
+  if (path == 0 || rest.empty()) return absl::string_view();  // no host
+  if (path == absl::string_view::npos || rest[path] == '?') return "/";
+  return rest.substr(path);
+}
+
 HttpRequestParse Error(int status) {
   HttpRequestParse p;
   p.outcome = HttpRequestParse::Outcome::kError;
@@ -135,7 +155,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     return Error(400);
   }
   const absl::string_view method = line.substr(0, sp1);
-  const absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const absl::string_view version = line.substr(sp2 + 1);
   if (!IsToken(method) || target.empty() || HasControl(target) ||
       version.size() != 8 || !absl::StartsWith(version, "HTTP/") ||
@@ -146,7 +166,8 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   if (version[5] != '1') return Error(505);
   const bool http10 = version[7] == '0';
   if (method != "GET") return Error(405);
-  if (target[0] != '/') return Error(400);
+  target = OriginForm(target);
+  if (target.empty() || target[0] != '/') return Error(400);
 
   bool close = false, keep_alive = false;
   int hosts = 0;

@@ -1201,10 +1201,12 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
     body = &BodyShape(route);
   } else {
     const absl::string_view reason = Reason(status);
+    // A 405 names the methods there are (RFC 9110 15.5.6).
     n = absl::SNPrintF(header, kHeaderSlot,
                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                       "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
-                       status, reason, reason.size() + 1, reason);
+                       "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s\n",
+                       status, reason, reason.size() + 1,
+                       status == 405 ? "Allow: GET\r\n" : "", reason);
   }
   // The header, then the body: one stream, so one chain when the executor
   // next prepares. A body the executor refuses leaves the header queued (it

@@ -27,11 +27,11 @@
 //
 // Requests: pipelined requests are answered in order; an absolute-form
 // target is its path. A malformed request gets 400, an unknown path 404, a
-// method other than GET 405, a request header over 8 KiB 431, an HTTP
-// version other than 1.x 505; the connection is then closed once that
-// response is sent (as after `Connection: close`, or an HTTP/1.0 request
-// without keep-alive). Request bodies are refused (400). A client that
-// resets mid-response costs only its own connection.
+// method other than GET 405 (with "Allow: GET"), a request header over
+// 8 KiB 431, an HTTP version other than 1.x 505; the connection is then
+// closed once that response is sent (as after `Connection: close`, or an
+// HTTP/1.0 request without keep-alive). Request bodies are refused (400).
+// A client that resets mid-response costs only its own connection.
 //
 // Output (stdout, flushed): first "listening on ADDR:PORT ..." (the bound
 // address, with the port chosen for port 0), then with --stats-every a

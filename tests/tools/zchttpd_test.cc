@@ -691,6 +691,22 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
   EXPECT_EQ(StatValue(server.out(), "final:", "status_431"), 3);
 }
 
+TEST(ZchttpdRawTest, MethodNotAllowedNamesGet) {
+  Server server;
+  START_OR_SKIP(server, {});
+  for (const char* method : {"HEAD", "OPTIONS", "POST", "get"}) {
+    Client c(server.port);
+    ASSERT_TRUE(
+        c.Send(absl::StrCat(method, " /1 HTTP/1.1\r\nHost: a\r\n\r\n")));
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << method << ": " << c.error;
+    EXPECT_EQ(r.status, 405) << method;
+    EXPECT_EQ(r.headers["allow"], "GET") << method;
+    EXPECT_EQ(r.headers["connection"], "close") << method;
+    EXPECT_TRUE(c.ReadsEof()) << method << ": " << c.error;
+  }
+}
+
 TEST(ZchttpdRawTest, AbsoluteFormAndLeadingEmptyLinesAreServed) {
   Server server;
   START_OR_SKIP(server, {});

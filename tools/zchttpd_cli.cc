@@ -1549,7 +1549,9 @@ Flags:
 Output: "listening on ADDR:PORT ..." first; "stats: ..." lines; on SIGINT or
 SIGTERM "stopping (SIGINT)" and a "final: ..." line with the counters
 (requests, responses by status, connections, then the executor's: ops by
-kind, bytes copied and zero-copy, notifications and copied ones).
+kind, bytes copied and zero-copy, notifications and copied ones). A signal
+the server was started ignoring stays ignored (nohup; SIGINT for a script's
+background job `zchttpd &`): stop those with SIGTERM.
 
 Exit status: 0 when stopped by SIGINT or SIGTERM; 1 when it cannot start or a
 ring fails; 2 on bad input, with one line on stderr and nothing on stdout.

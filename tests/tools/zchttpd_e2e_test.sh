@@ -11,7 +11,10 @@
 #      (nghttp2-client; this part is skipped, saying so, without it): every
 #      request succeeds, the body bytes add up exactly, and the final line
 #      counts them all as 200.
-#   3. A bad flag exits 2 with one line on stderr and nothing on stdout.
+#   3. With h2load: SIGTERM while 32 connections are loading the server
+#      ends it within the 10 s bound with exit 0, "stopping (SIGTERM)" and
+#      a "final:" line with no connection left open.
+#   4. A bad flag exits 2 with one line on stderr and nothing on stdout.
 # Skips (exit 0, "SKIP: reason") when curl is missing or io_uring is
 # unavailable (the server says so on stderr and exits 1).
 # Usage: zchttpd_e2e_test.sh PATH_TO_ZCHTTPD
@@ -122,6 +125,37 @@ pid=
 grep -q "^final: .*requests=$want responses=$want status_200=$want connections_" \
   "$tmp/load.out" || fail "second server final line: $(grep final "$tmp/load.out")"
 [ -s "$tmp/load.err" ] && fail "second server stderr: $(cat "$tmp/load.err")"
+
+if command -v h2load >/dev/null 2>&1; then
+  "$zchttpd" --listen 127.0.0.1:0 >"$tmp/stop.out" 2>"$tmp/stop.err" &
+  pid=$!
+  address=$(wait_listening "$tmp/stop.out")
+  timeout 20 h2load --h1 -D 5 -c 32 -m 8 "http://$address/mixed/1024" \
+    >"$tmp/h2load.stop" 2>&1 &
+  loader=$!
+  sleep 0.5
+  kill -TERM "$pid"
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    fail "SIGTERM under load: still running after 10 s"
+    kill -KILL "$pid"
+  fi
+  wait "$pid"
+  rc=$?
+  pid=
+  kill "$loader" 2>/dev/null
+  wait "$loader" 2>/dev/null
+  [ "$rc" -eq 0 ] || fail "SIGTERM under load: exit $rc, want 0"
+  grep -q '^stopping (SIGTERM)$' "$tmp/stop.out" ||
+    fail "SIGTERM under load: no stopping line"
+  grep -q '^final: .* status_200=[1-9][0-9]* .*connections_open=0 ' \
+    "$tmp/stop.out" ||
+    fail "SIGTERM under load: final line: $(grep final "$tmp/stop.out")"
+  [ -s "$tmp/stop.err" ] && fail "SIGTERM under load: stderr: $(cat "$tmp/stop.err")"
+fi
 
 "$zchttpd" --threads 0 >"$tmp/bad.out" 2>"$tmp/bad.err"
 rc=$?

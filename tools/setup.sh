@@ -26,6 +26,7 @@ readonly PACKAGES=(
   socat               # zcsend's end-to-end test: a receiver not our own
   curl                # zchttpd's test: an HTTP client not our own
   wrk                 # bench/http_qps: the load generator against zchttpd
+  nghttp2-client      # h2load --h1: zchttpd's e2e test, pipelined load
 )
 
 # Debian's `bazel` is a wrapper that runs /usr/bin/bazel-<version> for the

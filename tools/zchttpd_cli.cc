@@ -85,6 +85,34 @@ bool IsToken(absl::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
 }
 
+// A control byte other than HTAB: NUL, a bare CR, DEL, ... (RFC 9110 5.5:
+// a field value holding one is refused, or the byte replaced).
+bool HasControl(absl::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
+  });
+}
+
+// The origin-form part of an absolute-form target ("http://a:80/x?q" is
+// "/x?q", "http://a" and "http://a?q" are "/"), which a server must accept
+// (RFC 9112 3.2.2); any other target as it is. Empty for an http(s) URI
+// without a host.
+absl::string_view OriginForm(absl::string_view target) {
+  size_t scheme = 0;
+  if (absl::StartsWithIgnoreCase(target, "http://")) {
+    scheme = 7;
+  } else if (absl::StartsWithIgnoreCase(target, "https://")) {
+    scheme = 8;
+  } else {
+    return target;
+  }
+  const absl::string_view rest = target.substr(scheme);
+  const size_t path = rest.find_first_of("/?");
+  if (path == 0 || rest.empty()) return absl::string_view();  // no host
+  if (path == absl::string_view::npos || rest[path] == '?') return "/";
+  return rest.substr(path);
+}
+
 HttpRequestParse Error(int status) {
   HttpRequestParse p;
   p.outcome = HttpRequestParse::Outcome::kError;
@@ -111,9 +139,10 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     pos = nl + 1;
     return true;
   };
+  // The bound counts from the first byte, empty lines before the request
+  // line too: what is not yet a request never fills the receive buffer.
   auto incomplete = [&] {
-    return data.size() - start >= max_header_bytes ? Error(431)
-                                                   : HttpRequestParse();
+    return data.size() >= max_header_bytes ? Error(431) : HttpRequestParse();
   };
   absl::string_view line;
   if (!next_line(&line)) return incomplete();
@@ -126,23 +155,25 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     return Error(400);
   }
   const absl::string_view method = line.substr(0, sp1);
-  const absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const absl::string_view version = line.substr(sp2 + 1);
-  if (!IsToken(method) || target.empty() || version.size() != 8 ||
-      !absl::StartsWith(version, "HTTP/") || !absl::ascii_isdigit(version[5]) ||
-      version[6] != '.' || !absl::ascii_isdigit(version[7])) {
+  if (!IsToken(method) || target.empty() || HasControl(target) ||
+      version.size() != 8 || !absl::StartsWith(version, "HTTP/") ||
+      !absl::ascii_isdigit(version[5]) || version[6] != '.' ||
+      !absl::ascii_isdigit(version[7])) {
     return Error(400);
   }
   if (version[5] != '1') return Error(505);
   const bool http10 = version[7] == '0';
   if (method != "GET") return Error(405);
-  if (target[0] != '/') return Error(400);
+  target = OriginForm(target);
+  if (target.empty() || target[0] != '/') return Error(400);
 
   bool close = false, keep_alive = false;
   int hosts = 0;
   for (;;) {
     if (!next_line(&line)) return incomplete();
-    if (pos - start > max_header_bytes) return Error(431);
+    if (pos > max_header_bytes) return Error(431);
     if (line.empty()) break;
     const size_t colon = line.find(':');
     if (colon == absl::string_view::npos || !IsToken(line.substr(0, colon))) {
@@ -151,6 +182,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     const absl::string_view name = line.substr(0, colon);
     const absl::string_view value =
         absl::StripAsciiWhitespace(line.substr(colon + 1));
+    if (HasControl(value)) return Error(400);
     if (absl::EqualsIgnoreCase(name, "host")) {
       ++hosts;
     } else if (absl::EqualsIgnoreCase(name, "connection")) {
@@ -189,6 +221,10 @@ constexpr uint32_t kMaxPieces = kMaxReferencePieces;  // 65536
 constexpr uint64_t kMixedBody = 256 * 1024;
 constexpr size_t kMaxRequestHeader = 8 * 1024;
 constexpr size_t kRecvBuffer = 16 * 1024;
+// What is left of a partial request stays under kMaxRequestHeader (else
+// 431), so the next recv always has room: a recv of 0 bytes would read as
+// the client's EOF.
+static_assert(kRecvBuffer > kMaxRequestHeader);
 // Responses queued on one connection before the server stops reading it.
 constexpr uint32_t kMaxPipelined = 128;
 constexpr uint32_t kMaxThreads = 64;
@@ -1165,10 +1201,12 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
     body = &BodyShape(route);
   } else {
     const absl::string_view reason = Reason(status);
+    // A 405 names the methods there are (RFC 9110 15.5.6).
     n = absl::SNPrintF(header, kHeaderSlot,
                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                       "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
-                       status, reason, reason.size() + 1, reason);
+                       "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s\n",
+                       status, reason, reason.size() + 1,
+                       status == 405 ? "Allow: GET\r\n" : "", reason);
   }
   // The header, then the body: one stream, so one chain when the executor
   // next prepares. A body the executor refuses leaves the header queued (it
@@ -1511,7 +1549,9 @@ Flags:
 Output: "listening on ADDR:PORT ..." first; "stats: ..." lines; on SIGINT or
 SIGTERM "stopping (SIGINT)" and a "final: ..." line with the counters
 (requests, responses by status, connections, then the executor's: ops by
-kind, bytes copied and zero-copy, notifications and copied ones).
+kind, bytes copied and zero-copy, notifications and copied ones). A signal
+the server was started ignoring stays ignored (nohup; SIGINT for a script's
+background job `zchttpd &`): stop those with SIGTERM.
 
 Exit status: 0 when stopped by SIGINT or SIGTERM; 1 when it cannot start or a
 ring fails; 2 on bad input, with one line on stderr and nothing on stdout.

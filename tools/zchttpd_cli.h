@@ -25,12 +25,13 @@
 // per-response buffers that goes back to the pool only when the executor's
 // release callback returns it (never after a `KernelMayStillRead` status).
 //
-// Requests: pipelined requests are answered in order. A malformed request
-// gets 400, an unknown path 404, a method other than GET 405, a request
-// header over 8 KiB 431, an HTTP version other than 1.x 505; the connection
-// is then closed once that response is sent (as after `Connection: close`,
-// or an HTTP/1.0 request without keep-alive). Request bodies are refused
-// (400). A client that resets mid-response costs only its own connection.
+// Requests: pipelined requests are answered in order; an absolute-form
+// target is its path. A malformed request gets 400, an unknown path 404, a
+// method other than GET 405 (with "Allow: GET"), a request header over
+// 8 KiB 431, an HTTP version other than 1.x 505; the connection is then
+// closed once that response is sent (as after `Connection: close`, or an
+// HTTP/1.0 request without keep-alive). Request bodies are refused (400).
+// A client that resets mid-response costs only its own connection.
 //
 // Output (stdout, flushed): first "listening on ADDR:PORT ..." (the bound
 // address, with the port chosen for port 0), then with --stats-every a
@@ -109,9 +110,12 @@ struct HttpRequestParse {
 };
 
 // The request header at the start of `data` (leading empty lines skipped).
-// HTTP/1.1 needs one Host header; a body (Content-Length other than 0, or
-// Transfer-Encoding) is refused with 400; a header that has not ended
-// within `max_header_bytes` is 431. `target` points into `data`.
+// An absolute-form target ("http://host/16") stands for its path. HTTP/1.1
+// needs one Host header; a body (Content-Length other than 0, or
+// Transfer-Encoding) is refused with 400, as is a control byte other than
+// HTAB in the target or a field value (NUL, a bare CR); a header that has
+// not ended within `max_header_bytes`, counted from the first byte of
+// `data` (leading empty lines too), is 431. `target` points into `data`.
 HttpRequestParse ParseHttpRequest(absl::string_view data,
                                   size_t max_header_bytes);
 

@@ -388,17 +388,58 @@ TEST(ParseHttpRequestTest, ErrorsByKind) {
       {"POST /1 HTTP/1.1\r\nHost: a\r\n\r\n", 405},
       {"GET /1 HTTP/2.0\r\nHost: a\r\n\r\n", 505},
       {"GET /1 HTTP/1.1\r\nHost: a\r\nX: " + std::string(9000, 'x'), 431},
+      // Control bytes in a field value or the target (RFC 9110 5.5).
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX: a" + std::string(1, '\0') +
+           "b\r\n\r\n",
+       400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: close\x7f\r\n\r\n", 400},
+      {"GET /1\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      // An absolute-form target without a host.
+      {"GET http:///1 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      // Empty lines before the request line count toward the bound.
+      {std::string(9000, '\n'), 431},
+      {std::string(8000, '\n') + "GET /1 HTTP/1.1\r\nHost: a\r\nX: " +
+           std::string(300, 'x') + "\r\n\r\n",
+       431},
   };
   for (const auto& [request, status] : cases) {
     const HttpRequestParse p = ParseHttpRequest(request, 8192);
     EXPECT_EQ(p.outcome, HttpRequestParse::Outcome::kError) << request;
     EXPECT_EQ(p.status, status) << request;
   }
+  // A tab in a value is no control byte; a few empty lines first are fine.
+  EXPECT_EQ(ParseHttpRequest(
+                "\r\n\r\nGET /1 HTTP/1.1\r\nHost: a\r\nX: a\tb\r\n\r\n", 8192)
+                .outcome,
+            HttpRequestParse::Outcome::kComplete);
   // A header just under the bound is fine.
   const std::string fits =
       "GET /1 HTTP/1.1\r\nHost: a\r\nX: " + std::string(8000, 'x') + "\r\n\r\n";
   EXPECT_EQ(ParseHttpRequest(fits, 8192).outcome,
             HttpRequestParse::Outcome::kComplete);
+}
+
+TEST(ParseHttpRequestTest, AbsoluteFormTargetIsItsPath) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"http://a:8080/16?x=1", "/16"},
+      {"HTTP://A/mixed/3", "/mixed/3"},
+      {"https://a/1", "/1"},
+      {"http://a", "/"},
+      {"http://a?x", "/"},
+      {"/16", "/16"},
+  };
+  for (const auto& [target, path] : cases) {
+    const std::string request =
+        absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    const HttpRequestParse p = ParseHttpRequest(request, 8192);
+    ASSERT_EQ(p.outcome, HttpRequestParse::Outcome::kComplete) << target;
+    EXPECT_EQ(p.target, path) << target;
+  }
+  // Still HTTP/1.1: Host is needed all the same (RFC 9112 3.2).
+  EXPECT_EQ(ParseHttpRequest("GET http://a/1 HTTP/1.1\r\n\r\n", 8192).status,
+            400);
 }
 
 TEST(ZchttpdBodyTest, PatternIsTheLittleEndianWordIndex) {
@@ -615,6 +656,13 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
       {"GET /1 HTTP/1.1\r\n\r\n", 400},
       {Get("/1", "Content-Length: 4\r\n") + "abcd", 400},
       {Get("/1", "X-Pad: " + std::string(9000, 'p') + "\r\n"), 431},
+      {Get("/1", "X-Nul: a" + std::string(1, '\0') + "b\r\n"), 400},
+      {"GET /1 HTTP/1.1\r\nHost: a\r\nX-Cr: a\rb\r\n\r\n", 400},
+      // Empty lines count toward the bound. Ones that never end in a
+      // request once filled the receive buffer, the next recv read 0
+      // bytes, and the server took that for EOF and closed without a word.
+      {std::string(9000, '\n') + Get("/1"), 431},
+      {std::string(20000, '\n'), 431},
   };
   for (const BadRequest& bad : cases) {
     SCOPED_TRACE(bad.request.substr(0, 60));
@@ -639,8 +687,45 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
   ASSERT_TRUE(after.Read(&r)) << after.error;
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(server.Stop(), kZchttpdOk);
-  EXPECT_EQ(StatValue(server.out(), "final:", "status_400"), 8);
-  EXPECT_EQ(StatValue(server.out(), "final:", "status_431"), 1);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_400"), 10);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_431"), 3);
+}
+
+TEST(ZchttpdRawTest, MethodNotAllowedNamesGet) {
+  Server server;
+  START_OR_SKIP(server, {});
+  for (const char* method : {"HEAD", "OPTIONS", "POST", "get"}) {
+    Client c(server.port);
+    ASSERT_TRUE(
+        c.Send(absl::StrCat(method, " /1 HTTP/1.1\r\nHost: a\r\n\r\n")));
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << method << ": " << c.error;
+    EXPECT_EQ(r.status, 405) << method;
+    EXPECT_EQ(r.headers["allow"], "GET") << method;
+    EXPECT_EQ(r.headers["connection"], "close") << method;
+    EXPECT_TRUE(c.ReadsEof()) << method << ": " << c.error;
+  }
+}
+
+TEST(ZchttpdRawTest, AbsoluteFormAndLeadingEmptyLinesAreServed) {
+  Server server;
+  START_OR_SKIP(server, {});
+  Client c(server.port);
+  ASSERT_TRUE(c.connected());
+  const std::string absolute =
+      absl::StrCat("GET http://127.0.0.1:", server.port,
+                   "/mixed/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(c.Send(absolute + std::string(1000, '\n') + "\r\n" + Get("/3") +
+                     absolute));
+  for (uint64_t size : {256u * 1024, 65536u, 256u * 1024}) {
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << c.error;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body.size(), size);
+    EXPECT_EQ(FirstMismatch(r.body), -1);
+  }
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_200"), 3);
 }
 
 TEST(ZchttpdRawTest, ConnectionCloseAndHttp10AreHonoured) {

@@ -139,10 +139,18 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
     pos = nl + 1;
     return true;
   };
+  // Once the method is known to be HEAD, errors too are answered without a
+  // body.
+  bool head = false;
+  auto fail = [&head](int status) {
+    HttpRequestParse p = Error(status);
+    p.head = head;
+    return p;
+  };
   // The bound counts from the first byte, empty lines before the request
   // line too: what is not yet a request never fills the receive buffer.
   auto incomplete = [&] {
-    return data.size() >= max_header_bytes ? Error(431) : HttpRequestParse();
+    return data.size() >= max_header_bytes ? fail(431) : HttpRequestParse();
   };
   absl::string_view line;
   if (!next_line(&line)) return incomplete();
@@ -165,24 +173,25 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   }
   if (version[5] != '1') return Error(505);
   const bool http10 = version[7] == '0';
-  if (method != "GET") return Error(405);
+  head = method == "HEAD";
+  if (method != "GET" && !head) return fail(405);
   target = OriginForm(target);
-  if (target.empty() || target[0] != '/') return Error(400);
+  if (target.empty() || target[0] != '/') return fail(400);
 
   bool close = false, keep_alive = false;
   int hosts = 0;
   for (;;) {
     if (!next_line(&line)) return incomplete();
-    if (pos > max_header_bytes) return Error(431);
+    if (pos > max_header_bytes) return fail(431);
     if (line.empty()) break;
     const size_t colon = line.find(':');
     if (colon == absl::string_view::npos || !IsToken(line.substr(0, colon))) {
-      return Error(400);  // also obsolete line folding (a leading space)
+      return fail(400);  // also obsolete line folding (a leading space)
     }
     const absl::string_view name = line.substr(0, colon);
     const absl::string_view value =
         absl::StripAsciiWhitespace(line.substr(colon + 1));
-    if (HasControl(value)) return Error(400);
+    if (HasControl(value)) return fail(400);
     if (absl::EqualsIgnoreCase(name, "host")) {
       ++hosts;
     } else if (absl::EqualsIgnoreCase(name, "connection")) {
@@ -192,12 +201,12 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
         if (absl::EqualsIgnoreCase(option, "keep-alive")) keep_alive = true;
       }
     } else if (absl::EqualsIgnoreCase(name, "content-length")) {
-      if (value != "0") return Error(400);
+      if (value != "0") return fail(400);
     } else if (absl::EqualsIgnoreCase(name, "transfer-encoding")) {
-      return Error(400);
+      return fail(400);
     }
   }
-  if (!http10 && hosts != 1) return Error(400);
+  if (!http10 && hosts != 1) return fail(400);
 
   HttpRequestParse p;
   p.outcome = HttpRequestParse::Outcome::kComplete;
@@ -205,6 +214,7 @@ HttpRequestParse ParseHttpRequest(absl::string_view data,
   p.target = target.substr(0, target.find('?'));
   p.keep_alive = !close && (!http10 || keep_alive);
   p.http10 = http10;
+  p.head = head;
   return p;
 }
 
@@ -620,7 +630,7 @@ class Worker {
   void Answer(uint32_t slot);
   // Queues one response; false when the executor refused it.
   bool Respond(uint32_t slot, int status, const Route& route, bool keep_alive,
-               bool http10);
+               bool http10, bool head);
   void MarkDirty(uint32_t slot);
   void ProcessDirty();
   void CloseConn(uint32_t slot, bool reset);
@@ -1120,14 +1130,17 @@ void Worker::Answer(uint32_t slot) {
     // a byte at a time) are not.
     c.last_progress = now_;
     if (p.outcome == HttpRequestParse::Outcome::kError) {
-      Respond(slot, p.status, Route(), /*keep_alive=*/false, /*http10=*/false);
+      Respond(slot, p.status, Route(), /*keep_alive=*/false, /*http10=*/false,
+              p.head);
       pos = c.len;
       break;
     }
     pos += p.consumed;
     const Route route = ResolveRoute(p.target, config_.body);
     const bool keep_alive = p.keep_alive && route.status == 200;
-    if (!Respond(slot, route.status, route, keep_alive, p.http10)) return;
+    if (!Respond(slot, route.status, route, keep_alive, p.http10, p.head)) {
+      return;
+    }
   }
   if (c.state != State::kOpen) {
     c.len = 0;
@@ -1182,7 +1195,7 @@ const Worker::Shape& Worker::BodyShape(const Route& route) {
 }
 
 bool Worker::Respond(uint32_t slot, int status, const Route& route,
-                     bool keep_alive, bool http10) {
+                     bool keep_alive, bool http10, bool head) {
   Conn& c = conns_[slot];
   const uint32_t h = headers_.Take();
   char* header = headers_.Data(h);
@@ -1198,15 +1211,17 @@ bool Worker::Respond(uint32_t slot, int status, const Route& route,
         !keep_alive ? "Connection: close\r\n"
         : http10    ? "Connection: keep-alive\r\n"
                     : "");
-    body = &BodyShape(route);
+    // HEAD: the same header, no body (RFC 9110 9.3.2).
+    if (!head) body = &BodyShape(route);
   } else {
     const absl::string_view reason = Reason(status);
     // A 405 names the methods there are (RFC 9110 15.5.6).
     n = absl::SNPrintF(header, kHeaderSlot,
                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                       "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s\n",
+                       "Content-Length: %d\r\n%sConnection: close\r\n\r\n%s",
                        status, reason, reason.size() + 1,
-                       status == 405 ? "Allow: GET\r\n" : "", reason);
+                       status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                       head ? "" : absl::StrCat(reason, "\n"));
   }
   // The header, then the body: one stream, so one chain when the executor
   // next prepares. A body the executor refuses leaves the header queued (it
@@ -1504,15 +1519,15 @@ std::string ZchttpdUsage() {
 An HTTP/1.1 keep-alive server whose responses are sent by the zcplan
 executor on the server's own io_uring (one ring and one executor per thread).
 
-Routes (GET):
+Routes (GET; HEAD answers the same header without the body):
   /<N>         a --body byte body as N pieces (N-1 slices of body/N bytes and
                the rest), after the HTTP header buffer; 1 <= N <= min(body,
                65536)
   /mixed/<N>   the 256 KiB reference message (4 KiB piece, two 64 KiB pieces,
                N-3 small ones); 1 <= N <= 65536
 Byte i of every body is byte i %% 4 of the little-endian uint32 i / 4.
-Malformed requests get 400 (404 unknown path, 405 not GET, 431 header over
-8 KiB, 505 not HTTP/1.x) and the connection is closed after the response.
+Malformed requests get 400 (404 unknown path, 405 not GET/HEAD, 431 header
+over 8 KiB, 505 not HTTP/1.x) and the connection is closed after the response.
 
 Flags:
   --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0

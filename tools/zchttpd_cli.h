@@ -98,7 +98,7 @@ inline unsigned char ZchttpdBodyByte(uint64_t offset) {
 struct HttpRequestParse {
   enum class Outcome {
     kIncomplete,  // no full request header yet (and under the bound)
-    kComplete,    // a GET request: see `consumed`, `target`, `keep_alive`
+    kComplete,    // a GET or HEAD request: see `consumed`, `target`, ...
     kError,       // answer `status` and close the connection
   };
   Outcome outcome = Outcome::kIncomplete;
@@ -107,6 +107,9 @@ struct HttpRequestParse {
   absl::string_view target;  // kComplete: the path, without "?query"
   bool keep_alive = true;    // kComplete: false for Connection: close etc.
   bool http10 = false;       // kComplete: an HTTP/1.0 request
+  // A HEAD request (kComplete, or kError once the method was read): the
+  // answer is the header a GET would get, without the body.
+  bool head = false;
 };
 
 // The request header at the start of `data` (leading empty lines skipped).

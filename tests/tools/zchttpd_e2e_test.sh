@@ -6,8 +6,9 @@
 #      against the pattern), a --stats-every line appears, and SIGTERM ends
 #      it with exit 0, "stopping (SIGTERM)" and a "final:" line counting the
 #      two requests; nothing on stderr.
-#   2. A second server takes an absolute-form request from curl
-#      (--request-target http://...), then pipelined load from h2load --h1
+#   2. A second server takes an absolute-form request and a HEAD request
+#      (the GET's Content-Length, no body) from curl
+#      (--request-target http://..., --head), then pipelined load from h2load --h1
 #      (nghttp2-client; this part is skipped, saying so, without it): every
 #      request succeeds, the body bytes add up exactly, and the final line
 #      counts them all as 200.
@@ -104,7 +105,12 @@ address=$(wait_listening "$tmp/load.out")
 got=$(curl -sS --max-time 10 -w '%{http_code} %{size_download}' -o /dev/null \
   --request-target "http://$address/7" "http://$address/")
 [ "$got" = "200 65536" ] || fail "absolute-form target: curl said: $got"
-want=1
+# HEAD: the GET's Content-Length, no body (curl waits for none: --head).
+got=$(curl -sS --max-time 10 --head -w '%{http_code} %{size_download}' \
+  "http://$address/mixed/3" | tr -d '\r' | grep -E '^(Content-Length|[0-9]+ )')
+[ "$got" = "Content-Length: 262144
+200 0" ] || fail "HEAD: curl said: $got"
+want=2
 if command -v h2load >/dev/null 2>&1; then
   # 2000 requests of 256 KiB over 4 connections, 50 in flight on each.
   timeout 30 h2load --h1 -n 2000 -c 4 -m 50 "http://$address/mixed/64" \
@@ -113,7 +119,7 @@ if command -v h2load >/dev/null 2>&1; then
     "$tmp/h2load" || fail "h2load: $(grep '^requests:' "$tmp/h2load")"
   grep -q '^traffic: .* (524288000) data$' "$tmp/h2load" ||
     fail "h2load body bytes: $(grep '^traffic:' "$tmp/h2load")"
-  want=2001
+  want=2002
 else
   echo "SKIP (part): h2load is not installed (nghttp2-client, tools/setup.sh)"
 fi

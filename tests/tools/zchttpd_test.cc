@@ -209,6 +209,21 @@ class Client {
   // Reads one response; false (with `error`) on EOF, an error or a
   // malformed response.
   bool Read(Response* r) {
+    if (!ReadHeader(r)) return false;
+    uint64_t length = 0;
+    if (!absl::SimpleAtoi(r->headers["content-length"], &length)) {
+      return Fail("no Content-Length");
+    }
+    while (buf_.size() < length) {
+      if (!Fill()) return Fail("body cut short");
+    }
+    r->body = buf_.substr(0, length);
+    buf_.erase(0, length);
+    return true;
+  }
+
+  // The status and headers only: the answer to a HEAD request.
+  bool ReadHeader(Response* r) {
     size_t end;
     while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
       if (!Fill()) return Fail("no complete response header");
@@ -228,15 +243,7 @@ class Client {
       r->headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
           lines[i].substr(colon + 2);
     }
-    uint64_t length = 0;
-    if (!absl::SimpleAtoi(r->headers["content-length"], &length)) {
-      return Fail("no Content-Length");
-    }
-    while (buf_.size() < length) {
-      if (!Fill()) return Fail("body cut short");
-    }
-    r->body = buf_.substr(0, length);
-    buf_.erase(0, length);
+    r->body.clear();
     return true;
   }
 
@@ -351,6 +358,28 @@ TEST(ParseHttpRequestTest, CompleteGetWithKeepAliveDefaults) {
   EXPECT_EQ(p.target, "/16");
   EXPECT_EQ(p.consumed, req.size() - 5);
   EXPECT_TRUE(p.keep_alive);
+}
+
+TEST(ParseHttpRequestTest, HeadIsAGetWithoutItsBodyErrorsToo) {
+  const HttpRequestParse p =
+      ParseHttpRequest("HEAD /mixed/9 HTTP/1.1\r\nHost: a\r\n\r\n", 8192);
+  ASSERT_EQ(p.outcome, HttpRequestParse::Outcome::kComplete);
+  EXPECT_TRUE(p.head);
+  EXPECT_EQ(p.target, "/mixed/9");
+  EXPECT_FALSE(
+      ParseHttpRequest("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n", 8192).head);
+  // Errors found once the method is known carry it.
+  const HttpRequestParse no_host =
+      ParseHttpRequest("HEAD /1 HTTP/1.1\r\n\r\n", 8192);
+  EXPECT_EQ(no_host.status, 400);
+  EXPECT_TRUE(no_host.head);
+  const HttpRequestParse too_long = ParseHttpRequest(
+      "HEAD /1 HTTP/1.1\r\nHost: a\r\nX: " + std::string(9000, 'x'), 8192);
+  EXPECT_EQ(too_long.status, 431);
+  EXPECT_TRUE(too_long.head);
+  EXPECT_EQ(
+      ParseHttpRequest("head /1 HTTP/1.1\r\nHost: a\r\n\r\n", 8192).status,
+      405);  // methods are case-sensitive
 }
 
 TEST(ParseHttpRequestTest, ConnectionCloseAndHttp10) {
@@ -694,17 +723,53 @@ TEST(ZchttpdRawTest, MalformedRequestGetsItsStatusThenTheConnectionCloses) {
 TEST(ZchttpdRawTest, MethodNotAllowedNamesGet) {
   Server server;
   START_OR_SKIP(server, {});
-  for (const char* method : {"HEAD", "OPTIONS", "POST", "get"}) {
+  for (const char* method : {"OPTIONS", "POST", "get", "head", "PUT"}) {
     Client c(server.port);
     ASSERT_TRUE(
         c.Send(absl::StrCat(method, " /1 HTTP/1.1\r\nHost: a\r\n\r\n")));
     Response r;
     ASSERT_TRUE(c.Read(&r)) << method << ": " << c.error;
     EXPECT_EQ(r.status, 405) << method;
-    EXPECT_EQ(r.headers["allow"], "GET") << method;
+    EXPECT_EQ(r.headers["allow"], "GET, HEAD") << method;
     EXPECT_EQ(r.headers["connection"], "close") << method;
     EXPECT_TRUE(c.ReadsEof()) << method << ": " << c.error;
   }
+}
+
+TEST(ZchttpdRawTest, HeadGetsTheHeaderOfAGetAndNoBody) {
+  Server server;
+  START_OR_SKIP(server, {"--body", "1000"});
+  Client c(server.port);
+  ASSERT_TRUE(c.connected());
+  // Pipelined: a body byte after a HEAD answer would be read as the start
+  // of the next response and break its status line.
+  const auto head = [](absl::string_view target) {
+    return absl::StrCat("HEAD ", target, " HTTP/1.1\r\nHost: test\r\n\r\n");
+  };
+  ASSERT_TRUE(c.Send(head("/7") + Get("/3") + head("/mixed/5") + Get("/1") +
+                     head("/nothing")));
+  Response r;
+  ASSERT_TRUE(c.ReadHeader(&r)) << c.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-length"], "1000");
+  EXPECT_EQ(r.headers.count("connection"), 0u);
+  ASSERT_TRUE(c.Read(&r)) << c.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.size(), 1000u);
+  EXPECT_EQ(FirstMismatch(r.body), -1);
+  ASSERT_TRUE(c.ReadHeader(&r)) << c.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-length"], "262144");
+  ASSERT_TRUE(c.Read(&r)) << c.error;
+  EXPECT_EQ(r.body.size(), 1000u);
+  EXPECT_EQ(FirstMismatch(r.body), -1);
+  ASSERT_TRUE(c.ReadHeader(&r)) << c.error;
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.headers["connection"], "close");
+  EXPECT_TRUE(c.ReadsEof()) << c.error;  // no body, then the close
+  EXPECT_EQ(server.Stop(), kZchttpdOk);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_200"), 4);
+  EXPECT_EQ(StatValue(server.out(), "final:", "status_404"), 1);
 }
 
 TEST(ZchttpdRawTest, AbsoluteFormAndLeadingEmptyLinesAreServed) {

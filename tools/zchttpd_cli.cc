@@ -429,7 +429,7 @@ struct HttpCounters {
   uint64_t requests = 0;
   uint64_t responses[kNumStatuses] = {};
   uint64_t connections_accepted = 0;
-  uint64_t connections_refused = 0;  // over --max-connections, or stopping
+  uint64_t connections_refused = 0;  // accepted while stopping
   uint64_t connections_closed = 0;
   uint64_t connections_open = 0;
   uint64_t bytes_received = 0;
@@ -659,7 +659,8 @@ class Worker {
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> closing_;  // kClosing and kLingering slots
   uint32_t in_use_ = 0;
-  bool multishot_accept_ = true;
+  // No free slot: accept is not armed again until Finish frees one.
+  bool accept_paused_ = false;
   bool accept_armed_ = false;
   bool accept_rearm_at_tick_ = false;
   bool tick_armed_ = false;
@@ -789,17 +790,20 @@ io_uring_sqe* Worker::Sqe() {
 }
 
 void Worker::ArmAccept() {
+  // Full: new connections wait in the listen backlog until Finish frees a
+  // slot, rather than being accepted only to be closed.
+  if (free_slots_.empty()) {
+    accept_paused_ = true;
+    return;
+  }
   io_uring_sqe* sqe = Sqe();
   if (sqe == nullptr) {
     accept_rearm_at_tick_ = true;
     return;
   }
-  if (multishot_accept_) {
-    io_uring_prep_multishot_accept(sqe, listener_, nullptr, nullptr,
-                                   SOCK_CLOEXEC);
-  } else {
-    io_uring_prep_accept(sqe, listener_, nullptr, nullptr, SOCK_CLOEXEC);
-  }
+  // One connection per accept (not multishot, which takes every pending
+  // connection at once, however few slots are free).
+  io_uring_prep_accept(sqe, listener_, nullptr, nullptr, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, EncodeUserData(OpKindOwn::kAccept));
   accept_armed_ = true;
 }
@@ -903,19 +907,15 @@ void Worker::OnCompletion(const io_uring_cqe& cqe) {
 }
 
 void Worker::OnAccept(const io_uring_cqe& cqe) {
-  if (!(cqe.flags & IORING_CQE_F_MORE)) accept_armed_ = false;
+  accept_armed_ = false;
   if (cqe.res < 0) {
-    if (cqe.res == -EINVAL && multishot_accept_) {
-      multishot_accept_ = false;  // a kernel before 5.19
-    } else if (cqe.res != -ECANCELED) {
-      ++counters_.accept_errors;
-    }
+    if (cqe.res != -ECANCELED) ++counters_.accept_errors;
     // Re-armed at the next tick, so that EMFILE and the like cannot spin.
-    if (!accept_armed_ && !stopping_) accept_rearm_at_tick_ = true;
+    if (!stopping_) accept_rearm_at_tick_ = true;
     return;
   }
-  if (!accept_armed_ && !stopping_) ArmAccept();
   const int fd = cqe.res;
+  // An accept is armed only while a slot is free; stopping refuses.
   if (stopping_ || free_slots_.empty()) {
     close(fd);
     ++counters_.connections_refused;
@@ -927,6 +927,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   if (!id.ok()) {
     close(fd);
     ++counters_.accept_errors;
+    if (!stopping_) ArmAccept();
     return;
   }
   const uint32_t slot = free_slots_.back();
@@ -947,6 +948,7 @@ void Worker::OnAccept(const io_uring_cqe& cqe) {
   ++counters_.connections_accepted;
   ++counters_.connections_open;
   ArmRecv(slot);
+  if (!stopping_) ArmAccept();  // pauses when that was the last slot
 }
 
 void Worker::OnRecv(uint32_t slot, int res) {
@@ -1290,6 +1292,10 @@ void Worker::Finish(uint32_t slot) {
   c.len = 0;
   free_slots_.push_back(slot);
   --in_use_;
+  if (accept_paused_ && !accept_armed_ && !stopping_) {
+    accept_paused_ = false;
+    ArmAccept();
+  }
   ++counters_.connections_closed;
   --counters_.connections_open;
 }
@@ -1539,7 +1545,8 @@ Flags:
   --body SIZE            the body of /<N> (default 64K, at most 1G)
   --threads N            threads, each with its ring, executor and
                          SO_REUSEPORT listener (default 1, at most %d)
-  --max-connections N    per thread (default 1024); more are closed at once
+  --max-connections N    per thread (default 1024); more wait in the listen
+                         backlog (4096) until one of them closes
   --stats-every DURATION print a stats line this often (e.g. 1s; default off)
   --registered           register the body arenas as fixed buffers
   --gather SIZE          per connection and chain, the bytes of small pieces

@@ -876,21 +876,40 @@ TEST(ZchttpdRawTest, ClientResetMidResponseLeavesOthersServed) {
   EXPECT_EQ(StatValue(server.out(), "final:", "buffers_kernel_may_read"), -1);
 }
 
-TEST(ZchttpdRawTest, ConnectionsOverTheLimitAreClosed) {
+TEST(ZchttpdRawTest, ConnectionsOverTheLimitWaitForAFreeSlot) {
   Server server;
-  START_OR_SKIP(server, {"--max-connections", "1"});
-  Client first(server.port);
-  ASSERT_TRUE(first.Send(Get("/1")));
+  START_OR_SKIP(server, {"--max-connections", "1", "--stats-every", "50ms"});
+  auto first = std::make_unique<Client>(server.port);
+  ASSERT_TRUE(first->Send(Get("/1")));
   Response r;
-  ASSERT_TRUE(first.Read(&r)) << first.error;
+  ASSERT_TRUE(first->Read(&r)) << first->error;
+  // The second waits in the backlog, not accepted (and so not closed).
   Client second(server.port);
   ASSERT_TRUE(second.connected());
-  EXPECT_TRUE(second.ReadsEof()) << second.error;
-  ASSERT_TRUE(first.Send(Get("/2")));
-  ASSERT_TRUE(first.Read(&r)) << first.error;
+  ASSERT_TRUE(second.Send(Get("/3")));
+  ASSERT_TRUE(first->Send(Get("/2")));
+  ASSERT_TRUE(first->Read(&r)) << first->error;
+  EXPECT_EQ(FirstMismatch(r.body), -1);
+  // Two stats lines later (bounded) the server still has one connection.
+  const auto stats_lines = [&server] {
+    return std::vector<absl::string_view>(
+               absl::StrSplit(server.out(), "stats:"))
+        .size();
+  };
+  const size_t lines = stats_lines();
+  const absl::Time deadline = absl::Now() + kDeadline;
+  while (stats_lines() < lines + 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(stats_lines(), lines + 2) << server.out();
+  EXPECT_EQ(StatValue(server.out(), "stats:", "connections_accepted"), 1);
+  first.reset();  // its slot frees, and the second is taken and served
+  ASSERT_TRUE(second.Read(&r)) << second.error;
+  EXPECT_EQ(r.status, 200);
   EXPECT_EQ(FirstMismatch(r.body), -1);
   EXPECT_EQ(server.Stop(), kZchttpdOk);
-  EXPECT_EQ(StatValue(server.out(), "final:", "connections_refused"), 1);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_accepted"), 2);
+  EXPECT_EQ(StatValue(server.out(), "final:", "connections_refused"), -1);
 }
 
 // Waits (bounded) until the server's latest stats line has `key` >= `want`;

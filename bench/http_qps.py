@@ -30,15 +30,6 @@ costs a few milliseconds (two small arenas) and makes each run's server
 counters that run's alone: its responses can be checked against wrk's
 requests, and no strategy inherits another's adaptive state or queues.
 
---slices K makes each run K wrk runs of D seconds against the run's one
-server, and for the two sides of a bar's ratio the slices alternate
-(A B B A A B ...; both servers are up, the idle one asleep on its ring):
-both sides then see the same seconds of the machine, not neighbouring
-ones. The run's QPS is the mean of its slices' (a run of K x D seconds),
-its latencies the medians of its slices', its requests and errors their
-sums. Every slice opens its connections anew, so adaptive pays its first
-zero-copy sends on each new connection once per slice.
-
 Strategies (zchttpd flags):
   size-aware     --threshold 16K --adaptive off
   all-zero-copy  --threshold 0 --adaptive off --zc-cap 1G (the cap raised,
@@ -287,96 +278,47 @@ def pin(cpu, cmd, pinned):
     return ["taskset", "-c", str(cpu)] + cmd if pinned else cmd
 
 
-class Run:
-    """One strategy's run on one (shape, N): a fresh zchttpd for it alone,
-    loaded by --slices wrk invocations of --duration each."""
-
-    def __init__(self, args, pinned, shape, n, strategy):
-        self.args, self.pinned = args, pinned
-        self.shape, self.n, self.strategy = shape, n, strategy
-        self.slices = []
-        cmd = pin(args.server_cpu,
-                  [args.server, "--listen", "127.0.0.1:0", "--threads", "1"]
-                  + STRATEGIES[strategy], pinned)
-        self.proc, self.addr = start_server(cmd)
-
-    def load(self):
-        """One slice: wrk for --duration against this run's server."""
-        path = SHAPES[self.shape].format(n=self.n)
-        cmd = pin(self.args.wrk_cpu,
-                  [self.args.wrk, "-t1", f"-c{self.args.connections}",
-                   f"-d{self.args.duration}s", "--latency",
-                   f"http://{self.addr}{path}"], self.pinned)
-        try:
-            res = subprocess.run(cmd, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True,
-                                 timeout=self.args.duration + 60)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            stop_server(self.proc)
-            raise Failure(f"{' '.join(cmd)}: {e}")
-        if res.returncode != 0:
-            stop_server(self.proc)
-            raise Failure(f"{' '.join(cmd)}: exit {res.returncode}: "
-                          f"{res.stderr.strip()}")
-        self.slices.append(parse_wrk(res.stdout))
-
-    def finish(self):
-        """Stops the server; the run's record. QPS is the mean of its
-        slices' (of equal length), latencies their medians, requests and
-        errors their sums."""
-        final, note, final_line = stop_server(self.proc)
-        sl = self.slices
-        med = lambda k: (statistics.median([x[k] for x in sl])
-                         if all(x[k] is not None for x in sl) else None)
-        wrk = {"qps": statistics.mean(x["qps"] for x in sl),
-               "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms")}
-        for k in ("requests", "connect_errors", "read_errors", "write_errors",
-                  "timeout_errors", "non2xx"):
-            wrk[k] = sum(x[k] for x in sl)
-        problems = check_server(final, note, wrk,
-                                self.args.connections * len(sl))
-        return dict(wrk, shape=self.shape, pieces=self.n,
-                    strategy=self.strategy, slices=len(sl),
-                    slice_qps=[x["qps"] for x in sl],
-                    server_final=final_line, server_problems=problems)
-
-
-def run_unit(args, pinned, shape, n, unit):
-    """The runs of `unit` (one strategy, or the two sides of a bar's ratio)
-    on one (shape, N). With --slices K the sides' servers run side by side
-    (the idle one waits on its ring) and their slices alternate, A B B A
-    A B ...: both sides of the ratio see the same seconds of the machine."""
-    runs = []
+def run_one(args, pinned, shape, n, strategy):
+    server_cmd = pin(args.server_cpu,
+                     [args.server, "--listen", "127.0.0.1:0", "--threads", "1"]
+                     + STRATEGIES[strategy], pinned)
+    proc, addr = start_server(server_cmd)
+    path = SHAPES[shape].format(n=n)
+    wrk_cmd = pin(args.wrk_cpu,
+                  [args.wrk, "-t1", f"-c{args.connections}",
+                   f"-d{args.duration}s", "--latency", f"http://{addr}{path}"],
+                  pinned)
     try:
-        for s in unit:
-            runs.append(Run(args, pinned, shape, n, s))
-        for k in range(args.slices):
-            for r in (runs if k % 2 == 0 else runs[::-1]):
-                r.load()
-    except Failure:
-        for r in runs:
-            if r.proc.poll() is None:
-                stop_server(r.proc)
-        raise
-    return [r.finish() for r in runs]
-
-
-def block_units(strategies, rng):
-    """The strategies of one (shape, N) block, in the order they run, as
-    units: the two sides of each bar's ratio (PAIRS) are one unit and run
-    back to back (or slice by slice, see run_unit), any other strategy is
-    a unit of its own; the units in a shuffled order, each pair's sides in
-    a shuffled order. A ratio then compares runs made at the same time,
-    whatever the machine did between the pairs."""
-    units = [[a, b] for a, b in PAIRS if a in strategies and b in strategies]
-    paired = {s for unit in units for s in unit}
-    units += [[s] for s in strategies if s not in paired]
-    return [rng.sample(u, len(u)) for u in rng.sample(units, len(units))]
+        res = subprocess.run(wrk_cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             timeout=args.duration + 60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        stop_server(proc)
+        raise Failure(f"{' '.join(wrk_cmd)}: {e}")
+    final, note, final_line = stop_server(proc)
+    if res.returncode != 0:
+        raise Failure(f"{' '.join(wrk_cmd)}: exit {res.returncode}: "
+                      f"{res.stderr.strip()}")
+    wrk = parse_wrk(res.stdout)
+    problems = check_server(final, note, wrk, args.connections)
+    return dict(wrk, shape=shape, pieces=n, strategy=strategy,
+                server_final=final_line, server_problems=problems)
 
 
 def block_order(strategies, rng):
-    """block_units, flattened: the order the strategies' runs start in."""
-    return [s for unit in block_units(strategies, rng) for s in unit]
+    """The strategies of one (shape, N) block, in the order they run.
+
+    The two sides of each bar's ratio (PAIRS) run back to back, the pairs
+    and any other strategy in a shuffled order, each pair's two sides in a
+    shuffled order: a ratio then compares runs seconds apart, whatever the
+    machine did between the pairs."""
+    units = [[a, b] for a, b in PAIRS if a in strategies and b in strategies]
+    paired = {s for unit in units for s in unit}
+    units += [[s] for s in strategies if s not in paired]
+    order = []
+    for unit in rng.sample(units, len(units)):
+        order += rng.sample(unit, len(unit))
+    return order
 
 
 def summarize(runs, shapes, pieces, strategies):
@@ -648,9 +590,6 @@ def main(argv):
                    help="seconds per run (default 5s)")
     p.add_argument("--repetitions", type=int, default=3,
                    help="repetitions, interleaved (default 3)")
-    p.add_argument("--slices", type=int, default=1,
-                   help="wrk runs of --duration per run (default 1); the two "
-                   "sides of a bar's ratio alternate slice by slice")
     p.add_argument("--connections", type=int, default=100,
                    help="wrk connections (default 100)")
     p.add_argument("--pieces", type=parse_pieces, default=PIECES,
@@ -678,9 +617,9 @@ def main(argv):
         return 0 if e.code == 0 else 2
     if args.replot:
         return replot(args)
-    if args.repetitions < 1 or args.connections < 1 or args.slices < 1:
-        print("http_qps: --repetitions, --slices and --connections must be "
-              ">= 1", file=sys.stderr)
+    if args.repetitions < 1 or args.connections < 1:
+        print("http_qps: --repetitions and --connections must be >= 1",
+              file=sys.stderr)
         return 2
     if not os.access(args.server, os.X_OK):
         print(f"http_qps: no zchttpd at {args.server}: run `bazel build -c "
@@ -711,22 +650,22 @@ def main(argv):
         for rep in range(args.repetitions):
             order = []
             for shape, n in rng.sample(blocks, len(blocks)):
-                order += [(shape, n, unit)
-                          for unit in block_units(args.strategies, rng)]
-            for shape, n, unit in order:
-                for r in run_unit(args, pinned, shape, n, unit):
-                    r["repetition"] = rep
-                    runs.append(r)
-                    errs = (r["connect_errors"] + r["read_errors"] +
-                            r["write_errors"] + r["timeout_errors"])
-                    msg = (f"[{len(runs)}/{total}] rep {rep} "
-                           f"{SHAPES[shape].format(n=n):<11} "
-                           f"{r['strategy']:<13} {r['qps']:>9.0f} req/s  "
-                           f"p50 {r['p50_ms']}ms p99 {r['p99_ms']}ms  "
-                           f"errors {errs} non2xx {r['non2xx']}")
-                    if r["server_problems"]:
-                        msg += "  SERVER: " + "; ".join(r["server_problems"])
-                    print(msg, file=sys.stderr, flush=True)
+                order += [(shape, n, s)
+                          for s in block_order(args.strategies, rng)]
+            for shape, n, s in order:
+                r = run_one(args, pinned, shape, n, s)
+                r["repetition"] = rep
+                runs.append(r)
+                errs = (r["connect_errors"] + r["read_errors"] +
+                        r["write_errors"] + r["timeout_errors"])
+                msg = (f"[{len(runs)}/{total}] rep {rep} "
+                       f"{SHAPES[shape].format(n=n):<11} {s:<13} "
+                       f"{r['qps']:>9.0f} req/s  p50 {r['p50_ms']}ms "
+                       f"p99 {r['p99_ms']}ms  errors {errs} non2xx "
+                       f"{r['non2xx']}")
+                if r["server_problems"]:
+                    msg += "  SERVER: " + "; ".join(r["server_problems"])
+                print(msg, file=sys.stderr, flush=True)
     except Failure as e:
         print(f"http_qps: {e}", file=sys.stderr)
         return 2
@@ -737,7 +676,6 @@ def main(argv):
         "command": " ".join([os.path.basename(sys.argv[0])] + argv),
         "server": args.server,
         "duration_s": args.duration,
-        "slices": args.slices,
         "repetitions": args.repetitions,
         "connections": args.connections,
         "placement": placement,
@@ -785,12 +723,8 @@ def report(args, meta, runs):
     placement = meta["placement"]
     summary = summarize(runs, shapes, pieces, strategies)
     results = bars(summary, runs, shapes, pieces, strategies)
-    slices = meta.get("slices", 1)
-    run_text = (f"wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s"
-                + (f" x {slices} slices per run (a bar's two sides "
-                   "alternating)" if slices > 1 else "")
-                + f", {meta['repetitions']} repetitions interleaved, "
-                f"{placement}")
+    run_text = (f"wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s, "
+                f"{meta['repetitions']} repetitions interleaved, {placement}")
     print(f"zchttpd under {run_text}; load average before "
           f"{meta['load_average_before']}, after "
           f"{meta['load_average_after']}")

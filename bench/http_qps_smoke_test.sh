@@ -120,37 +120,4 @@ out = open(f"{d}/out").read()
 if "PASS  size-aware: zero socket errors" not in out:
     sys.exit("FAIL: table has no error bar")
 PY
-
-# Slices: a bar's two sides, each run two wrk runs against one server.
-python3 "$script" --server "$zchttpd" --duration 1s --repetitions 1 \
-  --slices 2 --pieces 4 --shapes mixed --strategies all-copy,adaptive \
-  --connections 10 --json "$tmp/s.json" >"$tmp/s.out" 2>"$tmp/s.err"
-rc=$?
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; then
-  echo "FAIL: http_qps.py --slices 2 exit $rc: $(cat "$tmp/s.out" "$tmp/s.err")" >&2
-  exit 1
-fi
-python3 - "$tmp" <<'PY' || { cat "$tmp/s.out" "$tmp/s.err" >&2; exit 1; }
-import json, statistics, sys
-j = json.load(open(f"{sys.argv[1]}/s.json"))
-runs = j["runs"]
-if j["slices"] != 2 or sorted(r["strategy"] for r in runs) != \
-        ["adaptive", "all-copy"]:
-    sys.exit(f"FAIL: slices runs {[(r['strategy'], r['slices']) for r in runs]}")
-for r in runs:
-    if r["slices"] != 2 or len(r["slice_qps"]) != 2:
-        sys.exit(f"FAIL: {r['strategy']}: slices {r['slice_qps']}")
-    if abs(r["qps"] - statistics.mean(r["slice_qps"])) > 1e-6:
-        sys.exit(f"FAIL: {r['strategy']}: qps is not the slices' mean")
-    if r["server_problems"]:
-        sys.exit(f"FAIL: {r['strategy']}: {r['server_problems']}")
-    # One server served both slices: its responses cover both wrk runs.
-    final = dict(w.split("=") for w in r["server_final"].split()
-                 if "=" in w)
-    if int(final["responses"]) < r["requests"]:
-        sys.exit(f"FAIL: {r['strategy']}: {final['responses']} responses < "
-                 f"{r['requests']} requests")
-if "x 2 slices per run" not in open(f"{sys.argv[1]}/s.out").read():
-    sys.exit("FAIL: the table does not say the runs were sliced")
-PY
 echo "PASS"
